@@ -1,0 +1,1 @@
+"""Evaluation: image quality metrics and the pictures people look at (depth maps, grids, charts, videos)."""
