@@ -1,0 +1,1 @@
+"""Datasets: cameras and rays, transforms.json scenes, images, the built-in demo scene."""
