@@ -1,0 +1,56 @@
+"""Helpers shared by the benchmarks: JSON lines with the hardware, wall-clock with device sync."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import torch
+
+from ins_core.device import hardware_description
+
+
+def emit(figure: str, **values) -> None:
+    """One JSON line per figure on stdout."""
+    print(json.dumps({"figure": figure, **values}), flush=True)
+
+
+def emit_hardware(device: torch.device) -> dict:
+    info = hardware_description(device)
+    emit("hardware", **info, python=sys.version.split()[0])
+    return info
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> dict:
+    """Peak GPU memory allocated by torch, or the process's peak resident memory on the CPU."""
+    if device.type == "cuda":
+        return {"peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+class Stopwatch:
+    """Counts only the time between start() and stop(), so evaluation can be left out."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.total = 0.0
+        self._started = None
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def stop(self) -> float:
+        sync(self.device)
+        self.total += time.perf_counter() - self._started
+        self._started = None
+        return self.total
+
+    def peek(self) -> float:
+        return self.total + (time.perf_counter() - self._started if self._started is not None else 0.0)

@@ -1,0 +1,73 @@
+"""Time-to-PSNR of NeRF reconstruction on NeRF-synthetic lego (held-out views r_0, r_10, ..., r_90).
+
+    python bench/fit_lego.py --resolution 100 --time-budget 600              # CPU target: >= 25 dB
+    python bench/fit_lego.py --resolution 400 --time-budget 60 --device cuda # H100 target: >= 30 dB
+
+Prints JSON lines: the hardware, then PSNR/SSIM on the held-out views at several training times
+(evaluation time is not counted), then peak memory. Reads ../shared/data; the project itself never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Stopwatch, emit, emit_hardware, peak_memory_mb  # noqa: E402
+from ins_core.eval.evaluate import evaluate_views  # noqa: E402
+from ins_core.train.fit import FitRequest, start_fit  # noqa: E402
+from ins_core.train.loading import TrainedRun  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nerf_synthetic_lego"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--resolution", type=int, default=100)
+    parser.add_argument("--time-budget", type=float, default=600.0)
+    parser.add_argument("--evaluations", type=int, default=6, help="how many points on the time-to-PSNR curve")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-rays", type=int)
+    parser.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
+    args = parser.parse_args()
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="fit_lego_")) / "run"
+    holdout = [f"r_{i}" for i in range(0, 100, 10)]
+    # Steps are an upper bound here; the time budget ends the run. The learning-rate decay is set for
+    # roughly the number of steps the budget allows (measured after the first steps).
+    request = FitRequest(data=args.data, kind="nerf", out=out, device=args.device, resolution=args.resolution,
+                         steps=10**6, batch_rays=args.batch_rays, holdout_names=holdout, force=True)
+    session = start_fit(request)
+    device = session.device
+    emit_hardware(device)
+    emit("setup", resolution=args.resolution, train_views=len(session.data.train), test_views=len(session.data.test),
+         batch_rays=session.config["batch_rays"], n_samples=session.config["model"]["n_samples"], aabb=session.config["aabb"])
+    trained = TrainedRun(session.run, session.config, session.model, session.data, device)
+    marks = [args.time_budget * (k + 1) / args.evaluations for k in range(args.evaluations)]
+    clock = Stopwatch(device)
+    calibrated = False
+    for mark in marks:
+        clock.start()
+        while clock.peek() < mark:
+            session.trainer.step()
+            if not calibrated and session.step == 50:
+                clock.stop()
+                steps_in_budget = int(50 * args.time_budget / clock.total)
+                session.trainer.total_steps = steps_in_budget
+                emit("schedule", steps_planned=steps_in_budget)
+                calibrated = True
+                clock.start()
+        elapsed = clock.stop()
+        session.model.eval()
+        metrics = evaluate_views(trained, session.data.test)
+        emit("time_to_psnr", elapsed_s=round(elapsed, 1), step=session.step, psnr=round(metrics["psnr"], 2), ssim=round(metrics["ssim"], 4))
+    emit("memory", **peak_memory_mb(device))
+    session.save("done")
+
+
+if __name__ == "__main__":
+    main()

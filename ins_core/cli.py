@@ -1,0 +1,88 @@
+"""Command line: python -m ins_core fit | render | eval | demo.
+
+User mistakes (InputError) print one sentence and exit with status 2; Ctrl-C during training keeps a
+checkpoint so the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError
+from .train.settings import FIELD_KINDS
+
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where to compute (auto: cuda, then mps, then cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ins_core", description="Implicit neural representations and stylization (INS).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="train a NeRF, SDF or image field from posed views (or an image)")
+    fit.add_argument("--data", required=True, type=Path, help="dataset folder with transforms_train.json / transforms.json (an image file for --field image)")
+    fit.add_argument("--field", default="nerf", choices=FIELD_KINDS)
+    fit.add_argument("--out", required=True, type=Path, help="run folder to create (an unfinished run there resumes)")
+    fit.add_argument("--resolution", type=_positive_int, help="train on views resized to this width in pixels")
+    fit.add_argument("--steps", type=_positive_int, help="optimiser steps (default depends on the field and device)")
+    fit.add_argument("--batch-rays", type=_positive_int, help="rays (or pixels) per step")
+    fit.add_argument("--time-budget", type=float, help="stop after this many seconds of training (resumable)")
+    fit.add_argument("--holdout-every", type=int, default=10, help="without a test split, hold out every n-th view (0: none)")
+    fit.add_argument("--image-backbone", default="hashgrid", choices=("hashgrid", "siren"), help="for --field image")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--force", action="store_true", help="replace another run in --out")
+    _add_device(fit)
+
+    render = commands.add_parser("render", help="render held-out views, depth maps and a turntable of a run")
+    render.add_argument("--run", required=True, type=Path)
+    render.add_argument("--turntable-frames", type=_positive_int, default=48)
+    render.add_argument("--format", default="gif", choices=("gif", "mp4"), help="turntable video format")
+    render.add_argument("--no-turntable", action="store_true")
+    render.add_argument("--width", type=_positive_int, help="image fields: output width in pixels (any resolution)")
+    _add_device(render)
+
+    evaluate = commands.add_parser("eval", help="PSNR and SSIM on held-out views, written to RUN/metrics.json")
+    evaluate.add_argument("--run", required=True, type=Path)
+    _add_device(evaluate)
+
+    demo = commands.add_parser("demo", help="the built-in demo: generate the scene, train, render and evaluate")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--steps", type=_positive_int)
+    demo.add_argument("--force", action="store_true")
+    _add_device(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import commands  # torch is imported only once arguments are known to be well-formed
+
+    try:
+        return getattr(commands, f"run_{args.command.replace('-', '_')}")(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept, run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2))

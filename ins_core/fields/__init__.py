@@ -1,0 +1,1 @@
+"""Fields: encodings, MLPs and the NeRF / SDF / image fields (the INS content module)."""

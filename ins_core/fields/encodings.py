@@ -1,0 +1,157 @@
+"""Input encodings: Fourier features, a multiresolution hash grid, spherical harmonics.
+
+Each encoding is an `nn.Module` with an `output_dim` attribute and maps [N, D] -> [N, output_dim].
+Positions given to the hash grid must already be normalised to [0, 1]^D.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Large primes from the instant-ngp paper's spatial hash (first dimension left unscaled).
+_HASH_PRIMES = (1, 2654435761, 805459861, 3674653429)
+
+
+
+class FourierEncoding(nn.Module):
+    """gamma(p) = [p, sin(2^k p), cos(2^k p)] for k < n_frequencies (the NeRF positional encoding).
+
+    `include_pi=False` follows the published INS code (no pi factor in the frequencies).
+    """
+
+    def __init__(self, in_dim: int, n_frequencies: int, include_input: bool = True, include_pi: bool = False):
+        super().__init__()
+        scale = math.pi if include_pi else 1.0
+        self.register_buffer("frequencies", scale * 2.0 ** torch.arange(n_frequencies, dtype=torch.float32), persistent=False)
+        self.include_input = include_input
+        self.in_dim = in_dim
+        self.output_dim = in_dim * (2 * n_frequencies + int(include_input))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scaled = (x[..., None] * self.frequencies).flatten(-2)
+        parts = [torch.sin(scaled), torch.cos(scaled)]
+        if self.include_input:
+            parts.insert(0, x)
+        return torch.cat(parts, dim=-1)
+
+
+class HashGridEncoding(nn.Module):
+    """Multiresolution hash encoding (Mueller et al. 2022) in plain PyTorch.
+
+    Level l has resolution floor(base * growth^l). Coarse levels whose (res+1)^D corners fit in the
+    table are indexed densely (no collisions); finer ones are hashed into 2^log2_table_size slots.
+    Features of the 2^D cell corners are blended with multilinear weights, so the output is
+    differentiable with respect to both the table and the input positions (needed for SDF normals).
+    """
+
+    def __init__(
+        self,
+        in_dim: int = 3,
+        n_levels: int = 16,
+        features_per_level: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        max_resolution: int = 2048,
+        init_scale: float = 1e-4,
+    ):
+        super().__init__()
+        if not 1 <= in_dim <= len(_HASH_PRIMES):
+            raise ValueError(f"hash grid supports 1..{len(_HASH_PRIMES)} input dims, got {in_dim}")
+        growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / max(n_levels - 1, 1))
+        resolutions = [int(math.floor(base_resolution * growth**level)) for level in range(n_levels)]
+        table_cap = 2**log2_table_size
+        sizes, dense = [], []
+        for res in resolutions:
+            dense_size = (res + 1) ** in_dim
+            dense.append(dense_size <= table_cap)
+            sizes.append(min(dense_size, table_cap))
+        offsets = [0]
+        for size in sizes:
+            offsets.append(offsets[-1] + size)
+
+        self.in_dim = in_dim
+        self.n_levels = n_levels
+        self.features_per_level = features_per_level
+        self.output_dim = n_levels * features_per_level
+        self.resolutions = resolutions
+        self.register_buffer("level_resolution", torch.tensor(resolutions, dtype=torch.float32), persistent=False)
+        self.register_buffer("level_offset", torch.tensor(offsets[:-1], dtype=torch.int64), persistent=False)
+        self.register_buffer("level_dense", torch.tensor(dense), persistent=False)
+        # Hashed levels never use the dense index (and their strides would overflow), so they get 0.
+        strides = torch.tensor([[(res + 1) ** d if dense[i] else 0 for d in range(in_dim)] for i, res in enumerate(resolutions)], dtype=torch.int64)
+        self.register_buffer("dense_stride", strides, persistent=False)
+        self.hash_mask = table_cap - 1
+        self.register_buffer("primes", torch.tensor(list(_HASH_PRIMES[:in_dim]), dtype=torch.int64), persistent=False)
+        self.table = nn.Parameter(torch.empty(offsets[-1], features_per_level).uniform_(-init_scale, init_scale))
+
+    def _per_corner(self, per_dim: torch.Tensor, combine) -> torch.Tensor:
+        """Expand per-dimension values [N, L, D, 2] (low / high corner) to the 2^D corners [N, L, C].
+
+        Combining dimension by dimension with broadcasting touches N*L*2^D elements once, instead of
+        materialising [N, L, C, D] corner coordinates (the dominant cost on the CPU).
+        """
+        n, levels = per_dim.shape[:2]
+        out = per_dim[:, :, 0]
+        for d in range(1, self.in_dim):
+            out = combine(out.unsqueeze(-1), per_dim[:, :, d].view(n, levels, *([1] * d), 2))
+        return out.reshape(n, levels, 2**self.in_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        # Keep the high corner inside the grid for points on the upper boundary.
+        x = x.float().clamp(0.0, 1.0 - 1e-6)
+        position = x[:, None, :] * self.level_resolution[None, :, None]  # [N, L, D]
+        cell_float = position.detach().floor()
+        frac = position - cell_float
+        cell = cell_float.long()
+        low_high = torch.stack([cell, cell + 1], dim=-1)  # [N, L, D, 2]
+        dense_index = self._per_corner(low_high * self.dense_stride[None, :, :, None], torch.add)
+        hash_index = self._per_corner(low_high * self.primes[None, None, :, None], torch.bitwise_xor)
+        # Table sizes are powers of two for hashed levels and dense indices never exceed their
+        # level's size, so one bit mask replaces a modulo for every level.
+        index = torch.where(self.level_dense[None, :, None], dense_index, hash_index) & self.hash_mask
+        index = index + self.level_offset[None, :, None]
+        weights = self._per_corner(torch.stack([1 - frac, frac], dim=-1), torch.mul)  # [N, L, C]
+        features = self.table.index_select(0, index.reshape(-1))
+        features = features.view(n, self.n_levels, 2**self.in_dim, self.features_per_level)
+        return (features * weights[..., None]).sum(2).reshape(n, self.output_dim)
+
+
+class SphericalHarmonicsEncoding(nn.Module):
+    """Real spherical harmonics of unit directions up to degree 4 (16 outputs), as in instant-ngp."""
+
+    def __init__(self, degree: int = 4):
+        super().__init__()
+        if not 1 <= degree <= 4:
+            raise ValueError(f"spherical harmonics degree must be 1..4, got {degree}")
+        self.degree = degree
+        self.output_dim = degree**2
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        x, y, z = d.unbind(-1)
+        terms = [torch.full_like(x, 0.28209479177387814)]
+        if self.degree > 1:
+            terms += [-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x]
+        if self.degree > 2:
+            xx, yy, zz = x * x, y * y, z * z
+            terms += [
+                1.0925484305920792 * x * y,
+                -1.0925484305920792 * y * z,
+                0.94617469575755997 * zz - 0.31539156525251999,
+                -1.0925484305920792 * x * z,
+                0.54627421529603959 * (xx - yy),
+            ]
+        if self.degree > 3:
+            terms += [
+                0.59004358992664352 * y * (-3.0 * xx + yy),
+                2.8906114426405538 * x * y * z,
+                0.45704579946446572 * y * (1.0 - 5.0 * zz),
+                0.3731763325901154 * z * (5.0 * zz - 3.0),
+                0.45704579946446572 * x * (1.0 - 5.0 * zz),
+                1.4453057213202769 * z * (xx - yy),
+                0.59004358992664352 * x * (-xx + 3.0 * yy),
+            ]
+        return torch.stack(terms, dim=-1)

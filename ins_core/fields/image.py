@@ -1,0 +1,54 @@
+"""Image fields: (x, y) in [0, 1]^2 -> RGB, as a SIREN or a 2D hash grid + small MLP.
+
+Being continuous, a fitted image field renders at any resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .encodings import HashGridEncoding
+from .mlp import Siren, mlp
+
+IMAGE_BACKBONES = ("siren", "hashgrid")
+
+
+@dataclass
+class ImageFieldConfig:
+    backbone: str = "hashgrid"
+    hidden_dim: int = 64
+    n_hidden: int = 2
+    siren_hidden_dim: int = 256
+    siren_layers: int = 4
+    n_levels: int = 16
+    features_per_level: int = 2
+    log2_table_size: int = 18
+    base_resolution: int = 8
+    max_resolution: int = 1024
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ImageField(nn.Module):
+    def __init__(self, config: ImageFieldConfig | None = None):
+        super().__init__()
+        self.config = config or ImageFieldConfig()
+        c = self.config
+        if c.backbone not in IMAGE_BACKBONES:
+            raise ValueError(f"image backbone must be one of {IMAGE_BACKBONES}, got {c.backbone!r}")
+        if c.backbone == "siren":
+            self.encoding = None
+            self.net = Siren(2, c.siren_hidden_dim, c.siren_layers, 3)
+        else:
+            self.encoding = HashGridEncoding(2, c.n_levels, c.features_per_level, c.log2_table_size, c.base_resolution, c.max_resolution)
+            self.net = mlp(self.encoding.output_dim, c.hidden_dim, c.n_hidden, 3)
+
+    def forward(self, uv: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] at image positions [N, 2] ((0, 0) top-left, (1, 1) bottom-right)."""
+        if self.encoding is None:
+            return torch.sigmoid(self.net(uv * 2.0 - 1.0))
+        return torch.sigmoid(self.net(self.encoding(uv)))

@@ -1,0 +1,1 @@
+"""Rendering: ray-box clipping, samplers, occupancy grid, volume compositing."""

@@ -1,0 +1,205 @@
+"""Reconstruction (pre-training): fit a NeRF, SDF or image field and keep it in a run directory.
+
+`start_fit` creates or resumes a run and returns a `FitSession`; `FitSession.run` trains until the
+step count or time budget is reached, or `should_stop()` says so, writing checkpoints atomically.
+The CLI wraps it in a tqdm bar; the worker turns its callbacks into protocol events.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field as dataclass_field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data.dataset import PosedViews, load_dataset
+from ..data.images import load_rgb
+from ..device import resolve_device
+from ..errors import InputError
+from ..job import write_json_atomic
+from .batches import PixelBatcher, RayBatcher
+from .checkpoint import load_checkpoint, save_checkpoint
+from .runs import RunDir
+from .scene_models import build_model
+from .settings import FIELD_KINDS, default_settings
+from .trainer import StepResult, Trainer
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class FitRequest:
+    data: Path
+    kind: str
+    out: Path
+    device: str = "auto"
+    resolution: int | None = None
+    steps: int | None = None
+    batch_rays: int | None = None
+    holdout_every: int = 10
+    holdout_names: list[str] | None = None
+    seed: int = 0
+    force: bool = False
+    image_backbone: str = "hashgrid"
+
+
+@dataclass
+class LoadedData:
+    """What a run trains on: posed views (NeRF, SDF) or one image (image field)."""
+
+    train: PosedViews | None = None
+    test: PosedViews | None = None
+    image: torch.Tensor | None = None  # [H, W, 3]
+
+    def aabb(self) -> torch.Tensor | None:
+        return None if self.train is None else self.train.aabb
+
+
+def load_run_data(config: dict, device: torch.device) -> LoadedData:
+    """The data a run was (or will be) trained on, as recorded in its run.json."""
+    data = config["data"]
+    if config["kind"] == "image":
+        pixels = load_rgb(Path(data["path"]), "image to fit")
+        if data.get("width"):
+            from PIL import Image
+
+            pixels = np.asarray(Image.fromarray((pixels * 255).round().astype(np.uint8)).resize((data["width"], data["height"]), Image.Resampling.BOX), dtype=np.float32) / 255.0
+        return LoadedData(image=torch.from_numpy(np.ascontiguousarray(pixels)).to(device))
+    names = set(data["holdout_names"]) if data.get("holdout_names") else None
+    train, test = load_dataset(data["path"], data.get("resolution"), data.get("holdout_every", 10), names)
+    if config.get("aabb"):
+        train.aabb = torch.tensor(config["aabb"], dtype=torch.float32).view(2, 3)
+    return LoadedData(train=train.to(device), test=None if test is None else test.to(device))
+
+
+def _image_data_record(request: FitRequest) -> dict:
+    path = request.data
+    if path.is_dir():
+        raise InputError(f"'{path}' is a folder; --field image fits one image file (PNG or JPEG).")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"'{path}' is not an image file ({', '.join(IMAGE_SUFFIXES)}); pass the image to fit with --data.")
+    size = load_rgb(path, "image to fit").shape
+    width = request.resolution or size[1]
+    return {"path": str(path.resolve()), "width": width, "height": max(1, round(size[0] * width / size[1]))}
+
+
+def _new_config(request: FitRequest, device: torch.device) -> dict:
+    if request.kind not in FIELD_KINDS:
+        raise InputError(f"Field '{request.kind}' is not known; use one of {', '.join(FIELD_KINDS)}.")
+    if request.kind == "image":
+        data = _image_data_record(request)
+        width = data["width"]
+    else:
+        data = {"path": str(request.data.resolve()), "resolution": request.resolution, "holdout_every": request.holdout_every, "holdout_names": request.holdout_names}
+        width = request.resolution or 800
+    settings = default_settings(request.kind, device, width)
+    if request.kind == "image":
+        settings["model"]["field"]["backbone"] = request.image_backbone
+    for key in ("steps", "batch_rays"):
+        value = getattr(request, key)
+        if value is not None:
+            if value <= 0:
+                raise InputError(f"--{key.replace('_', '-')} must be a positive integer, got {value}.")
+            settings[key] = value
+    return {"kind": request.kind, "data": data, "device": request.device, "seed": request.seed, **settings, "aabb": None, "step": 0, "status": "new"}
+
+
+def _signature(config: dict) -> dict:
+    return {"kind": config["kind"], "data": config["data"]}
+
+
+class FitSession:
+    """A run being trained: its model, trainer and data, ready to step."""
+
+    checkpoint_every = 500
+    history_every = 10
+
+    def __init__(self, run: RunDir, config: dict, device: torch.device):
+        self.run = run
+        self.config = config
+        self.device = device
+        torch.manual_seed(config["seed"])
+        self.data = load_run_data(config, device)
+        aabb = self.data.aabb()
+        if aabb is not None:
+            config["aabb"] = aabb.flatten().tolist()
+        self.model = build_model(config["kind"], aabb, config["model"]).to(device)
+        if config["kind"] == "image":
+            batches = PixelBatcher(self.data.image, config["batch_rays"])
+        else:
+            batches = RayBatcher(self.data.train, config["batch_rays"])
+            if config["kind"] == "nerf":
+                self._seed_occupancy()
+        self.trainer = Trainer(self.model, batches, config["lr"], config["steps"])
+        self.history: list[dict] = []
+        if run.checkpoint_path.is_file():
+            state = load_checkpoint(run.checkpoint_path, device)
+            self.trainer.load_state_dict(state["trainer"])
+            self.history = list(state.get("history", []))
+
+    def _seed_occupancy(self) -> None:
+        """Start the occupancy grid from the visual hull of the training masks."""
+        from ..data.bounds import foreground_votes
+
+        views = self.data.train
+        alpha = views.images[..., 3].float().cpu() / 255.0
+        c2w, intrinsics = views.c2w.cpu(), views.intrinsics.cpu()
+        grid = self.model.grid
+        cell = float(((grid.aabb[1] - grid.aabb[0]) / grid.resolution).max())
+        pixels_per_cell = float(intrinsics[:, 0].max()) * cell / float(c2w[:, :3, 3].norm(dim=-1).min())
+        dilation = max(1, int(np.ceil(pixels_per_cell)))
+        grid.seed(lambda points: foreground_votes(points.cpu(), alpha, c2w, intrinsics, dilation=dilation) >= 0)
+
+    @property
+    def step(self) -> int:
+        return self.trainer.step_index
+
+    def save(self, status: str) -> None:
+        save_checkpoint(self.run.checkpoint_path, {"trainer": self.trainer.state_dict(), "history": self.history})
+        self.config.update(step=self.step, status=status)
+        self.run.write_config(self.config)
+        write_json_atomic(self.run.history_path, self.history)
+
+    def run_loop(self, time_budget: float | None = None, on_step: Callable[[StepResult, float], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> str:
+        """Train to the configured step count; returns 'done', 'stopped' or 'time_budget'."""
+        start = time.perf_counter()
+        elapsed_before = self.history[-1]["time"] if self.history else 0.0
+        outcome = "done"
+        while self.step < self.config["steps"]:
+            if should_stop is not None and should_stop():
+                outcome = "stopped"
+                break
+            elapsed = time.perf_counter() - start
+            if time_budget is not None and elapsed >= time_budget:
+                outcome = "time_budget"
+                break
+            result = self.trainer.step()
+            if result.step % self.history_every == 0:
+                self.history.append({"step": result.step, "time": elapsed_before + time.perf_counter() - start, "loss": result.loss, "psnr": result.psnr})
+            if on_step is not None:
+                on_step(result, time.perf_counter() - start)
+            if result.step % self.checkpoint_every == 0:
+                self.save("training")
+        self.save("done" if self.step >= self.config["steps"] else "training")
+        return outcome
+
+
+def start_fit(request: FitRequest) -> FitSession:
+    """Create a new run, or resume the unfinished run with the same data in the same folder."""
+    device = resolve_device(request.device)
+    run = RunDir(request.out)
+    config = _new_config(request, device)
+    resume = run.prepare_new(_signature(config), request.force)
+    if resume:
+        previous = run.read_config()
+        if request.steps is not None:
+            previous["steps"] = max(request.steps, previous.get("step", 0))
+        config = previous
+    session = FitSession(run, config, device)
+    if not resume:
+        session.save("training")
+    return session

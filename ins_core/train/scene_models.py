@@ -1,0 +1,113 @@
+"""Trainable scene models: a field plus what it takes to render and supervise it.
+
+All models share one interface so the trainer, the renderer of views and the CLI treat them alike:
+`render(origins, directions, background, jitter)`, `training_loss(batch)`, `maintain(step)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dataclass_field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..fields.image import ImageField, ImageFieldConfig
+from ..fields.nerf import NerfField, NerfFieldConfig
+from ..fields.sdf import SdfField, SdfFieldConfig
+from ..render.nerf_renderer import render_nerf_rays
+from ..render.occupancy import OccupancyGrid
+from ..render.sdf_renderer import render_sdf_rays
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor
+    rgb_mse: torch.Tensor
+    extra: dict = dataclass_field(default_factory=dict)
+
+
+def composite_target(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """The photograph laid over the step's background colour (straight alpha)."""
+    return rgba[:, :3] * rgba[:, 3:] + background * (1.0 - rgba[:, 3:])
+
+
+class NerfModel(nn.Module):
+    kind = "nerf"
+
+    def __init__(self, aabb: torch.Tensor, field_config: dict, n_samples: int, grid_resolution: int, grid_update_every: int = 16):
+        super().__init__()
+        self.field = NerfField(aabb, NerfFieldConfig(**field_config))
+        self.grid = OccupancyGrid(aabb, grid_resolution)
+        self.n_samples = n_samples
+        self.grid_update_every = grid_update_every
+        diagonal = float((aabb[1] - aabb[0]).norm())
+        self.step_size = diagonal / n_samples
+
+    def render(self, origins, directions, background=None, jitter=False):
+        return render_nerf_rays(self.field, origins, directions, self.n_samples, self.grid, background, jitter)
+
+    def training_loss(self, origins, directions, rgba, background) -> LossTerms:
+        out = self.render(origins, directions, background, jitter=True)
+        mse = F.mse_loss(out.rgb, composite_target(rgba, background))
+        return LossTerms(mse, mse, {"samples_per_ray": out.n_evaluated / origins.shape[0]})
+
+    @torch.no_grad()
+    def maintain(self, step: int) -> None:
+        """Refresh the occupancy grid every few steps (on a CPU a quarter of the cells at a time)."""
+        if step > 0 and step % self.grid_update_every == 0:
+            fraction = 1.0 if self.grid.density.device.type != "cpu" else 0.25
+            self.grid.update(self.field.sigma, self.step_size, fraction=fraction)
+
+
+class SdfModel(nn.Module):
+    kind = "sdf"
+
+    def __init__(self, aabb: torch.Tensor, field_config: dict, n_samples: int, eikonal_weight: float = 0.1, mask_weight: float = 0.1):
+        super().__init__()
+        self.field = SdfField(aabb, SdfFieldConfig(**field_config))
+        self.n_samples = n_samples
+        self.eikonal_weight = eikonal_weight
+        self.mask_weight = mask_weight
+
+    def render(self, origins, directions, background=None, jitter=False):
+        return render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter)
+
+    def training_loss(self, origins, directions, rgba, background) -> LossTerms:
+        out = self.render(origins, directions, background, jitter=True)
+        mse = F.mse_loss(out.rgb, composite_target(rgba, background))
+        grad_norm = out.gradients.norm(dim=-1)
+        eikonal = ((grad_norm - 1.0) ** 2)[out.inside_box].mean()
+        opacity = out.opacity.clamp(1e-4, 1 - 1e-4)
+        mask = F.binary_cross_entropy(opacity, rgba[:, 3].clamp(0, 1))
+        total = mse + self.eikonal_weight * eikonal + self.mask_weight * mask
+        return LossTerms(total, mse, {"eikonal": eikonal.detach(), "inv_s": self.field.inv_s().detach()})
+
+    def maintain(self, step: int) -> None:
+        return None
+
+
+class ImageModel(nn.Module):
+    kind = "image"
+
+    def __init__(self, field_config: dict):
+        super().__init__()
+        self.field = ImageField(ImageFieldConfig(**field_config))
+
+    def training_loss(self, uv, rgb) -> LossTerms:
+        mse = F.mse_loss(self.field(uv), rgb)
+        return LossTerms(mse, mse)
+
+    def maintain(self, step: int) -> None:
+        return None
+
+
+def build_model(kind: str, aabb: torch.Tensor | None, settings: dict) -> nn.Module:
+    """A fresh model from its saved settings (the `model` part of a run's config)."""
+    if kind == "nerf":
+        return NerfModel(aabb, settings["field"], settings["n_samples"], settings["grid_resolution"])
+    if kind == "sdf":
+        return SdfModel(aabb, settings["field"], settings["n_samples"], settings.get("eikonal_weight", 0.1), settings.get("mask_weight", 0.1))
+    if kind == "image":
+        return ImageModel(settings["field"])
+    raise ValueError(f"unknown model kind {kind!r}")

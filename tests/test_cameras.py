@@ -1,0 +1,69 @@
+"""Rays and projections against cameras computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from ins_core.data.cameras import Intrinsics, camera_directions, image_pixels, intersect_aabb, look_at, project_points, rays_from_pixels
+
+
+def test_centre_pixel_of_an_unrotated_camera_looks_down_minus_z():
+    intr = Intrinsics.from_fov(math.radians(90), 4, 4)
+    assert intr.fx == pytest.approx(2.0)  # 0.5 * 4 / tan(45 deg)
+    origins, dirs = rays_from_pixels(torch.tensor([[2.0, 2.0]]), torch.eye(4), intr.as_tensor())
+    assert torch.allclose(dirs, torch.tensor([[0.0, 0.0, -1.0]]))
+    assert torch.allclose(origins, torch.zeros(1, 3))
+
+
+def test_corner_pixel_direction_matches_hand_computation():
+    # 90 degree horizontal field of view, 4x2 image: fx = fy = 2, cx = 2, cy = 1.
+    intr = Intrinsics.from_fov(math.radians(90), 4, 2).as_tensor()
+    top_left = camera_directions(torch.tensor([[0.5, 0.5]]), intr)
+    # x = (0.5 - 2) / 2 = -0.75, y = -(0.5 - 1) / 2 = +0.25 (rows go down, camera Y goes up)
+    assert torch.allclose(top_left, torch.tensor([[-0.75, 0.25, -1.0]]))
+
+
+def test_camera_rotation_and_translation_apply():
+    # A camera at (0, -5, 0) looking along +Y (Blender: rotate 90 degrees about X).
+    c2w = torch.tensor([[1.0, 0, 0, 0], [0, 0, -1, -5], [0, 1, 0, 0], [0, 0, 0, 1]])
+    intr = Intrinsics.from_fov(math.radians(60), 10, 10).as_tensor()
+    origins, dirs = rays_from_pixels(torch.tensor([[5.0, 5.0]]), c2w, intr)
+    assert torch.allclose(origins, torch.tensor([[0.0, -5.0, 0.0]]))
+    assert torch.allclose(dirs, torch.tensor([[0.0, 1.0, 0.0]]), atol=1e-6)
+
+
+def test_projection_inverts_ray_generation():
+    c2w = look_at(torch.tensor([3.0, -2.0, 1.5]), torch.tensor([0.1, 0.2, 0.0]))
+    intr = torch.tensor([50.0, 55.0, 31.0, 22.0])
+    pixels = torch.tensor([[3.5, 4.5], [31.0, 22.0], [60.2, 40.7]])
+    origins, dirs = rays_from_pixels(pixels, c2w, intr)
+    points = origins + 2.5 * dirs
+    projected, depth = project_points(points, c2w, intr)
+    assert torch.allclose(projected, pixels, atol=1e-4)
+    assert (depth > 0).all()
+
+
+def test_look_at_is_a_rotation_pointing_minus_z_at_the_target():
+    c2w = look_at(torch.tensor([1.0, 2.0, 3.0]), torch.zeros(3))
+    rotation = c2w[:3, :3]
+    assert torch.allclose(rotation @ rotation.T, torch.eye(3), atol=1e-6)
+    assert torch.det(rotation) == pytest.approx(1.0, abs=1e-6)
+    forward = -rotation[:, 2]
+    assert torch.allclose(forward, -torch.tensor([1.0, 2.0, 3.0]) / math.sqrt(14), atol=1e-6)
+
+
+def test_image_pixels_are_row_major_centres():
+    pixels = image_pixels(3, 2)
+    assert pixels.shape == (6, 2)
+    assert pixels[0].tolist() == [0.5, 0.5] and pixels[3].tolist() == [0.5, 1.5]
+
+
+def test_ray_box_intersection():
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    origins = torch.tensor([[0.0, 0.0, 5.0], [3.0, 3.0, 5.0], [0.0, 0.0, 0.0]])
+    dirs = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+    near, far, hit = intersect_aabb(origins, dirs, aabb)
+    assert hit.tolist() == [True, False, True]
+    assert near[0].item() == pytest.approx(4.0) and far[0].item() == pytest.approx(6.0)
+    assert near[2].item() == pytest.approx(0.0) and far[2].item() == pytest.approx(1.0)
