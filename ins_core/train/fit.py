@@ -7,6 +7,7 @@ The CLI wraps it in a tqdm bar; the worker turns its callbacks into protocol eve
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
@@ -58,9 +59,19 @@ class LoadedData:
         return None if self.train is None else self.train.aabb
 
 
-def load_run_data(config: dict, device: torch.device) -> LoadedData:
+def data_path(data: dict, run_root: Path | None) -> Path:
+    """Where the run's data is: relative to the run first (a job folder that was moved), else absolute."""
+    if run_root is not None and data.get("relative"):
+        candidate = (run_root / data["relative"]).resolve()
+        if candidate.exists():
+            return candidate
+    return Path(data["path"])
+
+
+def load_run_data(config: dict, device: torch.device, run_root: Path | None = None) -> LoadedData:
     """The data a run was (or will be) trained on, as recorded in its run.json."""
-    data = config["data"]
+    data = dict(config["data"])
+    data["path"] = str(data_path(data, run_root))
     if config["kind"] == "image":
         pixels = load_rgb(Path(data["path"]), "image to fit")
         if data.get("width"):
@@ -108,11 +119,17 @@ def _new_config(request: FitRequest, device: torch.device) -> dict:
 
 
 def _signature(config: dict) -> dict:
-    return {"kind": config["kind"], "data": config["data"]}
+    """What makes two fits the same run: the kind and the data (located relative to the run, so a
+    job folder that is moved as a whole still resumes)."""
+    data = {key: value for key, value in config["data"].items() if key != "path"}
+    return {"kind": config["kind"], "data": data}
 
 
-class FitSession:
-    """A run being trained: its model, trainer and data, ready to step."""
+class RunSession:
+    """A run being trained: a trainer stepping a model, with checkpoints and a loss history.
+
+    Subclasses build `self.model`, `self.trainer` and `self.data`, then call `_resume()`.
+    """
 
     checkpoint_every = 500
     history_every = 10
@@ -121,37 +138,13 @@ class FitSession:
         self.run = run
         self.config = config
         self.device = device
-        torch.manual_seed(config["seed"])
-        self.data = load_run_data(config, device)
-        aabb = self.data.aabb()
-        if aabb is not None:
-            config["aabb"] = aabb.flatten().tolist()
-        self.model = build_model(config["kind"], aabb, config["model"]).to(device)
-        if config["kind"] == "image":
-            batches = PixelBatcher(self.data.image, config["batch_rays"])
-        else:
-            batches = RayBatcher(self.data.train, config["batch_rays"])
-            if config["kind"] == "nerf":
-                self._seed_occupancy()
-        self.trainer = Trainer(self.model, batches, config["lr"], config["steps"])
         self.history: list[dict] = []
-        if run.checkpoint_path.is_file():
-            state = load_checkpoint(run.checkpoint_path, device)
+
+    def _resume(self) -> None:
+        if self.run.checkpoint_path.is_file():
+            state = load_checkpoint(self.run.checkpoint_path, self.device)
             self.trainer.load_state_dict(state["trainer"])
             self.history = list(state.get("history", []))
-
-    def _seed_occupancy(self) -> None:
-        """Start the occupancy grid from the visual hull of the training masks."""
-        from ..data.bounds import foreground_votes
-
-        views = self.data.train
-        alpha = views.images[..., 3].float().cpu() / 255.0
-        c2w, intrinsics = views.c2w.cpu(), views.intrinsics.cpu()
-        grid = self.model.grid
-        cell = float(((grid.aabb[1] - grid.aabb[0]) / grid.resolution).max())
-        pixels_per_cell = float(intrinsics[:, 0].max()) * cell / float(c2w[:, :3, 3].norm(dim=-1).min())
-        dilation = max(1, int(np.ceil(pixels_per_cell)))
-        grid.seed(lambda points: foreground_votes(points.cpu(), alpha, c2w, intrinsics, dilation=dilation) >= 0)
 
     @property
     def step(self) -> int:
@@ -179,7 +172,7 @@ class FitSession:
                 break
             result = self.trainer.step()
             if result.step % self.history_every == 0:
-                self.history.append({"step": result.step, "time": elapsed_before + time.perf_counter() - start, "loss": result.loss, "psnr": result.psnr})
+                self.history.append({"step": result.step, "time": elapsed_before + time.perf_counter() - start, "loss": result.loss, "psnr": result.psnr, **result.extra})
             if on_step is not None:
                 on_step(result, time.perf_counter() - start)
             if result.step % self.checkpoint_every == 0:
@@ -188,12 +181,48 @@ class FitSession:
         return outcome
 
 
+class FitSession(RunSession):
+    """Reconstruction of a NeRF, SDF or image field."""
+
+    def __init__(self, run: RunDir, config: dict, device: torch.device):
+        super().__init__(run, config, device)
+        torch.manual_seed(config["seed"])
+        self.data = load_run_data(config, device, run.root)
+        aabb = self.data.aabb()
+        if aabb is not None:
+            config["aabb"] = aabb.flatten().tolist()
+        self.model = build_model(config["kind"], aabb, config["model"]).to(device)
+        if config["kind"] == "image":
+            batches = PixelBatcher(self.data.image, config["batch_rays"])
+        else:
+            batches = RayBatcher(self.data.train, config["batch_rays"])
+            if config["kind"] == "nerf":
+                self._seed_occupancy()
+        self.trainer = Trainer(self.model, batches, config["lr"], config["steps"])
+        self._resume()
+
+    def _seed_occupancy(self) -> None:
+        """Start the occupancy grid from the visual hull of the training masks."""
+        from ..data.bounds import foreground_votes
+
+        views = self.data.train
+        alpha = views.images[..., 3].float().cpu() / 255.0
+        c2w, intrinsics = views.c2w.cpu(), views.intrinsics.cpu()
+        grid = self.model.grid
+        cell = float(((grid.aabb[1] - grid.aabb[0]) / grid.resolution).max())
+        pixels_per_cell = float(intrinsics[:, 0].max()) * cell / float(c2w[:, :3, 3].norm(dim=-1).min())
+        dilation = max(1, int(np.ceil(pixels_per_cell)))
+        grid.seed(lambda points: foreground_votes(points.cpu(), alpha, c2w, intrinsics, dilation=dilation) >= 0)
+
+
 def start_fit(request: FitRequest) -> FitSession:
     """Create a new run, or resume the unfinished run with the same data in the same folder."""
     device = resolve_device(request.device)
     run = RunDir(request.out)
     config = _new_config(request, device)
-    resume = run.prepare_new(_signature(config), request.force)
+    config["data"]["relative"] = os.path.relpath(config["data"]["path"], Path(request.out).resolve())
+    config["signature"] = _signature(config)
+    resume = run.prepare_new(config["signature"], request.force)
     if resume:
         previous = run.read_config()
         if request.steps is not None:

@@ -36,5 +36,5 @@ def open_run(path: str | Path, device: str = "auto", load_data: bool = True) -> 
     state = load_checkpoint(run.checkpoint_path, torch_device)
     model.load_state_dict(state["trainer"]["model"])
     model.eval()
-    data = load_run_data(config, torch_device) if load_data else LoadedData()
+    data = load_run_data(config, torch_device, run.root) if load_data else LoadedData()
     return TrainedRun(run, config, model, data, torch_device)

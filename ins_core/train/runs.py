@@ -79,8 +79,8 @@ class RunDir:
         if force:
             shutil.rmtree(self.root)
             return False
-        config = self.read_config()
-        if {key: config.get(key) for key in signature} != signature:
-            differing = sorted(key for key in signature if config.get(key) != signature[key])
+        stored = self.read_config().get("signature", {})
+        if stored != signature:
+            differing = sorted(key for key in set(signature) | set(stored) if stored.get(key) != signature.get(key))
             raise InputError(f"Output folder '{self.root}' holds another run (different {', '.join(differing)}); choose another --out or pass --force to replace it.")
         return True

@@ -39,15 +39,19 @@ class Trainer:
     max_recoveries = 4
     snapshot_every = 100
 
-    def __init__(self, model: nn.Module, batches: Callable[[], dict], lr: float, total_steps: int, final_lr_fraction: float = 0.1):
+    def __init__(self, model: nn.Module, batches: Callable[[], dict], lr: float, total_steps: int, final_lr_fraction: float = 0.1,
+                 loss_fn: Callable[..., "object"] | None = None):
+        """`loss_fn(**batch)` defaults to `model.training_loss`; only parameters that need gradients are optimised."""
         self.model = model
         self.batches = batches
+        self.loss_fn = loss_fn or model.training_loss
         self.total_steps = total_steps
         self.base_lr = lr
         self.lr_scale = 1.0  # lowered by NaN recovery
         self.final_lr_fraction = final_lr_fraction
         # eps as in instant-ngp: hash table entries that are rarely touched still move.
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=lr, betas=(0.9, 0.99), eps=1e-15)
         self.step_index = 0
         self.recoveries = 0
         self._snapshot = None
@@ -63,7 +67,7 @@ class Trainer:
         self.model.maintain(self.step_index)
         for group in self.optimizer.param_groups:
             group["lr"] = self.current_lr()
-        terms = self.model.training_loss(**self.batches())
+        terms = self.loss_fn(**self.batches())
         if not torch.isfinite(terms.total):
             self._recover()
             return StepResult(self.step_index, float("nan"), float("nan"), {"recovered": True})
