@@ -1,0 +1,14 @@
+"""Losses for stylization: the VGG-16 loss network and the losses built on its features.
+
+- `vgg`: VGG-16 `features` built by hand in torchvision's layout (no torchvision needed), the
+  weights file handling (local path, trimmed fp16 cache, optional download, SHA-256 check) and
+  an offline backbone with a fixed, calibrated random initialisation for when no pretrained
+  weights are available.
+- `style`: Gram matrices, the INS style and content losses, ARF's nearest-neighbour feature
+  matching (NNFM), total variation, ARF's colour pre-transfer, a style-statistics distance for
+  reports, and a per-style cache of the style image's targets.
+- `geometry`: the self-distilled geometry consistency loss (student vs frozen teacher density
+  or SDF at the same sample points).
+
+Importing this package imports torch; `ins_core` itself stays torch-free.
+"""

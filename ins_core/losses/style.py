@@ -1,0 +1,243 @@
+"""Style, content and regularisation losses on VGG features (INS and ARF flavours).
+
+Tensors are channels-first batches ([B, 3, H, W] images, [B, C, H, W] features) except where a
+docstring says otherwise: `color_transfer` and `style_statistics_distance` take channels-last
+images like the rest of the evaluation code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ins_core.losses.vgg import FeatureExtractor
+
+GRAM_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+CONTENT_LAYER = "relu2_2"
+NNFM_LAYERS: tuple[str, ...] = ("relu3_1", "relu3_2", "relu3_3")
+# Elements of one chunk of the [render vectors x style vectors] similarity matrix in NNFM.
+NNFM_CHUNK_ELEMENTS = 1 << 24
+
+Features = Mapping[str, torch.Tensor]
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error with broadcasting (a [1, ...] target against a [B, ...] batch)."""
+    return ((a - b) ** 2).mean()
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrices [B, C, C] = F F^T / (C H W) of features [B, C, H, W], in at least float32."""
+    if features.dim() != 4:
+        raise ValueError(f"expected features [B, C, H, W], got shape {tuple(features.shape)}")
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
+    return torch.bmm(flat, flat.transpose(1, 2)) / float(c * h * w)
+
+
+def style_grams(features: Features, layers: Iterable[str] = GRAM_LAYERS) -> dict[str, torch.Tensor]:
+    """Gram matrices of the given layers, detached (targets)."""
+    return {name: gram_matrix(features[name]).detach() for name in layers}
+
+
+def style_loss(render_feats: Features, style_grams: Mapping[str, torch.Tensor], layers: Iterable[str] = GRAM_LAYERS) -> torch.Tensor:
+    """INS style loss: sum over `layers` of MSE(G(render), G(style)).
+
+    `style_grams[name]` is [1, C, C] (broadcast over the render batch) or [B, C, C].
+    """
+    terms = [_mse(gram_matrix(render_feats[name]), style_grams[name]) for name in layers]
+    return torch.stack(terms).sum()
+
+
+def content_loss(render_feats: Features, content_feats: Features, layer: str = CONTENT_LAYER) -> torch.Tensor:
+    """INS content loss: MSE of one layer's features (relu2_2) between render and photograph."""
+    return _mse(render_feats[layer], content_feats[layer].detach())
+
+
+def _concat_layers(feats: Features, layers: Sequence[str]) -> torch.Tensor:
+    """Features of same-resolution layers concatenated along channels, as vectors [B * H * W, D]."""
+    stacked = torch.cat([feats[name] for name in layers], dim=1)
+    b, d, h, w = stacked.shape
+    return stacked.permute(0, 2, 3, 1).reshape(b * h * w, d)
+
+
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    return vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def nnfm_loss(
+    render_feats: Features,
+    style_feats: Features,
+    layers: Sequence[str] = NNFM_LAYERS,
+    chunk_elements: int = NNFM_CHUNK_ELEMENTS,
+) -> torch.Tensor:
+    """ARF's nearest-neighbour feature matching: mean over rendered locations of 1 - max cosine similarity.
+
+    The features of `layers` (same resolution: relu3_1..relu3_3) are concatenated per location.
+    Nearest neighbours are searched without gradient in chunks of at most `chunk_elements`
+    similarity entries; the loss is then the cosine distance to the chosen neighbour, which has
+    the same gradient as the max (as in ARF's code) at a fraction of the memory.
+    """
+    render = _concat_layers(render_feats, layers)
+    style = _unit(_concat_layers(style_feats, layers).detach().to(render.dtype))
+    render_unit = _unit(render)
+    rows = max(1, chunk_elements // max(1, style.shape[0]))
+    with torch.no_grad():
+        nearest = torch.cat(
+            [(render_unit[start : start + rows] @ style.T).argmax(dim=1) for start in range(0, render.shape[0], rows)]
+        )
+    cosine = (render_unit * style[nearest]).sum(dim=1)
+    return (1.0 - cosine).mean()
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Squared total variation of [B, 3, H, W]: mean squared vertical plus horizontal neighbour differences."""
+    dy = image[:, :, 1:, :] - image[:, :, :-1, :]
+    dx = image[:, :, :, 1:] - image[:, :, :, :-1]
+    return (dy**2).mean() + (dx**2).mean()
+
+
+# --- colour pre-transfer ------------------------------------------------------------------
+
+
+def _mean_cov(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = pixels.mean(dim=0)
+    centred = pixels - mean
+    return mean, centred.T @ centred / max(1, pixels.shape[0])
+
+
+def _sym_power(cov: torch.Tensor, power: float, floor: float = 1e-8) -> torch.Tensor:
+    """cov^power for a symmetric positive semi-definite 3x3 matrix via its eigendecomposition."""
+    values, vectors = torch.linalg.eigh(cov)
+    return vectors @ torch.diag(values.clamp_min(floor) ** power) @ vectors.T
+
+
+def _cpu64(array: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A float64 CPU tensor (colour statistics are tiny; float64 is not available on every device)."""
+    tensor = torch.from_numpy(np.asarray(array)) if isinstance(array, np.ndarray) else array.detach()
+    return tensor.to(device="cpu", dtype=torch.float64)
+
+
+def color_transfer_matrix(
+    images: torch.Tensor | np.ndarray, style: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None
+) -> torch.Tensor:
+    """The affine colour map [3, 4] (A | b) that gives the images' colours the style's mean and covariance.
+
+    A = C_s^(1/2) C_c^(-1/2) with symmetric square roots from eigendecompositions (ARF's choice),
+    b = mu_s - A mu_c. `mask` ([N, H, W], optional) selects the image pixels the statistics are
+    taken from (say, the foreground of RGBA views). Computed in float64 on the CPU.
+    """
+    pixels = _cpu64(images).reshape(-1, 3)
+    if mask is not None:
+        pixels = pixels[_cpu64(mask).reshape(-1) > 0.5]
+    style_px = _cpu64(style).reshape(-1, 3)
+    if pixels.shape[0] == 0 or style_px.shape[0] == 0:
+        raise ValueError("colour transfer needs at least one content pixel and one style pixel")
+    mu_c, cov_c = _mean_cov(pixels)
+    mu_s, cov_s = _mean_cov(style_px)
+    matrix = _sym_power(cov_s, 0.5) @ _sym_power(cov_c, -0.5)
+    offset = mu_s - matrix @ mu_c
+    return torch.cat([matrix, offset[:, None]], dim=1)
+
+
+def color_transfer(
+    images: torch.Tensor | np.ndarray, style: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None
+) -> torch.Tensor | np.ndarray:
+    """ARF colour pre-transfer: images [N, H, W, 3] in [0, 1] recoloured to the style's [H, W, 3] colour statistics.
+
+    One affine map for the whole set (so the views stay consistent with each other), then a
+    clip to [0, 1]. Returns the same type (numpy or torch), dtype and device as `images`.
+    """
+    affine = color_transfer_matrix(images, style, mask)
+    if isinstance(images, np.ndarray):
+        pixels = _cpu64(images).reshape(-1, 3)
+        out = (pixels @ affine[:, :3].T + affine[:, 3]).clamp(0.0, 1.0)
+        return out.reshape(images.shape).numpy().astype(images.dtype, copy=False)
+    affine = affine.to(device=images.device, dtype=torch.promote_types(images.dtype, torch.float32))
+    pixels = images.reshape(-1, 3).to(affine.dtype)
+    out = (pixels @ affine[:, :3].T + affine[:, 3]).clamp(0.0, 1.0)
+    return out.reshape(images.shape).to(images.dtype)
+
+
+# --- reporting and per-style targets ------------------------------------------------------
+
+
+def _to_batch(image: torch.Tensor | np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """Channels-last [H, W, 3] or [N, H, W, 3] image -> [N, 3, H, W] on `like`'s device and dtype."""
+    tensor = torch.as_tensor(np.asarray(image) if isinstance(image, np.ndarray) else image)
+    if tensor.dim() == 3:
+        tensor = tensor[None]
+    if tensor.dim() != 4 or tensor.shape[-1] != 3:
+        raise ValueError(f"expected a channels-last RGB image [H, W, 3] or [N, H, W, 3], got {tuple(tensor.shape)}")
+    return tensor.permute(0, 3, 1, 2).to(device=like.device, dtype=like.dtype)
+
+
+@torch.no_grad()
+def style_statistics_distance(
+    image: torch.Tensor | np.ndarray,
+    style: torch.Tensor | np.ndarray,
+    extractor: FeatureExtractor,
+    layers: Sequence[str] = GRAM_LAYERS,
+) -> float:
+    """Sum over the Gram layers of MSE(G(image), G(style)) for reports; channels-last images in [0, 1].
+
+    `image` may be a batch [N, H, W, 3] (the Grams are compared per image, then averaged); the
+    two images need not have the same size. Values depend on the backbone, so only compare
+    numbers computed with the same one.
+    """
+    like = extractor.mean
+    image_feats = extractor(_to_batch(image, like), layers)
+    style_feats = extractor(_to_batch(style, like), layers)
+    return float(style_loss(image_feats, style_grams(style_feats, layers), layers))
+
+
+@dataclass
+class StyleTarget:
+    """One style image's precomputed targets: Grams [1, C, C] and, optionally, NNFM features."""
+
+    grams: dict[str, torch.Tensor]
+    nnfm_features: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    @torch.no_grad()
+    def compute(
+        cls,
+        style: torch.Tensor,
+        extractor: FeatureExtractor,
+        gram_layers: Sequence[str] = GRAM_LAYERS,
+        nnfm_layers: Sequence[str] | None = NNFM_LAYERS,
+    ) -> "StyleTarget":
+        """Targets for `style` [1, 3, H, W] in [0, 1] (channels-first, on the extractor's device)."""
+        wanted = tuple(dict.fromkeys([*gram_layers, *(nnfm_layers or ())]))
+        feats = extractor(style, wanted)
+        nnfm = {name: feats[name].detach() for name in nnfm_layers} if nnfm_layers else None
+        return cls(style_grams(feats, gram_layers), nnfm)
+
+
+@dataclass
+class StyleTargets:
+    """Per-style targets, computed on first use and kept: `targets[k]` for style index k."""
+
+    extractor: FeatureExtractor
+    styles: Sequence[torch.Tensor]
+    gram_layers: Sequence[str] = GRAM_LAYERS
+    nnfm_layers: Sequence[str] | None = None
+    _cache: dict[int, StyleTarget] = field(default_factory=dict, init=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.styles)
+
+    def __getitem__(self, index: int) -> StyleTarget:
+        if not 0 <= index < len(self.styles):
+            raise IndexError(f"style index {index} out of range for {len(self.styles)} styles")
+        if index not in self._cache:
+            style = self.styles[index]
+            if style.dim() == 3:
+                style = style[None]
+            style = style.to(device=self.extractor.mean.device, dtype=self.extractor.mean.dtype)
+            self._cache[index] = StyleTarget.compute(style, self.extractor, self.gram_layers, self.nnfm_layers)
+        return self._cache[index]

@@ -1,0 +1,210 @@
+"""Style / content / NNFM / TV losses, colour transfer, style targets and geometry consistency."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ins_core.losses.geometry import geometry_consistency
+from ins_core.losses.style import (
+    GRAM_LAYERS,
+    NNFM_LAYERS,
+    StyleTarget,
+    StyleTargets,
+    color_transfer,
+    color_transfer_matrix,
+    content_loss,
+    gram_matrix,
+    nnfm_loss,
+    style_grams,
+    style_loss,
+    style_statistics_distance,
+    total_variation,
+)
+from ins_core.losses.vgg import FeatureExtractor, build_offline_vgg16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The test machine's two cores are shared; two torch threads there run many times slower than one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    return FeatureExtractor(build_offline_vgg16())
+
+
+def _grid(size: int):
+    coords = torch.linspace(0.0, 1.0, size)
+    return torch.meshgrid(coords, coords, indexing="ij")
+
+
+def _stripes_style(size: int = 64) -> torch.Tensor:
+    """A procedural style image [1, 3, H, W]: colourful diagonal stripes with a slow colour wave."""
+    y, x = _grid(size)
+    return torch.stack([
+        0.5 + 0.5 * torch.sin(40 * (x + y)),
+        0.5 + 0.5 * torch.sin(40 * (x + y) + 2.0),
+        0.2 + 0.3 * torch.cos(25 * x),
+    ])[None].clamp(0, 1)  # fmt: skip
+
+
+def _blobs_image(size: int = 64) -> torch.Tensor:
+    y, x = _grid(size)
+    blob = torch.exp(-((x - 0.4) ** 2 + (y - 0.6) ** 2) / 0.05)
+    return torch.stack([0.3 + 0.5 * blob, 0.6 - 0.3 * blob, 0.4 + 0.1 * x])[None]
+
+
+def test_gram_matrix_by_hand():
+    features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # C=2, H=1, W=2
+    expected = torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / 4.0  # F F^T / (C H W)
+    torch.testing.assert_close(gram_matrix(features), expected[None])
+    batch = torch.randn(3, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    grams = gram_matrix(batch)
+    assert grams.shape == (3, 4, 4)
+    torch.testing.assert_close(grams[1], batch[1].reshape(4, 30) @ batch[1].reshape(4, 30).T / 120)
+
+
+def test_style_loss_zero_for_identical_and_positive_otherwise(extractor):
+    style = _stripes_style(32)
+    target = style_grams(extractor(style, GRAM_LAYERS))
+    assert float(style_loss(extractor(style, GRAM_LAYERS), target)) == pytest.approx(0.0, abs=1e-12)
+    other = _blobs_image(32)
+    assert float(style_loss(extractor(other, GRAM_LAYERS), target)) > 1e-8
+    assert style_statistics_distance(style[0].permute(1, 2, 0).numpy(), style[0].permute(1, 2, 0), extractor) == pytest.approx(0.0, abs=1e-12)
+    assert style_statistics_distance(other[0].permute(1, 2, 0), style[0].permute(1, 2, 0), extractor) > 1e-8
+
+
+def test_content_loss_and_total_variation_by_hand():
+    a = {"relu2_2": torch.zeros(1, 2, 3, 3)}
+    b = {"relu2_2": torch.full((1, 2, 3, 3), 0.5)}
+    assert float(content_loss(a, a)) == 0.0
+    assert float(content_loss(a, b)) == pytest.approx(0.25)
+    assert float(total_variation(torch.full((1, 3, 4, 4), 0.3))) == pytest.approx(0.0)
+    step = torch.zeros(1, 3, 4, 4)
+    step[..., 2:] = 1.0  # one vertical edge: 1 of the 3 horizontal neighbour pairs per row differs by 1
+    assert float(total_variation(step)) == pytest.approx(1.0 / 3.0)
+
+
+def test_optimising_an_image_lowers_the_style_loss_with_the_offline_backbone(extractor):
+    style = _stripes_style(64)
+    target = StyleTarget.compute(style, extractor, GRAM_LAYERS, None)
+    image = (0.5 + 0.1 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    image.requires_grad_(True)
+    optimiser = torch.optim.Adam([image], lr=0.03)
+    with torch.no_grad():
+        start = float(style_loss(extractor(image, GRAM_LAYERS), target.grams))
+    for _ in range(40):
+        loss = style_loss(extractor(image, GRAM_LAYERS), target.grams)
+        optimiser.zero_grad()
+        (loss / start).backward()
+        optimiser.step()
+        with torch.no_grad():
+            image.clamp_(0, 1)
+    with torch.no_grad():
+        end = float(style_loss(extractor(image, GRAM_LAYERS), target.grams))
+    assert end < 0.5 * start, (start, end)
+
+
+def test_nnfm_is_zero_for_the_style_itself_and_chunking_changes_nothing(extractor):
+    style = _stripes_style(32)
+    style_feats = extractor(style, NNFM_LAYERS)
+    assert float(nnfm_loss(style_feats, style_feats)) == pytest.approx(0.0, abs=1e-5)
+    render = _blobs_image(32).requires_grad_(True)
+    render_feats = extractor(render, NNFM_LAYERS)
+    whole = nnfm_loss(render_feats, style_feats)
+    chunked = nnfm_loss(render_feats, style_feats, chunk_elements=100)
+    assert 0.0 < float(whole.detach()) <= 2.0
+    torch.testing.assert_close(whole, chunked)
+    whole.backward()
+    assert float(render.grad.abs().sum()) > 0
+
+
+def test_nnfm_by_hand_on_tiny_features():
+    # One render vector (1, 0) against style vectors (0, 1) and (1, 1): best cosine 1/sqrt(2).
+    render = {"a": torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)}
+    style = {"a": torch.tensor([[0.0, 1.0], [1.0, 1.0]]).T.reshape(1, 2, 1, 2)}
+    assert float(nnfm_loss(render, style, layers=("a",))) == pytest.approx(1 - 1 / math.sqrt(2), abs=1e-6)
+
+
+def _stats(pixels: np.ndarray):
+    flat = pixels.reshape(-1, 3).astype(np.float64)
+    return flat.mean(0), np.cov(flat.T, bias=True)
+
+
+def test_color_transfer_matches_mean_and_covariance():
+    rng = np.random.default_rng(0)
+    images = np.clip(0.5 + 0.08 * rng.standard_normal((2, 24, 24, 3)), 0, 1).astype(np.float32)
+    mix = np.array([[1.0, 0.6, 0.2], [0.0, 0.8, 0.3], [0.0, 0.0, 0.5]])
+    style = np.clip(np.array([0.35, 0.45, 0.6]) + 0.07 * rng.standard_normal((40, 40, 3)) @ mix, 0, 1)
+    out = color_transfer(images, style)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == images.shape
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    mean_out, cov_out = _stats(out)
+    mean_style, cov_style = _stats(style)
+    mean_in, cov_in = _stats(images)
+    assert np.abs(mean_out - mean_style).max() < 5e-3
+    assert np.abs(cov_out - cov_style).max() < 0.03 * np.abs(cov_style).max()
+    assert np.abs(cov_in - cov_style).max() > 0.3 * np.abs(cov_style).max()  # there was something to fix
+    torch_out = color_transfer(torch.from_numpy(images), torch.from_numpy(style))
+    assert isinstance(torch_out, torch.Tensor) and torch_out.dtype == torch.float32
+    np.testing.assert_allclose(torch_out.numpy(), out, atol=1e-5)
+
+
+def test_color_transfer_statistics_ignore_masked_out_pixels():
+    rng = np.random.default_rng(1)
+    images = np.clip(0.4 + 0.1 * rng.standard_normal((1, 16, 16, 3)), 0, 1)
+    mask = np.ones((1, 16, 16), dtype=bool)
+    mask[:, :, :8] = False
+    with_bg = images.copy()
+    with_bg[~mask] = 1.0  # white background must not skew the statistics
+    style = np.clip(0.6 + 0.05 * rng.standard_normal((16, 16, 3)), 0, 1)
+    np.testing.assert_allclose(
+        color_transfer_matrix(with_bg, style, mask).numpy(), color_transfer_matrix(images, style, mask).numpy(), atol=1e-12
+    )
+
+
+def test_style_targets_are_computed_once_per_style(extractor):
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = extractor
+            self.mean = extractor.mean
+
+        def forward(self, image, layers=None):
+            calls.append(image.shape)
+            return self.inner(image, layers)
+
+    targets = StyleTargets(Counting(), [_stripes_style(32)[0], _blobs_image(32)], nnfm_layers=NNFM_LAYERS)
+    first = targets[0]
+    assert targets[0] is first and len(calls) == 1
+    assert set(first.grams) == set(GRAM_LAYERS) and first.grams["relu4_3"].shape == (1, 512, 512)
+    assert set(first.nnfm_features) == set(NNFM_LAYERS)
+    targets[1]
+    targets[1]
+    assert len(calls) == 2 and len(targets) == 2
+    with pytest.raises(IndexError):
+        targets[2]
+
+
+def test_geometry_consistency_by_hand():
+    teacher = torch.tensor([[0.0, 1.0, -2.0], [3.0, 0.5, 0.0]])
+    assert float(geometry_consistency(teacher.clone(), teacher)) == 0.0
+    student = teacher + torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, -0.5]])
+    assert float(geometry_consistency(student, teacher)) == pytest.approx((1 + 1 + 0.5 + 0 + 2 + 0.5) / 6)
+    mask = torch.tensor([[True, False, False], [False, True, False]])
+    assert float(geometry_consistency(student, teacher, mask)) == pytest.approx((1 + 2) / 2)
+    assert float(geometry_consistency(student, teacher, torch.zeros(2, 3))) == 0.0
+    student.requires_grad_(True)
+    teacher.requires_grad_(True)
+    geometry_consistency(student, teacher).backward()
+    assert student.grad is not None and teacher.grad is None  # the teacher is frozen
+    with pytest.raises(ValueError, match="same sample points"):
+        geometry_consistency(student, teacher[:, :2])
