@@ -1,0 +1,192 @@
+"""Export, geometry: grid sampling, marching cubes orientation and accuracy, refusals, clean-up.
+
+Also holds the small analytic fields the other test_export_* files import (an SDF sphere and a
+smooth density sphere), so every file checks against the same exact answers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from ins_core.errors import InputError
+from ins_core.export import cleanup
+from ins_core.export.marching_cubes import (
+    BYTES_PER_SAMPLE,
+    check_grid_fits,
+    default_density_level,
+    estimate_grid_bytes,
+    extract_mesh,
+    sample_grid,
+)
+
+BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+RADIUS = 0.6
+CENTRE = torch.tensor([0.05, -0.03, 0.02])  # off the grid's symmetry, so errors cannot cancel
+DENSITY_INSIDE, DENSITY_SOFTNESS = 50.0, 0.02
+
+
+def sphere_sdf(points: torch.Tensor) -> torch.Tensor:
+    return (points - CENTRE).norm(dim=-1) - RADIUS
+
+
+def sphere_density(points: torch.Tensor) -> torch.Tensor:
+    """50 inside, 0 outside, a smooth sigmoid step of width ~0.02 at the radius."""
+    return DENSITY_INSIDE * torch.sigmoid(-sphere_sdf(points) / DENSITY_SOFTNESS)
+
+
+def density_radius(level: float) -> float:
+    """Where sphere_density equals `level`: the exact level-set radius."""
+    share = level / DENSITY_INSIDE
+    return RADIUS + DENSITY_SOFTNESS * math.log(1.0 / share - 1.0)
+
+
+def sphere_mesh(resolution: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    grid = sample_grid(sphere_sdf, BOX, resolution)
+    return extract_mesh(grid, BOX, 0.0, "sdf")
+
+
+def radii(vertices: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(vertices - CENTRE.numpy(), axis=1)
+
+
+def outward_fraction(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Share of faces whose normal points away from the sphere centre."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    return float(((mesh.face_normals * (mesh.triangles_center - CENTRE.numpy())).sum(axis=1) > 0).mean())
+
+
+def test_sdf_sphere_is_closed_accurate_and_points_outwards():
+    vertices, faces = sphere_mesh(48)
+    assert vertices.dtype == np.float32 and faces.shape[1] == 3
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert mesh.is_watertight
+    assert mesh.volume > 0
+    assert outward_fraction(vertices, faces) == 1.0
+    cell = 2.0 / 47
+    assert abs(radii(vertices).mean() - RADIUS) < 0.2 * cell
+    assert radii(vertices).max() - radii(vertices).min() < 0.5 * cell
+    assert mesh.volume == pytest.approx(4.0 / 3.0 * math.pi * RADIUS**3, rel=0.02)
+
+
+def test_density_sphere_extracts_outwards_at_the_default_level():
+    level = default_density_level(BOX)
+    assert level == pytest.approx(math.log(2.0) * 64.0)  # 128 cells over a 2-unit box
+    grid = sample_grid(sphere_density, BOX, 48)
+    vertices, faces = extract_mesh(grid, BOX, level, "density")
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert mesh.is_watertight and mesh.volume > 0
+    assert outward_fraction(vertices, faces) == 1.0
+    assert abs(radii(vertices).mean() - density_radius(level)) < 0.01
+
+
+def test_matter_cut_by_the_box_is_capped_inside_the_box():
+    box = np.array([[-1.0, -1.0, 0.0], [1.0, 1.0, 1.0]])  # cuts the sphere near its equator
+    vertices, faces = extract_mesh(sample_grid(sphere_sdf, box, 32), box, 0.0, "sdf")
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert mesh.is_watertight and mesh.volume > 0
+    assert (vertices >= box[0] - 1e-6).all() and (vertices <= box[1] + 1e-6).all()
+    assert np.isclose(vertices[:, 2], 0.0).sum() > 20  # the cap lies on the box face
+    open_vertices, _ = extract_mesh(sample_grid(sphere_sdf, box, 32), box, 0.0, "sdf", close_boundary=False)
+    assert not trimesh.Trimesh(open_vertices, _, process=False).is_watertight
+
+
+def test_occupancy_skips_evaluation_and_fills_the_empty_value():
+    seen = []
+
+    def counting_sdf(points: torch.Tensor) -> torch.Tensor:
+        seen.append(len(points))
+        return sphere_sdf(points)
+
+    def near_or_inside(points: torch.Tensor) -> torch.Tensor:
+        return sphere_sdf(points) < 0.2
+
+    grid = sample_grid(counting_sdf, BOX, 24, occupied_fn=near_or_inside, chunk=1000, empty_value=0.5)
+    full = sample_grid(sphere_sdf, BOX, 24)
+    occupied = full < 0.2
+    assert sum(seen) == occupied.sum() < 24**3 / 2
+    assert np.array_equal(grid[occupied], full[occupied])
+    assert (grid[~occupied] == 0.5).all()
+    # The surface lies in occupied space, so the mesh is the same.
+    assert np.allclose(extract_mesh(grid, BOX, 0.0, "sdf")[0], extract_mesh(full, BOX, 0.0, "sdf")[0], atol=1e-6)
+
+
+def test_non_finite_values_become_empty():
+    def bad(points: torch.Tensor) -> torch.Tensor:
+        values = sphere_sdf(points)
+        values[::7] = float("nan")
+        return values
+
+    grid = sample_grid(bad, BOX, 16, empty_value=1.0)
+    assert np.isfinite(grid).all() and (grid == 1.0).sum() >= 16**3 // 7
+
+
+def test_empty_level_set_names_the_range_and_suggests_a_threshold():
+    grid = sample_grid(sphere_density, BOX, 16)
+    with pytest.raises(InputError, match=r"no surface at level 80 \(its values run from \S+ to 50\); pick a threshold between them, e\.g\. 25"):
+        extract_mesh(grid, BOX, 80.0, "density")
+    with pytest.raises(InputError, match="signed distance"):
+        extract_mesh(np.ones((8, 8, 8)), BOX, 0.0, "sdf")
+
+
+def test_too_large_a_grid_is_refused_with_the_figure_and_a_resolution_that_fits():
+    assert estimate_grid_bytes(256) == 256**3 * BYTES_PER_SAMPLE
+    with pytest.raises(InputError, match=r"2048 needs about 77\.3 GB .* 1\.0 GB is allowed; use resolution 480 or less"):
+        check_grid_fits(2048, memory_budget=10**9)
+    with pytest.raises(InputError, match=r"needs about 151 MB"):
+        sample_grid(sphere_sdf, BOX, 256, memory_budget=100 * 10**6)
+    check_grid_fits(480, memory_budget=10**9)  # the suggestion does fit
+
+
+def test_bad_mode_and_box_are_refused():
+    with pytest.raises(InputError, match="'density' \\(NeRF\\) or 'sdf'"):
+        extract_mesh(np.zeros((4, 4, 4)), BOX, 0.0, "nerf")
+    with pytest.raises(InputError, match="empty or not finite"):
+        sample_grid(sphere_sdf, [[0, 0, 0], [1, 0, 1]], 8)
+
+
+# --- clean-up --------------------------------------------------------------------------------
+
+
+def test_keep_largest_removes_a_small_separate_blob():
+    big_v, big_f = sphere_mesh(32)
+    blob = trimesh.creation.icosphere(subdivisions=0, radius=0.05)  # 20 faces, under 2%
+    vertices = np.concatenate([big_v, blob.vertices + [0.9, 0.9, 0.9]]).astype(np.float32)
+    faces = np.concatenate([big_f, blob.faces + len(big_v)])
+    kept_v, kept_f = cleanup.keep_largest(vertices, faces)
+    assert len(kept_f) == len(big_f) and len(kept_v) == len(big_v)
+    assert radii(kept_v).max() < 0.7  # the blob at distance ~1.5 went
+    # A piece holding at least min_fraction of the faces stays even beyond n_components.
+    both_v, both_f = cleanup.keep_largest(vertices, faces, n_components=1, min_fraction=0.001)
+    assert len(both_f) == len(faces)
+    two_v, two_f = cleanup.keep_largest(vertices, faces, n_components=2, min_fraction=1.0)
+    assert len(two_f) == len(faces)
+
+
+def test_component_labels_join_a_chain():
+    faces = np.array([[0, 1, 2], [2, 3, 4], [4, 5, 6], [7, 8, 9]])
+    labels = cleanup.component_labels(faces, 10)
+    assert len(set(labels[:7])) == 1 and labels[0] == 0
+    assert len(set(labels[7:])) == 1 and labels[7] != labels[0]
+
+
+def test_decimate_meets_the_face_budget_and_keeps_the_shape():
+    vertices, faces = sphere_mesh(48)
+    small_v, small_f = cleanup.decimate(vertices, faces, 2000)
+    assert 1000 <= len(small_f) <= 2000
+    assert abs(radii(small_v).mean() - RADIUS) < 0.02
+    assert trimesh.Trimesh(small_v, small_f, process=False).volume > 0
+    same_v, same_f = cleanup.decimate(vertices, faces, len(faces) + 1)
+    assert same_f is faces or np.array_equal(same_f, faces)
+
+
+def test_vertex_normals_are_unit_and_radial():
+    vertices, faces = sphere_mesh(32)
+    normals = cleanup.vertex_normals(vertices, faces)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    radial = (vertices - CENTRE.numpy()) / radii(vertices)[:, None]
+    assert (normals * radial).sum(axis=1).min() > 0.95
