@@ -8,14 +8,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .train.fit import FitRequest, FitSession, start_fit
+from .train.fit import FitRequest, RunSession, start_fit
+from .errors import InputError
 from .train.trainer import TrainingDiverged
 
 EXIT_FAILED = 1
 
 
-def _train_with_bar(session: FitSession, time_budget: float | None = None) -> str:
-    bar = tqdm(total=session.config["steps"], initial=session.step, desc=f"fit {session.config['kind']}", unit="step", dynamic_ncols=True)
+def _train_with_bar(session: RunSession, time_budget: float | None = None) -> str:
+    bar = tqdm(total=session.config["steps"], initial=session.step, desc=session.config["kind"], unit="step", dynamic_ncols=True)
 
     def on_step(result, elapsed):
         bar.update(result.step - bar.n)
@@ -66,7 +67,7 @@ def _progress_bar(desc: str):
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from .render.products import render_image_run, render_test_views, render_turntable
+    from .render.products import morph_weights, render_image_run, render_test_views, render_turntable
     from .train.loading import open_run
 
     trained = open_run(args.run, args.device)
@@ -74,12 +75,68 @@ def run_render(args: argparse.Namespace) -> int:
     if trained.kind == "image":
         print(render_image_run(trained, renders, args.width))
         return 0
+    morph = None
+    if trained.kind == "stylized":
+        n_styles = len(trained.config["styles"])
+        mix = parse_style_mix(args.style_mix, n_styles)
+        trained.model.set_style(mix)
+        morph = morph_weights(n_styles, args.turntable_frames) if args.morph else None
+    elif args.style_mix or args.morph:
+        raise InputError(f"Run '{args.run}' is not stylized; --style-mix and --morph apply to runs made by `stylize`.")
     render_test_views(trained, renders / "test", _progress_bar("test views"))
     print(f"held-out views and depth maps: {renders / 'test'}")
     if not args.no_turntable:
-        path = render_turntable(trained, renders / f"turntable.{args.format}", args.turntable_frames, progress=_progress_bar("turntable"))
+        name = "turntable_morph" if morph else "turntable"
+        path = render_turntable(trained, renders / f"{name}.{args.format}", args.turntable_frames, progress=_progress_bar("turntable"), style_weights=morph)
         print(f"turntable: {path}")
     return 0
+
+
+def parse_style_mix(text: str | None, n_styles: int) -> list[float]:
+    """'0.3,0.7' -> [0.3, 0.7]; None -> the first style alone. Must be n non-negative weights summing to 1."""
+    if text is None:
+        return [1.0] + [0.0] * (n_styles - 1)
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(f"--style-mix '{text}' is not a list of numbers; write weights like 0.3,0.7.") from None
+    if len(weights) != n_styles:
+        raise InputError(f"--style-mix has {len(weights)} weights but the run has {n_styles} styles; give one weight per style.")
+    if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
+        raise InputError(f"--style-mix weights {weights} must be non-negative and sum to 1 (they sum to {sum(weights):g}).")
+    return weights
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export.from_run import export_run
+    from .train.loading import open_run
+
+    trained = open_run(args.run, args.device, load_data=False)
+    if trained.kind == "image":
+        raise InputError(f"Run '{args.run}' is an image field; export meshes from NeRF or SDF runs.")
+    if trained.kind == "stylized":
+        trained.model.set_style(parse_style_mix(args.style_mix, len(trained.config["styles"])))
+    elif args.style_mix:
+        raise InputError(f"Run '{args.run}' is not stylized; --style-mix applies to runs made by `stylize`.")
+    from .export.pipeline import overall_fraction
+
+    bar = tqdm(total=100, desc="export", unit="%", dynamic_ncols=True)
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.set_postfix(stage=stage, refresh=False)
+        bar.update(max(0, int(100 * overall_fraction(stage, fraction)) - bar.n))
+
+    result = export_run(trained, args.out, args.resolution, args.texture_size, args.level, args.target_faces, args.vertex_colors, progress)
+    bar.close()
+    timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+    print(f"{result.glb}: {result.n_faces} faces, {result.n_vertices} vertices ({timings})")
+    return 0
+
+
+def run_run_job(args: argparse.Namespace) -> int:
+    from .worker import run_job
+
+    return run_job(args.job)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -109,3 +166,24 @@ def run_demo(args: argparse.Namespace) -> int:
     render_args = argparse.Namespace(run=out / "nerf", device=args.device, turntable_frames=36, format="gif", no_turntable=False, width=None)
     run_eval(render_args)
     return run_render(render_args)
+
+
+def run_stylize(args: argparse.Namespace) -> int:
+    from .train.stylize import StylizeRequest, start_stylize
+
+    settings = {key: getattr(args, key) for key in ("steps", "patch", "stride", "style_weight", "content_weight", "geometry_weight", "nnfm_weight", "tv_weight", "color_transfer")}
+    request = StylizeRequest(run=args.run, styles=args.styles, out=args.out, device=args.device, settings=settings,
+                             vgg_weights=args.vgg_weights, cache_dir=args.cache_dir, allow_download=args.allow_download, force=args.force, seed=args.seed)
+    session = start_stylize(request, log=lambda message: print(f"note: {message}", file=sys.stderr))
+    backbone = session.config["backbone"]
+    if not backbone["pretrained"]:
+        print(f"warning: {backbone['note']}", file=sys.stderr)
+    if session.step >= session.config["steps"]:
+        print(f"{args.out}: already stylized ({session.step} steps); pass --force to start again.")
+        return 0
+    outcome = _train_with_bar(session)
+    from .render.products import plot_history
+
+    plot_history(session.history, session.run.root / "loss.png")
+    print(f"{args.out}: {outcome} at step {session.step}; styles: {', '.join(s['name'] for s in session.config['styles'])}")
+    return 0

@@ -65,12 +65,31 @@ def turntable_cameras(trained: TrainedRun, n_frames: int) -> list[torch.Tensor]:
     return cameras
 
 
-def render_turntable(trained: TrainedRun, path: Path, n_frames: int = 48, fps: int = 24, with_depth: bool = True, progress: Progress = None) -> Path:
-    """A video orbiting the scene (over white); with depth, each frame shows the depth map beside it."""
+def morph_weights(n_styles: int, n_frames: int) -> list[torch.Tensor]:
+    """Style weights going linearly from the first style to the last over the frames."""
+    weights = []
+    for frame in range(n_frames):
+        t = frame / max(n_frames - 1, 1)
+        w = torch.zeros(n_styles)
+        w[0], w[-1] = 1 - t, t
+        if n_styles == 1:
+            w[0] = 1.0
+        weights.append(w)
+    return weights
+
+
+def render_turntable(trained: TrainedRun, path: Path, n_frames: int = 48, fps: int = 24, with_depth: bool = True, progress: Progress = None,
+                     style_weights: list[torch.Tensor] | None = None) -> Path:
+    """A video orbiting the scene (over white); with depth, each frame shows the depth map beside it.
+
+    For stylized runs `style_weights` gives each frame's style mix (a morph between styles).
+    """
     views = trained.data.train
     white = torch.ones(3, device=trained.device)
     frames = []
     for index, c2w in enumerate(turntable_cameras(trained, n_frames)):
+        if style_weights is not None:
+            trained.model.set_style(style_weights[index])
         render = render_view(trained.model, c2w, views.intrinsics[0], views.width, views.height, white)
         frame = _to_uint8(render.rgb)
         frames.append(np.concatenate([frame, depth_picture(render)], axis=1) if with_depth else frame)

@@ -104,6 +104,11 @@ class ImageModel(nn.Module):
 
 def build_model(kind: str, aabb: torch.Tensor | None, settings: dict) -> nn.Module:
     """A fresh model from its saved settings (the `model` part of a run's config)."""
+    if kind == "stylized":
+        from ..fields.stylization import StylizationConfig
+
+        content = build_model(settings["content_kind"], aabb, settings["content"])
+        return StylizedModel(content, StylizationConfig(**settings["stylization"]))
     if kind == "nerf":
         return NerfModel(aabb, settings["field"], settings["n_samples"], settings["grid_resolution"])
     if kind == "sdf":
@@ -111,3 +116,33 @@ def build_model(kind: str, aabb: torch.Tensor | None, settings: dict) -> nn.Modu
     if kind == "image":
         return ImageModel(settings["field"])
     raise ValueError(f"unknown model kind {kind!r}")
+
+
+class StylizedModel(nn.Module):
+    """A content model (NeRF or SDF) with the SIM and AM on top; renders like its content model."""
+
+    kind = "stylized"
+
+    def __init__(self, content: NerfModel | SdfModel, config: "StylizationConfig"):
+        super().__init__()
+        from ..fields.stylization import StylizedNerfField, StylizedSdfField
+
+        self.content_kind = content.kind
+        self.n_samples = content.n_samples
+        if content.kind == "nerf":
+            self.field = StylizedNerfField(content.field, config)
+            self.grid = content.grid  # geometry stays close to the content, so its empty space does too
+        else:
+            self.field = StylizedSdfField(content.field, config)
+            self.grid = None
+
+    def set_style(self, weights) -> None:
+        self.field.set_style(weights)
+
+    def render(self, origins, directions, background=None, jitter=False):
+        if self.content_kind == "nerf":
+            return render_nerf_rays(self.field, origins, directions, self.n_samples, self.grid, background, jitter)
+        return render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter)
+
+    def maintain(self, step: int) -> None:
+        return None

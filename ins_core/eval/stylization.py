@@ -1,0 +1,93 @@
+"""How well a stylized run did: style match, content kept, geometry kept, multi-view consistency.
+
+- Style match: Gram distance between renders and the style image (lower is closer), before
+  (the content run) and after stylization.
+- Content kept: VGG content loss of stylized renders against the photographs.
+- Geometry kept: mean |depth difference| between stylized and content renders where both see
+  the object.
+- Multi-view consistency: each stylized view is warped onto another view with its rendered depth and
+  the known cameras; pixels hidden in the other view fail a depth test and are left out; the masked
+  RMSE is reported for nearby (short range) and distant (long range) view pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..data.cameras import image_pixels, look_at, project_points, rays_from_pixels
+from ..losses.style import CONTENT_LAYER, content_loss, style_statistics_distance
+from ..render.views import ViewRender, render_view
+
+
+@dataclass
+class CameraView:
+    c2w: torch.Tensor
+    intrinsics: torch.Tensor
+    width: int
+    height: int
+
+
+def orbit_views(aabb: torch.Tensor, template: CameraView, radius: float, elevation: float, n: int) -> list[CameraView]:
+    """n cameras evenly spaced in azimuth around the box centre (consecutive ones are close)."""
+    centre = (aabb[0] + aabb[1]) / 2
+    views = []
+    for k in range(n):
+        azimuth = 2 * math.pi * k / n
+        eye = centre + radius * torch.tensor([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)], device=centre.device)
+        views.append(CameraView(look_at(eye, centre), template.intrinsics, template.width, template.height))
+    return views
+
+
+def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, target_view: CameraView, depth_tolerance: float = 0.03) -> tuple[float, int]:
+    """RMSE between source pixels and the target pixels they land on, over visible, unoccluded points."""
+    device = source.rgb.device
+    pixels = image_pixels(source_view.width, source_view.height, device)
+    origins, directions = rays_from_pixels(pixels, source_view.c2w, source_view.intrinsics)
+    depth = source.depth.reshape(-1)
+    solid = source.opacity.reshape(-1) > 0.9
+    points = origins + directions * depth[:, None]
+    projected, _ = project_points(points, target_view.c2w, target_view.intrinsics)
+    width, height = target_view.width, target_view.height
+    inside = (projected[:, 0] >= 0) & (projected[:, 0] < width) & (projected[:, 1] >= 0) & (projected[:, 1] < height)
+    # Nearest target pixel; its rendered depth must agree with the point's distance (depth test).
+    col = projected[:, 0].long().clamp(0, width - 1)
+    row = projected[:, 1].long().clamp(0, height - 1)
+    target_depth = target.depth[row, col]
+    distance = (points - target_view.c2w[:3, 3]).norm(dim=-1)
+    visible = solid & inside & (target.opacity[row, col] > 0.9) & ((target_depth - distance).abs() < depth_tolerance * distance)
+    if not visible.any():
+        return float("nan"), 0
+    difference = source.rgb.reshape(-1, 3)[visible] - target.rgb[row[visible], col[visible]]
+    return float(difference.pow(2).mean().sqrt()), int(visible.sum())
+
+
+def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: int | None = None) -> dict:
+    """Mean warp RMSE over pairs (k, k + gap) of orbit views, for a short and a long gap."""
+    long_gap = long_gap or max(2, len(views) // 6)
+    white = torch.ones(3, device=views[0].c2w.device)
+    renders = [render_view(model, v.c2w, v.intrinsics, v.width, v.height, white) for v in views]
+    result = {}
+    for name, gap in (("short_range", short_gap), ("long_range", long_gap)):
+        errors = [warp_error(renders[k], views[k], renders[(k + gap) % len(views)], views[(k + gap) % len(views)])[0] for k in range(len(views))]
+        errors = [e for e in errors if not math.isnan(e)]
+        result[f"{name}_rmse"] = sum(errors) / len(errors) if errors else float("nan")
+        result[f"{name}_degrees"] = 360.0 * gap / len(views)
+    return result
+
+
+def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], style: torch.Tensor, extractor) -> dict:
+    """Gram distance of renders to the style, and content loss of renders against photographs."""
+    style_distance = sum(style_statistics_distance(r, style, extractor) for r in renders) / len(renders)
+    with torch.no_grad():
+        content = sum(float(content_loss(extractor(r.permute(2, 0, 1)[None], [CONTENT_LAYER]), extractor(p.permute(2, 0, 1)[None], [CONTENT_LAYER]))) for r, p in zip(renders, photos)) / len(renders)
+    return {"style_distance": style_distance, "content_loss": content}
+
+
+def depth_difference(a: ViewRender, b: ViewRender) -> float:
+    """Mean |depth_a - depth_b| where both renders are solid."""
+    both = (a.opacity > 0.9) & (b.opacity > 0.9)
+    return float((a.depth - b.depth).abs()[both].mean()) if both.any() else float("nan")

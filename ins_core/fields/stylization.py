@@ -1,0 +1,153 @@
+"""The INS stylization modules on top of a pre-trained content field (the CIM).
+
+- SIM (Style Implicit Module): style weights s (one-hot over K styles, or any convex mix) plus
+  encoded coordinates and the scene feature h -> a per-point style feature.
+- AM (Amalgamate Module): fuses [h, style feature] into a stylized raw density (or SDF) and a
+  stylized feature, blended with the content outputs by two learnable scalars that start at 1, so
+  stylization starts exactly at the content field's output.
+
+`StylizedNerfField` and `StylizedSdfField` expose the same interface as the content fields, so the
+same renderers draw them. The content field is frozen: it is the teacher for geometry, and the
+raw density / SDF it gives at the points of the last query is kept in `content_raw` so that the
+geometry-consistency loss compares teacher and student at the very same samples.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .encodings import HashGridEncoding
+from .mlp import mlp
+from .nerf import NerfField
+from .sdf import SdfField
+
+
+@dataclass
+class StylizationConfig:
+    n_styles: int = 1
+    style_feature_dim: int = 32
+    hidden_dim: int = 64
+    # The SIM's own small hash grid lets strokes be finer than the content features.
+    n_levels: int = 8
+    log2_table_size: int = 15
+    base_resolution: int = 16
+    max_resolution: int = 512
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StyleImplicitModule(nn.Module):
+    def __init__(self, config: StylizationConfig, scene_feature_dim: int):
+        super().__init__()
+        c = config
+        self.n_styles = c.n_styles
+        self.position_encoding = HashGridEncoding(3, c.n_levels, 2, c.log2_table_size, c.base_resolution, c.max_resolution)
+        self.net = mlp(c.n_styles + self.position_encoding.output_dim + scene_feature_dim, c.hidden_dim, 2, c.style_feature_dim)
+
+    def forward(self, unit_positions: torch.Tensor, scene_feature: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        weights = style_weights.expand(unit_positions.shape[0], self.n_styles)
+        return self.net(torch.cat([weights, self.position_encoding(unit_positions), scene_feature], dim=-1))
+
+
+class AmalgamateModule(nn.Module):
+    def __init__(self, config: StylizationConfig, scene_feature_dim: int):
+        super().__init__()
+        fused = scene_feature_dim + config.style_feature_dim
+        self.density_head = mlp(fused, config.hidden_dim, 1, 1)
+        self.feature_head = mlp(fused, config.hidden_dim, 1, scene_feature_dim)
+        self.density_blend = nn.Parameter(torch.tensor(1.0))
+        self.feature_blend = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, content_raw: torch.Tensor, scene_feature: torch.Tensor, style_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fused = torch.cat([scene_feature, style_feature], dim=-1)
+        raw = self.density_blend * content_raw + (1 - self.density_blend) * self.density_head(fused)[:, 0]
+        feature = self.feature_blend * scene_feature + (1 - self.feature_blend) * self.feature_head(fused)
+        return raw, feature
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    teacher = copy.deepcopy(module)
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def check_style_weights(weights: torch.Tensor, n_styles: int) -> torch.Tensor:
+    """A convex mix of the K styles: K non-negative weights summing to 1."""
+    weights = torch.as_tensor(weights, dtype=torch.float32).flatten()
+    if weights.numel() != n_styles or (weights < 0).any() or abs(float(weights.sum()) - 1.0) > 1e-4:
+        raise ValueError(f"style weights must be {n_styles} non-negative numbers summing to 1, got {weights.tolist()}")
+    return weights
+
+
+class _StylizedBase(nn.Module):
+    """Shared state: the frozen content field, the SIM and AM, and the current style weights."""
+
+    def __init__(self, content: nn.Module, config: StylizationConfig):
+        super().__init__()
+        self.config = config
+        self.content = frozen_copy(content)
+        self.register_buffer("aabb", content.aabb.clone())
+        self.sim = StyleImplicitModule(config, content.feature_dim)
+        self.am = AmalgamateModule(config, content.feature_dim)
+        self.register_buffer("style_weights", torch.zeros(config.n_styles))
+        self.style_weights[0] = 1.0
+        self.content_raw: torch.Tensor | None = None
+
+    @property
+    def feature_dim(self) -> int:
+        return self.content.feature_dim
+
+    def set_style(self, weights) -> None:
+        self.style_weights.copy_(check_style_weights(weights, self.config.n_styles).to(self.style_weights.device))
+
+    def _stylize(self, x: torch.Tensor, content_raw: torch.Tensor, scene_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.content_raw = content_raw.detach()
+        unit = ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])).clamp(0, 1)
+        style_feature = self.sim(unit, scene_feature, self.style_weights[None])
+        return self.am(content_raw, scene_feature, style_feature)
+
+
+class StylizedNerfField(_StylizedBase):
+    def __init__(self, content: NerfField, config: StylizationConfig):
+        super().__init__(content, config)
+        self.color_mlp = copy.deepcopy(content.color_mlp).requires_grad_(True)
+        self.direction_encoding = content.direction_encoding
+
+    def density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The content field is frozen, so its features need no graph at all.
+        with torch.no_grad():
+            content_raw, scene_feature = self.content.density(x)
+        raw, feature = self._stylize(x, content_raw, scene_feature)
+        outside = ~self.content.inside(x)
+        return torch.where(outside, torch.full_like(raw, -20.0), raw), feature
+
+    def color(self, h: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.color_mlp(torch.cat([h, self.direction_encoding(directions)], dim=-1)))
+
+
+class StylizedSdfField(_StylizedBase):
+    def __init__(self, content: SdfField, config: StylizationConfig):
+        super().__init__(content, config)
+        self.color_mlp = copy.deepcopy(content.color_mlp).requires_grad_(True)
+
+    def inv_s(self) -> torch.Tensor:
+        return self.content.inv_s()
+
+    def sdf_and_feature(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        content_sdf, scene_feature = self.content.sdf_and_feature(x)  # differentiable in x for normals
+        return self._stylize(x, content_sdf, scene_feature)
+
+    def sdf(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sdf_and_feature(x)[0]
+
+    sdf_with_gradient = SdfField.sdf_with_gradient
+
+    def color(self, x: torch.Tensor, normals: torch.Tensor, directions: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        local = (x - self.content.centre) / self.content.scale
+        inputs = torch.cat([local, normals, self.content.direction_encoding(directions), h], dim=-1)
+        return torch.sigmoid(self.color_mlp(inputs))
