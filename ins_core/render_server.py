@@ -1,0 +1,77 @@
+"""The long-lived render server behind the "INS" render engine: load the model once, render many.
+
+    python -m ins_core.worker JOB --serve
+
+Emits `ready`, then answers each `render` command on stdin (camera, intrinsics, size, style mix)
+with an RGBA PNG written atomically to the command's `out` path and a `rendered` event. `quit` or
+the end of stdin stops it. A bad request gets an `error` event and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import InputError
+from .job import JobPaths, ResultManifest
+from .protocol import ErrorEvent, QuitCommand, ReadyEvent, RenderCommand, RenderedEvent, decode_command, write_message
+
+
+def _trained_run(paths: JobPaths, device: str):
+    from .train.loading import open_run
+
+    if not paths.result_json.is_file():
+        raise InputError(f"Job '{paths.root}' has no result yet; run Stylize Scene (or python -m ins_core run-job) to the end first.")
+    manifest = ResultManifest.load(paths.result_json)
+    run = manifest.files.get("run")
+    if not run:
+        raise InputError(f"{paths.result_json} names no stylized run; run the job again.")
+    return open_run(paths.resolve(run), device, load_data=False)
+
+
+def render_request(trained, command: RenderCommand) -> Path:
+    import numpy as np
+    import torch
+
+    from .eval.pictures import save_png
+    from .render.views import render_view
+
+    device = trained.device
+    c2w = torch.tensor(command.c2w, dtype=torch.float32, device=device)
+    intrinsics = torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device)
+    if trained.kind == "stylized":
+        n_styles = len(trained.config["styles"])
+        trained.model.set_style(command.style_mix if command.style_mix else [1.0] + [0.0] * (n_styles - 1))
+    render = render_view(trained.model, c2w, intrinsics, command.width, command.height)
+    out = Path(command.out)
+    save_png(out, (render.rgba().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
+    return out
+
+
+def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto") -> int:
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    paths = JobPaths(Path(job).resolve())
+    try:
+        trained = _trained_run(paths, device)
+    except InputError as error:
+        write_message(ErrorEvent(kind="bad_input", message=str(error), log=""), stdout)
+        return 2
+    write_message(ReadyEvent(), stdout)
+    for line in stdin:
+        try:
+            command = decode_command(line)
+        except ValueError as error:
+            write_message(ErrorEvent(kind="bad_input", message=f"bad render request: {error}", log=""), stdout)
+            continue
+        if command is None:
+            continue
+        if isinstance(command, QuitCommand):
+            break
+        try:
+            out = render_request(trained, command)
+        except (InputError, ValueError) as error:
+            write_message(ErrorEvent(kind="bad_input", message=str(error), log=""), stdout)
+            continue
+        write_message(RenderedEvent(request_id=command.request_id, path=str(out)), stdout)
+    return 0

@@ -1,0 +1,127 @@
+"""The worker subprocess on a real job directory: events, results, cancel and resume, render server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
+from ins_core.job import JobPaths, JobSpec, ResultManifest
+from ins_core.protocol import QuitCommand, RenderCommand, decode_event, encode
+
+OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 10, "mesh_resolution": 40, "texture_size": 64}
+
+
+def make_job(root: Path, **overrides) -> JobPaths:
+    paths = JobPaths(root)
+    paths.make_dirs()
+    write_demo_dataset(paths.dataset_dir, n_train=16, n_test=2, resolution=32)
+    write_demo_style(paths.styles_dir / "demo.png", 96)
+    JobSpec(mode="nerf", styles=["styles/demo.png"], preset="preview", device="cpu", overrides={**OVERRIDES, **overrides},
+            outputs=["mesh", "render_engine"]).save(paths.job_json)
+    return paths
+
+
+def start_worker(job: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ins_core.worker", str(job), *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def read_events(process: subprocess.Popen, until=None, timeout: float = 300):
+    events, deadline = [], time.monotonic() + timeout
+    for line in process.stdout:
+        event = decode_event(line)
+        if event is not None:
+            events.append(event)
+            if until is not None and until(event):
+                break
+        assert time.monotonic() < deadline, "worker took too long"
+    return events
+
+
+@pytest.fixture(scope="module")
+def finished_job(tmp_path_factory):
+    paths = make_job(tmp_path_factory.mktemp("job") / "job")
+    worker = start_worker(paths.root)
+    events = read_events(worker)
+    assert worker.wait(timeout=60) == 0, worker.stderr.read()
+    return paths, events
+
+
+def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
+    paths, events = finished_job
+    stages = [e.stage for e in events if e.event == "stage"]
+    assert stages == ["pretrain", "stylize", "export"]
+    assert events[-1].event == "result"
+    manifest = ResultManifest.load(paths.root / events[-1].path)
+    assert manifest.mode == "nerf" and manifest.styles == ["demo"]
+    assert manifest.backbone["pretrained"] is False  # no weights here: said plainly
+    mesh = np.load(paths.root / manifest.files["mesh_npz"])
+    assert mesh["faces"].shape[0] > 100 and mesh["uvs"].shape == (mesh["vertices"].shape[0], 2)
+    assert Image.open(paths.root / manifest.files["texture"]).size == (64, 64)
+    assert any(e.event == "log" and "without pretrained" in e.message for e in events)
+    progress = [e for e in events if e.event == "progress"]
+    assert progress and all(0 <= e.step <= e.total_steps for e in progress)
+    assert "log.txt" in os.listdir(paths.root)
+
+
+def test_render_server_answers_render_requests(finished_job, tmp_path):
+    paths, _ = finished_job
+    server = start_worker(paths.root, "--serve")
+    assert read_events(server, until=lambda e: e.event == "ready", timeout=120)[-1].event == "ready"
+    c2w = json.loads((paths.dataset_dir / "transforms_test.json").read_text())["frames"][0]["transform_matrix"]
+    out = tmp_path / "frame.png"
+    command = RenderCommand(request_id="f1", c2w=c2w, fx=40.0, fy=40.0, cx=24.0, cy=16.0, width=48, height=32, out=str(out), style_mix=[1.0])
+    server.stdin.write(encode(command) + "\n")
+    server.stdin.flush()
+    rendered = read_events(server, until=lambda e: e.event in ("rendered", "error"), timeout=120)[-1]
+    assert rendered.event == "rendered" and rendered.request_id == "f1"
+    image = Image.open(out)
+    assert image.size == (48, 32) and image.mode == "RGBA"
+    assert np.asarray(image)[..., 3].max() == 255  # the scene is in view
+    server.stdin.write(encode(QuitCommand()) + "\n")
+    server.stdin.flush()
+    assert server.wait(timeout=30) == 0
+
+
+def test_cancel_keeps_a_checkpoint_and_a_rerun_resumes(tmp_path):
+    paths = make_job(tmp_path / "job", pretrain_steps=200)
+    worker = start_worker(paths.root)
+    read_events(worker, until=lambda e: e.event == "progress" and e.step >= 20)
+    worker.send_signal(signal.SIGTERM)
+    events = read_events(worker)
+    assert worker.wait(timeout=60) == 0
+    assert events[-1].event == "cancelled"
+    run = json.loads((paths.checkpoints_dir / "content" / "run.json").read_text())
+    stopped_at = run["step"]
+    assert 20 <= stopped_at < 200 and (paths.checkpoints_dir / "content" / "checkpoints" / "last.pt").is_file()
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker.pid, 0)  # no process left behind
+
+    (paths.root / "cancel").write_text("")  # the cancel file works too, before any step
+    worker = start_worker(paths.root)
+    assert read_events(worker)[-1].event == "cancelled"
+    worker.wait(timeout=60)
+    (paths.root / "cancel").unlink()
+
+    worker = start_worker(paths.root)
+    events = read_events(worker)
+    assert worker.wait(timeout=60) == 0 and events[-1].event == "result"
+    first = next(e for e in events if e.event == "progress")
+    assert first.step > stopped_at  # resumed, not restarted
+
+
+def test_bad_job_gives_a_bad_input_event_and_status_2(tmp_path):
+    paths = make_job(tmp_path / "job")
+    (paths.styles_dir / "demo.png").unlink()
+    worker = start_worker(paths.root)
+    events = read_events(worker)
+    assert worker.wait(timeout=60) == 2
+    assert events[-1].event == "error" and events[-1].kind == "bad_input" and "demo.png" in events[-1].message
