@@ -1,0 +1,373 @@
+"""Headless INS: capture -> worker -> import, from the command line or from plain Python.
+
+Command line (arguments after `--` belong to INS)::
+
+    blender -b scene.blend --python-expr "import ins_blender.batch as b; b.main()" -- \\
+        --style a.jpg [--style b.jpg ...] --mode nerf --preset preview --views 24 --out DIR
+
+    (with the extension installed, import it as `bl_ext.user_default.ins_blender.batch`;
+    or put the folder holding `ins_blender` on the path: `... --python-expr "import sys;
+    sys.path.insert(0, '/path/to/repo'); import ins_blender.batch as b; b.main()" -- ...`)
+
+`--out DIR` is the job folder (created; it must not hold another job unless `--resume`).
+Other options: --source cameras|animation|auto_rig (default: the scene's cameras when it has
+some, else the automatic rig), --collection NAME, --hemisphere/--full-sphere, --resolution N,
+--samples N, --device auto|cpu|gpu, --outputs mesh|render_engine|both, --python PATH (worker
+Python; default Blender's own), --seed N, --vgg-weights FILE, --allow-download, --no-import,
+--save FILE.blend (save a copy of the file with the imported result), --resume.
+Progress goes to stdout, one line per update. Exit status: 0 done, 1 the worker failed or was
+cancelled, 2 bad input (one sentence on stderr, the scene untouched), 130 interrupted.
+
+From Python with the `bpy` module::
+
+    from ins_blender.batch import run_batch
+    result = run_batch(bpy.context.scene, ["a.jpg"], "nerf", "preview", "/tmp/job")
+
+raises `InputError` (bad input) or `BatchError` (worker failure), returns a `BatchResult`.
+
+`capture_main()` is the other entry point here: the background Blender that the Stylize Scene
+operator starts to render the training views without freezing the interface; it speaks the
+worker protocol on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from ins_core.errors import InputError
+from ins_core.job import JobPaths, JobSpec, ResultManifest
+from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, StageEvent, write_message
+
+from . import jobs, presets
+from .operators import Request, StyleSource, capture_in_process, check_writable, create_job, validate
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEVICE_NAMES = {"auto": "auto", "cpu": "cpu", "gpu": "mps" if sys.platform == "darwin" else "cuda",
+                "cuda": "cuda", "mps": "mps"}
+OUTPUT_NAMES = {"mesh": ["mesh"], "render_engine": ["render_engine"], "both": ["mesh", "render_engine"]}
+
+
+class BatchError(Exception):
+    """The worker failed, crashed or was cancelled; the message names the log."""
+
+
+@dataclass
+class BatchResult:
+    job_dir: Path
+    status: str
+    manifest: ResultManifest | None
+    object_name: str | None
+    seconds: float
+
+
+def _args_after_dashes(argv: list[str] | None) -> list[str]:
+    if argv is not None:
+        return list(argv)
+    return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, no usage dump, no SystemExit
+        raise InputError(f"Bad INS arguments: {message}; see the usage in ins_blender/batch.py.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="blender -b scene.blend --python-expr 'import ins_blender.batch as b; b.main()' --",
+                description="Stylize a Blender scene with INS, headless.")
+    p.add_argument("--style", action="append", required=True, help="style image (repeat for several)")
+    p.add_argument("--mode", choices=("nerf", "sdf"), default="nerf")
+    p.add_argument("--preset", choices=presets.ORDER, default="preview")
+    p.add_argument("--views", type=int, help="cameras of the automatic rig (default: the preset's)")
+    p.add_argument("--source", choices=("cameras", "animation", "auto_rig"),
+                   help="where the views come from (default: scene cameras if any, else auto_rig)")
+    p.add_argument("--collection", help="take the cameras from this collection")
+    sphere = p.add_mutually_exclusive_group()
+    sphere.add_argument("--hemisphere", dest="hemisphere", action="store_true", default=True)
+    sphere.add_argument("--full-sphere", dest="hemisphere", action="store_false")
+    p.add_argument("--resolution", type=int, help="longer side of the training views in pixels")
+    p.add_argument("--samples", type=int, help="Cycles samples per training view")
+    p.add_argument("--device", choices=tuple(DEVICE_NAMES), default="auto")
+    p.add_argument("--outputs", choices=tuple(OUTPUT_NAMES), default="both")
+    p.add_argument("--out", required=True, help="the job folder to create")
+    p.add_argument("--python", default="", help="worker Python (default: Blender's own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vgg-weights", help="local VGG-16 weights file")
+    p.add_argument("--allow-download", action="store_true", help="allow downloading the VGG-16 weights")
+    p.add_argument("--no-import", action="store_true", help="do not add the mesh to the scene")
+    p.add_argument("--save", help="save a copy of the .blend with the imported result here")
+    p.add_argument("--resume", action="store_true", help="continue the job already in --out")
+    p.add_argument("--timeout", type=float, help="give up (cancel) after this many seconds")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(_args_after_dashes(argv))
+    if args.views is not None and args.views < 1:
+        raise InputError(f"--views is {args.views}; use at least 1 (about 24-100).")
+    if args.resolution is not None and args.resolution < 8:
+        raise InputError(f"--resolution is {args.resolution}; use at least 8 pixels.")
+    if args.samples is not None and args.samples < 1:
+        raise InputError(f"--samples is {args.samples}; use at least 1.")
+    return args
+
+
+def _scene_has_cameras(scene) -> bool:
+    return any(o.type == "CAMERA" for o in scene.objects)
+
+
+def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_dir=None, *,
+              source: str | None = None, collection: str | None = None, objects=None,
+              n_views: int | None = None, hemisphere: bool = True, resolution: int | None = None,
+              samples: int | None = None, device: str = "auto", outputs=("mesh", "render_engine"),
+              python: str | None = None, overrides: dict | None = None, seed: int = 0,
+              style_mix: list[float] | None = None, vgg_weights: str | None = None,
+              allow_download: bool = False, cache_dir: str | None = None, import_result: bool = True,
+              resume: bool = False, timeout: float | None = None, log=print) -> BatchResult:
+    """Capture `scene`, run the worker on it (blocking, printing progress), import the mesh.
+
+    Raises InputError for bad input (before anything is written or rendered) and BatchError when
+    the worker fails, crashes or is cancelled.
+    """
+    started = time.monotonic()
+    if out_dir is None or not str(out_dir).strip():
+        raise InputError("No output folder was given; pass --out DIR (the job folder to create).")
+    job = JobPaths(Path(bpy.path.abspath(str(out_dir))).resolve())
+    if isinstance(styles, (str, Path)):
+        styles = [styles]
+    try:
+        preset_obj = presets.get(preset)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if mode not in ("nerf", "sdf"):
+        raise InputError(f"Mode {mode!r} is unknown; use 'nerf' or 'sdf'.")
+    if device not in DEVICE_NAMES:
+        raise InputError(f"Device {device!r} is unknown; use one of {', '.join(DEVICE_NAMES)}.")
+    outputs = OUTPUT_NAMES[outputs] if isinstance(outputs, str) and outputs in OUTPUT_NAMES else list(outputs)
+    python_path, bundled = jobs.resolve_python(python or "")
+    if source is None:
+        source = "cameras" if _scene_has_cameras(scene) else "auto_rig"
+    render = scene.render
+    aspect = (render.resolution_x * render.pixel_aspect_x) / max(1e-6, render.resolution_y * render.pixel_aspect_y)
+    size = presets.capture_resolution(preset_obj, aspect, resolution or 0)
+    job_overrides = {**presets.job_overrides(preset_obj, max(size)), **(overrides or {})}
+    request = Request(
+        scene=scene, styles=[StyleSource(path=Path(bpy.path.abspath(str(s)))) for s in styles],
+        mode=mode, preset=preset_obj, device=DEVICE_NAMES[device], outputs=outputs, source=source,
+        collection_name=collection, objects=list(objects) if objects is not None else None,
+        n_views=n_views or preset_obj.capture_views, hemisphere=hemisphere, resolution=size,
+        samples=samples or preset_obj.capture_samples, seed=seed, style_mix=style_mix, job_dir=job.root,
+        python=python_path, bundled=bundled, overrides=job_overrides, vgg_weights=vgg_weights,
+        allow_download=bool(allow_download) and bool(getattr(bpy.app, "online_access", False)),
+        cache_dir=cache_dir,
+    )
+
+    if resume:
+        if not job.job_json.is_file() or not (job.dataset_dir / "transforms_train.json").is_file():
+            raise InputError(f"The folder '{job.root}' holds no captured INS job to resume; run without --resume to start one.")
+        spec = JobSpec.load(job.job_json)
+        outputs = list(spec.outputs)
+        check_writable(job.root)
+        log(f"INS: resuming the job in {job.root}")
+    else:
+        if job.job_json.exists():
+            raise InputError(f"The output folder '{job.root}' already holds an INS job; pass --resume to continue it or choose another folder.")
+        validate(request)
+        existed = job.root.exists()
+        job = create_job(request)
+        log(f"INS: job folder {job.root}")
+        log(f"INS: capturing {request.source.replace('_', ' ')} views at {size[0]}x{size[1]}, {request.samples} samples")
+
+        def progress(done, total):
+            log(f"INS:   view {done}/{total}")
+
+        try:
+            capture = capture_in_process(request, job, progress=progress)
+        except BaseException:
+            _remove_job_files(job, existed)
+            raise
+        log(f"INS: captured {capture.n_train} training and {capture.n_test} test views in {capture.seconds:.1f} s")
+
+    run = jobs.JobRun(job.root, python_path, bundled=bundled).start()
+    log(f"INS: worker started ({python_path})")
+    printer = _printer(log)
+    try:
+        status = run.wait(timeout=timeout, on_events=printer)
+    except KeyboardInterrupt:
+        if run.current is not None:
+            run.current.cancel()
+        raise
+    if not run.done:  # timeout
+        if run.current is not None:
+            run.current.cancel()
+        run.update()
+        raise BatchError(f"The worker did not finish within {timeout:g} s and was cancelled (resumable with --resume); see the log '{job.log_path}'.")
+    if status != "finished":
+        raise BatchError(run.message)
+    manifest = ResultManifest.load(job.result_json)
+    object_name = None
+    if import_result and "mesh_npz" in manifest.files:
+        from .importer import import_result as do_import
+
+        obj = do_import(scene, job.root)
+        object_name = obj.name
+        log(f"INS: added '{obj.name}' to the 'INS Results' collection")
+    seconds = time.monotonic() - started
+    log(f"INS: done in {seconds:.1f} s; result in {job.result_dir}")
+    return BatchResult(job.root, status, manifest, object_name, seconds)
+
+
+def _remove_job_files(job: JobPaths, folder_existed: bool) -> None:
+    """Undo create_job after a failed capture: only what it wrote, and the folder if it made it."""
+    import shutil
+
+    for path in (job.dataset_dir, job.styles_dir, job.checkpoints_dir, job.result_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        job.job_json.unlink(missing_ok=True)
+        if not folder_existed:
+            job.root.rmdir()
+    except OSError:
+        pass
+
+
+def _printer(log):
+    last = {"stage": None, "shown": 0.0}
+
+    def show(events):
+        for event in events:
+            if isinstance(event, StageEvent):
+                log(f"INS: {jobs.STAGE_LABELS.get(event.stage, event.stage)} ({event.total_steps} steps)")
+                last["stage"] = event.stage
+            elif isinstance(event, ProgressEvent):
+                now = time.monotonic()
+                if event.step == event.total_steps or now - last["shown"] >= 2.0:
+                    last["shown"] = now
+                    parts = [f"{event.step}/{event.total_steps}"]
+                    if event.loss is not None:
+                        parts.append(f"loss {event.loss:.4g}")
+                    if event.psnr is not None:
+                        parts.append(f"PSNR {event.psnr:.2f} dB")
+                    eta = jobs.format_eta(event.eta_s)
+                    if eta:
+                        parts.append(eta)
+                    log("INS:   " + ", ".join(parts))
+            elif type(event).__name__ == "LogEvent" and event.level in ("warning", "error"):
+                log(f"INS: {event.level}: {event.message}")
+            elif type(event).__name__ == "PreviewEvent":
+                log(f"INS:   preview {event.path}")
+
+    return show
+
+
+def main(argv: list[str] | None = None, exit: bool | None = None) -> int:
+    """Command-line entry point; returns the exit status (and exits Blender with it when run
+    inside a Blender executable, unless exit=False)."""
+    if exit is None:
+        exit = bool(bpy.app.binary_path)  # a real Blender process, not the bpy module
+    try:
+        args = parse_args(argv)
+        run_batch(
+            bpy.context.scene, args.style, args.mode, args.preset, args.out, source=args.source,
+            collection=args.collection, n_views=args.views, hemisphere=args.hemisphere,
+            resolution=args.resolution, samples=args.samples, device=args.device, outputs=args.outputs,
+            python=args.python, seed=args.seed, vgg_weights=args.vgg_weights,
+            allow_download=args.allow_download, import_result=not args.no_import, resume=args.resume,
+            timeout=args.timeout,
+        )
+        if args.save:
+            bpy.ops.wm.save_as_mainfile(filepath=bpy.path.abspath(args.save), copy=True, check_existing=False)
+            print(f"INS: saved {args.save}")
+        status = EXIT_OK
+    except (InputError, jobs.WorkerError) as error:
+        print(f"INS: {error}", file=sys.stderr)
+        status = EXIT_BAD_INPUT
+    except BatchError as error:
+        print(f"INS: {error}", file=sys.stderr)
+        status = EXIT_FAILED
+    except KeyboardInterrupt:
+        print("INS: interrupted; the job keeps its checkpoint (continue it with --resume).", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    sys.stdout.flush()
+    if exit and status != EXIT_OK:
+        sys.exit(status)
+    return status
+
+
+# ---------------------------------------------------------------------------------------------
+# The background capture (run by the Stylize Scene operator in a separate Blender).
+# ---------------------------------------------------------------------------------------------
+
+
+def _capture_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ins capture")
+    p.add_argument("--capture-job", required=True)
+    p.add_argument("--scene", default="")
+    p.add_argument("--source", default="auto_rig")
+    p.add_argument("--collection", default=None)
+    p.add_argument("--object", action="append", default=None)
+    p.add_argument("--views", type=int, default=24)
+    p.add_argument("--full-sphere", action="store_true")
+    p.add_argument("--resolution", type=int, nargs=2, default=(64, 64))
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--delete-blend", action="store_true")
+    return p
+
+
+def capture_main(argv: list[str] | None = None, out=None) -> int:
+    """Render a job's training views in this (background) Blender, speaking the protocol."""
+    from .capture import CaptureCancelled, capture_views
+
+    out = out or sys.stdout
+    args = _capture_parser().parse_args(_args_after_dashes(argv))
+    job = JobPaths(Path(args.capture_job))
+    blend = bpy.data.filepath
+    started = time.monotonic()
+    status = 0
+    try:
+        scene = bpy.data.scenes.get(args.scene) if args.scene else bpy.context.scene
+        if scene is None:
+            raise InputError(f"The scene '{args.scene}' is not in the saved copy; save the file and try again.")
+        objects = None
+        if args.object:
+            objects = [bpy.data.objects[n] for n in args.object if n in bpy.data.objects]
+        write_message(StageEvent(stage="capture", total_steps=0), out)
+
+        def progress(done, total):
+            if done == 1:
+                write_message(StageEvent(stage="capture", total_steps=total), out)
+            elapsed = time.monotonic() - started
+            eta = elapsed / done * (total - done) if done else None
+            write_message(ProgressEvent(step=done, total_steps=total, eta_s=eta), out)
+
+        capture_views(scene, job.root, source=args.source, collection_name=args.collection, objects=objects,
+                      n_views=args.views, hemisphere=not args.full_sphere, resolution=tuple(args.resolution),
+                      samples=args.samples, seed=args.seed, progress=progress,
+                      cancel=lambda: job.cancel_path.exists())
+        write_message(ResultEvent(path="dataset/transforms_train.json"), out)
+    except InputError as error:
+        write_message(ErrorEvent(kind="bad_input", message=str(error), log="capture_stderr.txt"), out)
+        status = 2
+    except CaptureCancelled:
+        write_message(CancelledEvent(), out)
+    except Exception as error:  # noqa: BLE001 - reported as one line, traceback in the log
+        traceback.print_exc()
+        write_message(ErrorEvent(kind="internal", message=f"The capture failed ({type(error).__name__}: {error})",
+                                 log="capture_stderr.txt"), out)
+        status = 1
+    finally:
+        # Only the copy the operator saved into this job is ever deleted.
+        if args.delete_blend and blend and Path(blend).resolve().parent == job.root.resolve():
+            for path in (Path(blend), Path(blend + "1")):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
+    return status

@@ -1,0 +1,510 @@
+"""The "INS" render engine: renders a finished job's stylized field from any camera.
+
+F12 (and `blender -b file.blend -E INS -f 1`) renders the scene camera at the scene resolution
+(resolution percentage and pixel aspect included): the camera's `matrix_world` and pinhole
+intrinsics (`capture.camera_intrinsics`, the same maths the capture used) go as a
+`RenderCommand` to a long-lived render server (`python -m ins_core.worker JOB --serve`), started
+once per job and reused for every frame; the engine waits for the `rendered` event (showing
+progress, honouring Esc via `test_break()`), then loads the PNG into the render result
+(`RenderLayer.load_from_file`, which turns the top-down PNG rows into Blender's bottom-up ones
+and the 8-bit sRGB values into linear light; with the "Standard" view transform the colours come
+out exactly as rendered).
+
+The style mix is read from the scene's style weights at each frame (they are animatable).
+In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
+refines to 1/4, 1/2 and full size while the view stays still.
+
+The job rendered is `scene.ins.render_job_dir`, else the latest job `scene.ins.job_dir`; without a
+finished job the engine says so in one sentence and leaves the result empty.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import bpy
+
+from ins_core.errors import InputError
+from ins_core.job import JobPaths, JobSpec
+from ins_core.protocol import RenderCommand
+
+from . import jobs
+from .capture import camera_intrinsics, camera_to_world
+
+READY_TIMEOUT_S = 600.0  # loading torch and the model
+RENDER_TIMEOUT_S = 3600.0
+VIEWPORT_LEVELS = (0.125, 0.25, 0.5, 1.0)
+VIEWPORT_IMAGE = ".INS Viewport"
+
+
+class EngineError(Exception):
+    """One sentence for the user (no finished job, no camera, server failure)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Which job, and its render server.
+# ---------------------------------------------------------------------------------------------
+
+
+def render_job(scene) -> JobPaths:
+    """The finished job the engine renders for `scene`; EngineError when there is none."""
+    settings = getattr(scene, "ins", None)
+    text = ""
+    if settings is not None:
+        text = settings.render_job_dir.strip() or settings.job_dir.strip()
+    if not text:
+        raise EngineError(f"Scene '{scene.name}' has no finished INS job to render; run Stylize Scene with the 'Neural Render' output, or choose a finished job folder as Render Job in the INS panel.")
+    job = JobPaths(Path(bpy.path.abspath(text)))
+    if not job.result_json.is_file():
+        raise EngineError(f"The INS job '{job.root}' is not finished (no result/result.json); wait for it to finish, or choose a finished job folder as Render Job in the INS panel.")
+    try:
+        spec = JobSpec.load(job.job_json)
+    except InputError as error:
+        raise EngineError(str(error)) from None
+    if "render_engine" not in spec.outputs:
+        raise EngineError(f"The INS job '{job.root.name}' was made without the 'Neural Render' output; run Stylize Scene with 'Neural Render' or 'Both'.")
+    return job
+
+
+def job_style_count(job: JobPaths) -> int:
+    try:
+        return len(JobSpec.load(job.job_json).styles)
+    except InputError:
+        return 0
+
+
+def mix_for_job(scene, job: JobPaths) -> list[float] | None:
+    """The scene's (animated) style weights, when they fit the job's styles."""
+    from .properties import style_mix
+
+    settings = getattr(scene, "ins", None)
+    if settings is None:
+        return None
+    mix = style_mix(settings)
+    if mix is not None and len(mix) != job_style_count(job):
+        return None  # the scene's style list changed since the job: use the job's own mix
+    return mix
+
+
+class RenderServer:
+    """One `python -m ins_core.worker JOB --serve` process and its requests (thread-safe)."""
+
+    def __init__(self, job: JobPaths, python: str, bundled: bool) -> None:
+        self.job = job
+        self.python = python
+        self.stamp = _result_stamp(job)
+        self.worker = jobs.WorkerProcess(
+            jobs.worker_argv(python, job.root, serve=True, bundled=bundled), job.root, env=jobs.worker_env(bundled),
+            stderr_path=job.root / jobs.SERVER_STDERR_NAME, label="render server", python=python, kind="server",
+        )
+        self.folder = Path(tempfile.mkdtemp(prefix="ins_render_"))
+        self.lock = threading.Lock()
+
+    def start(self) -> "RenderServer":
+        try:
+            self.worker.start()
+        except jobs.WorkerError as error:
+            raise EngineError(str(error)) from None
+        return self
+
+    @property
+    def ready(self) -> bool:
+        with self.lock:
+            self.worker.poll()
+        return self.worker.state.ready
+
+    def check_alive(self) -> None:
+        state = self.worker.state
+        if state.done or not self.worker.alive:
+            with self.lock:
+                self.worker.poll()
+            if state.error is not None or state.done:
+                message = state.message or self.worker.crash_report(state.returncode)
+            else:
+                message = self.worker.crash_report(self.worker._proc.poll())
+            _FAILED[str(self.job.root.resolve())] = (time.monotonic(), (self.stamp, self.python), message)
+            raise EngineError(message)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S, should_stop=None, on_wait=None) -> bool:
+        """True when ready; False when `should_stop()` said stop; EngineError on failure."""
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            self.check_alive()
+            if should_stop is not None and should_stop():
+                return False
+            if time.monotonic() > deadline:
+                raise EngineError(f"The INS render server did not get ready within {timeout:g} s; see the log '{self.worker.stderr_path}'.")
+            if on_wait is not None:
+                on_wait()
+            time.sleep(0.05)
+        return True
+
+    def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None) -> tuple[str, Path]:
+        request_id = uuid.uuid4().hex[:12]
+        out = self.folder / f"{request_id}.png"
+        command = RenderCommand(request_id=request_id, c2w=c2w, fx=float(fx), fy=float(fy), cx=float(cx),
+                                cy=float(cy), width=int(width), height=int(height), out=str(out),
+                                style_mix=style_mix)
+        try:
+            self.worker.send(command)
+        except jobs.WorkerError as error:
+            raise EngineError(str(error)) from None
+        return request_id, out
+
+    def result(self, request_id: str) -> Path | None:
+        with self.lock:
+            self.worker.poll()
+            return self.worker.state.rendered.pop(request_id, None)
+
+    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, *, should_stop=None,
+               on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
+        """Blocking render of one view; None when `should_stop()` said stop."""
+        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix)
+        deadline = time.monotonic() + timeout
+        while True:
+            path = self.result(request_id)
+            if path is not None:
+                return path
+            self.check_alive()
+            if should_stop is not None and should_stop():
+                return None
+            if time.monotonic() > deadline:
+                raise EngineError(f"The INS render server took longer than {timeout:g} s for one frame; see the log '{self.worker.stderr_path}'.")
+            if on_wait is not None:
+                on_wait()
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.worker.close(timeout=3.0)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _result_stamp(job: JobPaths) -> float:
+    try:
+        return job.result_json.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+_SERVERS: dict[str, RenderServer] = {}
+_SERVERS_LOCK = threading.Lock()
+# A server that just failed is not restarted on every viewport redraw: the same job with the
+# same Python gets the same answer for RETRY_AFTER_S seconds.
+_FAILED: dict[str, tuple[float, tuple, str]] = {}
+RETRY_AFTER_S = 10.0
+
+
+def get_server(job: JobPaths) -> RenderServer:
+    """The running server for `job` (started when missing, dead or the job was re-run)."""
+    from . import preferences
+
+    try:
+        python, bundled = preferences.worker_python()
+    except jobs.WorkerError as error:
+        raise EngineError(str(error)) from None
+    key = str(job.root.resolve())
+    with _SERVERS_LOCK:
+        server = _SERVERS.get(key)
+        if server is not None and (not server.worker.alive or server.stamp != _result_stamp(job) or server.python != python):
+            _SERVERS.pop(key, None)
+            server.close()
+            server = None
+        if server is None:
+            failed = _FAILED.get(key)
+            if failed is not None and failed[1] == (_result_stamp(job), python) and time.monotonic() - failed[0] < RETRY_AFTER_S:
+                raise EngineError(failed[2])
+            _FAILED.pop(key, None)
+            server = RenderServer(job, python, bundled).start()
+            _SERVERS[key] = server
+        return server
+
+
+def stop_servers() -> None:
+    with _SERVERS_LOCK:
+        servers = list(_SERVERS.values())
+        _SERVERS.clear()
+        _FAILED.clear()
+    for server in servers:
+        try:
+            server.close()
+        except Exception:  # noqa: BLE001 - stopping one must not keep the others running
+            pass
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG header; EngineError when it is not a PNG."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError as error:
+        raise EngineError(f"The INS render server's image '{path}' cannot be read ({error.strerror or error}).") from None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise EngineError(f"The INS render server wrote '{path}', which is not a PNG image.")
+    return struct.unpack(">II", head[16:24])
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine.
+# ---------------------------------------------------------------------------------------------
+
+
+def intrinsics_from_projection(matrix, width: int, height: int) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) in pixels (principal point from the top-left, rows down) of an OpenGL
+    perspective projection matrix drawn into width x height pixels (a viewport's window_matrix)."""
+    fx, fy = 0.5 * width * matrix[0][0], 0.5 * height * matrix[1][1]
+    cx, cy = 0.5 * width * (1.0 - matrix[0][2]), 0.5 * height * (1.0 + matrix[1][2])
+    return fx, fy, cx, cy
+
+
+def _camera_view(scene, depsgraph, camera_object, width: int, height: int):
+    if camera_object is None:
+        raise EngineError(f"Scene '{scene.name}' has no active camera; set the scene camera in the Scene properties.")
+    evaluated = camera_object.evaluated_get(depsgraph) if depsgraph is not None else camera_object
+    if evaluated.data.type != "PERSP":
+        raise EngineError(f"Camera '{camera_object.name}' is not a perspective camera; the INS engine renders perspective cameras only.")
+    k = camera_intrinsics(evaluated.data, width, height, scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)
+    return camera_to_world(evaluated.matrix_world), k
+
+
+class INSRenderEngine(bpy.types.RenderEngine):
+    bl_idname = "INS"
+    bl_label = "INS"
+    bl_use_preview = False
+    bl_use_postprocess = True
+    bl_use_shading_nodes_custom = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._view = None  # viewport state
+
+    # -- final render --------------------------------------------------------------------------
+
+    def render(self, depsgraph):
+        scene = depsgraph.scene
+        try:
+            self._render(scene, depsgraph)
+        except (EngineError, jobs.WorkerError, InputError) as error:
+            self.report({"ERROR"}, f"INS: {error}")
+            try:
+                self.error_set(str(error))
+            except (AttributeError, RuntimeError):
+                pass
+
+    def _render(self, scene, depsgraph) -> None:
+        width, height = int(self.resolution_x), int(self.resolution_y)
+        camera = self.camera_override or scene.camera
+        c2w, k = _camera_view(scene, depsgraph, camera, width, height)
+        job = render_job(scene)
+        mix = mix_for_job(scene, job)
+        self.update_stats("", "INS: starting the render server")
+        server = get_server(job)
+        started = time.monotonic()
+
+        def waiting(what):
+            def tick():
+                self.update_stats("", f"INS: {what} ({time.monotonic() - started:.0f} s)")
+            return tick
+
+        if not server.wait_ready(should_stop=self.test_break, on_wait=waiting("loading the stylized model")):
+            return
+        self.update_progress(0.1)
+        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix,
+                             should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
+        if path is None:
+            return
+        try:
+            size = png_size(path)
+            if size != (width, height):
+                raise EngineError(f"The INS render server returned a {size[0]}x{size[1]} image for a {width}x{height} render; see the log '{server.worker.stderr_path}'.")
+            layer = depsgraph.view_layer.name if depsgraph.view_layer is not None else ""
+            result = self.begin_result(0, 0, width, height, layer=layer)
+            try:
+                # Top-down sRGB PNG -> bottom-up linear render result (Blender converts both).
+                result.layers[0].load_from_file(str(path))
+            finally:
+                self.end_result(result)
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.update_progress(1.0)
+        self.update_stats("", f"INS: rendered in {time.monotonic() - started:.1f} s")
+
+    # -- viewport ------------------------------------------------------------------------------
+
+    def view_update(self, context, depsgraph):
+        if bpy.app.background:
+            return
+        if self._view is None:
+            self._view = _ViewportState()
+        self._view.dirty = True
+
+    def view_draw(self, context, depsgraph):
+        if bpy.app.background:
+            return
+        if self._view is None:
+            self._view = _ViewportState()
+        try:
+            self._view.draw(self, context, depsgraph)
+        except (EngineError, jobs.WorkerError, InputError) as error:
+            self.update_stats("", f"INS: {error}")
+        except Exception as error:  # noqa: BLE001 - drawing must never take the viewport down
+            self.update_stats("", f"INS viewport: {error}")
+
+    def __del__(self):
+        view = getattr(self, "_view", None)
+        if view is not None:
+            view.free()
+
+
+class _ViewportState:
+    """Progressive viewport preview: low resolution first, refined while the view is still."""
+
+    def __init__(self) -> None:
+        self.key = None
+        self.level = 0
+        self.pending: tuple[str, tuple[int, int], tuple] | None = None  # (request id, size, view key)
+        self.texture = None
+        self.dirty = True
+
+    def free(self) -> None:
+        self.texture = None
+
+    def draw(self, engine, context, depsgraph) -> None:
+        import gpu
+        from gpu_extras.presets import draw_texture_2d
+
+        scene = depsgraph.scene
+        region, rv3d = context.region, context.region_data
+        width, height = region.width, region.height
+        if not rv3d.is_perspective:
+            engine.update_stats("", "INS: the viewport preview needs a perspective view")
+            return
+        job = render_job(scene)
+        server = get_server(job)
+        fx, fy, cx, cy = intrinsics_from_projection(rv3d.window_matrix, width, height)
+        c2w = [list(row) for row in rv3d.view_matrix.inverted()]
+        mix = mix_for_job(scene, job)
+        key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
+               round(cy, 3), width, height, tuple(mix or ()))
+        if key != self.key:
+            # A request still running for the old view is awaited, not duplicated: the server
+            # answers in order, so this keeps at most one request in flight while orbiting.
+            self.key, self.level = key, 0
+        if not server.ready:
+            server.check_alive()
+            engine.update_stats("", "INS: loading the stylized model...")
+            _redraw_later(engine)
+        else:
+            if self.pending is not None:
+                request_id, _, pending_key = self.pending
+                path = server.result(request_id)
+                if path is not None:
+                    self.pending = None
+                    if pending_key == self.key or self.texture is None:
+                        self.texture = _texture_from_png(path)
+                    if pending_key == self.key:
+                        self.level += 1
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+                else:
+                    server.check_alive()
+            if self.pending is None and self.level < len(VIEWPORT_LEVELS):
+                s = VIEWPORT_LEVELS[self.level]
+                w, h = max(1, math.ceil(width * s)), max(1, math.ceil(height * s))
+                request_id, _ = server.submit(c2w, fx * w / width, fy * h / height, cx * w / width,
+                                              cy * h / height, w, h, mix)
+                self.pending = (request_id, (w, h), self.key)
+            if self.pending is not None:
+                engine.update_stats("", f"INS: refining {self.pending[1][0]}x{self.pending[1][1]}")
+                _redraw_later(engine)
+            else:
+                engine.update_stats("", "INS: done")
+        if self.texture is not None:
+            gpu.state.blend_set("ALPHA_PREMULT")
+            engine.bind_display_space_shader(scene)
+            draw_texture_2d(self.texture, (0, 0), width, height)
+            engine.unbind_display_space_shader()
+            gpu.state.blend_set("NONE")
+
+
+def _texture_from_png(path: Path):
+    """A linear float GPU texture of a PNG (rows bottom-up, as GPU textures and bpy images are)."""
+    import gpu
+    import numpy as np
+
+    image = bpy.data.images.get(VIEWPORT_IMAGE)
+    if image is None:
+        image = bpy.data.images.load(str(path), check_existing=False)
+        image.name = VIEWPORT_IMAGE
+    else:
+        image.filepath = str(path)
+        image.reload()
+    width, height = image.size
+    pixels = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    rgb = pixels.reshape(-1, 4)[:, :3]
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    pixels.reshape(-1, 4)[:, :3] = linear
+    pixels.reshape(-1, 4)[:, :3] *= pixels.reshape(-1, 4)[:, 3:4]  # premultiplied for ALPHA_PREMULT
+    buffer = gpu.types.Buffer("FLOAT", width * height * 4, pixels)
+    return gpu.types.GPUTexture((width, height), format="RGBA16F", data=buffer)
+
+
+def _redraw_later(engine) -> None:
+    """Ask for another viewport draw soon (polling the server) without a busy loop."""
+    try:
+        import weakref
+
+        ref = weakref.ref(engine)
+
+        def again():
+            target = ref()
+            if target is not None:
+                try:
+                    target.tag_redraw()
+                except ReferenceError:
+                    pass
+            return None
+
+        bpy.app.timers.register(again, first_interval=0.1)
+    except TypeError:  # no weak references to this object: redraw right away
+        engine.tag_redraw()
+
+
+CLASSES = (INSRenderEngine,)
+
+# Built-in panels that make sense for the INS engine (colour management, dimensions are global).
+_COMPAT_PANELS = ("RENDER_PT_color_management", "RENDER_PT_color_management_curves",
+                  "RENDER_PT_color_management_display_settings", "RENDER_PT_color_management_white_balance")
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    for name in _COMPAT_PANELS:
+        panel = getattr(bpy.types, name, None)
+        if panel is not None and hasattr(panel, "COMPAT_ENGINES"):
+            panel.COMPAT_ENGINES.add("INS")
+
+
+def unregister() -> None:
+    stop_servers()
+    for name in _COMPAT_PANELS:
+        panel = getattr(bpy.types, name, None)
+        if panel is not None and hasattr(panel, "COMPAT_ENGINES"):
+            panel.COMPAT_ENGINES.discard("INS")
+    for cls in reversed(CLASSES):
+        if getattr(cls, "is_registered", False):
+            bpy.utils.unregister_class(cls)

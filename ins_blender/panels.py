@@ -1,0 +1,217 @@
+"""The INS tab in the 3D viewport's sidebar (N-panel), and a panel for the INS render engine.
+
+Main panel: style images (list with weights, add/remove, a file or a loaded image each), mode,
+quality preset with its rough time estimate, output, device, Stylize Scene / Cancel.
+Sub-panels: Capture (where the views come from, output folder), Job (status, stage, progress bar,
+time left, last message, live preview, Resume / Import Result / open folder), Render (which job
+the INS engine renders, and how to get exact colours).
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.types import Panel, UIList
+
+from . import presets
+from .preferences import _wrap
+from .properties import BUSY, STATUSES
+
+STATUS_LABELS = {key: label for key, label, _ in STATUSES}
+STATUS_ICONS = {"IDLE": "NONE", "CAPTURING": "RENDER_STILL", "RUNNING": "PLAY", "CANCELLING": "PAUSE",
+                "FINISHED": "CHECKMARK", "CANCELLED": "CANCEL", "FAILED": "ERROR"}
+
+
+class INS_UL_styles(UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        icon_value = 0
+        if item.image is not None:
+            try:
+                icon_value = layout.icon(item.image)
+            except (TypeError, RuntimeError):
+                icon_value = 0
+        if icon_value:
+            row.label(text=item.display_name(), icon_value=icon_value)
+        else:
+            row.label(text=item.display_name(), icon="IMAGE_DATA")
+        row.prop(item, "weight", text="", slider=True)
+
+
+def _settings(context):
+    scene = getattr(context, "scene", None)
+    return getattr(scene, "ins", None) if scene is not None else None
+
+
+class _INSPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "INS"
+
+    @classmethod
+    def poll(cls, context):
+        return _settings(context) is not None
+
+
+class VIEW3D_PT_ins(_INSPanel, Panel):
+    bl_idname = "VIEW3D_PT_ins"
+    bl_label = "INS Stylize"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = _settings(context)
+        busy = settings.status in BUSY
+
+        layout.label(text="Style Images")
+        row = layout.row()
+        row.template_list("INS_UL_styles", "", settings, "styles", settings, "active_style_index", rows=3)
+        col = row.column(align=True)
+        col.operator("ins.add_style", icon="ADD", text="")
+        col.operator("ins.remove_style", icon="REMOVE", text="")
+        if 0 <= settings.active_style_index < len(settings.styles):
+            item = settings.styles[settings.active_style_index]
+            box = layout.box()
+            box.prop(item, "filepath", text="File")
+            box.prop(item, "image", text="Or Image")
+            box.prop(item, "weight")
+
+        layout.separator()
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.prop(settings, "mode", expand=True)
+        layout.prop(settings, "preset")
+        preset = presets.get(settings.preset)
+        col = layout.column(align=True)
+        col.scale_y = 0.8
+        for line in _wrap(preset.estimate_text(), 42):
+            col.label(text=line, icon="TIME" if line.startswith("Roughly") else "BLANK1")
+        layout.prop(settings, "outputs")
+        layout.prop(settings, "device")
+
+        layout.use_property_split = False
+        row = layout.row(align=True)
+        row.scale_y = 1.5
+        if busy:
+            row.operator("ins.cancel", icon="CANCEL", text="Cancel")
+        else:
+            row.operator("ins.stylize_scene", icon="BRUSH_DATA", text="Stylize Scene")
+
+
+class VIEW3D_PT_ins_capture(_INSPanel, Panel):
+    bl_idname = "VIEW3D_PT_ins_capture"
+    bl_label = "Capture"
+    bl_parent_id = "VIEW3D_PT_ins"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = _settings(context)
+        preset = presets.get(settings.preset)
+        layout.prop(settings, "capture_source")
+        if settings.capture_source == "CAMERAS":
+            layout.prop(settings, "camera_collection")
+        elif settings.capture_source == "AUTO_RIG":
+            layout.prop(settings, "n_views", text=f"Views (0: {preset.capture_views})")
+            layout.prop(settings, "hemisphere")
+        layout.prop(settings, "only_selected")
+        layout.prop(settings, "capture_resolution", text=f"View Size (0: {preset.capture_resolution})")
+        layout.prop(settings, "capture_samples", text=f"Samples (0: {preset.capture_samples})")
+        layout.prop(settings, "output_dir")
+        layout.prop(settings, "auto_import")
+        layout.prop(settings, "seed")
+
+
+class VIEW3D_PT_ins_job(_INSPanel, Panel):
+    bl_idname = "VIEW3D_PT_ins_job"
+    bl_label = "Job"
+    bl_parent_id = "VIEW3D_PT_ins"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = _settings(context)
+        status = settings.status
+        row = layout.row()
+        row.label(text=STATUS_LABELS.get(status, status), icon=STATUS_ICONS.get(status, "NONE"))
+        if settings.eta_text:
+            row.label(text=settings.eta_text)
+        if status in BUSY or status == "FINISHED":
+            text = settings.stage or status.capitalize()
+            if hasattr(layout, "progress"):
+                layout.progress(factor=settings.progress, type="BAR", text=text)
+            else:
+                layout.prop(settings, "progress", text=text, slider=True)
+        if settings.message:
+            col = layout.column(align=True)
+            col.scale_y = 0.8
+            for line in _wrap(settings.message, 44)[:8]:
+                col.label(text=line)
+        image = bpy.data.images.get(settings.preview_image) if settings.preview_image else None
+        if image is not None:
+            try:
+                layout.template_icon(icon_value=layout.icon(image), scale=8.0)
+            except (TypeError, RuntimeError):
+                pass
+        row = layout.row(align=True)
+        if status in {"CANCELLED", "FAILED"} and settings.job_dir:
+            op = row.operator("ins.stylize_scene", text="Resume", icon="PLAY")
+            op.resume = True
+        if status == "FINISHED" or (settings.job_dir and status == "IDLE"):
+            row.operator("ins.import_result", icon="IMPORT")
+        if settings.job_dir:
+            op = row.operator("wm.path_open", text="", icon="FILE_FOLDER")
+            op.filepath = settings.job_dir
+
+
+class VIEW3D_PT_ins_render(_INSPanel, Panel):
+    bl_idname = "VIEW3D_PT_ins_render"
+    bl_label = "Neural Render"
+    bl_parent_id = "VIEW3D_PT_ins"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = _settings(context)
+        scene = context.scene
+        layout.prop(scene.render, "engine", text="Engine")
+        layout.prop(settings, "render_job_dir", text="Job")
+        if not settings.render_job_dir and settings.job_dir:
+            layout.label(text="Empty: the latest job", icon="INFO")
+        if scene.view_settings.view_transform != "Standard":
+            col = layout.column(align=True)
+            col.scale_y = 0.8
+            for line in _wrap("For exactly the stylized colours, set Color Management > View Transform to Standard.", 44):
+                col.label(text=line)
+        layout.label(text="Style weights (keyframe them to morph):")
+        for item in settings.styles:
+            layout.prop(item, "weight", text=item.display_name(), slider=True)
+
+
+class RENDER_PT_ins(Panel):
+    bl_idname = "RENDER_PT_ins"
+    bl_label = "INS"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    COMPAT_ENGINES = {"INS"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.engine in cls.COMPAT_ENGINES and _settings(context) is not None
+
+    def draw(self, context):
+        VIEW3D_PT_ins_render.draw(self, context)
+
+
+CLASSES = (INS_UL_styles, VIEW3D_PT_ins, VIEW3D_PT_ins_capture, VIEW3D_PT_ins_job, VIEW3D_PT_ins_render, RENDER_PT_ins)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        if getattr(cls, "is_registered", False):
+            bpy.utils.unregister_class(cls)

@@ -1,0 +1,117 @@
+"""Quality presets: how many views to capture, how big, and how long the worker trains.
+
+One table (`PRESETS`) feeds the panel (label, description, rough time estimates), the capture
+(views, resolution, samples) and the job (`job_overrides`: the step counts and export sizes are
+written into job.json's `overrides`, so the job says exactly what it will do and the estimate
+shown in the panel matches what runs). Plain Python: no bpy, no torch.
+
+The times are rough estimates for a small scene (one object, default settings) on a 4-8 core
+laptop CPU and on a recent NVIDIA GPU; they grow with the number of styles and with SDF mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ORDER = ("preview", "standard", "high")
+
+
+@dataclass(frozen=True)
+class QualityPreset:
+    key: str  # the job.json preset name
+    label: str
+    description: str
+    capture_views: int  # cameras of the automatic rig (scene cameras: as many as there are)
+    capture_resolution: int  # pixels along the longer side of the training views
+    capture_samples: int  # Cycles samples per training view
+    pretrain_steps: int
+    stylize_steps: int
+    mesh_resolution: int  # marching-cubes grid cells per side
+    texture_size: int  # baked texture, pixels per side
+    cpu_minutes: tuple[float, float]  # rough estimate (low, high) for the whole run
+    gpu_minutes: tuple[float, float]
+
+    @property
+    def enum_item(self) -> tuple[str, str, str]:
+        return (self.key.upper(), self.label, f"{self.description} {self.estimate_text()}")
+
+    def estimate_text(self) -> str:
+        return f"Roughly {_span(self.cpu_minutes)} on a CPU, {_span(self.gpu_minutes)} on a GPU (estimates)."
+
+
+def _minutes(value: float) -> str:
+    if value < 1:
+        return f"{round(value * 60)} s"
+    if value < 90:
+        return f"{value:g} min"
+    return f"{value / 60:g} h"
+
+
+def _span(span: tuple[float, float]) -> str:
+    low, high = span
+    if low >= 90:
+        return f"{low / 60:g}-{high / 60:g} h"
+    if high < 90:
+        return f"{low:g}-{high:g} min" if low >= 1 else f"{_minutes(low)}-{_minutes(high)}"
+    return f"{_minutes(low)}-{_minutes(high)}"
+
+
+PRESETS: dict[str, QualityPreset] = {
+    "preview": QualityPreset(
+        key="preview", label="Preview",
+        description="Quick look: few small views, short training, coarse mesh.",
+        capture_views=24, capture_resolution=64, capture_samples=16,
+        pretrain_steps=500, stylize_steps=200, mesh_resolution=96, texture_size=256,
+        cpu_minutes=(3, 6), gpu_minutes=(0.5, 1),
+    ),
+    "standard": QualityPreset(
+        key="standard", label="Standard",
+        description="Balanced quality for most scenes.",
+        capture_views=48, capture_resolution=128, capture_samples=32,
+        pretrain_steps=2000, stylize_steps=600, mesh_resolution=192, texture_size=1024,
+        cpu_minutes=(20, 40), gpu_minutes=(2, 4),
+    ),
+    "high": QualityPreset(
+        key="high", label="High",
+        description="Final quality: many large views, long training, fine mesh and texture.",
+        capture_views=100, capture_resolution=256, capture_samples=64,
+        pretrain_steps=5000, stylize_steps=1500, mesh_resolution=256, texture_size=2048,
+        cpu_minutes=(120, 240), gpu_minutes=(8, 15),
+    ),
+}
+
+
+def get(key: str) -> QualityPreset:
+    """The preset for "preview"/"PREVIEW"/...; a clear ValueError for anything else."""
+    preset = PRESETS.get(str(key).lower())
+    if preset is None:
+        raise ValueError(f"Unknown quality preset {key!r}; use one of {', '.join(ORDER)}.")
+    return preset
+
+
+def enum_items() -> list[tuple[str, str, str]]:
+    """Items for a bpy EnumProperty (identifiers in upper case, as Blender enums usually are)."""
+    return [PRESETS[k].enum_item for k in ORDER]
+
+
+def capture_resolution(preset: QualityPreset, aspect: float, override: int = 0) -> tuple[int, int]:
+    """(width, height) of the training views: the longer side from the preset (or `override`),
+    the shorter one from the scene's aspect ratio (width / height), at least 8 pixels."""
+    side = int(override) if override and override > 0 else preset.capture_resolution
+    aspect = float(aspect) if aspect and aspect > 0 else 1.0
+    if aspect >= 1.0:
+        return side, max(8, round(side / aspect))
+    return max(8, round(side * aspect)), side
+
+
+def job_overrides(preset: QualityPreset, train_resolution: int | None = None) -> dict[str, int]:
+    """job.json `overrides` for a preset: step counts, training width and export sizes."""
+    overrides = {
+        "pretrain_steps": preset.pretrain_steps,
+        "stylize_steps": preset.stylize_steps,
+        "mesh_resolution": preset.mesh_resolution,
+        "texture_size": preset.texture_size,
+    }
+    if train_resolution:
+        overrides["train_resolution"] = max(8, int(train_resolution))
+    return overrides

@@ -1,0 +1,164 @@
+"""Scene settings of the INS add-on (`scene.ins`): inputs for a run and the job's live status.
+
+Inputs: style images (a list of file paths and/or loaded Blender images, each with an animatable
+mix weight), mode (NeRF/SDF), quality preset, device, outputs, capture source and its options,
+output folder. Status fields (written by the job poller, read by the panel): status, stage,
+progress, ETA, last message, preview image name, job folder, the job the INS engine renders.
+
+`style_mix(settings)` gives the normalised weights (None for one style or all zeros), so
+keyframing the weights morphs between styles over an animation.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+from bpy.types import PropertyGroup
+
+from . import presets
+
+MODES = [("NERF", "NeRF", "Volumetric radiance field: best for fuzzy or thin detail"),
+         ("SDF", "SDF", "Signed distance field: clean surfaces and the best meshes")]
+DEVICES = [("PREFERENCES", "From Preferences", "Use the device chosen in the add-on preferences"),
+           ("AUTO", "Auto", "The GPU when the worker has one (CUDA, then Apple MPS), else the CPU"),
+           ("CPU", "CPU", "Always the CPU (slow but works everywhere)"),
+           ("GPU", "GPU", "The GPU (CUDA, or MPS on a Mac); fails when the worker has none")]
+OUTPUTS = [("MESH", "Textured Mesh", "A mesh with a baked stylized texture in the 'INS Results' collection"),
+           ("RENDER_ENGINE", "Neural Render", "Render the stylized field from any camera with the INS render engine"),
+           ("BOTH", "Both", "The mesh and the neural render")]
+SOURCES = [("CAMERAS", "Scene Cameras", "Every camera of a collection (or of the scene)"),
+           ("ANIMATION", "Camera Animation", "The active camera at each frame of the scene's frame range"),
+           ("AUTO_RIG", "Automatic Rig", "Cameras placed automatically around the objects")]
+STATUSES = [("IDLE", "Idle", ""), ("CAPTURING", "Capturing", ""), ("RUNNING", "Running", ""),
+            ("CANCELLING", "Cancelling", ""), ("FINISHED", "Finished", ""),
+            ("CANCELLED", "Cancelled", ""), ("FAILED", "Failed", "")]
+BUSY = {"CAPTURING", "RUNNING", "CANCELLING"}
+
+
+class INS_StyleItem(PropertyGroup):
+    """One style: an image file on disk, or an image loaded in Blender; plus its mix weight."""
+
+    filepath: StringProperty(name="Style Image", subtype="FILE_PATH",
+                             description="Path of a style image (a painting, a texture, a photo)")
+    image: PointerProperty(name="Image", type=bpy.types.Image,
+                           description="Or pick an image already loaded in Blender")
+    weight: FloatProperty(name="Weight", default=1.0, min=0.0, soft_max=1.0,
+                          description="Share of this style in the mix (normalised over all styles; keyframe it to morph styles over time)")
+
+    def display_name(self) -> str:
+        if self.image is not None:
+            return self.image.name
+        return os.path.basename(bpy.path.abspath(self.filepath)) or "(no image)"
+
+
+class INS_SceneSettings(PropertyGroup):
+    # -- inputs --------------------------------------------------------------------------------
+    styles: CollectionProperty(type=INS_StyleItem)
+    active_style_index: IntProperty(name="Active Style", default=0, min=0)
+    mode: EnumProperty(name="Mode", items=MODES, default="NERF")
+    preset: EnumProperty(name="Quality", items=presets.enum_items(), default="PREVIEW")
+    device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")
+    outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH")
+    capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG")
+    camera_collection: PointerProperty(name="Camera Collection", type=bpy.types.Collection,
+                                       description="Use the cameras of this collection (empty: every camera of the scene)")
+    only_selected: BoolProperty(name="Selected Objects Only", default=False,
+                                description="Frame and bound only the selected objects (others still show in the views)")
+    n_views: IntProperty(name="Views", default=0, min=0, soft_max=200,
+                         description="Cameras of the automatic rig (0: the quality preset's number)")
+    hemisphere: BoolProperty(name="Upper Hemisphere", default=True,
+                             description="Automatic rig: cameras only above the objects (for objects standing on the ground)")
+    capture_resolution: IntProperty(name="View Size", default=0, min=0, soft_max=1024, subtype="PIXEL",
+                                    description="Longer side of the training views in pixels (0: the preset's size)")
+    capture_samples: IntProperty(name="Samples", default=0, min=0, soft_max=512,
+                                 description="Cycles samples per training view (0: the preset's number)")
+    output_dir: StringProperty(name="Output Folder", subtype="DIR_PATH", default="",
+                               description="Where job folders go (empty: 'ins_jobs' next to the .blend file, or the temporary folder for an unsaved file)")
+    auto_import: BoolProperty(name="Import When Done", default=True,
+                              description="Add the stylized mesh to the scene when the job finishes")
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    # -- status (written by the job poller) --------------------------------------------------
+    status: EnumProperty(name="Status", items=STATUSES, default="IDLE")
+    stage: StringProperty(name="Stage", default="")
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    eta_text: StringProperty(name="Time Left", default="")
+    message: StringProperty(name="Message", default="")
+    preview_image: StringProperty(name="Preview Image", default="")
+    job_dir: StringProperty(name="Job Folder", subtype="DIR_PATH", default="",
+                            description="The folder of the latest job")
+    render_job_dir: StringProperty(name="Render Job", subtype="DIR_PATH", default="",
+                                   description="Finished job folder the INS render engine renders (empty: the latest job)")
+
+    @property
+    def busy(self) -> bool:
+        return self.status in BUSY
+
+
+CLASSES = (INS_StyleItem, INS_SceneSettings)
+
+
+def settings(scene) -> INS_SceneSettings:
+    return scene.ins
+
+
+def style_mix(settings_or_weights) -> list[float] | None:
+    """Normalised weights, one per style; None for a single style or when all are zero."""
+    if hasattr(settings_or_weights, "styles"):
+        weights = [max(0.0, float(item.weight)) for item in settings_or_weights.styles]
+    else:
+        weights = [max(0.0, float(w)) for w in settings_or_weights]
+    total = sum(weights)
+    if len(weights) < 2 or total <= 0.0:
+        return None
+    mix = [w / total for w in weights]
+    mix[-1] = max(0.0, 1.0 - sum(mix[:-1]))  # sums to 1 within the job's tolerance
+    return mix
+
+
+def output_root(settings) -> Path:
+    """The folder new jobs go in: the setting, else //ins_jobs, else <temp>/ins_jobs."""
+    if settings.output_dir.strip():
+        return Path(bpy.path.abspath(settings.output_dir.strip()))
+    if bpy.data.filepath:
+        return Path(bpy.path.abspath("//ins_jobs"))
+    return Path(tempfile.gettempdir()) / "ins_jobs"
+
+
+def device_for_job(settings, preferences_device: str = "AUTO") -> str:
+    """job.json device: auto, cpu, cuda (mps on a Mac) from the scene / preferences choice."""
+    choice = settings.device if settings.device != "PREFERENCES" else preferences_device
+    if choice == "CPU":
+        return "cpu"
+    if choice == "GPU":
+        return "mps" if sys.platform == "darwin" else "cuda"
+    return "auto"
+
+
+def outputs_for_job(settings) -> list[str]:
+    return {"MESH": ["mesh"], "RENDER_ENGINE": ["render_engine"]}.get(settings.outputs, ["mesh", "render_engine"])
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.ins = PointerProperty(type=INS_SceneSettings, name="INS")
+
+
+def unregister() -> None:
+    if hasattr(bpy.types.Scene, "ins"):
+        del bpy.types.Scene.ins
+    for cls in reversed(CLASSES):
+        if getattr(cls, "is_registered", False):
+            bpy.utils.unregister_class(cls)

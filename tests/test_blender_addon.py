@@ -1,0 +1,346 @@
+"""The add-on as Blender sees it: registration, settings, presets, preferences, the importer.
+
+Runs through the real `bpy` module (headless). Undo itself needs a window (bpy.ops.ed.undo()
+cannot run in module mode), so for the importer these tests check what undo relies on instead:
+the operator is registered with {'REGISTER', 'UNDO'}, it only adds new datablocks, and the
+user's objects are untouched.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+bpy = pytest.importorskip("bpy")
+from mathutils import Vector  # noqa: E402
+
+import ins_blender  # noqa: E402
+from ins_blender import importer, presets, preferences, properties  # noqa: E402
+from ins_blender.engine import INSRenderEngine  # noqa: E402
+from ins_core.errors import InputError  # noqa: E402
+from ins_core.job import JobPaths, ResultManifest  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+PACKAGE = Path(ins_blender.__file__).parent
+OPERATORS = ("stylize_scene", "cancel", "import_result", "add_style", "remove_style", "check_worker")
+
+
+def engines() -> list[str]:
+    """bl_idnames of the registered render engines (what the engine dropdown lists)."""
+    return [getattr(c, "bl_idname", "") for c in bpy.types.RenderEngine.__subclasses__() if getattr(c, "is_registered", False)]
+
+
+def test_register_and_unregister_cleanly_twice():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    for _ in range(2):
+        ins_blender.register()
+        ins_blender.register()  # registering again is harmless
+        assert INSRenderEngine in bpy.types.RenderEngine.__subclasses__() and INSRenderEngine.is_registered
+        assert "INS" in engines()
+        bpy.context.scene.render.engine = "INS"
+        assert bpy.context.scene.render.engine == "INS"
+        assert bpy.context.scene.ins.preset == "PREVIEW"
+        assert all(hasattr(bpy.ops.ins, name) and getattr(bpy.types, f"INS_OT_{name}", None) is not None for name in OPERATORS)
+        assert bpy.types.VIEW3D_PT_ins.is_registered and preferences.INS_AddonPreferences.is_registered
+        assert bpy.app.handlers.load_post and any(h.__module__ == "ins_blender.jobs" for h in bpy.app.handlers.load_post)
+        bpy.context.scene.render.engine = "CYCLES"
+        ins_blender.unregister()
+        assert not INSRenderEngine.is_registered and "INS" not in engines()
+        assert not hasattr(bpy.types.Scene, "ins")
+        assert not any(getattr(h, "__module__", "") == "ins_blender.jobs" for h in bpy.app.handlers.load_post)
+        with pytest.raises(TypeError):
+            bpy.context.scene.render.engine = "INS"
+    ins_blender.unregister()  # unregistering twice is harmless too
+
+
+def test_the_addon_never_imports_torch():
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), f"{path.name} imports torch"
+
+
+def test_presets_give_capture_and_job_settings_and_estimates():
+    assert [item[0] for item in presets.enum_items()] == ["PREVIEW", "STANDARD", "HIGH"]
+    previous = None
+    for key in presets.ORDER:
+        p = presets.get(key.upper())
+        assert "CPU" in p.estimate_text() and "GPU" in p.estimate_text() and "estimate" in p.estimate_text()
+        if previous is not None:  # each preset costs more than the one before
+            assert p.capture_views > previous.capture_views and p.pretrain_steps > previous.pretrain_steps
+            assert p.cpu_minutes[0] > previous.cpu_minutes[0] and p.gpu_minutes[0] > previous.gpu_minutes[0]
+        previous = p
+    preview = presets.get("preview")
+    assert presets.capture_resolution(preview, 16 / 9) == (64, 36)
+    assert presets.capture_resolution(preview, 0.5, override=100) == (50, 100)
+    assert presets.job_overrides(preview, 64) == {"pretrain_steps": 500, "stylize_steps": 200,
+                                                  "mesh_resolution": 96, "texture_size": 256, "train_resolution": 64}
+    with pytest.raises(ValueError, match="use one of preview, standard, high"):
+        presets.get("ultra")
+
+
+def test_settings_style_mix_device_outputs_and_output_folder(tmp_path):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ins_blender.register()
+    try:
+        s = bpy.context.scene.ins
+        assert properties.style_mix(s) is None
+        s.styles.add().weight = 2.0
+        assert properties.style_mix(s) is None  # one style: nothing to mix
+        s.styles.add().weight = 6.0
+        assert properties.style_mix(s) == pytest.approx([0.25, 0.75])
+        assert properties.style_mix([0.0, 0.0]) is None
+        s.styles[0].keyframe_insert("weight", frame=1)  # animatable
+        assert bpy.context.scene.animation_data.action is not None
+        s.device = "CPU"
+        assert properties.device_for_job(s) == "cpu"
+        s.device = "PREFERENCES"
+        assert properties.device_for_job(s, "GPU") in ("cuda", "mps")
+        assert properties.outputs_for_job(s) == ["mesh", "render_engine"]
+        s.outputs = "MESH"
+        assert properties.outputs_for_job(s) == ["mesh"]
+        assert not bpy.data.filepath and properties.output_root(s).name == "ins_jobs"  # unsaved: temp dir
+        s.output_dir = str(tmp_path)
+        assert properties.output_root(s) == tmp_path
+    finally:
+        ins_blender.unregister()
+
+
+def test_downloads_need_blender_online_access_too():
+    prefs = preferences.get()
+    assert prefs.allow_downloads  # the add-on's own switch is on by default...
+    assert bpy.app.online_access is False  # ...but the bpy module runs offline
+    assert not preferences.downloads_allowed(prefs)
+
+
+# ---- importer ---------------------------------------------------------------------------------
+
+CENTRE, HALF = np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.5, 0.25])
+
+
+def cube_arrays(with_colors: bool = False) -> dict[str, np.ndarray]:
+    """A box with 4 vertices per side (split for UVs), 12 triangles, outward normals."""
+    vertices, faces, uvs, normals = [], [], [], []
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            u, v = [(a) for a in range(3) if a != axis]
+            base = len(vertices)
+            for du, dv in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+                p = np.zeros(3)
+                p[axis], p[u], p[v] = sign, du, dv
+                vertices.append(CENTRE + p * HALF)
+                uvs.append(((du + 1) / 4 + (axis * 2 + (sign > 0)) * 0.0, (dv + 1) / 4))
+                n = np.zeros(3)
+                n[axis] = sign
+                normals.append(n)
+            quad = [(base, base + 1, base + 2), (base, base + 2, base + 3)]
+            faces += quad if sign > 0 else [tuple(reversed(t)) for t in quad]
+    arrays = {"vertices": np.array(vertices, np.float32), "faces": np.array(faces, np.int32),
+              "uvs": np.array(uvs, np.float32), "normals": np.array(normals, np.float32), "up_axis": np.array("Z")}
+    if with_colors:
+        arrays["vertex_colors"] = np.full((len(vertices), 3), 0.5, np.float32)
+    return arrays
+
+
+def write_result(root: Path, arrays: dict | None = None, texture: bool = True) -> JobPaths:
+    job = JobPaths(root)
+    job.make_dirs()
+    files = {}
+    if arrays is not None:
+        np.savez(job.result_dir / "mesh.npz", **arrays)
+        files["mesh_npz"] = "result/mesh.npz"
+    if texture:
+        Image.new("RGB", (8, 8), (255, 128, 0)).save(job.result_dir / "texture.png")
+        files["texture"] = "result/texture.png"
+    ResultManifest(mode="sdf", styles=["starry"], aabb=[0, 1, 2, 2, 3, 4], files=files,
+                   backbone={"name": "vgg16", "pretrained": True, "note": ""}).save(job.result_json)
+    return job
+
+
+@pytest.fixture
+def user_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ins_blender.register()
+    bpy.ops.mesh.primitive_monkey_add(location=(0.5, 0.0, 0.0))
+    user = bpy.context.object
+    user.select_set(True)
+    yield bpy.context.scene, user
+    ins_blender.unregister()
+
+
+def snapshot(user) -> dict:
+    co = np.empty(len(user.data.vertices) * 3)
+    user.data.vertices.foreach_get("co", co)
+    return {"matrix": tuple(map(tuple, user.matrix_world)), "co": co.tobytes(), "selected": user.select_get(),
+            "active": bpy.context.view_layer.objects.active.name, "collections": [c.name for c in user.users_collection],
+            "materials": len(user.data.materials), "names": {n: sorted(b.name for b in getattr(bpy.data, n))
+                                                          for n in ("objects", "meshes", "materials", "images")}}
+
+
+def test_import_adds_the_textured_mesh_in_ins_results(user_scene, tmp_path):
+    scene, user = user_scene
+    job = write_result(tmp_path / "job", cube_arrays())
+    before = snapshot(user)
+    assert "UNDO" in bpy.types.INS_OT_import_result.bl_options
+    assert bpy.ops.ins.import_result(job_dir=str(job.root)) == {"FINISHED"}
+    obj = bpy.data.objects["INS job"]
+    collection = bpy.data.collections[importer.COLLECTION]
+    assert obj.name in collection.objects and collection in scene.collection.children_recursive
+    assert obj.matrix_world == obj.matrix_world.Identity(4)
+    corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
+    assert np.allclose(corners.min(0), CENTRE - HALF, atol=1e-6) and np.allclose(corners.max(0), CENTRE + HALF, atol=1e-6)
+    mesh = obj.data
+    assert (len(mesh.vertices), len(mesh.polygons)) == (24, 12) and all(len(p.vertices) == 3 for p in mesh.polygons)
+    uv = np.empty(len(mesh.loops) * 2)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uv)
+    loops = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+    assert np.allclose(uv.reshape(-1, 2), cube_arrays()["uvs"][loops])
+    normals = np.array([mesh.corner_normals[i].vector for i in range(len(mesh.loops))])
+    assert np.allclose(normals, cube_arrays()["normals"][loops], atol=1e-4)  # the custom normals
+    material = mesh.materials[0]
+    nodes = material.node_tree.nodes
+    texture = next(n for n in nodes if n.type == "TEX_IMAGE")
+    assert Path(texture.image.filepath) == job.result_dir / "texture.png" and tuple(texture.image.size) == (8, 8)
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    assert bsdf.inputs["Base Color"].links[0].from_node == texture
+    after = snapshot(user)
+    added = {"objects": ["INS job"], "meshes": ["INS job"], "materials": ["INS job"], "images": ["INS job Texture"]}
+    for name, extra in added.items():
+        assert sorted(set(after["names"][name]) - set(before["names"][name])) == extra
+    after["names"] = before["names"] = None
+    assert after == before  # the user's object, selection and active object are untouched
+
+
+def test_import_twice_reuses_the_collection_and_vertex_colours_work(user_scene, tmp_path):
+    scene, _ = user_scene
+    job = write_result(tmp_path / "job", cube_arrays(with_colors=True), texture=False)
+    first = importer.import_result(scene, job.root)
+    second = importer.import_result(scene, job.root)
+    assert first.name != second.name
+    assert [c.name for c in bpy.data.collections] == [importer.COLLECTION]
+    assert second.data.color_attributes["Col"].domain == "POINT"
+    node = next(n for n in second.data.materials[0].node_tree.nodes if n.type == "VERTEX_COLOR")
+    assert node.layer_name == "Col"
+
+
+def test_bad_results_are_refused_before_anything_is_created(user_scene, tmp_path):
+    scene, user = user_scene
+    before = snapshot(user)
+    bad = cube_arrays()
+    bad["faces"][0, 0] = 99
+    cases = [
+        (write_result(tmp_path / "bad", bad), "face indices outside 0..23"),
+        (write_result(tmp_path / "no_mesh", None), "has no mesh"),
+        (JobPaths(tmp_path / "unfinished"), "has no result yet"),
+    ]
+    for job, message in cases:
+        with pytest.raises(InputError, match=message):
+            importer.import_result(scene, job.root)
+    with pytest.raises(RuntimeError, match="has no mesh"):
+        bpy.ops.ins.import_result(job_dir=str(cases[1][0].root))
+    assert snapshot(user) == before
+    assert importer.COLLECTION not in bpy.data.collections
+
+
+def test_style_list_operators(user_scene, tmp_path):
+    scene, _ = user_scene
+    image = bpy.data.images.new("Painting", 4, 4)
+    assert bpy.ops.ins.add_style(filepath=str(tmp_path / "a.jpg")) == {"FINISHED"}
+    assert bpy.ops.ins.add_style(image_name="Painting") == {"FINISHED"}
+    styles = scene.ins.styles
+    assert [s.display_name() for s in styles] == ["a.jpg", "Painting"] and styles[1].image == image
+    assert scene.ins.active_style_index == 1
+    with pytest.raises(RuntimeError, match="There is no image named 'Nope'"):
+        bpy.ops.ins.add_style(image_name="Nope")
+    bpy.ops.ins.remove_style()
+    assert [s.display_name() for s in styles] == ["a.jpg"] and image.name in bpy.data.images
+
+
+# ---- panels (drawn against a checking stand-in layout: there is no window to draw in) ------
+
+
+class CheckingLayout:
+    """Accepts what UILayout accepts, and fails on unknown properties and operators."""
+
+    def __init__(self):
+        self.labels = []
+
+    def __getattr__(self, name):
+        if name in ("row", "column", "box", "split", "column_flow", "grid_flow"):
+            return lambda *a, **k: self
+        return lambda *a, **k: None
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+
+    def operator(self, idname, **kwargs):
+        module, name = idname.split(".")
+        op = getattr(getattr(bpy.ops, module), name)
+        props = op.get_rna_type().properties
+
+        class Props:
+            def __setattr__(self, key, value):
+                assert key in props, f"{idname} has no property {key!r}"
+
+        return Props()
+
+    def label(self, text="", **kwargs):
+        self.labels.append(text)
+
+    def template_list(self, list_type, list_id, data, prop, active_data, active_prop, **kwargs):
+        assert getattr(bpy.types, list_type).is_registered
+        assert prop in data.bl_rna.properties and active_prop in active_data.bl_rna.properties
+
+    def icon(self, data):
+        return 0
+
+
+def test_panels_draw_in_every_status(tmp_path):
+    from types import SimpleNamespace
+
+    from ins_blender import panels
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ins_blender.register()
+    try:
+        scene = bpy.context.scene
+        s = scene.ins
+        bpy.ops.ins.add_style(filepath=str(tmp_path / "a.png"))
+        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager)
+        for status in ("IDLE", "RUNNING", "CANCELLED", "FINISHED", "FAILED"):
+            s.status, s.job_dir, s.message = status, str(tmp_path), "A message " * 20
+            for source in ("CAMERAS", "AUTO_RIG", "ANIMATION"):
+                s.capture_source = source
+                for panel in panels.CLASSES[1:]:
+                    fake = SimpleNamespace(layout=CheckingLayout())
+                    panel.draw(fake, context)
+        fake = SimpleNamespace(layout=CheckingLayout())
+        panels.VIEW3D_PT_ins_job.draw(fake, context)
+        assert any("A message" in line for line in fake.layout.labels)
+    finally:
+        ins_blender.unregister()
+
+
+def test_enabled_as_an_addon_its_preferences_drive_the_worker_check(tmp_path):
+    import addon_utils
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon_utils.enable("ins_blender", default_set=True, handle_error=lambda error: pytest.fail(str(error)))
+    try:
+        prefs = preferences.get()
+        assert isinstance(prefs, preferences.INS_AddonPreferences)
+        prefs.worker_python = str(tmp_path / "nowhere" / "python3")
+        with pytest.raises(RuntimeError, match="does not exist; choose a Python with torch in Preferences"):
+            bpy.ops.ins.check_worker()
+        assert "does not exist" in prefs.check_result
+    finally:
+        addon_utils.disable("ins_blender", default_set=True)
+    assert not hasattr(bpy.types.Scene, "ins")

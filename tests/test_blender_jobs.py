@@ -1,0 +1,327 @@
+"""jobs.py: starting, polling, cancelling and reporting on worker subprocesses.
+
+The worker here is FAKE_WORKER below: a test double of the protocol (stdlib only) that prints
+the events `python -m ins_core.worker JOB` prints, without any training. What it does is chosen
+by JOB/fake_mode.txt (ok, slow, stubborn, crash, error). It runs through the same command line
+and environment the add-on builds (`jobs.worker_argv`, `jobs.worker_env`), with
+`jobs.WORKER_MODULE` pointed at it. The end-to-end run with the real worker is in
+test_blender_batch.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+bpy = pytest.importorskip("bpy")
+
+import ins_blender  # noqa: E402
+from ins_blender import jobs, preferences  # noqa: E402
+from ins_core.job import JobPaths  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+FAKE_WORKER = r'''
+"""Test double of `python -m ins_core.worker JOB` (protocol events only, no training)."""
+import json, os, signal, struct, sys, time, zlib
+job = sys.argv[1]
+mode_file = os.path.join(job, "fake_mode.txt")
+mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "ok"
+stop = []
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else (lambda *a: stop.append(1)))
+def emit(**event):
+    print(json.dumps(event), flush=True)
+def png(path, w=4, h=4, rgba=(255, 0, 0, 255)):
+    raw = b"".join(b"\0" + bytes(rgba) * w for _ in range(h))
+    chunk = lambda tag, data: struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+print("some stray text that is not JSON", flush=True)
+if mode == "crash":
+    sys.stderr.write("Traceback (most recent call last):\nRuntimeError: boom\n")
+    sys.exit(3)
+if mode == "error":
+    emit(event="error", kind="bad_input", message="The style image 'styles/a.png' is not an image.", log="log.txt")
+    sys.exit(2)
+os.makedirs(os.path.join(job, "result"), exist_ok=True)
+emit(event="stage", stage="pretrain", total_steps=5)
+for step in range(1, 6):
+    emit(event="progress", step=step, total_steps=5, loss=1.0 / step, psnr=20.0 + step, eta_s=5.0 - step)
+png(os.path.join(job, "result", "preview.png"))
+emit(event="preview", path="result/preview.png")
+emit(event="log", level="info", message="halfway")
+while mode in ("slow", "stubborn"):
+    if stop or (mode == "slow" and os.path.exists(os.path.join(job, "cancel"))):
+        emit(event="cancelled")
+        sys.exit(0)
+    time.sleep(0.02)
+manifest = {"version": 1, "mode": "nerf", "styles": ["a"], "files": {}, "metrics": {}, "timings_s": {},
+            "backbone": {"name": "fake", "pretrained": False, "note": ""}, "aabb": [-1, -1, -1, 1, 1, 1],
+            "created": "2024-01-01T00:00:00+00:00"}
+with open(os.path.join(job, "result", "result.json"), "w") as f:
+    json.dump(manifest, f)
+emit(event="stage", stage="export", total_steps=1)
+emit(event="result", path="result/result.json")
+'''
+
+NO_TORCH_WORKER = "import torch  # the worker's first import: fails in a Python without torch\n"
+
+
+@pytest.fixture(scope="module")
+def fake_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fake_worker")
+    (folder / "ins_fake_worker.py").write_text(FAKE_WORKER)
+    (folder / "ins_fake_torch_worker.py").write_text(NO_TORCH_WORKER)
+    return folder
+
+
+@pytest.fixture
+def fake(monkeypatch, fake_dir):
+    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_fake_worker")
+    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(fake_dir)])
+    yield
+    jobs.shutdown_all(timeout=2.0)
+
+
+def make_job(tmp_path: Path, mode: str = "ok") -> JobPaths:
+    job = JobPaths(tmp_path / "job")
+    job.make_dirs()
+    (job.root / "fake_mode.txt").write_text(mode)
+    return job
+
+
+def start(job: JobPaths, python: str | None = None, bundled: bool = True) -> jobs.WorkerProcess:
+    python = python or sys.executable
+    return jobs.WorkerProcess(jobs.worker_argv(python, job.root, bundled=bundled), job.root, env=jobs.worker_env(bundled), python=python).start()
+
+
+def gone(pid: int) -> bool:
+    """True when no process (not even a zombie) has this pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return not Path(f"/proc/{pid}").exists()
+
+
+# ---- the plain-Python layer -------------------------------------------------------------------
+
+
+def test_events_update_the_state(fake, tmp_path):
+    job = make_job(tmp_path)
+    worker = start(job)
+    seen = []
+    state = worker.wait(timeout=30, on_events=seen.extend)
+    assert state.status == "finished", state.message
+    names = [type(e).__name__ for e in seen]
+    assert names.count("ProgressEvent") == 5 and "PreviewEvent" in names and names[-1] == "ResultEvent"
+    assert state.stage == "export" and state.psnr == 25.0 and state.loss == pytest.approx(0.2)
+    assert state.preview == job.root / "result" / "preview.png" and state.preview.is_file()
+    assert state.result == job.result_json
+    assert state.overall == 1.0
+    assert state.returncode == 0 and gone(worker.pid)
+    # Stray text is not an event; the worker's stderr goes to its own log in the job.
+    assert (job.root / jobs.STDERR_NAME).is_file()
+
+
+def test_poll_never_blocks_and_cancel_leaves_no_process(fake, tmp_path):
+    job = make_job(tmp_path, "slow")
+    worker = start(job)
+    deadline = time.monotonic() + 20
+    while worker.state.step < 5 and time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        worker.poll()
+        assert time.perf_counter() - t0 < 0.25  # a poll only drains a queue (the worker never ends)
+        time.sleep(0.01)
+    assert worker.state.status == "running" and worker.state.step == 5
+    assert worker.state.stage_text().startswith("Pre-training 5/5")
+    pid = worker.pid
+    state = worker.cancel(timeout=10)
+    assert state.status == "cancelled" and state.cancelled, state.message
+    assert "Resume" in state.message
+    assert job.cancel_path.exists()  # the file half of the request (SIGTERM is the other)
+    assert gone(pid)
+
+
+def test_a_worker_that_ignores_cancel_is_killed(fake, tmp_path):
+    job = make_job(tmp_path, "stubborn")
+    worker = start(job)
+    while worker.state.step < 5:
+        worker.wait_event(1.0)
+    worker.request_cancel(grace=0.5)
+    assert worker.state.status == "cancelling"
+    state = worker.wait(timeout=15)
+    assert state.status == "cancelled" and not state.cancelled  # killed, not a clean stop
+    assert state.returncode is not None and state.returncode < 0
+    assert gone(worker.pid)
+
+
+def test_a_crash_names_the_log(fake, tmp_path):
+    job = make_job(tmp_path, "crash")
+    worker = start(job)
+    state = worker.wait(timeout=30)
+    assert state.status == "failed"
+    log = job.root / jobs.STDERR_NAME
+    assert f"'{log}'" in state.message and "exit status 3" in state.message and "boom" in state.message
+    assert "boom" in log.read_text()
+
+
+def test_an_error_event_is_reported_with_the_log(fake, tmp_path):
+    job = make_job(tmp_path, "error")
+    state = start(job).wait(timeout=30)
+    assert state.status == "failed"
+    assert state.message == f"The style image 'styles/a.png' is not an image; see the log '{job.log_path}'."
+
+
+def test_a_missing_python_is_reported_before_anything_runs(tmp_path):
+    with pytest.raises(jobs.WorkerError, match="does not exist; choose a Python with torch in Preferences"):
+        jobs.resolve_python(str(tmp_path / "no" / "python3"))
+    job = make_job(tmp_path)
+    worker = jobs.WorkerProcess([str(tmp_path / "no" / "python3"), "-m", "x", str(job.root)], job.root)
+    with pytest.raises(jobs.WorkerError, match="does not exist"):
+        worker.start()
+    assert worker.pid is None
+    check = jobs.check_worker(str(tmp_path / "no" / "python3"))
+    assert not check.ok and "does not exist" in check.message
+
+
+def _python_without_torch() -> str:
+    python = "/usr/bin/python3"
+    if not os.path.exists(python):
+        pytest.skip("no system Python at /usr/bin/python3 to play a Python without torch")
+    if jobs.subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0:
+        pytest.skip("/usr/bin/python3 has torch; it cannot play a Python without torch")
+    return python
+
+
+def test_a_python_without_torch_gets_a_clear_report(monkeypatch, fake_dir, tmp_path):
+    python = _python_without_torch()
+    resolved, bundled = jobs.resolve_python(python)
+    assert not bundled  # an external Python: only ins_core's folder goes on its path
+    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_fake_torch_worker")
+    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(fake_dir)])
+    job = make_job(tmp_path)
+    state = start(job, resolved, bundled).wait(timeout=30)
+    assert state.status == "failed"
+    assert state.message.startswith(f"The worker Python '{python}' has no torch; install torch into it")
+    assert "Preferences" in state.message and jobs.STDERR_NAME in state.message
+    check = jobs.check_worker(python, timeout=60)
+    assert not check.ok and "has no torch" in check.message and "Preferences" in check.message
+
+
+def test_check_worker_reports_torch_and_cuda():
+    check = jobs.check_worker("", timeout=120)  # Blender's own Python: here the venv's, with torch
+    assert check.ok, check.message
+    import torch
+
+    assert check.torch_version == torch.__version__
+    assert check.cuda == torch.cuda.is_available()
+    assert check.message.startswith("Worker OK: Python 3.11") and f"torch {torch.__version__}" in check.message
+
+
+def test_shutdown_stops_every_worker(fake, tmp_path):
+    job = make_job(tmp_path, "slow")
+    worker = start(job)
+    while worker.state.step < 5:
+        worker.wait_event(1.0)
+    jobs.shutdown_all(timeout=5.0)  # what quitting Blender runs (atexit)
+    assert gone(worker.pid)
+
+
+# ---- the Blender glue ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def addon():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ins_blender.register()
+    yield bpy.context.scene
+    ins_blender.unregister()
+
+
+def scene_state(scene) -> dict:
+    state = {name: sorted(b.name for b in getattr(bpy.data, name))
+             for name in ("objects", "meshes", "cameras", "images", "materials", "collections", "scenes")}
+    render = scene.render
+    state["render"] = (render.engine, render.resolution_x, render.resolution_y, render.resolution_percentage,
+                       render.film_transparent, render.filepath, scene.cycles.samples)
+    state["camera"] = scene.camera.name if scene.camera else None
+    state["frame"] = scene.frame_current
+    state["transforms"] = {o.name: tuple(map(tuple, o.matrix_world)) for o in bpy.data.objects}
+    return state
+
+
+def style_file(tmp_path: Path) -> Path:
+    path = tmp_path / "style.png"
+    Image.fromarray((np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_the_timer_copies_the_state_into_the_scene(fake, addon, tmp_path):
+    scene = addon
+    job = make_job(tmp_path)
+    run = jobs.JobRun(job.root, sys.executable).start()
+    jobs.add_run(scene, run)
+    assert scene.ins.status == "RUNNING" and scene.ins.job_dir == str(job.root)
+    deadline = time.monotonic() + 30
+    while jobs.active_run(scene) is not None and time.monotonic() < deadline:
+        assert jobs._timer() in (jobs.TIMER_INTERVAL_S, None)  # what bpy.app.timers calls
+        time.sleep(0.05)
+    assert scene.ins.status == "FINISHED", scene.ins.message
+    assert scene.ins.progress == 1.0 and scene.ins.render_job_dir == str(job.root)
+    assert scene.ins.preview_image == jobs.PREVIEW_IMAGE
+    preview = bpy.data.images[jobs.PREVIEW_IMAGE]
+    assert tuple(preview.size) == (4, 4) and preview.users == 0  # not saved with the file
+    assert jobs._timer() is None  # nothing left to watch: the timer unregisters itself
+
+
+def test_stylize_with_a_missing_worker_python_leaves_the_scene_as_it_was(addon, monkeypatch, tmp_path):
+    scene = addon
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.ops.ins.add_style(filepath=str(style_file(tmp_path)))
+    scene.ins.output_dir = str(tmp_path / "jobs")
+    monkeypatch.setattr(preferences._DEFAULTS, "worker_python", str(tmp_path / "missing" / "python3"))
+    before = scene_state(scene)
+    with pytest.raises(RuntimeError, match="does not exist; choose a Python with torch in Preferences"):
+        bpy.ops.ins.stylize_scene()
+    assert scene_state(scene) == before
+    assert scene.ins.status == "IDLE"
+    assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
+
+
+def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
+    scene = addon
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.ops.ins.add_style(filepath=str(style_file(tmp_path)))
+    s = scene.ins
+    s.output_dir, s.outputs, s.capture_source = str(tmp_path / "jobs"), "RENDER_ENGINE", "AUTO_RIG"
+    s.n_views, s.capture_resolution, s.capture_samples = 3, 16, 1
+    before = scene_state(scene)
+    assert bpy.ops.ins.stylize_scene() == {"FINISHED"}
+    assert s.status == "FINISHED", s.message
+    job = JobPaths(s.job_dir)
+    spec = json.loads(job.job_json.read_text())
+    assert spec["styles"] == ["styles/00_style.png"] and (job.root / spec["styles"][0]).is_file()
+    assert spec["outputs"] == ["render_engine"] and spec["preset"] == "preview"
+    assert spec["overrides"]["train_resolution"] == 16
+    train = json.loads((job.dataset_dir / "transforms_train.json").read_text())
+    assert len(train["frames"]) + len(json.loads((job.dataset_dir / "transforms_test.json").read_text())["frames"]) == 3
+    assert s.render_job_dir == str(job.root)
+    after = scene_state(scene)
+    after["images"] = [n for n in after["images"] if n != jobs.PREVIEW_IMAGE]
+    assert after == before  # only the preview image is new; the user's scene is as it was
+
+
+def test_a_reopened_file_does_not_show_a_dead_job_as_running(addon):
+    scene = addon
+    scene.ins.status, scene.ins.eta_text = "RUNNING", "about 3 min left"
+    jobs._load_post()
+    assert scene.ins.status == "CANCELLED" and scene.ins.eta_text == ""
+    assert "press Resume" in scene.ins.message
