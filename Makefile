@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m ins_core demo --out runs/demo --force
+	$(PY) -m ins_blender.demo --out runs/demo --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -29,6 +29,7 @@ from bpy.types import Operator, OperatorFileListElement
 from ins_core.errors import InputError
 from ins_core.job import JobPaths, JobSpec
 
+from .registration import class_registrar
 from . import jobs, presets
 from . import preferences as prefs_module
 from . import properties as props_module
@@ -618,12 +619,4 @@ class INS_OT_remove_style(Operator):
 CLASSES = (INS_OT_stylize_scene, INS_OT_cancel, INS_OT_import_result, INS_OT_add_style, INS_OT_remove_style)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        if getattr(cls, "is_registered", False):
-            bpy.utils.unregister_class(cls)
+register, unregister = class_registrar(CLASSES)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bpy
 from bpy.types import Panel, UIList
 
+from .registration import class_registrar
 from . import presets
 from .preferences import _wrap
 from .properties import BUSY, STATUSES
@@ -206,12 +207,4 @@ class RENDER_PT_ins(Panel):
 CLASSES = (INS_UL_styles, VIEW3D_PT_ins, VIEW3D_PT_ins_capture, VIEW3D_PT_ins_job, VIEW3D_PT_ins_render, RENDER_PT_ins)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        if getattr(cls, "is_registered", False):
-            bpy.utils.unregister_class(cls)
+register, unregister = class_registrar(CLASSES)

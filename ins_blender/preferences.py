@@ -17,6 +17,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy.types import AddonPreferences, Operator
 
+from .registration import class_registrar
 from . import jobs
 
 ADDON_ID = __package__  # "ins_blender", or "bl_ext.<repo>.ins_blender" as an extension
@@ -180,12 +181,4 @@ class INS_OT_check_worker(Operator):
 CLASSES = (INS_OT_check_worker, INS_AddonPreferences)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        if getattr(cls, "is_registered", False):
-            bpy.utils.unregister_class(cls)
+register, unregister = class_registrar(CLASSES)

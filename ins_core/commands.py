@@ -150,22 +150,29 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Generate the demo scene, train a NeRF on it, evaluate and render."""
+    """The core-only demo (no Blender): generate the scene and the style, train, stylize, render, export."""
     from .data.demo_scene import write_demo_dataset, write_demo_style
 
     out: Path = args.out
-    dataset = out / "dataset"
+    dataset, style = out / "dataset", out / "demo_style.png"
     if not (dataset / "transforms_train.json").is_file():
         write_demo_dataset(dataset, n_train=40, n_test=8, resolution=64)
-        write_demo_style(out / "demo_style.png")
-    run_args = argparse.Namespace(data=dataset, field="nerf", out=out / "nerf", device=args.device, resolution=None, steps=args.steps,
-                                  batch_rays=None, holdout_every=10, seed=0, force=args.force, image_backbone="hashgrid", time_budget=None)
-    status = run_fit(run_args)
-    if status != 0:
+        write_demo_style(style)
+    common = {"device": args.device, "force": args.force}
+    status = run_fit(argparse.Namespace(data=dataset, field="nerf", out=out / "nerf", resolution=None, steps=args.steps, batch_rays=None,
+                                        holdout_every=10, seed=0, image_backbone="hashgrid", time_budget=None, **common))
+    if status:
         return status
-    render_args = argparse.Namespace(run=out / "nerf", device=args.device, turntable_frames=36, format="gif", no_turntable=False, width=None)
-    run_eval(render_args)
-    return run_render(render_args)
+    stylize = {key: None for key in ("steps", "patch", "stride", "style_weight", "content_weight", "geometry_weight", "nnfm_weight", "tv_weight", "color_transfer")}
+    status = run_stylize(argparse.Namespace(run=out / "nerf", styles=[style], out=out / "stylized", vgg_weights=None, cache_dir=None,
+                                            allow_download=False, seed=0, **stylize, **common))
+    if status:
+        return status
+    render = {"device": args.device, "turntable_frames": 36, "format": "gif", "no_turntable": False, "width": None, "style_mix": None, "morph": False}
+    run_eval(argparse.Namespace(run=out / "nerf", device=args.device))
+    run_render(argparse.Namespace(run=out / "stylized", **render))
+    return run_export(argparse.Namespace(run=out / "stylized", out=out / "mesh", resolution=128, texture_size=512, level=None, style_mix=None,
+                                         target_faces=None, vertex_colors=False, device=args.device))
 
 
 def run_stylize(args: argparse.Namespace) -> int:

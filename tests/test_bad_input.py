@@ -118,7 +118,10 @@ def test_output_folder_with_another_run_is_kept_unless_forced(data, good_data, t
     out = tmp_path / "out"
     assert main(["fit", "--data", str(good_data), "--out", str(out), "--steps", "2", "--batch-rays", "16", "--device", "cpu"]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    status, err = _fit(data, out, capsys)  # another dataset into the same folder
+    content = _transforms(data)
+    content["frames"] = content["frames"][:-1]  # really another dataset, not just a copy
+    _write_transforms(data, content)
+    status, err = _fit(data, out, capsys)
     assert status == 2 and "holds another run" in err and "--force" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert main(["fit", "--data", str(data), "--out", str(out), "--steps", "2", "--batch-rays", "16", "--device", "cpu", "--force"]) == 0
@@ -132,6 +135,13 @@ def test_output_folder_with_unrelated_files_is_never_emptied(good_data, tmp_path
     status = main(["fit", "--data", str(good_data), "--out", str(out), "--steps", "2", "--device", "cpu", "--force"])
     assert status == 2 and "holds no run" in capsys.readouterr().err
     assert (out / "thesis.txt").read_text() == "precious"
+
+
+def test_a_moved_copy_of_the_same_data_resumes_the_run(data, good_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["fit", "--data", str(good_data), "--out", str(out), "--steps", "2", "--batch-rays", "16", "--device", "cpu"]) == 0
+    assert main(["fit", "--data", str(data), "--out", str(out), "--steps", "4", "--batch-rays", "16", "--device", "cpu"]) == 0
+    assert json.loads((out / "run.json").read_text())["step"] == 4
 
 
 def test_straight_alpha_is_loaded_as_written(good_data):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
 from ..fields.activations import density_activation
 from ..train.loading import TrainedRun
-from .marching_cubes import default_density_level
 from .pipeline import ExportResult, export_mesh
 
 
@@ -45,10 +45,14 @@ def field_functions(trained: TrainedRun):
 
 
 def density_level(trained: TrainedRun) -> float:
-    """The scene-size rule of `default_density_level`, lowered for a lightly trained field whose
-    densities never reach it (the occupancy grid knows the largest density seen)."""
+    """A NeRF threshold that matches how the field was trained: the density at which one sample of
+    the renderer's step is half opaque (alpha = 0.5). A field only learns densities high enough to
+    be opaque at its own step, so a fixed or scene-size threshold can sit above a lightly trained
+    field's surfaces and cut holes in them. Also kept below half the largest density seen by the
+    occupancy grid, so a barely trained field still gives a surface."""
     aabb = trained.model.field.aabb.cpu()
-    level = default_density_level(aabb)
+    step = float((aabb[1] - aabb[0]).norm()) / trained.model.n_samples
+    level = math.log(2.0) / step
     densest = float(trained.model.grid.density.max())
     return min(level, 0.5 * densest) if densest > 0 else level
 

@@ -7,6 +7,7 @@ The CLI wraps it in a tqdm bar; the worker turns its callbacks into protocol eve
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field as dataclass_field
@@ -118,10 +119,18 @@ def _new_config(request: FitRequest, device: torch.device) -> dict:
     return {"kind": request.kind, "data": data, "device": request.device, "seed": request.seed, **settings, "aabb": None, "step": 0, "status": "new"}
 
 
+def _fingerprint(path: Path) -> str:
+    """SHA-256 of the file that defines the data (the transforms file, or the image itself), so a
+    run recognises its data wherever the folders are moved."""
+    from ..data.dataset import find_transforms
+
+    source = path if path.is_file() else find_transforms(path)[0]
+    return hashlib.sha256(source.read_bytes()).hexdigest()
+
+
 def _signature(config: dict) -> dict:
-    """What makes two fits the same run: the kind and the data (located relative to the run, so a
-    job folder that is moved as a whole still resumes)."""
-    data = {key: value for key, value in config["data"].items() if key != "path"}
+    """What makes two fits the same run: the kind, the data's fingerprint and how it is used."""
+    data = {key: value for key, value in config["data"].items() if key not in ("path", "relative")}
     return {"kind": config["kind"], "data": data}
 
 
@@ -221,6 +230,7 @@ def start_fit(request: FitRequest) -> FitSession:
     run = RunDir(request.out)
     config = _new_config(request, device)
     config["data"]["relative"] = os.path.relpath(config["data"]["path"], Path(request.out).resolve())
+    config["data"]["fingerprint"] = _fingerprint(Path(config["data"]["path"]))
     config["signature"] = _signature(config)
     resume = run.prepare_new(config["signature"], request.force)
     if resume:
