@@ -110,6 +110,8 @@ def _new_config(request: FitRequest, device: torch.device) -> dict:
     settings = default_settings(request.kind, device, width)
     if request.kind == "image":
         settings["model"]["field"]["backbone"] = request.image_backbone
+        if request.image_backbone == "siren":
+            settings["lr"] = 3e-4  # sine networks diverge at hash-grid learning rates
     for key in ("steps", "batch_rays"):
         value = getattr(request, key)
         if value is not None:
