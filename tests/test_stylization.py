@@ -1,0 +1,132 @@
+"""INS stylization on a tiny real content run: blend initialisation, style mixes, geometry term."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ins_core.cli import main
+from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
+from ins_core.data.styles import load_style_image
+from ins_core.errors import InputError
+from ins_core.eval.stylization import depth_difference
+from ins_core.fields.stylization import StylizationConfig
+from ins_core.render.views import render_view
+from ins_core.train.loading import open_run
+from ins_core.train.scene_models import StylizedModel
+from ins_core.train.stylize import StylizeRequest, start_stylize
+
+
+@pytest.fixture(scope="module")
+def content_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stylization")
+    data = write_demo_dataset(root / "data", n_train=16, n_test=2, resolution=32)
+    write_demo_style(root / "style_a.png", 96, seed=0)
+    Image.fromarray((np.ones((96, 96, 3)) * [40, 180, 60]).astype(np.uint8)).save(root / "style_b.png")
+    run = root / "content"
+    assert main(["fit", "--data", str(data), "--out", str(run), "--steps", "150", "--batch-rays", "512", "--device", "cpu"]) == 0
+    return root
+
+
+def _stylize(root, out, styles, **settings):
+    base = {"steps": 30, "patch": 16, "stride": 2}
+    session = start_stylize(StylizeRequest(run=root / "content", styles=[root / s for s in styles], out=root / out, device="cpu",
+                                           settings={**base, **settings}, force=True))
+    session.run_loop()
+    return open_run(root / out, "cpu")
+
+
+def test_untrained_amalgamate_module_reproduces_the_content_field_exactly(content_run):
+    content = open_run(content_run / "content", "cpu", load_data=False)
+    stylized = StylizedModel(content.model, StylizationConfig(n_styles=2))
+    points = content.model.field.aabb[0] + torch.rand(2000, 3) * (content.model.field.aabb[1] - content.model.field.aabb[0])
+    directions = torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1)
+    with torch.no_grad():
+        raw_c, h_c = content.model.field.density(points)
+        raw_s, h_s = stylized.field.density(points)
+        assert torch.equal(raw_s, raw_c)
+        assert torch.equal(stylized.field.color(h_s, directions), content.model.field.color(h_c, directions))
+
+
+def test_style_mixes_are_convex_and_their_endpoints_are_the_single_styles(content_run):
+    trained = _stylize(content_run, "two_styles", ["style_a.png", "style_b.png"])
+    views = trained.data.test
+    renders = {}
+    for name, mix in {"a": [1.0, 0.0], "b": [0.0, 1.0], "mid": [0.5, 0.5]}.items():
+        trained.model.set_style(mix)
+        renders[name] = render_view(trained.model, views.c2w[0], views.intrinsics[0], views.width, views.height).rgb
+    trained.model.field.set_style(torch.tensor([1.0, 0.0]))
+    again = render_view(trained.model, views.c2w[0], views.intrinsics[0], views.width, views.height).rgb
+    assert torch.equal(again, renders["a"])
+    assert (renders["a"] - renders["b"]).abs().mean() > 1e-4  # two styles learned, not one
+    assert (renders["mid"] - renders["a"]).abs().mean() > 0 and (renders["mid"] - renders["b"]).abs().mean() > 0
+    for bad in ([0.7, 0.7], [1.0], [-0.5, 1.5]):
+        with pytest.raises(ValueError):
+            trained.model.set_style(bad)
+
+
+def test_geometry_term_keeps_depth_closer_to_the_content(content_run):
+    content = open_run(content_run / "content", "cpu")
+    views = content.data.test
+    with_term = _stylize(content_run, "with_geometry", ["style_a.png"], geometry_weight=1.0, steps=40)
+    without = _stylize(content_run, "without_geometry", ["style_a.png"], geometry_weight=0.0, steps=40)
+
+    def depth_change(trained):
+        return np.mean([depth_difference(render_view(trained.model, views.c2w[k], views.intrinsics[k], views.width, views.height),
+                                         render_view(content.model, views.c2w[k], views.intrinsics[k], views.width, views.height))
+                        for k in range(len(views))])
+
+    assert depth_change(with_term) < depth_change(without)
+
+
+@pytest.fixture(scope="module")
+def recorded_run(content_run):
+    return _stylize(content_run, "recorded", ["style_a.png"], steps=5)
+
+
+def test_stylized_run_records_styles_weights_and_backbone(content_run, recorded_run):
+    config = recorded_run.config
+    assert [s["name"] for s in config["styles"]] == ["style_a"] and (content_run / "recorded" / config["styles"][0]["file"]).is_file()
+    assert config["stylize"]["geometry_weight"] == pytest.approx(0.1) and config["backbone"]["pretrained"] is False
+
+
+def test_stylize_refuses_what_is_not_a_finished_content_run(content_run, recorded_run, tmp_path, capsys):
+    style = str(content_run / "style_a.png")
+    assert main(["stylize", "--run", str(tmp_path), "--style", style, "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert "not a trained run" in capsys.readouterr().err
+    assert main(["stylize", "--run", str(content_run / "recorded"), "--style", style, "--out", str(tmp_path / "o2"), "--device", "cpu"]) == 2
+    assert "stylize a trained NeRF or SDF run" in capsys.readouterr().err
+    assert main(["stylize", "--run", str(content_run / "content"), "--style", str(tmp_path / "none.jpg"), "--out", str(tmp_path / "o3"), "--device", "cpu"]) == 2
+    assert "none.jpg" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+
+
+def test_render_style_mix_must_be_convex_and_one_per_style(content_run, recorded_run, capsys):
+    run = str(content_run / "recorded")
+    for mix, words in (("0.3", "sum to 1"), ("0.5,0.5", "one weight per style"), ("a", "not a list of numbers")):
+        assert main(["render", "--run", run, "--style-mix", mix, "--device", "cpu", "--no-turntable"]) == 2
+        assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode, note", [("L", "grayscale"), ("CMYK", "CMYK"), ("RGBA", "transparent"), ("I;16", "16-bit"), ("P", "palette")])
+def test_style_images_that_can_be_converted_are(tmp_path, mode, note):
+    rgb = Image.fromarray((np.random.default_rng(0).random((80, 90, 3)) * 255).astype(np.uint8))
+    image = rgb.convert("L").convert("I;16") if mode == "I;16" else rgb.convert(mode)
+    path = tmp_path / ("style.png" if mode != "CMYK" else "style.jpg")
+    image.save(path)
+    style = load_style_image(path)
+    assert style.pixels.shape == (80, 90, 3) and style.pixels.dtype == np.float32
+    assert any(note in n for n in style.notes), style.notes
+
+
+def test_style_images_that_cannot_be_used_are_refused(tmp_path):
+    Image.new("RGB", (40, 300)).save(tmp_path / "tiny.png")
+    with pytest.raises(InputError, match="at least 64 px"):
+        load_style_image(tmp_path / "tiny.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(InputError, match="not a readable image"):
+        load_style_image(tmp_path / "broken.jpg")
+    with pytest.raises(InputError, match="does not exist"):
+        load_style_image(tmp_path / "missing.jpg")
+    Image.new("RGB", (8400, 70), (200, 30, 30)).save(tmp_path / "huge.png")
+    huge = load_style_image(tmp_path / "huge.png", working_size=512)
+    assert max(huge.pixels.shape[:2]) == 512 and any("reduced" in n for n in huge.notes)
