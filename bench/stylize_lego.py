@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import emit, emit_hardware, peak_memory_mb, sync  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
 from ins_core.eval.pictures import colorize_depth, image_grid, save_png  # noqa: E402
+from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
-from ins_core.eval.stylization import CameraView, consistency, depth_difference, orbit_views, style_and_content  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, over_white, start_stylize  # noqa: E402
@@ -61,43 +61,35 @@ def main() -> None:
     content = open_run(args.content_run, args.device)
     emit_hardware(content.device)
     views = content.data.test
-    photos = [over_white(views.rgba(k)) for k in range(len(views))]
-    content_renders = test_renders(content, views)
     style = torch.from_numpy(load_style_image(args.style, 512).pixels).to(content.device)
+    backbone = resolve_backbone(log=lambda m: None)
+    extractor = backbone.extractor.to(content.device)
     work = Path(tempfile.mkdtemp(prefix="stylize_lego_"))
-    template = CameraView(views.c2w[0], views.intrinsics[0], views.width, views.height)
-    aabb = content.model.field.aabb
-    offset = views.c2w[0, :3, 3] - (aabb[0] + aabb[1]) / 2
-    orbit = orbit_views(aabb, template, float(offset.norm()), float(torch.asin(offset[2] / offset.norm())), 24)
-    emit("content", **{k: round(v, 4) for k, v in consistency(content.model, orbit).items()})
-    variants = [("with_geometry", None)] + ([("without_geometry", 0.0)] if args.compare_geometry else [])
+    variants = [("with_geometry", 0.1)] + ([("without_geometry", 0.0)] if args.compare_geometry else [])
     results = {}
     for name, weight in variants:
-        run_dir = work / name
-        seconds, steps = stylize(args, 0.1 if weight is None else weight, run_dir)
-        stylized = open_run(run_dir, args.device)
-        stylized_backbone = resolve_backbone(log=lambda m: None)
-        extractor = stylized_backbone.extractor.to(content.device)
-        renders = test_renders(stylized, views)
-        before = style_and_content([r.rgb for r in content_renders], photos, style, extractor)
-        after = style_and_content([r.rgb for r in renders], photos, style, extractor)
-        depth_l1 = sum(depth_difference(a, b) for a, b in zip(renders, content_renders)) / len(renders)
-        consistent = consistency(stylized.model, orbit)
-        emit("stylize", variant=name, seconds=round(seconds, 1), steps=steps, backbone=stylized_backbone.name, pretrained=stylized_backbone.pretrained,
-             style_distance_before=before["style_distance"], style_distance_after=after["style_distance"],
-             content_loss_before=before["content_loss"], content_loss_after=after["content_loss"], depth_l1_vs_content=depth_l1,
-             **{k: round(v, 4) for k, v in consistent.items()})
-        results[name] = renders
+        seconds, steps = stylize(args, weight, work / name)
+        stylized = open_run(work / name, args.device)
+        metrics = evaluate_stylized(stylized, content, views, [style], extractor)
+        if not results:
+            emit("content", **{k: round(v, 4) for k, v in metrics["content"].items()})
+        emit("stylize", variant=name, seconds=round(seconds, 1), steps=steps, backbone=backbone.name, pretrained=backbone.pretrained, **metrics["styles"][0])
+        results[name] = test_renders(stylized, views)
     emit("memory", **peak_memory_mb(content.device))
     if args.pictures:
-        to_np = lambda t: t.clamp(0, 1).cpu().numpy()  # noqa: E731
-        for k in range(min(2, len(views))):
-            images = [to_np(photos[k]), to_np(content_renders[k].rgb)] + [to_np(results[n][k].rgb) for n in results]
-            depths = [colorize_depth(content_renders[k].depth.cpu().numpy(), content_renders[k].opacity.cpu().numpy())]
-            depths += [colorize_depth(results[n][k].depth.cpu().numpy(), results[n][k].opacity.cpu().numpy()) for n in results]
-            labels = ["photograph", "content"] + [f"stylized {n.replace('_', ' ')}" for n in results]
-            save_png(args.pictures / f"view_{k}.png", image_grid(images, labels))
-            save_png(args.pictures / f"depth_{k}.png", image_grid(depths, ["content depth"] + [f"depth {n.replace('_', ' ')}" for n in results]))
+        save_pictures(args.pictures, views, test_renders(content, views), results)
+
+
+def save_pictures(folder: Path, views, content_renders, results: dict) -> None:
+    """Photograph, content and each stylized variant side by side, and their depth maps."""
+    to_np = lambda t: t.clamp(0, 1).cpu().numpy()  # noqa: E731
+    for k in range(min(2, len(views))):
+        photo = over_white(views.rgba(k))
+        images = [to_np(photo), to_np(content_renders[k].rgb)] + [to_np(results[n][k].rgb) for n in results]
+        depths = [colorize_depth(r.depth.cpu().numpy(), r.opacity.cpu().numpy()) for r in [content_renders[k]] + [results[n][k] for n in results]]
+        labels = ["photograph", "content"] + [f"stylized {n.replace('_', ' ')}" for n in results]
+        save_png(folder / f"view_{k}.png", image_grid(images, labels))
+        save_png(folder / f"depth_{k}.png", image_grid(depths, ["content depth"] + [f"depth {n.replace('_', ' ')}" for n in results]))
 
 
 if __name__ == "__main__":

@@ -145,6 +145,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
     trained = open_run(args.run, args.device)
     metrics = evaluate_run(trained, _progress_bar("evaluate"))
+    if trained.kind == "stylized":
+        for entry in metrics["styles"]:
+            name = trained.config["styles"][entry["style"]]["name"]
+            print(f"{name}: Gram distance to the style {entry['style_distance_before']:.3g} -> {entry['style_distance_after']:.3g}, "
+                  f"content loss {entry['content_loss_after']:.3g}, depth change {entry['depth_l1_vs_content']:.3g}, "
+                  f"warp RMSE {entry['short_range_rmse']:.3f} / {entry['long_range_rmse']:.3f} "
+                  f"({entry['short_range_degrees']:.0f} / {entry['long_range_degrees']:.0f} degrees)")
+        print(f"written to {trained.run.metrics_path} (loss network: {metrics['backbone']})")
+        return 0
     print(f"{args.run}: {metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} (written to {trained.run.metrics_path})")
     return 0
 

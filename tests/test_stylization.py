@@ -130,3 +130,16 @@ def test_style_images_that_cannot_be_used_are_refused(tmp_path):
     Image.new("RGB", (8400, 70), (200, 30, 30)).save(tmp_path / "huge.png")
     huge = load_style_image(tmp_path / "huge.png", working_size=512)
     assert max(huge.pixels.shape[:2]) == 512 and any("reduced" in n for n in huge.notes)
+
+
+def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(content_run, recorded_run, capsys):
+    import json
+
+    run = content_run / "recorded"
+    assert main(["eval", "--run", str(run), "--device", "cpu"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    style = metrics["styles"][0]
+    for key in ("style_distance_before", "style_distance_after", "content_loss_after", "depth_l1_vs_content", "short_range_rmse", "long_range_rmse"):
+        assert np.isfinite(style[key]), key
+    assert style["long_range_degrees"] > style["short_range_degrees"]
+    assert "Gram distance to the style" in capsys.readouterr().out

@@ -35,9 +35,31 @@ def evaluate_views(trained: TrainedRun, views, progress=None) -> dict:
     }
 
 
+def _evaluate_stylized_run(trained: TrainedRun) -> dict:
+    """Style match, content kept, geometry kept and consistency, against the run's content run."""
+    import numpy as np
+    from PIL import Image
+
+    from ..losses.vgg import resolve_backbone
+    from ..train.loading import open_run
+    from .stylization import evaluate_stylized
+
+    config = trained.config
+    moved = trained.run.root / config.get("signature", {}).get("base_run", "")
+    content = open_run(moved if (moved / "run.json").is_file() else config["base_run"], str(trained.device))
+    views = trained.data.test if trained.data.test is not None and len(trained.data.test) else trained.data.train
+    styles = [torch.from_numpy(np.asarray(Image.open(trained.run.root / s["file"]).convert("RGB"), dtype=np.float32) / 255.0).to(trained.device)
+              for s in config["styles"]]
+    backbone = resolve_backbone(config.get("vgg_weights"), config.get("cache_dir"), False, log=lambda message: None)
+    result = evaluate_stylized(trained, content, views, styles, backbone.extractor.to(trained.device))
+    return {"split": "test", "backbone": backbone.name, "pretrained_backbone": backbone.pretrained, **result}
+
+
 def evaluate_run(trained: TrainedRun, progress=None) -> dict:
     """Metrics for a run, also written to RUN/metrics.json."""
-    if trained.kind == "image":
+    if trained.kind == "stylized":
+        metrics = _evaluate_stylized_run(trained)
+    elif trained.kind == "image":
         image = trained.data.image
         render = render_image_field(trained.model.field, image.shape[1], image.shape[0])
         metrics = {"split": "image", "psnr": psnr(render, image), "ssim": ssim(render, image)}

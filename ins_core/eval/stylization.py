@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..data.cameras import image_pixels, look_at, project_points, rays_from_pixels
 from ..losses.style import CONTENT_LAYER, content_loss, style_statistics_distance
@@ -91,3 +90,44 @@ def depth_difference(a: ViewRender, b: ViewRender) -> float:
     """Mean |depth_a - depth_b| where both renders are solid."""
     both = (a.opacity > 0.9) & (b.opacity > 0.9)
     return float((a.depth - b.depth).abs()[both].mean()) if both.any() else float("nan")
+
+
+def typical_orbit(views, aabb: torch.Tensor, n: int = 24) -> list[CameraView]:
+    """An orbit at the distance and elevation of the first view, with its intrinsics."""
+    template = CameraView(views.c2w[0], views.intrinsics[0], views.width, views.height)
+    offset = views.c2w[0, :3, 3] - (aabb[0] + aabb[1]) / 2
+    return orbit_views(aabb, template, float(offset.norm()), float(torch.asin(offset[2] / offset.norm())), n)
+
+
+def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extractor, orbit_size: int = 24) -> dict:
+    """Per style: style match before/after, content kept, geometry kept, multi-view consistency.
+
+    stylized / content: opened runs (TrainedRun); views: held-out views; styles: [H, W, 3] images.
+    """
+    white = torch.ones(3, device=views.c2w.device)
+
+    def renders(model):
+        return [render_view(model, views.c2w[k], views.intrinsics[k], views.width, views.height, white) for k in range(len(views))]
+
+    photos = [views.rgba(k)[..., :3] * views.rgba(k)[..., 3:] + (1 - views.rgba(k)[..., 3:]) for k in range(len(views))]
+    content_renders = renders(content.model)
+    orbit = typical_orbit(views, content.model.field.aabb, orbit_size)
+    result = {"content": consistency(content.model, orbit), "styles": []}
+    for index, style in enumerate(styles):
+        weights = [0.0] * len(styles)
+        weights[index] = 1.0
+        stylized.model.set_style(weights)
+        stylized_renders = renders(stylized.model)
+        before = style_and_content([r.rgb for r in content_renders], photos, style, extractor)
+        after = style_and_content([r.rgb for r in stylized_renders], photos, style, extractor)
+        depth = [depth_difference(a, b) for a, b in zip(stylized_renders, content_renders)]
+        result["styles"].append({
+            "style": index,
+            "style_distance_before": before["style_distance"],
+            "style_distance_after": after["style_distance"],
+            "content_loss_before": before["content_loss"],
+            "content_loss_after": after["content_loss"],
+            "depth_l1_vs_content": float(sum(depth) / len(depth)),
+            **consistency(stylized.model, orbit),
+        })
+    return result

@@ -7,6 +7,7 @@ All models share one interface so the trainer, the renderer of views and the CLI
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dataclass_field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,9 @@ from ..fields.sdf import SdfField, SdfFieldConfig
 from ..render.nerf_renderer import render_nerf_rays
 from ..render.occupancy import OccupancyGrid
 from ..render.sdf_renderer import render_sdf_rays
+
+if TYPE_CHECKING:
+    from ..fields.stylization import StylizationConfig
 
 
 @dataclass

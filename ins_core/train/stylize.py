@@ -221,6 +221,8 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
         "styles": records,
         "stylize": asdict(settings),
         "backbone": {"name": backbone.name, "pretrained": backbone.pretrained, "note": backbone.note},
+        "vgg_weights": request.vgg_weights,
+        "cache_dir": request.cache_dir,
         "steps": settings.steps,
         "step": 0,
         "status": "new",
