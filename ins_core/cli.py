@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--force", action="store_true")
     _add_device(stylize)
 
+    stylize_image = commands.add_parser("stylize-image", help="stylize one image with INS on an image field (renders at any resolution)")
+    stylize_image.add_argument("--content", required=True, type=Path, help="the image to stylize")
+    stylize_image.add_argument("--style", required=True, action="append", type=Path, dest="styles")
+    stylize_image.add_argument("--out", required=True, type=Path)
+    stylize_image.add_argument("--steps", type=_positive_int, help="stylization steps")
+    stylize_image.add_argument("--fit-steps", type=_positive_int, help="steps fitting the content image first")
+    stylize_image.add_argument("--vgg-weights")
+    _add_device(stylize_image)
+
     export = commands.add_parser("export", help="marching-cubes mesh with a baked (stylized) texture: glb, obj, npz")
     export.add_argument("--run", required=True, type=Path)
     export.add_argument("--out", required=True, type=Path)

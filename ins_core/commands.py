@@ -72,7 +72,9 @@ def run_render(args: argparse.Namespace) -> int:
 
     trained = open_run(args.run, args.device)
     renders = trained.run.renders_dir
-    if trained.kind == "image":
+    if trained.kind in ("image", "stylized_image"):
+        if trained.kind == "stylized_image":
+            trained.model.set_style(parse_style_mix(args.style_mix, len(trained.config["styles"])))
         print(render_image_run(trained, renders, args.width))
         return 0
     morph = None
@@ -105,6 +107,30 @@ def parse_style_mix(text: str | None, n_styles: int) -> list[float]:
     if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
         raise InputError(f"--style-mix weights {weights} must be non-negative and sum to 1 (they sum to {sum(weights):g}).")
     return weights
+
+
+def run_stylize_image(args: argparse.Namespace) -> int:
+    from .render.views import render_image_field
+    from .train.stylize_image import start_image_stylize
+    from .eval.pictures import save_png
+
+    fit, make_session = start_image_stylize(args.content, args.styles, args.out, args.device, args.steps, args.fit_steps, args.vgg_weights,
+                                            log=lambda message: print(f"note: {message}", file=sys.stderr))
+    if fit.step < fit.config["steps"]:
+        _train_with_bar(fit)
+    session = make_session()
+    if session.step < session.config["steps"]:
+        _train_with_bar(session)
+    height, width = session.data.image.shape[:2]
+    for index, style in enumerate(session.config["styles"]):
+        weights = [0.0] * len(session.config["styles"])
+        weights[index] = 1.0
+        session.model.set_style(weights)
+        image = render_image_field(session.model.field, width, height)
+        path = args.out / f"stylized_{style['name']}.png"
+        save_png(path, (image.clamp(0, 1).cpu().numpy() * 255).round().astype("uint8"))
+        print(f"{path} (render it at any size: python -m ins_core render --run {args.out / 'stylized'} --width 2048)")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -59,7 +59,7 @@ def evaluate_run(trained: TrainedRun, progress=None) -> dict:
     """Metrics for a run, also written to RUN/metrics.json."""
     if trained.kind == "stylized":
         metrics = _evaluate_stylized_run(trained)
-    elif trained.kind == "image":
+    elif trained.kind in ("image", "stylized_image"):
         image = trained.data.image
         render = render_image_field(trained.model.field, image.shape[1], image.shape[0])
         metrics = {"split": "image", "psnr": psnr(render, image), "ssim": ssim(render, image)}

@@ -47,8 +47,19 @@ class ImageField(nn.Module):
             self.encoding = HashGridEncoding(2, c.n_levels, c.features_per_level, c.log2_table_size, c.base_resolution, c.max_resolution)
             self.net = mlp(self.encoding.output_dim, c.hidden_dim, c.n_hidden, 3)
 
+    def features_and_logits(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scene feature h (the encoded position, or the SIREN's last hidden layer) and the RGB
+        logits; what the INS modules build on when the image field is the content module."""
+        if self.encoding is None:
+            h = self.net.body(uv * 2.0 - 1.0)
+            return h, self.net.head(h)
+        h = self.encoding(uv)
+        return h, self.net(h)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoding.output_dim if self.encoding is not None else self.config.siren_hidden_dim
+
     def forward(self, uv: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1] at image positions [N, 2] ((0, 0) top-left, (1, 1) bottom-right)."""
-        if self.encoding is None:
-            return torch.sigmoid(self.net(uv * 2.0 - 1.0))
-        return torch.sigmoid(self.net(self.encoding(uv)))
+        return torch.sigmoid(self.features_and_logits(uv)[1])

@@ -130,6 +130,35 @@ class StylizedNerfField(_StylizedBase):
         return torch.sigmoid(self.color_mlp(torch.cat([h, self.direction_encoding(directions)], dim=-1)))
 
 
+class StylizedImageField(nn.Module):
+    """INS for an image field: the frozen content image field (CIM) gives h and its RGB; the SIM
+    (a 2D hash grid + the style weights) and the AM blend a stylized colour, starting exactly at
+    the content image. Continuous, so the stylized image renders at any resolution."""
+
+    def __init__(self, content: nn.Module, config: StylizationConfig):
+        super().__init__()
+        self.config = config
+        self.content = frozen_copy(content)
+        self.position_encoding = HashGridEncoding(2, config.n_levels, 2, config.log2_table_size, config.base_resolution, config.max_resolution)
+        fused = content.feature_dim + self.position_encoding.output_dim + config.n_styles
+        self.style_net = mlp(fused, config.hidden_dim, 2, config.style_feature_dim)
+        self.color_head = mlp(content.feature_dim + config.style_feature_dim, config.hidden_dim, 1, 3)
+        self.color_blend = nn.Parameter(torch.tensor(1.0))
+        self.register_buffer("style_weights", torch.zeros(config.n_styles))
+        self.style_weights[0] = 1.0
+
+    def set_style(self, weights) -> None:
+        self.style_weights.copy_(check_style_weights(weights, self.config.n_styles).to(self.style_weights.device))
+
+    def forward(self, uv: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h, content_logits = self.content.features_and_logits(uv)
+        weights = self.style_weights[None].expand(uv.shape[0], -1)
+        style_feature = self.style_net(torch.cat([h, self.position_encoding(uv), weights], dim=-1))
+        fused = self.color_head(torch.cat([h, style_feature], dim=-1))
+        return torch.sigmoid(self.color_blend * content_logits + (1 - self.color_blend) * fused)
+
+
 class StylizedSdfField(_StylizedBase):
     def __init__(self, content: SdfField, config: StylizationConfig):
         super().__init__(content, config)

@@ -73,7 +73,7 @@ def load_run_data(config: dict, device: torch.device, run_root: Path | None = No
     """The data a run was (or will be) trained on, as recorded in its run.json."""
     data = dict(config["data"])
     data["path"] = str(data_path(data, run_root))
-    if config["kind"] == "image":
+    if config["kind"] in ("image", "stylized_image"):
         pixels = load_rgb(Path(data["path"]), "image to fit")
         if data.get("width"):
             from PIL import Image
@@ -203,7 +203,7 @@ class FitSession(RunSession):
         if aabb is not None:
             config["aabb"] = aabb.flatten().tolist()
         self.model = build_model(config["kind"], aabb, config["model"]).to(device)
-        if config["kind"] == "image":
+        if config["kind"] in ("image", "stylized_image"):
             batches = PixelBatcher(self.data.image, config["batch_rays"])
         else:
             batches = RayBatcher(self.data.train, config["batch_rays"])

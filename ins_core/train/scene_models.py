@@ -108,11 +108,12 @@ class ImageModel(nn.Module):
 
 def build_model(kind: str, aabb: torch.Tensor | None, settings: dict) -> nn.Module:
     """A fresh model from its saved settings (the `model` part of a run's config)."""
-    if kind == "stylized":
+    if kind in ("stylized", "stylized_image"):
         from ..fields.stylization import StylizationConfig
 
         content = build_model(settings["content_kind"], aabb, settings["content"])
-        return StylizedModel(content, StylizationConfig(**settings["stylization"]))
+        wrapper = StylizedModel if kind == "stylized" else StylizedImageModel
+        return wrapper(content, StylizationConfig(**settings["stylization"]))
     if kind == "nerf":
         return NerfModel(aabb, settings["field"], settings["n_samples"], settings["grid_resolution"])
     if kind == "sdf":
@@ -147,6 +148,24 @@ class StylizedModel(nn.Module):
         if self.content_kind == "nerf":
             return render_nerf_rays(self.field, origins, directions, self.n_samples, self.grid, background, jitter)
         return render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter)
+
+    def maintain(self, step: int) -> None:
+        return None
+
+
+class StylizedImageModel(nn.Module):
+    """An image field with the INS modules on top (see StylizedImageField)."""
+
+    kind = "stylized_image"
+
+    def __init__(self, content: ImageModel, config: "StylizationConfig"):
+        super().__init__()
+        from ..fields.stylization import StylizedImageField
+
+        self.field = StylizedImageField(content.field, config)
+
+    def set_style(self, weights) -> None:
+        self.field.set_style(weights)
 
     def maintain(self, step: int) -> None:
         return None

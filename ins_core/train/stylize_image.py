@@ -1,0 +1,123 @@
+"""INS on an image field: `python -m ins_core stylize-image --content img.png --style a.jpg --out DIR`.
+
+The content image is fitted by an image field (the CIM), then the style modules are trained on
+whole-image renders with the Gram style loss and the relu2_2 content loss. The result is a field:
+`render --run DIR/stylized --width 2048` draws it at any resolution.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..data.cameras import image_pixels
+from ..data.styles import load_style_image
+from ..device import resolve_device
+from ..errors import InputError
+from ..fields.stylization import StylizationConfig
+from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix
+from ..losses.vgg import resolve_backbone
+from .checkpoint import load_checkpoint
+from .fit import FitRequest, RunSession, load_run_data, start_fit
+from .runs import RunDir
+from .scene_models import LossTerms, build_model
+from .trainer import Trainer
+
+
+@dataclass
+class ImageStylizeSettings:
+    steps: int = 300
+    size: int = 192  # the longer side of the image the losses see
+    lr: float = 5e-3
+    style_weight: float = 1.0
+    content_weight: float = 0.5
+
+
+class ImageStyleObjective:
+    def __init__(self, model, extractor, styles: list[np.ndarray], content: torch.Tensor, settings: ImageStylizeSettings, device):
+        self.model, self.extractor, self.settings = model, extractor.to(device), settings
+        height, width = content.shape[:2]
+        scale = settings.size / max(height, width)
+        self.height, self.width = max(8, round(height * scale)), max(8, round(width * scale))
+        self.uv = image_pixels(self.width, self.height, device) / torch.tensor([self.width, self.height], device=device, dtype=torch.float32)
+        photo = F.interpolate(content.permute(2, 0, 1)[None], size=(self.height, self.width), mode="area")
+        with torch.no_grad():
+            self.photo_features = self.extractor(photo, [CONTENT_LAYER])[CONTENT_LAYER]
+        self.targets = StyleTargets(self.extractor, [torch.from_numpy(s).permute(2, 0, 1).to(device) for s in styles], GRAM_LAYERS)
+        self.gram_scale = [{layer: float(self.targets[k].grams[layer].pow(2).mean()) + 1e-12 for layer in GRAM_LAYERS} for k in range(len(styles))]
+        self.n_styles, self.next_style, self.photo = len(styles), 0, photo
+
+    def batch(self) -> dict:
+        index, self.next_style = self.next_style, (self.next_style + 1) % self.n_styles
+        return {"style_index": index}
+
+    def loss(self, style_index: int) -> LossTerms:
+        weights = torch.zeros(self.n_styles)
+        weights[style_index] = 1.0
+        self.model.set_style(weights)
+        image = self.model.field(self.uv).view(self.height, self.width, 3).permute(2, 0, 1)[None]
+        feats = self.extractor(image, list(GRAM_LAYERS))
+        target = self.targets[style_index]
+        style = sum(F.mse_loss(gram_matrix(feats[l]), target.grams[l].expand_as(gram_matrix(feats[l]))) / self.gram_scale[style_index][l]
+                    for l in GRAM_LAYERS) / len(GRAM_LAYERS)
+        content = F.mse_loss(feats[CONTENT_LAYER], self.photo_features) / (self.photo_features.pow(2).mean() + 1e-12)
+        s = self.settings
+        return LossTerms(s.style_weight * style + s.content_weight * content, F.mse_loss(image, self.photo),
+                         {"style": style.detach(), "content": content.detach()})
+
+
+class ImageStylizeSession(RunSession):
+    def __init__(self, run: RunDir, config: dict, device, backbone, styles: list[np.ndarray], content_state: dict | None):
+        super().__init__(run, config, device)
+        self.data = load_run_data(config, device, run.root)
+        if content_state is not None:
+            content = build_model("image", None, config["model"]["content"])
+            content.load_state_dict(content_state)
+            from .scene_models import StylizedImageModel
+
+            self.model = StylizedImageModel(content, StylizationConfig(**config["model"]["stylization"])).to(device)
+        else:
+            self.model = build_model("stylized_image", None, config["model"]).to(device)
+        settings = ImageStylizeSettings(**config["stylize"])
+        self.objective = ImageStyleObjective(self.model, backbone.extractor, styles, self.data.image, settings, device)
+        self.trainer = Trainer(self.model, self.objective.batch, settings.lr, config["steps"], loss_fn=self.objective.loss)
+        self._resume()
+
+
+def start_image_stylize(content: Path, styles: list[Path], out: Path, device: str = "auto", steps: int | None = None,
+                        fit_steps: int | None = None, vgg_weights: str | None = None, log=None):
+    """(content fit session, a function that makes the stylization session once the fit is done),
+    both resumable, under out/content and out/stylized."""
+    if not styles:
+        raise InputError("No style image given; pass --style PATH (one or more).")
+    torch_device = resolve_device(device)
+    style_images = [load_style_image(path, 256) for path in styles]
+    fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
+    settings = ImageStylizeSettings(steps=steps or (1000 if torch_device.type != "cpu" else 300))
+    run = RunDir(out / "stylized")
+    signature = {"kind": "stylized_image", "styles": [Path(p).name for p in styles]}
+    resume = run.prepare_new(signature, force=False)
+    backbone = resolve_backbone(vgg_weights, None, False, log)
+
+    def make_session():
+        if resume:
+            return ImageStylizeSession(run, run.read_config(), torch_device, backbone, [s.pixels for s in style_images], None)
+        base = fit.config
+        config = {
+            "kind": "stylized_image", "signature": signature, "base_run": str((out / "content").resolve()),
+            "data": {**base["data"], "relative": os.path.relpath(base["data"]["path"], run.root.resolve())},
+            "model": {"content_kind": "image", "content": base["model"], "stylization": StylizationConfig(n_styles=len(styles)).to_dict()},
+            "styles": [{"name": s.name, "notes": s.notes} for s in style_images], "stylize": asdict(settings),
+            "backbone": {"name": backbone.name, "pretrained": backbone.pretrained, "note": backbone.note}, "vgg_weights": vgg_weights,
+            "steps": settings.steps, "step": 0, "status": "new", "seed": 0, "aabb": None, "device": device,
+        }
+        state = load_checkpoint(fit.run.checkpoint_path, torch_device)["trainer"]["model"]
+        return ImageStylizeSession(run, config, torch_device, backbone, [s.pixels for s in style_images], state)
+
+    return fit, make_session
