@@ -158,3 +158,17 @@ def test_render_of_a_folder_that_is_not_a_run(tmp_path, capsys):
 def test_loader_raises_input_error_not_other_exceptions(tmp_path):
     with pytest.raises(InputError):
         load_dataset(tmp_path / "nowhere")
+
+
+def test_instant_ngp_intrinsics_are_used_and_checked(data, capsys, tmp_path):
+    content = _transforms(data)
+    del content["camera_angle_x"]
+    content.update({"fl_x": 20.0, "fl_y": 22.0, "cx": 7.5, "cy": 8.5, "w": 16, "h": 16})
+    _write_transforms(data, content)
+    train, _ = load_dataset(data)
+    assert train.intrinsics[0].tolist() == [20.0, 22.0, 7.5, 8.5]
+    half, _ = load_dataset(data, resolution=8)  # resizing scales the pixel intrinsics with the image
+    assert half.intrinsics[0].tolist() == [10.0, 11.0, 3.75, 4.25]
+    content["w"] = 32
+    _write_transforms(data, content)
+    _expect_error(data, tmp_path, capsys, "16x16", "w=32")
