@@ -8,7 +8,7 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict[str, dict]] = {
     "preview": {
-        "cpu": {"pretrain_steps": 600, "stylize_steps": 150, "mesh_resolution": 96, "texture_size": 256},
+        "cpu": {"pretrain_steps": 1500, "stylize_steps": 200, "mesh_resolution": 96, "texture_size": 512},
         "gpu": {"pretrain_steps": 2000, "stylize_steps": 400, "mesh_resolution": 192, "texture_size": 512},
     },
     "standard": {

@@ -237,8 +237,26 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path):
         camera.location = (2.5, -2.5, 2.0)
         camera.rotation_euler = (Vector((0, 0, 0)) - camera.location).to_track_quat("-Z", "Y").to_euler()
         scene.camera = camera
+        scene.view_settings.view_transform = "Standard"  # no tone mapping between the two images
         pixels = render(tmp_path)
         assert pixels.shape == (32, 32, 4)
         assert pixels[..., 3].max() > 0  # the cube shows
+
+        # The same camera rendered by the worker's own code (the test process may use torch).
+        import torch
+
+        from ins_blender.capture import camera_intrinsics, camera_to_world
+        from ins_core.render.views import render_view
+        from ins_core.train.loading import open_run
+
+        trained = open_run(result.job_dir / "checkpoints" / "stylized", "cpu", load_data=False)
+        k = camera_intrinsics(camera.data, 32, 32)
+        c2w = torch.tensor([list(row) for row in camera_to_world(camera.matrix_world)], dtype=torch.float32)
+        own = render_view(trained.model, c2w, torch.tensor([k.fl_x, k.fl_y, k.cx, k.cy]), 32, 32).rgba()
+        own = (own.clamp(0, 1).numpy() * 255).round()
+        assert np.abs(own[..., 3] - pixels[..., 3]).max() <= 2
+        # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
+        premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731
+        assert np.abs(premultiplied(own) - premultiplied(pixels.astype(np.float64))).mean() < 2.0
     finally:
         ins_blender.unregister()
