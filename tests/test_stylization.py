@@ -143,3 +143,18 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
         assert np.isfinite(style[key]), key
     assert style["long_range_degrees"] > style["short_range_degrees"]
     assert "Gram distance to the style" in capsys.readouterr().out
+
+
+def test_an_interrupted_stylization_resumes(content_run):
+    request = StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "resumed", device="cpu",
+                             settings={"steps": 12, "patch": 16, "stride": 2}, force=True)
+    session = start_stylize(request)
+    calls = iter(range(100))
+    assert session.run_loop(should_stop=lambda: next(calls) >= 5) == "stopped"
+    assert session.step == 5
+    request.force = False
+    again = start_stylize(request)
+    assert again.step == 5  # picked up from the checkpoint, not from the content run
+    assert again.run_loop() == "done" and again.step == 12
+    history_steps = [h["step"] for h in again.history]
+    assert history_steps == sorted(set(history_steps))
