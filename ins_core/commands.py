@@ -175,6 +175,7 @@ def run_eval(args: argparse.Namespace) -> int:
         for entry in metrics["styles"]:
             name = trained.config["styles"][entry["style"]]["name"]
             print(f"{name}: Gram distance to the style {entry['style_distance_before']:.3g} -> {entry['style_distance_after']:.3g}, "
+                  f"colour-statistics distance {entry['color_distance_before']:.3g} -> {entry['color_distance_after']:.3g}, "
                   f"content loss {entry['content_loss_after']:.3g}, depth change {entry['depth_l1_vs_content']:.3g}, "
                   f"warp RMSE {entry['short_range_rmse']:.3f} / {entry['long_range_rmse']:.3f} "
                   f"({entry['short_range_degrees']:.0f} / {entry['long_range_degrees']:.0f} degrees)")

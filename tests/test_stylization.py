@@ -139,7 +139,7 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
     assert main(["eval", "--run", str(run), "--device", "cpu"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     style = metrics["styles"][0]
-    for key in ("style_distance_before", "style_distance_after", "content_loss_after", "depth_l1_vs_content", "short_range_rmse", "long_range_rmse"):
+    for key in ("style_distance_before", "style_distance_after", "color_distance_before", "color_distance_after", "content_loss_after", "depth_l1_vs_content", "short_range_rmse", "long_range_rmse"):
         assert np.isfinite(style[key]), key
     assert style["long_range_degrees"] > style["short_range_degrees"]
     assert "Gram distance to the style" in capsys.readouterr().out

@@ -86,6 +86,19 @@ def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], s
     return {"style_distance": style_distance, "content_loss": content}
 
 
+def color_statistics_distance(images: list[torch.Tensor], masks: list[torch.Tensor], style: torch.Tensor) -> float:
+    """Distance between the colour mean / covariance of the rendered object and of the style image.
+
+    Independent of any loss network, so it also judges the offline backbone fairly:
+    |mean_r - mean_s| + |cov_r - cov_s|_F over RGB in [0, 1], object pixels only.
+    """
+    pixels = torch.cat([image.reshape(-1, 3)[mask.reshape(-1)] for image, mask in zip(images, masks)]).double()
+    reference = style.reshape(-1, 3).double()
+    if pixels.shape[0] < 2:
+        return float("nan")
+    return float((pixels.mean(0) - reference.mean(0)).norm() + (torch.cov(pixels.T) - torch.cov(reference.T)).norm())
+
+
 def depth_difference(a: ViewRender, b: ViewRender) -> float:
     """Mean |depth_a - depth_b| where both renders are solid."""
     both = (a.opacity > 0.9) & (b.opacity > 0.9)
@@ -120,11 +133,15 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
         stylized_renders = renders(stylized.model)
         before = style_and_content([r.rgb for r in content_renders], photos, style, extractor)
         after = style_and_content([r.rgb for r in stylized_renders], photos, style, extractor)
+        color_before = color_statistics_distance([r.rgb for r in content_renders], [r.opacity > 0.5 for r in content_renders], style)
+        color_after = color_statistics_distance([r.rgb for r in stylized_renders], [r.opacity > 0.5 for r in stylized_renders], style)
         depth = [depth_difference(a, b) for a, b in zip(stylized_renders, content_renders)]
         result["styles"].append({
             "style": index,
             "style_distance_before": before["style_distance"],
             "style_distance_after": after["style_distance"],
+            "color_distance_before": color_before,
+            "color_distance_after": color_after,
             "content_loss_before": before["content_loss"],
             "content_loss_after": after["content_loss"],
             "depth_l1_vs_content": float(sum(depth) / len(depth)),
