@@ -142,6 +142,7 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
     for key in ("style_distance_before", "style_distance_after", "color_distance_before", "color_distance_after", "content_loss_after", "depth_l1_vs_content", "short_range_rmse", "long_range_rmse"):
         assert np.isfinite(style[key]), key
     assert style["long_range_degrees"] > style["short_range_degrees"]
+    assert style["style_distance_after"] != style["style_distance_before"]  # compared with the content run, not itself
     assert "Gram distance to the style" in capsys.readouterr().out
 
 

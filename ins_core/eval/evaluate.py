@@ -45,8 +45,9 @@ def _evaluate_stylized_run(trained: TrainedRun) -> dict:
     from .stylization import evaluate_stylized
 
     config = trained.config
-    moved = trained.run.root / config.get("signature", {}).get("base_run", "")
-    content = open_run(moved if (moved / "run.json").is_file() else config["base_run"], str(trained.device))
+    relative = config.get("signature", {}).get("base_run")
+    moved = trained.run.root / relative if relative else None
+    content = open_run(moved if moved is not None and (moved / "run.json").is_file() else config["base_run"], str(trained.device))
     views = trained.data.test if trained.data.test is not None and len(trained.data.test) else trained.data.train
     styles = [torch.from_numpy(np.asarray(Image.open(trained.run.root / s["file"]).convert("RGB"), dtype=np.float32) / 255.0).to(trained.device)
               for s in config["styles"]]
