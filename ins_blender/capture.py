@@ -161,7 +161,8 @@ class _View:
     frame: int | None = None  # animation frame
 
 
-def _scene_cameras(scene, collection_name: str | None) -> list:
+def scene_cameras(scene, collection_name: str | None) -> list:
+    """The perspective cameras to capture from: those in the collection, or all of the scene's."""
     if collection_name:
         collection = bpy.data.collections.get(collection_name)
         if collection is None:
@@ -350,7 +351,7 @@ def capture_views(
             # Plan every view first, so bad input stops the capture before anything renders.
             bounds = rig_module.objects_bounds(captured, rig_module.evaluated_depsgraph(scene))
             if source == "cameras":
-                views = [_View(camera=c) for c in _scene_cameras(scene, collection_name)]
+                views = [_View(camera=c) for c in scene_cameras(scene, collection_name)]
             elif source == "animation":
                 views = []
                 for frame in _animation_frames(scene):

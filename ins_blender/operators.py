@@ -162,20 +162,11 @@ def validate(request: Request) -> None:
 
 def _validate_views(request: Request) -> None:
     from . import rig as rig_module
+    from .capture import scene_cameras
 
     scene = request.scene
     if request.source == "cameras":
-        if request.collection_name:
-            collection = bpy.data.collections.get(request.collection_name)
-            if collection is None:
-                raise InputError(f"The camera collection '{request.collection_name}' does not exist; pick an existing collection or leave it empty.")
-            cameras = [o for o in collection.all_objects if o.type == "CAMERA"]
-            where = f"The collection '{request.collection_name}'"
-        else:
-            cameras = [o for o in scene.objects if o.type == "CAMERA"]
-            where = f"Scene '{scene.name}'"
-        if not cameras:
-            raise InputError(f"{where} has no cameras; add cameras around the objects or use the automatic camera rig.")
+        scene_cameras(scene, request.collection_name)  # raises a clear InputError when there are none
     elif request.source == "animation":
         if scene.camera is None:
             raise InputError(f"Scene '{scene.name}' has no active camera; set the scene camera or use the automatic camera rig.")

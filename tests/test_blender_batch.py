@@ -146,7 +146,7 @@ def test_missing_style_image(scene, tmp_path, capsys):
 def test_no_cameras_and_no_rig(scene, style, tmp_path, capsys):
     add_cube()
     message = _run_bad(scene, ["--style", str(style), "--source", "cameras", "--out", str(tmp_path / "job")], capsys)
-    assert message == f"INS: Scene '{scene.name}' has no cameras; add cameras around the objects or use the automatic camera rig."
+    assert message == f"INS: Scene '{scene.name}' has no cameras; add cameras around the objects or use the automatic camera rig (source 'auto_rig')."
     message = _run_bad(scene, ["--style", str(style), "--source", "cameras", "--collection", "Rig", "--out", str(tmp_path / "job")], capsys)
     assert "The camera collection 'Rig' does not exist" in message
 
