@@ -148,7 +148,7 @@ def test_no_cameras_and_no_rig(scene, style, tmp_path, capsys):
     message = _run_bad(scene, ["--style", str(style), "--source", "cameras", "--out", str(tmp_path / "job")], capsys)
     assert message == f"INS: Scene '{scene.name}' has no cameras; add cameras around the objects or use the automatic camera rig (source 'auto_rig')."
     message = _run_bad(scene, ["--style", str(style), "--source", "cameras", "--collection", "Rig", "--out", str(tmp_path / "job")], capsys)
-    assert "The camera collection 'Rig' does not exist" in message
+    assert "Collection 'Rig' does not exist" in message
 
 
 def test_nothing_to_capture(scene, style, tmp_path, capsys):
