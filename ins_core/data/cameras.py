@@ -30,11 +30,6 @@ class Intrinsics:
         fy = fx if camera_angle_y is None else 0.5 * height / math.tan(0.5 * camera_angle_y)
         return cls(fx, fy, width / 2.0, height / 2.0, width, height)
 
-    def scaled(self, width: int, height: int) -> "Intrinsics":
-        """The same camera at another image size (the field of view is kept)."""
-        sx, sy = width / self.width, height / self.height
-        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
-
     def as_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
         return torch.tensor([self.fx, self.fy, self.cx, self.cy], dtype=torch.float32, device=device)
 

@@ -31,7 +31,6 @@ class RadianceField(Protocol):
 @dataclass
 class RenderOutput(Composite):
     raw_density: torch.Tensor  # [M] raw density at the evaluated samples (for geometry distillation)
-    sample_points: torch.Tensor  # [M, 3] the evaluated positions
     n_evaluated: int
 
 
@@ -63,4 +62,4 @@ def render_nerf_rays(
         colored = field.color(features[visible], directions[rays[visible]])
         rgb = rgb.index_put((rays[visible], slots[visible]), colored)
     result = composite(alpha, rgb, samples.t, background)
-    return RenderOutput(result.rgb, result.depth, result.opacity, result.weights, raw, selected, int(selected.shape[0]))
+    return RenderOutput(result.rgb, result.depth, result.opacity, result.weights, raw, int(selected.shape[0]))

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..data.cameras import image_pixels
 from ..data.styles import load_style_image
