@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--style-mix", help="stylized runs: weights of the styles, e.g. 0.3,0.7")
     export.add_argument("--target-faces", type=_positive_int, help="decimate to about this many faces")
     export.add_argument("--vertex-colors", action="store_true", help="bake vertex colours instead of a texture")
+    export.add_argument("--keep-components", type=_positive_int, default=1, help="keep this many largest pieces (drops floaters)")
+    export.add_argument("--view-directions", type=_positive_int, default=1, help="average the colour over this many directions around the normal")
     _add_device(export)
 
     run_job = commands.add_parser("run-job", help="run a job directory end to end (what the Blender add-on's worker does)")

@@ -69,3 +69,20 @@ def test_cli_exit_status_for_a_user_mistake_is_2_without_traceback(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_writes_a_textured_mesh_of_the_run(trained_run, tmp_path, capsys):
+    import numpy as np
+    import trimesh
+
+    out = tmp_path / "mesh"
+    assert main(["export", "--run", str(trained_run), "--out", str(out), "--resolution", "48", "--texture-size", "64",
+                 "--view-directions", "2", "--device", "cpu"]) == 0
+    mesh = np.load(out / "mesh.npz")
+    assert mesh["faces"].shape[0] > 200
+    aabb = json.loads((trained_run / "run.json").read_text())["aabb"]
+    assert (mesh["vertices"] >= np.array(aabb[:3]) - 1e-4).all() and (mesh["vertices"] <= np.array(aabb[3:]) + 1e-4).all()
+    assert len(trimesh.load(out / "mesh.glb", process=False).geometry) == 1
+    assert Image.open(out / "texture.png").size == (64, 64)
+    assert main(["export", "--run", str(trained_run), "--out", str(out), "--style-mix", "1", "--device", "cpu"]) == 2
+    assert "not stylized" in capsys.readouterr().err

@@ -58,7 +58,8 @@ def density_level(trained: TrainedRun) -> float:
 
 
 def export_run(trained: TrainedRun, out_dir: Path, resolution: int = 256, texture_size: int = 1024, level: float | None = None,
-               target_faces: int | None = None, vertex_colors_only: bool = False, progress=None) -> ExportResult:
+               target_faces: int | None = None, vertex_colors_only: bool = False, progress=None,
+               keep_components: int = 1, n_directions: int = 1) -> ExportResult:
     """A textured mesh of the run (its current style mix) in out_dir, in the scene's world frame."""
     scalar_fn, color_fn, occupied_fn, mode = field_functions(trained)
     trained.model.eval()
@@ -66,4 +67,4 @@ def export_run(trained: TrainedRun, out_dir: Path, resolution: int = 256, textur
         level = density_level(trained)
     return export_mesh(scalar_fn, color_fn, trained.model.field.aabb.cpu(), out_dir, mode, resolution=resolution, texture_size=texture_size,
                        level=level, occupied_fn=occupied_fn, target_faces=target_faces, vertex_colors_only=vertex_colors_only,
-                       progress=progress, device=trained.device)
+                       progress=progress, device=trained.device, keep_components=keep_components, n_directions=n_directions)
