@@ -781,7 +781,7 @@ _CHECK_CODE = r"""
 import json, sys
 out = {"python": sys.version.split()[0], "executable": sys.executable}
 try:
-    import torch
+    torch = __import__("torch")  # in the child Python, never in Blender
 except Exception as e:
     out["error"] = "torch"; out["detail"] = f"{type(e).__name__}: {e}"
 else:
