@@ -186,21 +186,23 @@ class JobRunner:
                                 log=backbone_log)
         if not self._train("stylize", stylize):
             return self._cancelled()
-        return self._finish(stylize, content_dir, stylized_dir, settings, fit)
+        return self._finish(fit, stylize, settings)
 
-    def _finish(self, stylize, content_dir: Path, stylized_dir: Path, settings: dict, fit) -> int:
+    def _finish(self, fit, stylize, settings: dict) -> int:
         from .eval.evaluate import evaluate_views
         from .export.from_run import export_run
         from .export.pipeline import overall_fraction
-        from .train.loading import open_run
+        from .train.loading import TrainedRun
 
         spec, paths = self.spec, self.paths
-        trained = open_run(stylized_dir, spec.device)
+        # The trained sessions already hold the models and the views: no second load from disk.
+        trained = TrainedRun(stylize.run, stylize.config, stylize.model.eval(), stylize.data, stylize.device)
+        content = TrainedRun(fit.run, fit.config, fit.model.eval(), fit.data, fit.device)
         n_styles = len(trained.config["styles"])
         trained.model.set_style(spec.style_mix or [1.0] + [0.0] * (n_styles - 1))
-        files = {"checkpoint": paths.relative(trained.run.checkpoint_path), "run": paths.relative(stylized_dir), "content_run": paths.relative(content_dir)}
+        files = {"checkpoint": paths.relative(trained.run.checkpoint_path), "run": paths.relative(stylize.run.root),
+                 "content_run": paths.relative(fit.run.root)}
         metrics = {}
-        content = open_run(content_dir, spec.device)
         if content.data.test is not None and len(content.data.test):
             metrics["pretrain_test_psnr"] = evaluate_views(content, content.data.test)["psnr"]
         if "mesh" in spec.outputs:

@@ -203,7 +203,7 @@ class FitSession(RunSession):
         if aabb is not None:
             config["aabb"] = aabb.flatten().tolist()
         self.model = build_model(config["kind"], aabb, config["model"]).to(device)
-        if config["kind"] in ("image", "stylized_image"):
+        if config["kind"] == "image":
             batches = PixelBatcher(self.data.image, config["batch_rays"])
         else:
             batches = RayBatcher(self.data.train, config["batch_rays"])
