@@ -174,6 +174,7 @@ WORKER_PINS = (
     Pin("colorama", "0.4.6", "tqdm dependency on Windows", platforms=frozenset({"windows-x64"})),
     Pin("pymcubes", "0.1.6", "marching cubes"),
     Pin("xatlas", "0.0.11", "UV unwrapping"),
+    Pin("fast-simplification", "0.2.0", "quadric decimation of exported meshes to their face budget"),
     Pin("trimesh", "5.2.0", "mesh utilities (pinned in pyproject.toml)"),
     Pin("imageio-ffmpeg", "0.6.0", "MP4 output (ships an ffmpeg binary)"),
 )

@@ -28,6 +28,7 @@ class QualityPreset:
     stylize_steps: int
     mesh_resolution: int  # marching-cubes grid cells per side
     texture_size: int  # baked texture, pixels per side
+    mesh_faces: int  # face budget of the imported mesh (quadric decimation)
     cpu_minutes: tuple[float, float]  # rough estimate (low, high) for the whole run
     gpu_minutes: tuple[float, float]
 
@@ -61,21 +62,21 @@ PRESETS: dict[str, QualityPreset] = {
         key="preview", label="Preview",
         description="Quick look: few small views, short training, coarse mesh.",
         capture_views=24, capture_resolution=64, capture_samples=16,
-        pretrain_steps=1500, stylize_steps=200, mesh_resolution=96, texture_size=512,
+        pretrain_steps=1500, stylize_steps=200, mesh_resolution=96, texture_size=512, mesh_faces=30_000,
         cpu_minutes=(3, 6), gpu_minutes=(0.5, 1),
     ),
     "standard": QualityPreset(
         key="standard", label="Standard",
         description="Balanced quality for most scenes.",
         capture_views=48, capture_resolution=128, capture_samples=32,
-        pretrain_steps=2000, stylize_steps=600, mesh_resolution=192, texture_size=1024,
+        pretrain_steps=2000, stylize_steps=600, mesh_resolution=192, texture_size=1024, mesh_faces=100_000,
         cpu_minutes=(20, 40), gpu_minutes=(2, 4),
     ),
     "high": QualityPreset(
         key="high", label="High",
         description="Final quality: many large views, long training, fine mesh and texture.",
         capture_views=100, capture_resolution=256, capture_samples=64,
-        pretrain_steps=5000, stylize_steps=1500, mesh_resolution=256, texture_size=2048,
+        pretrain_steps=5000, stylize_steps=1500, mesh_resolution=256, texture_size=2048, mesh_faces=300_000,
         cpu_minutes=(120, 240), gpu_minutes=(8, 15),
     ),
 }
@@ -111,6 +112,7 @@ def job_overrides(preset: QualityPreset, train_resolution: int | None = None) ->
         "stylize_steps": preset.stylize_steps,
         "mesh_resolution": preset.mesh_resolution,
         "texture_size": preset.texture_size,
+        "mesh_faces": preset.mesh_faces,
     }
     if train_resolution:
         overrides["train_resolution"] = max(8, int(train_resolution))

@@ -409,6 +409,7 @@ OVERRIDES: dict[str, Check] = {
     "batch_rays": int_field(1),
     "mesh_resolution": int_field(16),
     "texture_size": int_field(16),
+    "mesh_faces": int_field(0),  # 0: no face budget
     "style_weight": number_field(0.0),
     "content_weight": number_field(0.0),
     "geometry_weight": number_field(0.0),

@@ -2,22 +2,25 @@
 
 The Blender add-on writes its choices into job.json `overrides`; these are the defaults for a
 job directory written by hand or by another tool. Overrides always win.
+
+`mesh_faces` is the exported mesh's face budget (quadric decimation; 0: keep every face): marching
+cubes at 256^3 gives lego 1.6 M faces, more than an artist wants in a viewport.
 """
 
 from __future__ import annotations
 
 PRESETS: dict[str, dict[str, dict]] = {
     "preview": {
-        "cpu": {"pretrain_steps": 1500, "stylize_steps": 200, "mesh_resolution": 96, "texture_size": 512},
-        "gpu": {"pretrain_steps": 2000, "stylize_steps": 400, "mesh_resolution": 192, "texture_size": 512},
+        "cpu": {"pretrain_steps": 1500, "stylize_steps": 200, "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30000},
+        "gpu": {"pretrain_steps": 2000, "stylize_steps": 400, "mesh_resolution": 192, "texture_size": 512, "mesh_faces": 100000},
     },
     "standard": {
-        "cpu": {"pretrain_steps": 1500, "stylize_steps": 300, "mesh_resolution": 160, "texture_size": 512},
-        "gpu": {"pretrain_steps": 5000, "stylize_steps": 1000, "mesh_resolution": 256, "texture_size": 1024},
+        "cpu": {"pretrain_steps": 1500, "stylize_steps": 300, "mesh_resolution": 160, "texture_size": 512, "mesh_faces": 100000},
+        "gpu": {"pretrain_steps": 5000, "stylize_steps": 1000, "mesh_resolution": 256, "texture_size": 1024, "mesh_faces": 250000},
     },
     "high": {
-        "cpu": {"pretrain_steps": 4000, "stylize_steps": 800, "mesh_resolution": 256, "texture_size": 1024},
-        "gpu": {"pretrain_steps": 15000, "stylize_steps": 3000, "mesh_resolution": 384, "texture_size": 2048},
+        "cpu": {"pretrain_steps": 4000, "stylize_steps": 800, "mesh_resolution": 256, "texture_size": 1024, "mesh_faces": 250000},
+        "gpu": {"pretrain_steps": 15000, "stylize_steps": 3000, "mesh_resolution": 384, "texture_size": 2048, "mesh_faces": 500000},
     },
 }
 

@@ -209,6 +209,7 @@ class JobRunner:
             self.events.send(StageEvent(stage="export", total_steps=100))
             start = time.perf_counter()
             result = export_run(trained, paths.result_dir, settings["mesh_resolution"], settings["texture_size"],
+                                target_faces=settings["mesh_faces"] or None,
                                 progress=lambda stage, fraction: self.events.progress(int(100 * overall_fraction(stage, fraction)), 100))
             self.timings["export"] = time.perf_counter() - start
             files.update({"mesh_glb": paths.relative(result.glb), "mesh_obj": paths.relative(result.obj), "mesh_npz": paths.relative(result.npz)})

@@ -16,7 +16,7 @@ from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import QuitCommand, RenderCommand, decode_event, encode
 
-OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 10, "mesh_resolution": 40, "texture_size": 64}
+OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 10, "mesh_resolution": 40, "texture_size": 64, "mesh_faces": 600}
 
 
 def make_job(root: Path, **overrides) -> JobPaths:
@@ -64,7 +64,9 @@ def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
     assert manifest.mode == "nerf" and manifest.styles == ["demo"]
     assert manifest.backbone["pretrained"] is False  # no weights here: said plainly
     mesh = np.load(paths.root / manifest.files["mesh_npz"])
-    assert mesh["faces"].shape[0] > 100 and mesh["uvs"].shape == (mesh["vertices"].shape[0], 2)
+    assert 100 < mesh["faces"].shape[0] <= 600  # decimated to the job's face budget
+    assert manifest.metrics["mesh_faces"] == mesh["faces"].shape[0]
+    assert mesh["uvs"].shape == (mesh["vertices"].shape[0], 2)
     assert Image.open(paths.root / manifest.files["texture"]).size == (64, 64)
     assert any(e.event == "log" and "without pretrained" in e.message for e in events)
     progress = [e for e in events if e.event == "progress"]
