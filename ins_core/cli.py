@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="PSNR and SSIM on held-out views, written to RUN/metrics.json")
     evaluate.add_argument("--run", required=True, type=Path)
+    evaluate.add_argument("--mesh", type=Path, help="also compare an exported mesh (the folder `export` wrote) with the field: "
+                                                    "PSNR and silhouette IoU through the held-out cameras")
+    evaluate.add_argument("--supersample", type=_positive_int, default=2, help="mesh renders: k x k samples per pixel")
     _add_device(evaluate)
 
     stylize = commands.add_parser("stylize", help="stylize a trained NeRF or SDF run with one or more style images (INS)")
@@ -98,12 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path)
     export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes grid cells per side")
     export.add_argument("--texture-size", type=_positive_int, default=1024)
-    export.add_argument("--level", type=float, help="density threshold (NeRF runs; default from the scene size)")
+    export.add_argument("--level", type=float, help="density threshold (NeRF runs; default: calibrated on the field's own renders)")
     export.add_argument("--style-mix", help="stylized runs: weights of the styles, e.g. 0.3,0.7")
     export.add_argument("--target-faces", type=_positive_int, help="decimate to about this many faces")
     export.add_argument("--vertex-colors", action="store_true", help="bake vertex colours instead of a texture")
     export.add_argument("--keep-components", type=_positive_int, default=1, help="keep this many largest pieces (drops floaters)")
     export.add_argument("--view-directions", type=_positive_int, default=1, help="average the colour over this many directions around the normal")
+    export.add_argument("--color-lookup", choices=("point", "ray"), default="point",
+                        help="NeRF runs: colour from the field at the surface point, or from a short rendered ray (better on soft fields, slower)")
     _add_device(export)
 
     run_job = commands.add_parser("run-job", help="run a job directory end to end (what the Blender add-on's worker does)")

@@ -153,7 +153,7 @@ def run_export(args: argparse.Namespace) -> int:
         bar.update(max(0, int(100 * overall_fraction(stage, fraction)) - bar.n))
 
     result = export_run(trained, args.out, args.resolution, args.texture_size, args.level, args.target_faces, args.vertex_colors, progress,
-                        keep_components=args.keep_components, n_directions=args.view_directions)
+                        keep_components=args.keep_components, n_directions=args.view_directions, color_lookup=args.color_lookup)
     bar.close()
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
     print(f"{result.glb}: {result.n_faces} faces, {result.n_vertices} vertices ({timings})")
@@ -166,12 +166,33 @@ def run_run_job(args: argparse.Namespace) -> int:
     return run_job(args.job)
 
 
+def _eval_mesh(trained, mesh, args: argparse.Namespace, metrics: dict) -> None:
+    """Adds the mesh-against-field comparison to metrics.json and prints it."""
+    from .eval.mesh_fidelity import texture_fidelity
+    from .job import write_json_atomic
+
+    views = trained.data.test if trained.data.test is not None and len(trained.data.test) else trained.data.train
+    fidelity = texture_fidelity(trained, mesh, views, args.supersample, _progress_bar("mesh"))
+    metrics["mesh"] = {"folder": str(args.mesh), **fidelity}
+    write_json_atomic(trained.run.metrics_path, metrics)
+    photos = f", {fidelity['psnr_vs_photo']:.2f} dB against the photographs" if "psnr_vs_photo" in fidelity else ""
+    print(f"{args.mesh}: mesh against field {fidelity['psnr_vs_field']:.2f} dB{photos}, "
+          f"silhouette IoU {fidelity['silhouette_iou']:.3f} ({fidelity['faces']} faces)")
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from .eval.evaluate import evaluate_run
     from .train.loading import open_run
 
     trained = open_run(args.run, args.device)
+    mesh = None
+    if args.mesh is not None:
+        from .eval.mesh_fidelity import load_export
+
+        mesh = load_export(args.mesh, trained.device)  # refused before any rendering
     metrics = evaluate_run(trained, _progress_bar("evaluate"))
+    if mesh is not None:
+        _eval_mesh(trained, mesh, args, metrics)
     if trained.kind == "stylized":
         for entry in metrics["styles"]:
             name = trained.config["styles"][entry["style"]]["name"]
@@ -206,10 +227,11 @@ def run_demo(args: argparse.Namespace) -> int:
     if status:
         return status
     render = {"device": args.device, "turntable_frames": 36, "format": "gif", "no_turntable": False, "width": None, "style_mix": None, "morph": False}
-    run_eval(argparse.Namespace(run=out / "nerf", device=args.device))
+    run_eval(argparse.Namespace(run=out / "nerf", device=args.device, mesh=None, supersample=2))
     run_render(argparse.Namespace(run=out / "stylized", **render))
     return run_export(argparse.Namespace(run=out / "stylized", out=out / "mesh", resolution=128, texture_size=512, level=None, style_mix=None,
-                                         target_faces=None, vertex_colors=False, keep_components=1, view_directions=1, device=args.device))
+                                         target_faces=None, vertex_colors=False, keep_components=1, view_directions=1, color_lookup="point",
+                                         device=args.device))
 
 
 def run_stylize(args: argparse.Namespace) -> int:

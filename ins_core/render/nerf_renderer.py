@@ -44,7 +44,14 @@ def render_nerf_rays(
     jitter: bool = False,
 ) -> RenderOutput:
     """Composite the field along rays [R, 3]; samples in empty grid cells are skipped."""
-    samples: RaySamples = stratified_samples(origins, directions, field.aabb, n_samples, jitter)
+    samples = stratified_samples(origins, directions, field.aabb, n_samples, jitter)
+    return render_nerf_samples(field, samples, grid, background)
+
+
+def render_nerf_samples(field: RadianceField, samples: RaySamples, grid: OccupancyGrid | None = None,
+                        background: torch.Tensor | None = None) -> RenderOutput:
+    """Composite the field at given ray samples; samples in empty grid cells are skipped."""
+    origins, directions = samples.origins, samples.directions
     points = samples.points()  # [R, S, 3]
     active = samples.hit[:, None].expand_as(samples.t)
     if grid is not None:

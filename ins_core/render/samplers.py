@@ -35,3 +35,13 @@ def stratified_samples(origins: torch.Tensor, directions: torch.Tensor, aabb: to
     offset = torch.rand_like(lower) if jitter else torch.full_like(lower, 0.5)
     t = lower + (upper - lower) * offset
     return RaySamples(origins, directions, t, upper - lower, hit)
+
+
+def segment_samples(origins: torch.Tensor, directions: torch.Tensor, length: float, n_samples: int) -> RaySamples:
+    """n_samples equal intervals over the first `length` of each ray (no box clipping), one
+    sample at each interval's middle: for short probe rays whose span the caller chooses."""
+    step = length / n_samples
+    t = (torch.arange(n_samples, device=origins.device, dtype=origins.dtype) + 0.5) * step
+    t = t.expand(origins.shape[0], n_samples)
+    hit = torch.ones(origins.shape[0], dtype=torch.bool, device=origins.device)
+    return RaySamples(origins, directions, t, torch.full_like(t, step), hit)
