@@ -216,6 +216,57 @@ def test_a_python_without_torch_gets_a_clear_report(monkeypatch, fake_dir, tmp_p
     assert not check.ok and "has no torch" in check.message and "Preferences" in check.message
 
 
+PROBE_WORKER = r"""
+import json, sys
+import torch, ins_core
+print(json.dumps({"torch": torch.__version__, "ins_core": ins_core.__file__, "job": sys.argv[1]}), flush=True)
+"""
+
+
+def test_an_external_pythons_own_torch_wins_over_the_bundled_one(monkeypatch, fake_dir, tmp_path):
+    """The GPU path: a user's Python with its own (CUDA) torch, while the extension's folder also
+    holds the bundled CPU torch. A real second interpreter (a fresh venv of another Python) with a
+    package named torch in its site-packages plays the user's; the extension folder gets one too."""
+    import subprocess
+
+    candidates = sorted(Path.home().glob(".pyenv/versions/3.1[23]*/bin/python3")) + [Path("/usr/bin/python3")]
+    runs = [c for c in candidates if c.is_file() and subprocess.run([str(c), "-c", "import venv"], capture_output=True).returncode == 0]
+    if not runs:
+        pytest.skip("no second Python to play the user's external Python")
+    base = str(runs[0])
+    venv = tmp_path / "user_venv"
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (Path(site) / "torch").mkdir(parents=True)
+    (Path(site) / "torch" / "__init__.py").write_text("__version__ = 'users-cuda-build'\n")
+    extension = tmp_path / "extension"  # what a full zip unpacks: ins_core beside the bundled wheels
+    (extension / "torch").mkdir(parents=True)
+    (extension / "torch" / "__init__.py").write_text("__version__ = 'bundled-cpu-build'\n")
+    (extension / "ins_core").symlink_to(Path(jobs.ins_core_root()) / "ins_core")
+    (fake_dir / "ins_probe_worker.py").write_text(PROBE_WORKER)
+    monkeypatch.setattr(jobs, "ins_core_root", lambda: str(extension))
+    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_probe_worker")
+    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(fake_dir)])
+
+    resolved, bundled = jobs.resolve_python(python)
+    assert not bundled
+    job = make_job(tmp_path)
+    # cwd as WorkerProcess sets it: `python -c` puts the working folder first on sys.path
+    result = subprocess.run(jobs.worker_argv(resolved, job.root, bundled=False), env=jobs.worker_env(False),
+                            cwd=job.root, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["torch"] == "users-cuda-build"  # not the bundled CPU build
+    assert seen["ins_core"].startswith(str(extension))  # ins_core still comes from the extension
+    assert seen["job"] == str(job.root.resolve())
+    # And with Blender's own Python, the bundled torch is the one the worker gets.
+    own = subprocess.run(jobs.worker_argv(sys.executable, job.root, bundled=True), env=jobs.worker_env(True), cwd=job.root,
+                         capture_output=True, text=True, timeout=60)
+    assert json.loads(own.stdout.strip().splitlines()[-1])["torch"] == "bundled-cpu-build", own.stderr
+
+
 def test_check_worker_reports_torch_and_cuda():
     check = jobs.check_worker("", timeout=120)  # Blender's own Python: here the venv's, with torch
     assert check.ok, check.message
