@@ -312,7 +312,10 @@ class INS_OT_stylize_scene(Operator):
 
     bl_idname = "ins.stylize_scene"
     bl_label = "Stylize Scene"
-    bl_options = {"REGISTER", "UNDO"}
+    # UNDO without REGISTER: the finished import is one undo step, but Repeat Last and the
+    # Adjust Last Operation panel cannot re-run a job that takes minutes (they would call
+    # execute(), which blocks the interface until the job ends).
+    bl_options = {"UNDO"}
 
     resume: BoolProperty(name="Resume", default=False, options={"HIDDEN", "SKIP_SAVE"},
                          description="Continue the latest job of the scene instead of starting a new one")
@@ -449,7 +452,8 @@ class INS_OT_stylize_scene(Operator):
                     obj = importer.import_result(scene, run.job.root)
                     message = f"INS: finished; added '{obj.name}' to '{importer.COLLECTION}'."
                 except InputError as error:
-                    self.report({"WARNING"}, f"INS: finished, but the mesh could not be imported: {error}")
+                    scene.ins.message = f"INS: finished, but the mesh could not be imported: {error}"
+                    self.report({"WARNING"}, scene.ins.message)
                     return {"FINISHED"}
             scene.ins.message = message
             self.report({"INFO"}, message)

@@ -190,6 +190,9 @@ def test_import_adds_the_textured_mesh_in_ins_results(user_scene, tmp_path):
     job = write_result(tmp_path / "job", cube_arrays())
     before = snapshot(user)
     assert "UNDO" in bpy.types.INS_OT_import_result.bl_options
+    # Stylize Scene's import is undoable too, but it must never be repeatable: Repeat Last would
+    # run a whole job again, blocking the interface.
+    assert bpy.types.INS_OT_stylize_scene.bl_options == {"UNDO"}
     assert bpy.ops.ins.import_result(job_dir=str(job.root)) == {"FINISHED"}
     obj = bpy.data.objects["INS job"]
     collection = bpy.data.collections[importer.COLLECTION]
