@@ -14,7 +14,7 @@ import torch
 import trimesh
 
 from ins_core.errors import InputError
-from ins_core.export import cleanup
+from ins_core.export import cleanup, marching_cubes
 from ins_core.export.marching_cubes import (
     BYTES_PER_SAMPLE,
     check_grid_fits,
@@ -191,3 +191,25 @@ def test_vertex_normals_are_unit_and_radial():
     assert np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
     radial = (vertices - CENTRE.numpy()) / radii(vertices)[:, None]
     assert (normals * radial).sum(axis=1).min() > 0.95
+
+
+def test_sdf_narrow_band_gives_the_same_mesh_as_the_full_grid():
+    """Only samples near the surface are evaluated, yet marching cubes sees the same crossings."""
+    evaluated = []
+
+    def counting_sdf(points: torch.Tensor) -> torch.Tensor:
+        evaluated.append(len(points))
+        return sphere_sdf(points)
+
+    resolution = 96
+    full = sample_grid(sphere_sdf, BOX, resolution)
+    occupied, fill = marching_cubes.sdf_band(counting_sdf, BOX, resolution)
+    evaluated.clear()  # count the fine pass only
+    banded = sample_grid(counting_sdf, BOX, resolution, occupied, fill_fn=fill)
+    assert sum(evaluated) < 0.4 * resolution**3
+    assert np.array_equal(np.sign(banded), np.sign(full))  # every sample on the right side
+    near = np.abs(full) < 0.05
+    assert np.array_equal(banded[near], full[near])  # exact wherever the surface is close
+    full_v, full_f = extract_mesh(full, BOX, 0.0, "sdf")
+    band_v, band_f = extract_mesh(banded, BOX, 0.0, "sdf")
+    assert np.array_equal(full_f, band_f) and np.allclose(full_v, band_v)

@@ -23,6 +23,7 @@ ProgressFn = Callable[[str, float], None]
 STAGES = ("grid", "marching_cubes", "cleanup", "uv", "bake", "write")
 GLB_NAME, NPZ_NAME = "mesh.glb", "mesh.npz"
 VIEW_OFFSET_CELLS = 0.1
+SDF_BAND_MIN_RESOLUTION = 96  # below this the whole SDF grid is cheap enough to evaluate
 
 
 @dataclass
@@ -138,9 +139,12 @@ def export_mesh(
     stages = _Stages(progress)
 
     stages.begin("grid")
+    fill_fn = None
+    if mode == "sdf" and occupied_fn is None and resolution >= SDF_BAND_MIN_RESOLUTION:
+        occupied_fn, fill_fn = marching_cubes.sdf_band(scalar_fn, box, resolution, device)
     grid = marching_cubes.sample_grid(
         scalar_fn, box, resolution, occupied_fn, empty_value=_empty_value(mode, spacing),
-        device=device, memory_budget=memory_budget, progress=stages.report,
+        device=device, memory_budget=memory_budget, progress=stages.report, fill_fn=fill_fn,
     )
     stages.end()
 
