@@ -455,7 +455,7 @@ WORKER_PROBE_LIGHT = (
 )
 WORKER_PROBE_FULL = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "import torch, numpy, scipy, mcubes, xatlas, PIL, trimesh, imageio_ffmpeg, tqdm, ins_core, ins_core.job; "
+    "import torch, numpy, scipy, mcubes, xatlas, fast_simplification, PIL, trimesh, imageio_ffmpeg, tqdm, ins_core, ins_core.job; "
     "import json; print(json.dumps({'torch': torch.__version__, 'torch_file': torch.__file__, "
     "'numpy': numpy.__version__, 'sum': float(torch.ones(3).sum()), 'cuda_built': torch.backends.cuda.is_built(), "
     "'ins_core': ins_core.__file__}))"
