@@ -35,11 +35,11 @@ from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 
 VARIANTS = {
-    "point": {},
-    "ray": {"color_lookup": "ray"},
-    "point_3_directions": {"n_directions": 3},
-    "point_100k_faces": {"target_faces": 100_000},
-    "point_30k_faces": {"target_faces": 30_000},
+    "ray": {},
+    "point": {"color_lookup": "point"},
+    "ray_3_directions": {"n_directions": 3},
+    "ray_100k_faces": {"target_faces": 100_000},
+    "ray_30k_faces": {"target_faces": 30_000},
 }
 
 

@@ -16,6 +16,7 @@ from .train.settings import FIELD_KINDS
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
+DEFAULT_EXPORT_FACES = 500_000  # lego at 256^3 makes ~1 M faces: heavy in a viewport, slow to unwrap
 
 
 def _positive_int(text: str) -> int:
@@ -25,6 +26,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {value}")
     return value
 
 
@@ -103,12 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--texture-size", type=_positive_int, default=1024)
     export.add_argument("--level", type=float, help="density threshold (NeRF runs; default: calibrated on the field's own renders)")
     export.add_argument("--style-mix", help="stylized runs: weights of the styles, e.g. 0.3,0.7")
-    export.add_argument("--target-faces", type=_positive_int, help="decimate to about this many faces")
+    export.add_argument("--target-faces", type=_count, default=DEFAULT_EXPORT_FACES,
+                        help=f"decimate to at most this many faces (default {DEFAULT_EXPORT_FACES}; 0 keeps every face)")
     export.add_argument("--vertex-colors", action="store_true", help="bake vertex colours instead of a texture")
     export.add_argument("--keep-components", type=_positive_int, default=1, help="keep this many largest pieces (drops floaters)")
     export.add_argument("--view-directions", type=_positive_int, default=1, help="average the colour over this many directions around the normal")
-    export.add_argument("--color-lookup", choices=("point", "ray"), default="point",
-                        help="NeRF runs: colour from the field at the surface point, or from a short rendered ray (better on soft fields, slower)")
+    export.add_argument("--color-lookup", choices=("ray", "point"), default="ray",
+                        help="NeRF runs: colour from a short rendered ray looking at the surface (default), or from the field at the point (faster)")
     _add_device(export)
 
     run_job = commands.add_parser("run-job", help="run a job directory end to end (what the Blender add-on's worker does)")

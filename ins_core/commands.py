@@ -152,7 +152,7 @@ def run_export(args: argparse.Namespace) -> int:
         bar.set_postfix(stage=stage, refresh=False)
         bar.update(max(0, int(100 * overall_fraction(stage, fraction)) - bar.n))
 
-    result = export_run(trained, args.out, args.resolution, args.texture_size, args.level, args.target_faces, args.vertex_colors, progress,
+    result = export_run(trained, args.out, args.resolution, args.texture_size, args.level, args.target_faces or None, args.vertex_colors, progress,
                         keep_components=args.keep_components, n_directions=args.view_directions, color_lookup=args.color_lookup)
     bar.close()
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
@@ -230,7 +230,7 @@ def run_demo(args: argparse.Namespace) -> int:
     run_eval(argparse.Namespace(run=out / "nerf", device=args.device, mesh=None, supersample=2))
     run_render(argparse.Namespace(run=out / "stylized", **render))
     return run_export(argparse.Namespace(run=out / "stylized", out=out / "mesh", resolution=128, texture_size=512, level=None, style_mix=None,
-                                         target_faces=None, vertex_colors=False, keep_components=1, view_directions=1, color_lookup="point",
+                                         target_faces=None, vertex_colors=False, keep_components=1, view_directions=1, color_lookup="ray",
                                          device=args.device))
 
 
