@@ -19,7 +19,6 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-import ins_blender  # noqa: E402
 from ins_blender import batch, importer, jobs  # noqa: E402
 from ins_core.errors import InputError  # noqa: E402
 from ins_core.protocol import ErrorEvent, ProgressEvent, ResultEvent, StageEvent, CancelledEvent, decode_event  # noqa: E402
@@ -64,11 +63,8 @@ emit(event="result", path="result/result.json")
 
 
 @pytest.fixture
-def scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    ins_blender.register()
-    yield bpy.context.scene
-    ins_blender.unregister()
+def scene(ins_addon):
+    return ins_addon
 
 
 @pytest.fixture

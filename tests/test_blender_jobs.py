@@ -22,7 +22,6 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-import ins_blender  # noqa: E402
 from ins_blender import jobs, preferences  # noqa: E402
 from ins_core.job import JobPaths  # noqa: E402
 
@@ -290,11 +289,8 @@ def test_shutdown_stops_every_worker(fake, tmp_path):
 
 
 @pytest.fixture
-def addon():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    ins_blender.register()
-    yield bpy.context.scene
-    ins_blender.unregister()
+def addon(ins_addon):
+    return ins_addon
 
 
 def scene_state(scene) -> dict:

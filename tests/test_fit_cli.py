@@ -84,6 +84,10 @@ def test_export_writes_a_textured_mesh_of_the_run(trained_run, tmp_path, capsys)
     assert (mesh["vertices"] >= np.array(aabb[:3]) - 1e-4).all() and (mesh["vertices"] <= np.array(aabb[3:]) + 1e-4).all()
     assert len(trimesh.load(out / "mesh.glb", process=False).geometry) == 1
     assert Image.open(out / "texture.png").size == (64, 64)
+    budget = tmp_path / "budget"
+    assert main(["export", "--run", str(trained_run), "--out", str(budget), "--resolution", "48", "--texture-size", "64",
+                 "--target-faces", "150", "--device", "cpu"]) == 0
+    assert 100 < np.load(budget / "mesh.npz")["faces"].shape[0] <= 150 < mesh["faces"].shape[0]
     assert main(["export", "--run", str(trained_run), "--out", str(out), "--style-mix", "1", "--device", "cpu"]) == 2
     assert "not stylized" in capsys.readouterr().err
 

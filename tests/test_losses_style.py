@@ -25,13 +25,7 @@ from ins_core.losses.style import (
 from ins_core.losses.vgg import FeatureExtractor, build_offline_vgg16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The test machine's two cores are shared; two torch threads there run many times slower than one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,13 +41,7 @@ TORCHVISION_POOLS = [4, 9, 16, 23, 30]
 NEEDED_CONVS = [entry for entry in TORCHVISION_CONVS if entry[0] <= 22]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The test machine's two cores are shared; two torch threads there run many times slower than one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

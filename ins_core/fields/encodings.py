@@ -7,6 +7,7 @@ Positions given to the hash grid must already be normalised to [0, 1]^D.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -118,6 +119,24 @@ class HashGridEncoding(nn.Module):
         features = self.table.index_select(0, index.reshape(-1))
         features = features.view(n, self.n_levels, 2**self.in_dim, self.features_per_level)
         return (features * weights[..., None]).sum(2).reshape(n, self.output_dim)
+
+
+@dataclass
+class HashGridConfig:
+    """A hash grid's shape; field configs extend it, so its fields stay flat in run.json."""
+
+    n_levels: int = 16
+    features_per_level: int = 2
+    log2_table_size: int = 19
+    base_resolution: int = 16
+    max_resolution: int = 2048
+
+    def hash_grid(self, in_dim: int) -> HashGridEncoding:
+        return HashGridEncoding(in_dim, self.n_levels, self.features_per_level, self.log2_table_size,
+                                self.base_resolution, self.max_resolution)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class SphericalHarmonicsEncoding(nn.Module):

@@ -5,32 +5,27 @@ Being continuous, a fitted image field renders at any resolution.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .encodings import HashGridEncoding
+from .encodings import HashGridConfig
 from .mlp import Siren, mlp
 
 IMAGE_BACKBONES = ("siren", "hashgrid")
 
 
 @dataclass
-class ImageFieldConfig:
+class ImageFieldConfig(HashGridConfig):
+    log2_table_size: int = 18  # a 2D grid needs a smaller table and coarser levels than a 3D one
+    base_resolution: int = 8
+    max_resolution: int = 1024
     backbone: str = "hashgrid"
     hidden_dim: int = 64
     n_hidden: int = 2
     siren_hidden_dim: int = 256
     siren_layers: int = 4
-    n_levels: int = 16
-    features_per_level: int = 2
-    log2_table_size: int = 18
-    base_resolution: int = 8
-    max_resolution: int = 1024
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ImageField(nn.Module):
@@ -44,7 +39,7 @@ class ImageField(nn.Module):
             self.encoding = None
             self.net = Siren(2, c.siren_hidden_dim, c.siren_layers, 3)
         else:
-            self.encoding = HashGridEncoding(2, c.n_levels, c.features_per_level, c.log2_table_size, c.base_resolution, c.max_resolution)
+            self.encoding = c.hash_grid(2)
             self.net = mlp(self.encoding.output_dim, c.hidden_dim, c.n_hidden, 3)
 
     def features_and_logits(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,29 +10,21 @@ module: the frozen CIM stays the teacher for geometry.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .activations import density_activation
-from .encodings import HashGridEncoding, SphericalHarmonicsEncoding
+from .encodings import HashGridConfig, SphericalHarmonicsEncoding
 from .mlp import mlp
 
 
 @dataclass
-class NerfFieldConfig:
-    n_levels: int = 16
-    features_per_level: int = 2
-    log2_table_size: int = 19
-    base_resolution: int = 16
-    max_resolution: int = 2048
+class NerfFieldConfig(HashGridConfig):
     hidden_dim: int = 64
     feature_dim: int = 15
     color_hidden_layers: int = 2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class NerfField(nn.Module):
@@ -43,7 +35,7 @@ class NerfField(nn.Module):
         self.config = config or NerfFieldConfig()
         c = self.config
         self.register_buffer("aabb", aabb.clone().float())
-        self.position_encoding = HashGridEncoding(3, c.n_levels, c.features_per_level, c.log2_table_size, c.base_resolution, c.max_resolution)
+        self.position_encoding = c.hash_grid(3)
         self.density_mlp = mlp(self.position_encoding.output_dim, c.hidden_dim, 1, 1 + c.feature_dim)
         self.direction_encoding = SphericalHarmonicsEncoding(4)
         self.color_mlp = mlp(c.feature_dim + self.direction_encoding.output_dim, c.hidden_dim, c.color_hidden_layers, 3)

@@ -10,29 +10,21 @@ starts at zero, and the SDF is in world units. `inv_s` is NeuS's learned sharpne
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .encodings import HashGridEncoding, SphericalHarmonicsEncoding
+from .encodings import HashGridConfig, SphericalHarmonicsEncoding
 from .mlp import mlp
 
 
 @dataclass
-class SdfFieldConfig:
-    n_levels: int = 16
-    features_per_level: int = 2
-    log2_table_size: int = 19
-    base_resolution: int = 16
-    max_resolution: int = 2048
+class SdfFieldConfig(HashGridConfig):
     hidden_dim: int = 64
     feature_dim: int = 15
     init_radius: float = 0.5  # of the initial sphere, as a fraction of the box's largest half-extent
     init_variance: float = 0.3
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _geometric_init(net: nn.Sequential, n_coords: int, radius: float) -> None:
@@ -60,7 +52,7 @@ class SdfField(nn.Module):
         self.register_buffer("aabb", aabb.clone().float())
         self.register_buffer("centre", (aabb[0] + aabb[1]).float() / 2)
         self.scale = float((aabb[1] - aabb[0]).max() / 2)
-        self.position_encoding = HashGridEncoding(3, c.n_levels, c.features_per_level, c.log2_table_size, c.base_resolution, c.max_resolution)
+        self.position_encoding = c.hash_grid(3)
         self.sdf_mlp = mlp(3 + self.position_encoding.output_dim, c.hidden_dim, 2, 1 + c.feature_dim, activation=SoftplusSharp)
         _geometric_init(self.sdf_mlp, 3, c.init_radius)
         self.direction_encoding = SphericalHarmonicsEncoding(4)
