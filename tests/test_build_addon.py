@@ -324,6 +324,7 @@ def test_light_zip_layout(light_zip):
         repo_py = {p.relative_to(ROOT).as_posix() for p in (ROOT / "ins_core").rglob("*.py")
                    if "__pycache__" not in p.parts}
         assert repo_py <= cnames
+        assert f"ins_core/{ba.VGG_WEIGHTS}" in cnames  # the loss network travels in every zip
         record = next(n for n in cnames if n.endswith(".dist-info/RECORD"))
         for row in csv.reader(io.StringIO(cz.read(record).decode())):
             if row[0] == record:

@@ -194,12 +194,12 @@ def test_unreadable_or_absent_files_are_input_errors(tmp_path):
 
 def test_offline_backbone_when_no_weights_and_no_downloads(tmp_path):
     messages: list[str] = []
-    backbone = resolve_backbone(None, tmp_path, False, log=messages.append)
+    backbone = resolve_backbone(None, tmp_path, False, log=messages.append, bundled=None)
     assert backbone.pretrained is False
     assert "offline" in backbone.name
     assert backbone.note == OFFLINE_WARNING
     assert any(OFFLINE_WARNING in m for m in messages)
-    assert "--vgg-weights PATH" in OFFLINE_WARNING and "vgg16-397923af.pth" in OFFLINE_WARNING
+    assert "python -m ins_core weights" in OFFLINE_WARNING and "--vgg-weights PATH" in OFFLINE_WARNING
     assert list(tmp_path.iterdir()) == []  # nothing downloaded or written
 
 
@@ -208,7 +208,7 @@ def test_resolution_order_explicit_then_cache(full_checkpoint, tmp_path):
     cache = tmp_path / "cache"
     trim_and_cache(path, cache)
     messages: list[str] = []
-    from_cache = resolve_backbone(None, cache, False, log=messages.append)
+    from_cache = resolve_backbone(None, cache, False, log=messages.append, bundled=None)
     assert from_cache.pretrained and str(cache) in from_cache.note
     explicit = resolve_backbone(path, cache, False, log=messages.append)
     assert explicit.pretrained and str(path) in explicit.note
@@ -219,9 +219,9 @@ def test_resolution_order_explicit_then_cache(full_checkpoint, tmp_path):
 def test_damaged_cache_is_ignored_with_a_message(tmp_path):
     (tmp_path / CACHE_FILENAME).write_bytes(b"\x00" * 100)
     messages: list[str] = []
-    backbone = resolve_backbone(None, tmp_path, False, log=messages.append)
+    backbone = resolve_backbone(None, tmp_path, False, log=messages.append, bundled=None)
     assert not backbone.pretrained
-    assert any("ignoring the cached VGG weights" in m for m in messages)
+    assert any("ignoring the VGG weights in the cache" in m for m in messages)
 
 
 def test_download_refused_unless_allowed(tmp_path, monkeypatch):
@@ -245,11 +245,11 @@ def test_download_path_with_a_fake_server(full_checkpoint, tmp_path, monkeypatch
         download_weights(cache, allow_download=True)
     assert list(cache.iterdir()) == []
     messages: list[str] = []
-    assert not resolve_backbone(None, cache, True, log=messages.append).pretrained
+    assert not resolve_backbone(None, cache, True, log=messages.append, bundled=None).pretrained
     assert any("SHA-256" in m for m in messages) and any(OFFLINE_WARNING in m for m in messages)
     # With the expected prefix set to the payload's hash, the file is trimmed into the cache.
     monkeypatch.setattr(vgg, "VGG16_SHA256_PREFIX", hashlib.sha256(payload).hexdigest()[:8])
-    assert resolve_backbone(None, cache, True, log=messages.append).pretrained
+    assert resolve_backbone(None, cache, True, log=messages.append, bundled=None).pretrained
     assert sorted(p.name for p in cache.iterdir()) == [CACHE_FILENAME]
 
 

