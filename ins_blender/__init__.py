@@ -7,7 +7,7 @@ worker and render server this add-on started.
 
 from __future__ import annotations
 
-_MODULES = ("properties", "preferences", "operators", "panels", "engine")
+_MODULES = ("properties", "preferences", "operators", "panels", "engine", "batch")  # batch: the --command
 _registered = False
 
 

@@ -1,22 +1,32 @@
 """Headless INS: capture -> worker -> import, from the command line or from plain Python.
 
-Command line (arguments after `--` belong to INS)::
+Command line, with the extension installed (Blender 4.2+ registers the command)::
 
-    blender -b scene.blend --python-expr "import ins_blender.batch as b; b.main()" -- \\
-        --style a.jpg [--style b.jpg ...] --mode nerf --preset preview --views 24 --out DIR
+    blender -b scene.blend --command ins_stylize --style a.jpg [--style b.jpg ...] \\
+        --mode nerf --preset preview --views 24 --out DIR [--save DIR/result.blend]
 
-    (with the extension installed, import it as `bl_ext.user_default.ins_blender.batch`;
-    or put the folder holding `ins_blender` on the path: `... --python-expr "import sys;
-    sys.path.insert(0, '/path/to/repo'); import ins_blender.batch as b; b.main()" -- ...`)
+Without the command (a development checkout, or a script), the same through `--python-expr`;
+arguments after `--` belong to INS, and `--python-exit-code 1` makes a failure end Blender with a
+non-zero status. The module is `bl_ext.user_default.ins_stylize.batch` in an installed extension
+(the manifest's id is `ins_stylize`; `user_default` is the repository it was installed into)::
+
+    blender -b scene.blend --python-exit-code 1 --python-expr \\
+        "import bl_ext.user_default.ins_stylize.batch as b; b.main()" -- --style a.jpg --out DIR
+
+    (from a checkout: "import sys; sys.path.insert(0, '/path/to/repo'); import ins_blender.batch
+    as b; b.main()")
 
 `--out DIR` is the job folder (created; it must not hold another job unless `--resume`).
 Other options: --source cameras|animation|auto_rig (default: the scene's cameras when it has
 some, else the automatic rig), --collection NAME, --hemisphere/--full-sphere, --resolution N,
 --samples N, --device auto|cpu|gpu, --outputs mesh|render_engine|both, --python PATH (worker
 Python; default Blender's own), --seed N, --vgg-weights FILE, --allow-download, --no-import,
---save FILE.blend (save a copy of the file with the imported result), --resume.
+--save FILE.blend (save a copy of the file with the imported result; the scene's INS settings
+point at the job, so `blender -b FILE.blend -E INS -f 1` renders it), --resume (continue the job
+in --out; a finished job is only imported, not exported again), --timeout SECONDS.
 Progress goes to stdout, one line per update. Exit status: 0 done, 1 the worker failed or was
-cancelled, 2 bad input (one sentence on stderr, the scene untouched), 130 interrupted.
+cancelled, 2 bad input (one sentence on stderr, the scene untouched), 130 Ctrl-C, 143 SIGTERM
+(the worker is asked to checkpoint and waited for first, so --resume continues the job).
 
 From Python with the `bpy` module::
 
@@ -33,9 +43,11 @@ worker protocol on stdout.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +61,7 @@ from . import jobs, presets
 from .operators import Request, StyleSource, capture_in_process, check_writable, create_job, validate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+COMMAND = "ins_stylize"  # blender --command ins_stylize ...
 DEVICE_NAMES = {"auto": "auto", "cpu": "cpu", "gpu": "mps" if sys.platform == "darwin" else "cuda",
                 "cuda": "cuda", "mps": "mps"}
 OUTPUT_NAMES = {"mesh": ["mesh"], "render_engine": ["render_engine"], "both": ["mesh", "render_engine"]}
@@ -56,6 +69,14 @@ OUTPUT_NAMES = {"mesh": ["mesh"], "render_engine": ["render_engine"], "both": ["
 
 class BatchError(Exception):
     """The worker failed, crashed or was cancelled; the message names the log."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM reached the batch (`signum` says which)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @dataclass
@@ -75,11 +96,11 @@ def _args_after_dashes(argv: list[str] | None) -> list[str]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one sentence, no usage dump, no SystemExit
-        raise InputError(f"Bad INS arguments: {message}; see the usage in ins_blender/batch.py.")
+        raise InputError(f"Bad INS arguments: {message}; see `blender --command {COMMAND} --help`.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="blender -b scene.blend --python-expr 'import ins_blender.batch as b; b.main()' --",
+    p = _Parser(prog=f"blender -b scene.blend --command {COMMAND}",
                 description="Stylize a Blender scene with INS, headless.")
     p.add_argument("--style", action="append", required=True, help="style image (repeat for several)")
     p.add_argument("--mode", choices=("nerf", "sdf"), default="nerf")
@@ -168,13 +189,18 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
         cache_dir=cache_dir,
     )
 
+    finished = None
     if resume:
         if not job.job_json.is_file() or not (job.dataset_dir / "transforms_train.json").is_file():
             raise InputError(f"The folder '{job.root}' holds no captured INS job to resume; run without --resume to start one.")
         spec = JobSpec.load(job.job_json)
         outputs = list(spec.outputs)
         check_writable(job.root)
-        log(f"INS: resuming the job in {job.root}")
+        finished = finished_result(job)
+        if finished is not None:
+            log(f"INS: the job in {job.root} is finished; importing its result without running it again")
+        else:
+            log(f"INS: resuming the job in {job.root}")
     else:
         if job.job_json.exists():
             raise InputError(f"The output folder '{job.root}' already holds an INS job; pass --resume to continue it or choose another folder.")
@@ -194,22 +220,9 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
             raise
         log(f"INS: captured {capture.n_train} training and {capture.n_test} test views in {capture.seconds:.1f} s")
 
-    run = jobs.JobRun(job.root, python_path, bundled=bundled).start()
-    log(f"INS: worker started ({python_path})")
-    printer = _printer(log)
-    try:
-        status = run.wait(timeout=timeout, on_events=printer)
-    except KeyboardInterrupt:
-        if run.current is not None:
-            run.current.cancel()
-        raise
-    if not run.done:  # timeout
-        if run.current is not None:
-            run.current.cancel()
-        run.update()
-        raise BatchError(f"The worker did not finish within {timeout:g} s and was cancelled (resumable with --resume); see the log '{job.log_path}'.")
-    if status != "finished":
-        raise BatchError(run.message)
+    status = "finished"
+    if finished is None:  # a finished job is not exported again
+        status = _run_worker(job, python_path, bundled, timeout, log)
     manifest = ResultManifest.load(job.result_json)
     object_name = None
     if import_result and "mesh_npz" in manifest.files:
@@ -218,9 +231,87 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
         obj = do_import(scene, job.root)
         object_name = obj.name
         log(f"INS: added '{obj.name}' to the 'INS Results' collection")
+    record_on_scene(scene, job, outputs)
     seconds = time.monotonic() - started
     log(f"INS: done in {seconds:.1f} s; result in {job.result_dir}")
     return BatchResult(job.root, status, manifest, object_name, seconds)
+
+
+def finished_result(job: JobPaths) -> ResultManifest | None:
+    """The job's result manifest when the job is finished (every file it names exists), else None."""
+    if not job.result_json.is_file():
+        return None
+    try:
+        manifest = ResultManifest.load(job.result_json)
+        files = [job.resolve(relative) for relative in manifest.files.values()]
+    except InputError:
+        return None
+    return manifest if all(path.exists() for path in files) else None
+
+
+def _run_worker(job: JobPaths, python_path: str, bundled: bool, timeout: float | None, log) -> str:
+    """Run the worker to the end (blocking, printing progress); BatchError unless it finished."""
+    run = jobs.JobRun(job.root, python_path, bundled=bundled).start()
+    log(f"INS: worker started ({python_path})")
+    try:
+        status = run.wait(timeout=timeout, on_events=_printer(log))
+    except BaseException:  # Ctrl-C / SIGTERM: the worker is in its own process group and heard neither
+        stop_worker(run.current)
+        raise
+    if not run.done:  # timeout
+        stop_worker(run.current)
+        run.update()
+        raise BatchError(f"The worker did not finish within {timeout:g} s and was cancelled (resumable with --resume); see the log '{job.log_path}'.")
+    if status != "finished":
+        raise BatchError(run.message)
+    return status
+
+
+def stop_worker(worker: "jobs.WorkerProcess | None") -> None:
+    """Ask the worker to checkpoint and stop, and wait until it has exited (killed after the
+    grace time). Another Ctrl-C / SIGTERM meanwhile kills it at once instead of leaving it running."""
+    if worker is None or not worker.alive:
+        return
+    with _signals_call(lambda signum: worker.kill_now()):
+        worker.cancel()
+
+
+def record_on_scene(scene, job: JobPaths, outputs) -> None:
+    """Point the scene's INS settings at the finished job, so that a saved .blend renders with
+    the INS engine (`blender -b file.blend -E INS -f 1`) and shows the job in the panel."""
+    settings = getattr(scene, "ins", None)
+    if settings is None:  # the add-on's properties are not registered
+        return
+    settings.job_dir = str(job.root)
+    if "render_engine" in outputs:
+        settings.render_job_dir = str(job.root)
+    settings.status = "FINISHED"
+    settings.stage = ""
+    settings.progress = 1.0
+    settings.eta_text = ""
+    settings.message = f"Finished: {job.root.name}."
+
+
+@contextmanager
+def _signals_call(action):
+    """While inside, SIGINT and SIGTERM call `action(signum)`. Only in the main thread (where
+    Python handles signals); elsewhere the signals are left as they are."""
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: action(signum))
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            # None: a handler Python did not install (Blender's own); the default is the nearest.
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _raise_interrupted(signum: int):
+    raise Interrupted(signum)
 
 
 def _remove_job_files(job: JobPaths, folder_existed: bool) -> None:
@@ -268,9 +359,20 @@ def _printer(log):
 
 def main(argv: list[str] | None = None, exit: bool | None = None) -> int:
     """Command-line entry point; returns the exit status (and exits Blender with it when run
-    inside a Blender executable, unless exit=False)."""
+    inside a Blender executable through --python-expr, unless exit=False)."""
     if exit is None:
         exit = bool(bpy.app.binary_path)  # a real Blender process, not the bpy module
+    # Blender's own Ctrl-C handler only sets a flag, and the worker (its own process group) hears
+    # neither signal: while the batch runs, both raise Interrupted here, which cancels the worker.
+    with _signals_call(_raise_interrupted):
+        status = _main(argv)
+    sys.stdout.flush()
+    if exit and status != EXIT_OK:
+        sys.exit(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = parse_args(argv)
         run_batch(
@@ -282,22 +384,55 @@ def main(argv: list[str] | None = None, exit: bool | None = None) -> int:
             timeout=args.timeout,
         )
         if args.save:
-            bpy.ops.wm.save_as_mainfile(filepath=bpy.path.abspath(args.save), copy=True, check_existing=False)
-            print(f"INS: saved {args.save}")
-        status = EXIT_OK
+            save_blend(args.save)
+        return EXIT_OK
     except (InputError, jobs.WorkerError) as error:
         print(f"INS: {error}", file=sys.stderr)
-        status = EXIT_BAD_INPUT
+        return EXIT_BAD_INPUT
     except BatchError as error:
         print(f"INS: {error}", file=sys.stderr)
-        status = EXIT_FAILED
-    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except KeyboardInterrupt as error:
         print("INS: interrupted; the job keeps its checkpoint (continue it with --resume).", file=sys.stderr)
-        status = EXIT_INTERRUPTED
-    sys.stdout.flush()
-    if exit and status != EXIT_OK:
-        sys.exit(status)
-    return status
+        return 128 + error.signum if isinstance(error, Interrupted) else EXIT_INTERRUPTED
+    except SystemExit as error:  # --help
+        return error.code if isinstance(error.code, int) else EXIT_OK
+    except Exception as error:  # noqa: BLE001 - the status must say it failed; the traceback helps
+        traceback.print_exc()
+        print(f"INS: the batch stopped on an unexpected error ({type(error).__name__}: {error}).", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def save_blend(path: str) -> None:
+    """Save a copy of the open file (the imported result and the INS settings included)."""
+    target = bpy.path.abspath(path)
+    try:
+        bpy.ops.wm.save_as_mainfile(filepath=target, copy=True, check_existing=False)
+    except RuntimeError as error:
+        raise BatchError(f"Cannot save '{target}' ({' '.join(str(error).split())}); choose a folder you can write to.") from None
+    print(f"INS: saved {target}")
+
+
+def cli_command(argv: list[str]) -> int:
+    """`blender --command ins_stylize ARGS`: Blender passes ARGS and exits with the returned status."""
+    return main(list(argv), exit=False)
+
+
+_CLI_HANDLE = None
+
+
+def register() -> None:
+    global _CLI_HANDLE
+    register_cli = getattr(bpy.utils, "register_cli_command", None)  # Blender 4.2+
+    if _CLI_HANDLE is None and register_cli is not None:
+        _CLI_HANDLE = register_cli(COMMAND, cli_command)
+
+
+def unregister() -> None:
+    global _CLI_HANDLE
+    if _CLI_HANDLE is not None:
+        bpy.utils.unregister_cli_command(_CLI_HANDLE)
+        _CLI_HANDLE = None
 
 
 # ---------------------------------------------------------------------------------------------

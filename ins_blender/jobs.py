@@ -587,21 +587,27 @@ class WorkerProcess:
         """Kill the process (and, on POSIX, its process group) and reap it."""
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            try:
-                if os.name != "nt":
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                else:
-                    self._proc.kill()
-            except (OSError, ProcessLookupError):
-                try:
-                    self._proc.kill()
-                except OSError:
-                    pass
+        self.kill_now()
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+
+    def kill_now(self) -> None:
+        """SIGKILL to the process (and its process group on POSIX) without waiting: safe to call
+        from a signal handler that may interrupt a wait on the same process."""
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        try:
+            if os.name != "nt":
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            else:
+                self._proc.kill()
+        except OSError:  # the group is gone already (ProcessLookupError is an OSError)
+            try:
+                self._proc.kill()
+            except OSError:
+                pass
 
     def _reap(self, timeout: float) -> None:
         try:

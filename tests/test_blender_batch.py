@@ -38,6 +38,7 @@ def npy(fmt, values, shape):
     header += " " * (63 - (10 + len(header)) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + struct.pack("<%d%s" % (len(values), fmt), *values)
 spec = json.load(open(os.path.join(job, "job.json")))
+open(os.path.join(job, "worker_runs.txt"), "a").write("run\n")
 assert os.path.isfile(os.path.join(job, spec["styles"][0])) and os.path.isfile(os.path.join(job, "dataset", "transforms_train.json"))
 emit(event="stage", stage="pretrain", total_steps=2)
 emit(event="progress", step=1, total_steps=2, loss=0.5, eta_s=1.0)
@@ -210,11 +211,15 @@ def fake_worker(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(folder)])
 
 
+def tiny_job_argv(style, out) -> list[str]:
+    return ["--style", str(style), "--out", str(out), "--source", "auto_rig", "--views", "3",
+            "--resolution", "16", "--samples", "1"]
+
+
 def test_batch_runs_capture_worker_and_import(scene, style, tmp_path, fake_worker, capsys):
     add_cube()
     out = tmp_path / "job"
-    argv = ["--style", str(style), "--out", str(out), "--source", "auto_rig", "--views", "3",
-            "--resolution", "16", "--samples", "1", "--outputs", "mesh", "--save", str(tmp_path / "result.blend")]
+    argv = [*tiny_job_argv(style, out), "--outputs", "mesh", "--save", str(tmp_path / "result.blend")]
     assert batch.main(argv, exit=False) == batch.EXIT_OK
     printed = capsys.readouterr().out
     assert "INS:   view 3/3" in printed and "INS: Pre-training (2 steps)" in printed and "PSNR 30.00 dB" in printed
@@ -223,9 +228,116 @@ def test_batch_runs_capture_worker_and_import(scene, style, tmp_path, fake_worke
     obj = bpy.data.collections[importer.COLLECTION].objects["INS job"]
     assert len(obj.data.vertices) == 4 and len(obj.data.polygons) == 4
     assert (tmp_path / "result.blend").is_file()
-    # The same job again is refused; --resume skips the capture and runs the worker again.
+    # The same job again is refused; --resume on the finished job neither captures nor runs the
+    # worker (no second export): it only imports the result again.
     assert batch.main(argv, exit=False) == batch.EXIT_BAD_INPUT
-    assert batch.main([*argv, "--resume", "--no-import"], exit=False) == batch.EXIT_OK
+    assert batch.main([*argv, "--resume"], exit=False) == batch.EXIT_OK
+    assert (out / "worker_runs.txt").read_text() == "run\n"
+    assert "is finished; importing its result without running it again" in capsys.readouterr().out
+    assert len(bpy.data.collections[importer.COLLECTION].objects) == 2
+
+
+# ---- the registered command: blender -b scene.blend --command ins_stylize ... -----------------
+
+
+def test_the_command_is_registered_with_the_addon(monkeypatch):
+    import ins_blender
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    calls = []
+    monkeypatch.setattr(bpy.utils, "register_cli_command", lambda name, fn: calls.append((name, fn)) or "handle")
+    monkeypatch.setattr(bpy.utils, "unregister_cli_command", lambda handle: calls.append(("off", handle)))
+    ins_blender.register()
+    ins_blender.register()  # re-registers: Blender disables a command id registered twice
+    ins_blender.unregister()
+    assert calls == [("ins_stylize", batch.cli_command), ("off", "handle")] * 2
+
+
+def test_the_command_fails_with_a_status_and_one_sentence(scene, tmp_path, capsys):
+    add_cube()
+    missing = tmp_path / "nope.jpg"
+    assert batch.cli_command(["--style", str(missing), "--out", str(tmp_path / "job")]) == batch.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"INS: The style image '{missing}' does not exist; choose an existing image file.\n"
+    assert batch.cli_command(["--help"]) == batch.EXIT_OK
+    assert "--command ins_stylize" in capsys.readouterr().out
+
+
+def test_a_failing_worker_gives_status_1(scene, style, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "broken_worker"
+    folder.mkdir()
+    (folder / "ins_broken_worker.py").write_text("import sys; print('worker blew up', file=sys.stderr); sys.exit(3)\n")
+    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_broken_worker")
+    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(folder)])
+    add_cube()
+    assert batch.cli_command(tiny_job_argv(style, tmp_path / "job")) == batch.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "The worker stopped unexpectedly with exit status 3 (worker blew up)" in err
+
+
+def test_the_saved_blend_renders_with_the_ins_engine_as_it_is(scene, style, tmp_path, fake_worker):
+    from ins_blender import engine
+
+    add_cube()
+    out, saved = tmp_path / "job", tmp_path / "result.blend"
+    assert batch.cli_command([*tiny_job_argv(style, out), "--save", str(saved)]) == batch.EXIT_OK
+    bpy.ops.wm.open_mainfile(filepath=str(saved))
+    settings = bpy.context.scene.ins
+    assert (settings.job_dir, settings.render_job_dir, settings.status) == (str(out), str(out), "FINISHED")
+    assert engine.render_job(bpy.context.scene).root == out  # what `-E INS -f 1` renders
+
+
+SLOW_WORKER = r'''
+"""Test double of a worker in the middle of a long stage: checkpoints and stops on SIGTERM."""
+import json, os, signal, sys, time
+job = sys.argv[1]
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+open(os.path.join(job, "worker.pid"), "w").write(str(os.getpid()))
+print(json.dumps({"event": "stage", "stage": "pretrain", "total_steps": 1000}), flush=True)
+for _ in range(1200):
+    if stop or os.path.exists(os.path.join(job, "cancel")):
+        open(os.path.join(job, "checkpointed"), "w").write("yes")
+        print(json.dumps({"event": "cancelled"}), flush=True)
+        sys.exit(0)
+    time.sleep(0.05)
+'''
+
+
+@pytest.mark.parametrize("signum, status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_cancels_the_worker_and_waits_for_it(scene, style, tmp_path, monkeypatch, capsys, signum, status):
+    """Blender's Ctrl-C and a SIGTERM reach Blender, not the worker (its own process group): the
+    command forwards a cancel, waits for the worker to checkpoint and exit, then fails."""
+    import os
+    import signal
+    import threading
+    import time
+
+    folder = tmp_path / "slow_worker"
+    folder.mkdir()
+    (folder / "ins_slow_worker.py").write_text(SLOW_WORKER)
+    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_slow_worker")
+    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(folder)])
+    add_cube()
+    out = tmp_path / "job"
+
+    def send_when_running():
+        deadline = time.monotonic() + 120
+        while not (out / "worker.pid").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(os.getpid(), getattr(signal, signum))
+
+    sender = threading.Thread(target=send_when_running, daemon=True)
+    sender.start()
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert batch.cli_command(tiny_job_argv(style, out)) == status
+    sender.join()
+    pid = int((out / "worker.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # exited and reaped: no worker left behind
+    assert (out / "checkpointed").is_file()  # it was cancelled (checkpoint), not killed
+    assert "continue it with --resume" in capsys.readouterr().err
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 @pytest.mark.slow
