@@ -1,6 +1,6 @@
 """A finished job's mesh and baked texture -> a new Blender object and material.
 
-Reads JOB/result/result.json (`ResultManifest`), loads `files["mesh_npz"]` (vertices float32 [V,3]
+Reads JOB/result/result.json (`ResultManifest`), loads `files["mesh_npz"]` without numpy (vertices float32 [V,3]
 in Blender world units and axes, faces int32 [F,3], uvs float32 [V,2] with the origin bottom-left,
 normals float32 [V,3], optional vertex_colors float32 [V,3]) and `files["texture"]` (PNG), and
 adds a mesh object with a Principled BSDF material (Base Color from an Image Texture node, or from
@@ -16,13 +16,16 @@ so one undo step removes it all.
 
 from __future__ import annotations
 
+import array
+import math
 from pathlib import Path
 
 import bpy
-import numpy as np
 
 from ins_core.errors import InputError
 from ins_core.job import JobPaths, ResultManifest
+
+from .npz import NpyError, load_npz
 
 COLLECTION = "INS Results"
 
@@ -34,42 +37,69 @@ def load_manifest(job_dir) -> ResultManifest:
     return ResultManifest.load(job.result_json)
 
 
-def read_mesh(path: Path) -> dict[str, np.ndarray]:
-    """The npz arrays, checked (shapes, dtypes, index range); InputError naming the file."""
+def _as(values: array.array, typecode: str) -> array.array:
+    return values if values.typecode == typecode else array.array(typecode, values)
+
+
+def read_mesh(path: Path) -> dict[str, array.array | None]:
+    """The npz arrays as flat `array.array`s (float32 "f", faces int32 "i"), checked (shapes,
+    types, index range); InputError naming the file. Needs no numpy (see npz.py)."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = load_npz(path)
     except FileNotFoundError:
         raise InputError(f"The mesh file '{path}' is missing; re-run the job's export.") from None
-    except (OSError, ValueError) as error:
+    except (OSError, NpyError) as error:
         raise InputError(f"The mesh file '{path}' cannot be read ({error}); re-run the job's export.") from None
 
-    def need(name: str, columns: int, kind: str, optional: bool = False):
+    def need(name: str, columns: int, kinds: str, typecode: str, optional: bool = False):
         if name not in arrays:
             if optional:
                 return None
             raise InputError(f"The mesh file '{path}' has no '{name}' array; re-run the job's export.")
         a = arrays[name]
-        if a.ndim != 2 or a.shape[1] != columns or a.dtype.kind not in kind:
-            raise InputError(f"The mesh file '{path}': '{name}' has shape {a.shape} ({a.dtype}); expected [N, {columns}] numbers.")
-        return a
+        if len(a.shape) != 2 or a.shape[1] != columns or a.kind not in kinds:
+            raise InputError(f"The mesh file '{path}': '{name}' has shape {list(a.shape)} ({a.kind}); expected [N, {columns}] numbers.")
+        return _as(a.values, typecode)
 
-    vertices = need("vertices", 3, "f").astype(np.float32)
-    faces = need("faces", 3, "iu").astype(np.int64)
-    uvs = need("uvs", 2, "f", optional=True)
-    normals = need("normals", 3, "f", optional=True)
-    colors = need("vertex_colors", 3, "f", optional=True)
-    n = len(vertices)
+    vertices = need("vertices", 3, "f", "f")
+    faces = need("faces", 3, "iu", "q")  # 64-bit first: the range check must see every index
+    uvs = need("uvs", 2, "f", "f", optional=True)
+    normals = need("normals", 3, "f", "f", optional=True)
+    colors = need("vertex_colors", 3, "f", "f", optional=True)
+    n = len(vertices) // 3
     if n == 0 or len(faces) == 0:
         raise InputError(f"The mesh file '{path}' is empty (the stylized field has no surface); try SDF mode or a larger scene box.")
-    if faces.min() < 0 or faces.max() >= n:
+    if min(faces) < 0 or max(faces) >= n:
         raise InputError(f"The mesh file '{path}' has face indices outside 0..{n - 1}; re-run the job's export.")
-    for name, a in (("uvs", uvs), ("normals", normals), ("vertex_colors", colors)):
-        if a is not None and len(a) != n:
-            raise InputError(f"The mesh file '{path}': '{name}' has {len(a)} rows for {n} vertices; re-run the job's export.")
-    if not np.isfinite(vertices).all():
+    for name, a, columns in (("uvs", uvs, 2), ("normals", normals, 3), ("vertex_colors", colors, 3)):
+        if a is not None and len(a) != n * columns:
+            raise InputError(f"The mesh file '{path}': '{name}' has {len(a) // columns} rows for {n} vertices; re-run the job's export.")
+    if not all(map(math.isfinite, vertices)):
         raise InputError(f"The mesh file '{path}' has non-finite vertex positions; re-run the job's export.")
-    return {"vertices": vertices, "faces": faces, "uvs": uvs, "normals": normals, "vertex_colors": colors}
+    return {"vertices": vertices, "faces": _as(faces, "i"), "uvs": uvs, "normals": normals, "vertex_colors": colors}
+
+
+def per_corner(values: array.array, indices: array.array, columns: int) -> array.array:
+    """values[indices] for a flat [N, columns] array: one row per face corner (UVs per loop)."""
+    out = array.array(values.typecode, bytes(values.itemsize * columns * len(indices)))
+    for c in range(columns):
+        out[c::columns] = array.array(values.typecode, map(values[c::columns].__getitem__, indices))
+    return out
+
+
+def rgba(colors: array.array) -> array.array:
+    """Flat RGB in [0, 1] (clamped) -> flat RGBA with alpha 1."""
+    out = array.array("f", [1.0]) * (len(colors) // 3 * 4)
+    for c in range(3):
+        out[c::4] = array.array("f", (min(1.0, max(0.0, v)) for v in colors[c::3]))
+    return out
+
+
+def unit_rows(values: array.array) -> list[tuple[float, float, float]]:
+    """Flat [N, 3] -> N unit vectors (zero stays zero)."""
+    rows = zip(values[0::3], values[1::3], values[2::3])
+    return [(x / length, y / length, z / length) if (length := math.sqrt(x * x + y * y + z * z)) > 1e-12 else (0.0, 0.0, 0.0)
+            for x, y, z in rows]
 
 
 def _result_collection(scene):
@@ -81,37 +111,33 @@ def _result_collection(scene):
     return collection
 
 
-def build_mesh(name: str, arrays: dict[str, np.ndarray]):
-    """A new mesh datablock from the checked arrays (fast foreach_set, no Python loops)."""
+def build_mesh(name: str, arrays: dict[str, array.array | None]):
+    """A new mesh datablock from the checked arrays (foreach_set from flat arrays, no numpy)."""
     vertices, faces = arrays["vertices"], arrays["faces"]
-    n_faces = len(faces)
+    n_faces = len(faces) // 3
     mesh = bpy.data.meshes.new(name)
     try:
-        mesh.vertices.add(len(vertices))
-        mesh.vertices.foreach_set("co", vertices.ravel())
+        mesh.vertices.add(len(vertices) // 3)
+        mesh.vertices.foreach_set("co", vertices)
         mesh.loops.add(3 * n_faces)
-        mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
+        mesh.loops.foreach_set("vertex_index", faces)
         mesh.polygons.add(n_faces)
-        mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * n_faces, 3, dtype=np.int32))
+        mesh.polygons.foreach_set("loop_start", array.array("i", range(0, 3 * n_faces, 3)))
         if "loop_total" in mesh.polygons.bl_rna.properties and not mesh.polygons.bl_rna.properties["loop_total"].is_readonly:
-            mesh.polygons.foreach_set("loop_total", np.full(n_faces, 3, dtype=np.int32))
+            mesh.polygons.foreach_set("loop_total", array.array("i", [3]) * n_faces)
         if arrays.get("uvs") is not None:
             layer = mesh.uv_layers.new(name="UVMap")
-            layer.data.foreach_set("uv", arrays["uvs"][faces.ravel()].astype(np.float32).ravel())
+            layer.data.foreach_set("uv", per_corner(arrays["uvs"], faces, 2))
         if arrays.get("vertex_colors") is not None:
-            colors = np.clip(arrays["vertex_colors"], 0.0, 1.0)
-            rgba = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], axis=1)
             attribute = mesh.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
-            attribute.data.foreach_set("color", rgba.astype(np.float32).ravel())
+            attribute.data.foreach_set("color", rgba(arrays["vertex_colors"]))
         mesh.update(calc_edges=True)
         mesh.validate(clean_customdata=False)
         if arrays.get("normals") is not None:
-            normals = arrays["normals"].astype(np.float32)
-            lengths = np.linalg.norm(normals, axis=1, keepdims=True)
-            normals = np.where(lengths > 1e-12, normals / np.maximum(lengths, 1e-12), 0.0)
+            normals = unit_rows(arrays["normals"])
             if len(normals) == len(mesh.vertices):  # validate() removes nothing from a good mesh
-                mesh.polygons.foreach_set("use_smooth", np.ones(len(mesh.polygons), dtype=bool))
-                mesh.normals_split_custom_set_from_vertices(normals.tolist())
+                mesh.polygons.foreach_set("use_smooth", [True] * len(mesh.polygons))
+                mesh.normals_split_custom_set_from_vertices(normals)
     except BaseException:
         bpy.data.meshes.remove(mesh)
         raise
