@@ -62,6 +62,7 @@ EXIT_WITHOUT_EOF_S = 2.0  # a dead worker whose stdout stays open (a grandchild 
 
 TERMINAL = ("finished", "cancelled", "failed")
 PREFERENCES_HINT = "Preferences > Add-ons > INS for Blender > Worker Python"
+BUNDLED_WHEELS_PYTHON = (3, 11)  # the full extension zips bundle CPython 3.11 wheels (build_addon.py)
 
 # Overall progress bar: the share of the whole run each stage covers.
 STAGE_SPANS = {
@@ -112,6 +113,18 @@ def resolve_python(setting: str | None) -> tuple[str, bool]:
         raise WorkerError(f"The worker Python '{text}' is not executable; choose a Python with torch in {PREFERENCES_HINT}.")
     same = _same_file(path, sys.executable)
     return str(path), same
+
+
+def bundled_torch_advice() -> str:
+    """What to do when Blender's own Python cannot import torch, fitting the Blender we run in:
+    the bundled torch only loads in the Python it was built for."""
+    version = sys.version_info[:2]
+    if version != BUNDLED_WHEELS_PYTHON:
+        return (f"Blender's own Python is {version[0]}.{version[1]}, which cannot load the torch bundled with "
+                f"the INS extension (built for Python {BUNDLED_WHEELS_PYTHON[0]}.{BUNDLED_WHEELS_PYTHON[1]}); "
+                f"set {PREFERENCES_HINT} to a Python that has torch (pip install torch)")
+    return (f"Blender's own Python has no torch: install the INS extension build that bundles torch, "
+            f"or set {PREFERENCES_HINT} to a Python that has torch")
 
 
 def _same_file(a, b) -> bool:
@@ -505,6 +518,8 @@ class WorkerProcess:
         lines = _tail(self.stderr_path) + list(self._stray)
         log = self.stderr_path
         missing = _missing_module(lines)
+        if missing == "torch" and _same_file(self.python, bundled_python()):
+            return f"{bundled_torch_advice()} (details in the log '{log}')."
         if missing == "torch":
             return (f"The worker Python '{self.python}' has no torch; install torch into it "
                     f"(pip install torch) or choose a Python with torch in {PREFERENCES_HINT} "
@@ -850,9 +865,9 @@ def check_worker(setting: str | None, timeout: float = 120.0) -> WorkerCheck:
         return WorkerCheck(False, f"The worker Python '{python}' failed to run (exit status {done.returncode}: {last[:200]}); choose a working Python 3.11 in {PREFERENCES_HINT}.")
     error = out.get("error")
     if error == "torch":
-        where = ("Blender's own Python has no torch: install the INS extension build that bundles torch"
-                 if bundled else f"The worker Python '{python}' has no torch: install it there (pip install torch)")
-        return WorkerCheck(False, f"{where}, or choose a Python with torch in {PREFERENCES_HINT}.", details=out)
+        if bundled:
+            return WorkerCheck(False, f"{bundled_torch_advice()}.", details=out)
+        return WorkerCheck(False, f"The worker Python '{python}' has no torch: install it there (pip install torch), or choose a Python with torch in {PREFERENCES_HINT}.", details=out)
     if error == "ins_core":
         return WorkerCheck(False, f"The worker Python '{python}' has torch {out.get('torch')} but cannot import ins_core ({out.get('detail')}); reinstall the INS extension.", out.get("torch"), details=out)
     if error == "module":

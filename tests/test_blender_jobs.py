@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -213,6 +214,22 @@ def test_a_python_without_torch_gets_a_clear_report(monkeypatch, fake_dir, tmp_p
     assert "Preferences" in state.message and jobs.STDERR_NAME in state.message
     check = jobs.check_worker(python, timeout=60)
     assert not check.ok and "has no torch" in check.message and "Preferences" in check.message
+
+
+@pytest.mark.parametrize("wheels_python, advice", [
+    ((3, 11), "Blender's own Python has no torch: install the INS extension build that bundles torch"),
+    ((3, 99), "cannot load the torch bundled with the INS extension (built for Python 3.99); set Preferences"),
+])
+def test_blenders_own_python_without_torch_gets_advice_that_fits_it(monkeypatch, wheels_python, advice):
+    """Blender's own Python without torch: the bundled wheels only help where they can load
+    (Debian's Blender runs Python 3.13, the bundled torch is cp311): otherwise, a Worker Python."""
+    if tuple(sys.version_info[:2]) != (3, 11):
+        pytest.skip("the cases are written for a Python 3.11 test environment")
+    output = 'INS_CHECK {"python": "3.x", "error": "torch", "detail": "ModuleNotFoundError"}\n'
+    monkeypatch.setattr(jobs, "BUNDLED_WHEELS_PYTHON", wheels_python)
+    monkeypatch.setattr(jobs.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, output.encode(), b""))
+    check = jobs.check_worker("")
+    assert not check.ok and advice in check.message and "Worker Python to a Python that has torch" in check.message
 
 
 PROBE_WORKER = r"""
