@@ -11,7 +11,7 @@ Stylize Scene, step by step:
    setting it changes);
 4. starts the worker and polls it on a timer (stage, progress, ETA, preview in the INS panel);
    Esc or Cancel stops it with a checkpoint (Resume continues it);
-5. when done, imports the mesh (one undo step) if "Import When Done" is on.
+5. when done, imports the mesh (one undo step) if "Auto Import" is on.
 In background mode (`blender -b`, the bpy module) `execute` does the same, blocking.
 """
 
@@ -100,7 +100,7 @@ def request_from_scene(context, scene=None) -> Request:
     if settings.only_selected:
         objects = list(getattr(context, "selected_objects", []) or [])
         if not objects:
-            raise InputError("'Selected Objects Only' is on but nothing is selected; select the objects to stylize or turn the option off.")
+            raise InputError("'Selected Only' is on but nothing is selected; select the objects to stylize or turn the option off.")
     python, bundled = prefs_module.worker_python(prefs)
     mix = props_module.style_mix(settings)
     if mix is not None and len(mix) != len(styles):

@@ -2,6 +2,8 @@
 
 Main panel: style images (list with weights, add/remove, a file or a loaded image each), mode,
 quality preset with its rough time estimate, output, device, Stylize Scene / Cancel.
+Every label fits the sidebar at its default width (LINE characters): short names, the long
+explanations in the properties' tooltips, long messages wrapped into short lines.
 Sub-panels: Capture (where the views come from, output folder), Job (status, stage, progress bar,
 time left, last message, live preview, Resume / Import Result / open folder), Render (which job
 the INS engine renders, and how to get exact colours).
@@ -17,6 +19,7 @@ from . import presets
 from .preferences import _wrap
 from .properties import BUSY, STATUSES
 
+LINE = 28  # characters of a label that fit the sidebar at its default width
 STATUS_LABELS = {key: label for key, label, _ in STATUSES}
 STATUS_ICONS = {"IDLE": "NONE", "CAPTURING": "RENDER_STILL", "RUNNING": "PLAY", "CANCELLING": "PAUSE",
                 "FINISHED": "CHECKMARK", "CANCELLED": "CANCEL", "FAILED": "ERROR"}
@@ -36,6 +39,19 @@ class INS_UL_styles(UIList):
         else:
             row.label(text=item.display_name(), icon="IMAGE_DATA")
         row.prop(item, "weight", text="", slider=True)
+
+
+def _column(layout, lines: list[str], icon: str = "") -> None:
+    """Short lines close together; `icon` before the first one, the others indented to match."""
+    col = layout.column(align=True)
+    col.scale_y = 0.8
+    for i, line in enumerate(lines):
+        col.label(text=line, icon=(icon if i == 0 else "BLANK1") if icon else "NONE")
+
+
+def _lines(layout, text: str, max_lines: int = 10, icon: str = "") -> None:
+    """Long text as short lines (labels are cut, not wrapped, at the sidebar's width)."""
+    _column(layout, _wrap(text, LINE)[:max_lines], icon)
 
 
 def _settings(context):
@@ -80,11 +96,7 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         layout.use_property_decorate = False
         layout.prop(settings, "mode", expand=True)
         layout.prop(settings, "preset")
-        preset = presets.get(settings.preset)
-        col = layout.column(align=True)
-        col.scale_y = 0.8
-        for line in _wrap(preset.estimate_text(), 42):
-            col.label(text=line, icon="TIME" if line.startswith("Roughly") else "BLANK1")
+        _column(layout, presets.get(settings.preset).estimate_lines(), "TIME")
         layout.prop(settings, "outputs")
         layout.prop(settings, "device")
 
@@ -113,11 +125,15 @@ class VIEW3D_PT_ins_capture(_INSPanel, Panel):
         if settings.capture_source == "CAMERAS":
             layout.prop(settings, "camera_collection")
         elif settings.capture_source == "AUTO_RIG":
-            layout.prop(settings, "n_views", text=f"Views (0: {preset.capture_views})")
+            layout.prop(settings, "n_views")
             layout.prop(settings, "hemisphere")
         layout.prop(settings, "only_selected")
-        layout.prop(settings, "capture_resolution", text=f"View Size (0: {preset.capture_resolution})")
-        layout.prop(settings, "capture_samples", text=f"Samples (0: {preset.capture_samples})")
+        layout.prop(settings, "capture_resolution")
+        layout.prop(settings, "capture_samples")
+        # What 0 means, in the preset's numbers (the tooltips say it in words).
+        views = f"{preset.capture_views} views, " if settings.capture_source == "AUTO_RIG" else ""
+        _column(layout, [f"0: preset ({preset.label})", f"{views}{preset.capture_resolution} px",
+                         f"{preset.capture_samples} samples"], "INFO")
         layout.prop(settings, "output_dir")
         layout.prop(settings, "auto_import")
         layout.prop(settings, "seed")
@@ -132,21 +148,20 @@ class VIEW3D_PT_ins_job(_INSPanel, Panel):
         layout = self.layout
         settings = _settings(context)
         status = settings.status
-        row = layout.row()
-        row.label(text=STATUS_LABELS.get(status, status), icon=STATUS_ICONS.get(status, "NONE"))
+        layout.label(text=STATUS_LABELS.get(status, status), icon=STATUS_ICONS.get(status, "NONE"))
         if settings.eta_text:
-            row.label(text=settings.eta_text)
+            layout.label(text=settings.eta_text, icon="TIME")
         if status in BUSY or status == "FINISHED":
-            text = settings.stage or status.capitalize()
+            # "Pre-training 120/1500, PSNR 25.1 dB": the step in the bar, the figure below it.
+            text, _, figure = (settings.stage or status.capitalize()).partition(", ")
             if hasattr(layout, "progress"):
                 layout.progress(factor=settings.progress, type="BAR", text=text)
             else:
                 layout.prop(settings, "progress", text=text, slider=True)
+            if figure:
+                layout.label(text=figure)
         if settings.message:
-            col = layout.column(align=True)
-            col.scale_y = 0.8
-            for line in _wrap(settings.message, 44)[:8]:
-                col.label(text=line)
+            _lines(layout, settings.message)
         image = bpy.data.images.get(settings.preview_image) if settings.preview_image else None
         if image is not None:
             try:
@@ -179,11 +194,8 @@ class VIEW3D_PT_ins_render(_INSPanel, Panel):
         if not settings.render_job_dir and settings.job_dir:
             layout.label(text="Empty: the latest job", icon="INFO")
         if scene.view_settings.view_transform != "Standard":
-            col = layout.column(align=True)
-            col.scale_y = 0.8
-            for line in _wrap("For exactly the stylized colours, set Color Management > View Transform to Standard.", 44):
-                col.label(text=line)
-        layout.label(text="Style weights (keyframe them to morph):")
+            _lines(layout, "For exact colours, set Color Management > View Transform to Standard.", icon="INFO")
+        layout.label(text="Style Weights")
         for item in settings.styles:
             layout.prop(item, "weight", text=item.display_name(), slider=True)
 

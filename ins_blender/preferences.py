@@ -75,7 +75,10 @@ class INS_AddonPreferences(AddonPreferences):
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    words, lines, line = text.split(), [], ""
+    """Lines of at most `width` characters; a longer word (a path) is cut into pieces."""
+    words, lines, line = [], [], ""
+    for word in text.split():
+        words += [word[i:i + width] for i in range(0, len(word), width)]
     for word in words:
         if line and len(line) + 1 + len(word) > width:
             lines.append(line)

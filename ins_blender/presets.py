@@ -39,6 +39,10 @@ class QualityPreset:
     def estimate_text(self) -> str:
         return f"Roughly {_span(self.cpu_minutes)} on a CPU, {_span(self.gpu_minutes)} on a GPU (estimates)."
 
+    def estimate_lines(self) -> list[str]:
+        """The estimate as short lines that fit the sidebar (the whole sentence is the tooltip)."""
+        return [f"CPU: roughly {_span(self.cpu_minutes)}", f"GPU: roughly {_span(self.gpu_minutes)}"]
+
 
 def _minutes(value: float) -> str:
     if value < 1:

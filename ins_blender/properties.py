@@ -30,7 +30,7 @@ from . import presets
 
 MODES = [("NERF", "NeRF", "Volumetric radiance field: best for fuzzy or thin detail"),
          ("SDF", "SDF", "Signed distance field: clean surfaces and the best meshes")]
-DEVICES = [("PREFERENCES", "From Preferences", "Use the device chosen in the add-on preferences"),
+DEVICES = [("PREFERENCES", "Default", "The device chosen in the add-on preferences"),
            ("AUTO", "Auto", "The GPU when the worker has one (CUDA, then Apple MPS), else the CPU"),
            ("CPU", "CPU", "Always the CPU (slow but works everywhere)"),
            ("GPU", "GPU", "The GPU (CUDA, or MPS on a Mac); fails when the worker has none")]
@@ -71,21 +71,21 @@ class INS_SceneSettings(PropertyGroup):
     device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")
     outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH")
     capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG")
-    camera_collection: PointerProperty(name="Camera Collection", type=bpy.types.Collection,
+    camera_collection: PointerProperty(name="Cameras", type=bpy.types.Collection,
                                        description="Use the cameras of this collection (empty: every camera of the scene)")
-    only_selected: BoolProperty(name="Selected Objects Only", default=False,
-                                description="Frame and bound only the selected objects (others still show in the views)")
+    only_selected: BoolProperty(name="Selected Only", default=False,
+                                description="Frame and bound only the selected objects (the others still show in the views)")
     n_views: IntProperty(name="Views", default=0, min=0, soft_max=200,
-                         description="Cameras of the automatic rig (0: the quality preset's number)")
-    hemisphere: BoolProperty(name="Upper Hemisphere", default=True,
-                             description="Automatic rig: cameras only above the objects (for objects standing on the ground)")
+                         description="Cameras of the automatic rig. 0: the quality preset's number")
+    hemisphere: BoolProperty(name="Hemisphere", default=True,
+                             description="Automatic rig: cameras only in the upper hemisphere, above the objects (for objects standing on the ground)")
     capture_resolution: IntProperty(name="View Size", default=0, min=0, soft_max=1024, subtype="PIXEL",
-                                    description="Longer side of the training views in pixels (0: the preset's size)")
+                                    description="Longer side of the training views in pixels. 0: the quality preset's size")
     capture_samples: IntProperty(name="Samples", default=0, min=0, soft_max=512,
-                                 description="Cycles samples per training view (0: the preset's number)")
+                                 description="Cycles samples per training view. 0: the quality preset's number")
     output_dir: StringProperty(name="Output Folder", subtype="DIR_PATH", default="",
                                description="Where job folders go (empty: 'ins_jobs' next to the .blend file, or the temporary folder for an unsaved file)")
-    auto_import: BoolProperty(name="Import When Done", default=True,
+    auto_import: BoolProperty(name="Auto Import", default=True,
                               description="Add the stylized mesh to the scene when the job finishes")
     seed: IntProperty(name="Seed", default=0, min=0)
 

@@ -272,23 +272,34 @@ def test_style_list_operators(user_scene, tmp_path):
 
 
 class CheckingLayout:
-    """Accepts what UILayout accepts, and fails on unknown properties and operators."""
+    """Accepts what UILayout accepts, and fails on unknown properties and operators.
+
+    `labels` collects label texts; `texts` every text drawn (labels, property names, buttons,
+    progress bars), to check that it fits the sidebar.
+    """
 
     def __init__(self):
         self.labels = []
+        self.texts = []
 
     def __getattr__(self, name):
         if name in ("row", "column", "box", "split", "column_flow", "grid_flow"):
             return lambda *a, **k: self
         return lambda *a, **k: None
 
-    def prop(self, data, name, **kwargs):
+    def prop(self, data, name, text=None, expand=False, **kwargs):
         assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+        if not expand:
+            self.texts.append(data.bl_rna.properties[name].name if text is None else text)
 
-    def operator(self, idname, **kwargs):
+    def progress(self, text="", **kwargs):
+        self.texts.append(text)
+
+    def operator(self, idname, text=None, **kwargs):
         module, name = idname.split(".")
         op = getattr(getattr(bpy.ops, module), name)
         props = op.get_rna_type().properties
+        self.texts.append(op.get_rna_type().name if text is None else text)
 
         class Props:
             def __setattr__(self, key, value):
@@ -298,6 +309,7 @@ class CheckingLayout:
 
     def label(self, text="", **kwargs):
         self.labels.append(text)
+        self.texts.append(text)
 
     def template_list(self, list_type, list_id, data, prop, active_data, active_prop, **kwargs):
         assert getattr(bpy.types, list_type).is_registered
@@ -319,16 +331,27 @@ def test_panels_draw_in_every_status(tmp_path):
         s = scene.ins
         bpy.ops.ins.add_style(filepath=str(tmp_path / "a.png"))
         context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager)
+        drawn = []
+        s.stage, s.eta_text = "Pre-training 1500/1500, PSNR 27.35 dB", "about 59 min left"
         for status in ("IDLE", "RUNNING", "CANCELLED", "FINISHED", "FAILED"):
-            s.status, s.job_dir, s.message = status, str(tmp_path), "A message " * 20
+            s.status, s.job_dir = status, str(tmp_path)
+            s.message = "A message " * 10 + "see the log '/a/long/path/to/the/job/folder/worker_stderr.txt'."
             for source in ("CAMERAS", "AUTO_RIG", "ANIMATION"):
                 s.capture_source = source
-                for panel in panels.CLASSES[1:]:
-                    fake = SimpleNamespace(layout=CheckingLayout())
-                    panel.draw(fake, context)
+                for preset in ("PREVIEW", "HIGH"):
+                    s.preset = preset
+                    for panel in panels.CLASSES[1:]:
+                        fake = SimpleNamespace(layout=CheckingLayout())
+                        panel.draw(fake, context)
+                        drawn += fake.layout.texts
+        s.status = "RUNNING"
         fake = SimpleNamespace(layout=CheckingLayout())
         panels.VIEW3D_PT_ins_job.draw(fake, context)
         assert any("A message" in line for line in fake.layout.labels)
+        assert "Pre-training 1500/1500" in fake.layout.texts and "PSNR 27.35 dB" in fake.layout.texts
+        # Everything fits Blender's default sidebar width (longer text is cut there, not wrapped).
+        too_long = sorted({text for text in drawn if len(text) > panels.LINE})
+        assert not too_long, f"labels longer than {panels.LINE} characters: {too_long}"
     finally:
         ins_blender.unregister()
 
