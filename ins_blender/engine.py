@@ -12,7 +12,7 @@ out exactly as rendered).
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
-refines to 1/4, 1/2 and full size while the view stays still.
+refines to 1/4, 1/2 and full size while the view stays still (`ViewportPreview`).
 
 The job rendered is `scene.ins.render_job_dir`, else the latest job `scene.ins.job_dir`; without a
 finished job the engine says so in one sentence and leaves the result empty.
@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
@@ -342,23 +343,19 @@ class INSRenderEngine(bpy.types.RenderEngine):
     # -- viewport ------------------------------------------------------------------------------
 
     def view_update(self, context, depsgraph):
-        if bpy.app.background:
-            return
-        if self._view is None:
-            self._view = _ViewportState()
-        self._view.dirty = True
+        pass  # view_draw compares the view (camera, size, style mix) itself
 
     def view_draw(self, context, depsgraph):
         if bpy.app.background:
             return
         if self._view is None:
-            self._view = _ViewportState()
-        try:
-            self._view.draw(self, context, depsgraph)
-        except (EngineError, jobs.WorkerError, InputError) as error:
-            self.update_stats("", f"INS: {error}")
-        except Exception as error:  # noqa: BLE001 - drawing must never take the viewport down
-            self.update_stats("", f"INS viewport: {error}")
+            self._view = ViewportPreview(self)
+        region, scene = context.region, depsgraph.scene
+        with self._view.reporting():
+            self._view.update(scene, viewport_view(region, context.region_data))
+        with self._view.reporting():
+            _draw_image(self, scene, self._view.image(), region.width, region.height)
+        self.update_stats("", f"INS: {self._view.status()}")
 
     def __del__(self):
         view = getattr(self, "_view", None)
@@ -366,121 +363,188 @@ class INSRenderEngine(bpy.types.RenderEngine):
             view.free()
 
 
-class _ViewportState:
-    """Progressive viewport preview: low resolution first, refined while the view is still."""
+# ---------------------------------------------------------------------------------------------
+# The viewport preview. view_draw may neither write Blender data (no FUNC_ALLOW_WRITE: loading an
+# image there fails) nor block, so it only submits requests; a timer (`poll`) waits for the
+# server's answer, loads the PNG into a hidden image and asks for a redraw, which draws it.
+# ---------------------------------------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.key = None
-        self.level = 0
-        self.pending: tuple[str, tuple[int, int], tuple] | None = None  # (request id, size, view key)
-        self.texture = None
-        self.dirty = True
+POLL_S = 0.05
+
+
+class View:
+    """A viewport's camera: what a render request needs, and a key to notice changes."""
+
+    def __init__(self, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> None:
+        self.c2w, self.fx, self.fy, self.cx, self.cy = c2w, fx, fy, cx, cy
+        self.width, self.height = width, height
+        self.key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
+                    round(cy, 3), width, height)
+
+    def scaled(self, s: float) -> tuple:
+        """Render-request arguments at `s` times the region size."""
+        w, h = max(1, math.ceil(self.width * s)), max(1, math.ceil(self.height * s))
+        return (self.c2w, self.fx * w / self.width, self.fy * h / self.height, self.cx * w / self.width,
+                self.cy * h / self.height, w, h)
+
+
+def viewport_view(region, rv3d) -> View:
+    """The View of a 3D viewport region (EngineError for an orthographic view)."""
+    if not rv3d.is_perspective:
+        raise EngineError("The INS viewport preview needs a perspective view; press Numpad 5 to switch.")
+    width, height = region.width, region.height
+    fx, fy, cx, cy = intrinsics_from_projection(rv3d.window_matrix, width, height)
+    return View([list(row) for row in rv3d.view_matrix.inverted()], fx, fy, cx, cy, width, height)
+
+
+class ViewportPreview:
+    """Progressive preview of one viewport: 1/8 of the region first, refined to full size while
+    the view stays still. At most one request is in flight (the server answers in order)."""
+
+    def __init__(self, engine) -> None:
+        try:
+            import weakref
+
+            self._engine = weakref.ref(engine)
+        except TypeError:  # no weak references to this object: hold it until free()
+            self._engine = lambda engine=engine: engine
+        self.key = None  # the view (and style mix) being refined
+        self.level = 0  # the next VIEWPORT_LEVELS entry to request
+        self.pending: tuple[str, tuple[int, int], tuple] | None = None  # request id, size, key
+        self.server: RenderServer | None = None
+        self.shown: tuple[int, int] | None = None  # size of the image on screen
+        self.image_name: str | None = None
+        self.error = ""
+        self.polling = False
+        self.freed = False
 
     def free(self) -> None:
-        self.texture = None
+        self.freed = True
 
-    def draw(self, engine, context, depsgraph) -> None:
-        import gpu
-        from gpu_extras.presets import draw_texture_2d
+    @contextmanager
+    def reporting(self):
+        """An exception becomes the overlay's text: drawing must never take the viewport down."""
+        try:
+            yield
+        except (EngineError, jobs.WorkerError, InputError) as error:
+            self.error = str(error)
+        except Exception as error:  # noqa: BLE001 - shown to the user, not raised into Blender's draw
+            self.error = f"viewport: {type(error).__name__}: {error}"
 
-        scene = depsgraph.scene
-        region, rv3d = context.region, context.region_data
-        width, height = region.width, region.height
-        if not rv3d.is_perspective:
-            engine.update_stats("", "INS: the viewport preview needs a perspective view")
-            return
+    def update(self, scene, view: View) -> None:
+        """From view_draw: notice a new view, submit the next request; never waits, never
+        writes Blender data."""
+        self.error = ""
         job = render_job(scene)
-        server = get_server(job)
-        fx, fy, cx, cy = intrinsics_from_projection(rv3d.window_matrix, width, height)
-        c2w = [list(row) for row in rv3d.view_matrix.inverted()]
         mix = mix_for_job(scene, job)
-        key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
-               round(cy, 3), width, height, tuple(mix or ()))
+        server = get_server(job)
+        if server is not self.server:  # a new server (the job was re-run) never answers the old requests
+            self.server, self.pending, self.key = server, None, None
+        key = (view.key, tuple(mix or ()))
         if key != self.key:
-            # A request still running for the old view is awaited, not duplicated: the server
-            # answers in order, so this keeps at most one request in flight while orbiting.
-            self.key, self.level = key, 0
+            self.key, self.level = key, 0  # a request in flight for the old view is awaited
+        if server.ready and self.pending is None and self.level < len(VIEWPORT_LEVELS):
+            args = view.scaled(VIEWPORT_LEVELS[self.level])
+            request_id, _ = server.submit(*args, mix)
+            self.pending = (request_id, args[-2:], self.key)
+        if not server.ready or self.pending is not None:
+            self._poll_soon()
+
+    def status(self) -> str:
+        if self.error:
+            return self.error
+        if self.server is not None and not self.server.ready:
+            return "loading the stylized model..."
+        if self.pending is not None:
+            return f"refining {self.pending[1][0]}x{self.pending[1][1]}"
+        return f"{self.shown[0]}x{self.shown[1]}" if self.shown else ""
+
+    def image(self):
+        return bpy.data.images.get(self.image_name) if self.image_name else None
+
+    def _poll_soon(self) -> None:
+        if not self.polling:
+            self.polling = True
+            schedule(self.poll, POLL_S)
+
+    def poll(self) -> float | None:
+        """Timer: take the server's answer, load it, ask for a redraw; the next interval or None."""
+        engine = self._engine()
+        if self.freed or engine is None or self.server is None:
+            self.polling = False
+            return None
+        try:
+            changed = self._take_result(self.server)
+        except (EngineError, jobs.WorkerError) as error:
+            self.error, self.pending, changed = str(error), None, True
+        if changed:
+            try:
+                engine.tag_redraw()
+            except ReferenceError:  # the engine is gone (viewport closed)
+                self.freed = True
+        waiting = self.pending is not None or (not self.error and not self.server.ready)
+        if self.freed or not waiting:
+            self.polling = False
+            return None
+        return POLL_S
+
+    def _take_result(self, server: RenderServer) -> bool:
+        """True when something changed on screen: the server got ready or an image arrived."""
         if not server.ready:
             server.check_alive()
-            engine.update_stats("", "INS: loading the stylized model...")
-            _redraw_later(engine)
-        else:
-            if self.pending is not None:
-                request_id, _, pending_key = self.pending
-                path = server.result(request_id)
-                if path is not None:
-                    self.pending = None
-                    if pending_key == self.key or self.texture is None:
-                        self.texture = _texture_from_png(path)
-                    if pending_key == self.key:
-                        self.level += 1
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-                else:
-                    server.check_alive()
-            if self.pending is None and self.level < len(VIEWPORT_LEVELS):
-                s = VIEWPORT_LEVELS[self.level]
-                w, h = max(1, math.ceil(width * s)), max(1, math.ceil(height * s))
-                request_id, _ = server.submit(c2w, fx * w / width, fy * h / height, cx * w / width,
-                                              cy * h / height, w, h, mix)
-                self.pending = (request_id, (w, h), self.key)
-            if self.pending is not None:
-                engine.update_stats("", f"INS: refining {self.pending[1][0]}x{self.pending[1][1]}")
-                _redraw_later(engine)
-            else:
-                engine.update_stats("", "INS: done")
-        if self.texture is not None:
-            gpu.state.blend_set("ALPHA_PREMULT")
-            engine.bind_display_space_shader(scene)
-            draw_texture_2d(self.texture, (0, 0), width, height)
-            engine.unbind_display_space_shader()
-            gpu.state.blend_set("NONE")
+            return server.ready
+        if self.pending is None:
+            return True  # ready: draw again to submit the first request
+        request_id, size, key = self.pending
+        path = server.result(request_id)
+        if path is None:
+            server.check_alive()
+            return False
+        self.pending = None
+        try:
+            if key == self.key or self.image_name is None:  # an image of the old view beats none
+                self.image_name = load_viewport_image(path)
+                self.shown = size
+            if key == self.key:
+                self.level += 1
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return True
 
 
-def _texture_from_png(path: Path):
-    """A linear float GPU texture of a PNG (rows bottom-up, as GPU textures and bpy images are)."""
-    import gpu
-    import numpy as np
+def schedule(function, delay: float) -> None:
+    """Run `function` from Blender's timers (where Blender data may be written); tests replace it."""
+    bpy.app.timers.register(function, first_interval=delay)
 
-    image = bpy.data.images.get(VIEWPORT_IMAGE)
+
+def load_viewport_image(path: Path) -> str:
+    """The server's PNG as the hidden image VIEWPORT_IMAGE, packed so the file can go."""
+    old = bpy.data.images.get(VIEWPORT_IMAGE)
+    if old is not None:
+        bpy.data.images.remove(old)
+    image = bpy.data.images.load(str(path), check_existing=False)
+    image.name = VIEWPORT_IMAGE
+    image.pack()
+    return image.name
+
+
+def _draw_image(engine, scene, image, width: int, height: int) -> None:
+    """Draw `image` over the region: Blender's GPU texture of it (sRGB decoded to linear, straight
+    alpha) through the display-space shader, as the render-engine template does. No numpy."""
     if image is None:
-        image = bpy.data.images.load(str(path), check_existing=False)
-        image.name = VIEWPORT_IMAGE
-    else:
-        image.filepath = str(path)
-        image.reload()
-    width, height = image.size
-    pixels = np.empty(width * height * 4, dtype=np.float32)
-    image.pixels.foreach_get(pixels)
-    rgb = pixels.reshape(-1, 4)[:, :3]
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    pixels.reshape(-1, 4)[:, :3] = linear
-    pixels.reshape(-1, 4)[:, :3] *= pixels.reshape(-1, 4)[:, 3:4]  # premultiplied for ALPHA_PREMULT
-    buffer = gpu.types.Buffer("FLOAT", width * height * 4, pixels)
-    return gpu.types.GPUTexture((width, height), format="RGBA16F", data=buffer)
+        return
+    import gpu
+    from gpu_extras.presets import draw_texture_2d
 
-
-def _redraw_later(engine) -> None:
-    """Ask for another viewport draw soon (polling the server) without a busy loop."""
-    try:
-        import weakref
-
-        ref = weakref.ref(engine)
-
-        def again():
-            target = ref()
-            if target is not None:
-                try:
-                    target.tag_redraw()
-                except ReferenceError:
-                    pass
-            return None
-
-        bpy.app.timers.register(again, first_interval=0.1)
-    except TypeError:  # no weak references to this object: redraw right away
-        engine.tag_redraw()
+    texture = gpu.texture.from_image(image)
+    gpu.state.blend_set("ALPHA")
+    engine.bind_display_space_shader(scene)
+    draw_texture_2d(texture, (0, 0), width, height)
+    engine.unbind_display_space_shader()
+    gpu.state.blend_set("NONE")
 
 
 CLASSES = (INSRenderEngine,)

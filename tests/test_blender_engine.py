@@ -174,6 +174,78 @@ def test_viewport_intrinsics_match_the_camera_intrinsics(scene):
         assert engine.intrinsics_from_projection(projection, width, height) == pytest.approx((k.fl_x, k.fl_y, k.cx, k.cy), rel=1e-5)
 
 
+class FakeViewportEngine:
+    def __init__(self):
+        self.redraws = 0
+
+    def tag_redraw(self):
+        self.redraws += 1
+
+
+def run_timer(function, timeout: float = 60.0) -> None:
+    """What Blender's timers do with `function`: call it again after the interval it returns."""
+    deadline = time.monotonic() + timeout
+    while (interval := function()) is not None:
+        assert time.monotonic() < deadline, "the timer never stopped"
+        time.sleep(interval)
+
+
+def test_the_viewport_preview_appears_low_res_first_and_refines(scene, tmp_path, monkeypatch):
+    """view_draw may neither write Blender data nor wait: it only submits a request; a timer takes
+    the server's answer, loads it into a hidden image and asks for a redraw, which draws it and
+    submits the next, finer level."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.job_dir = str(job.root)
+    timers = []
+    monkeypatch.setattr(engine, "schedule", lambda function, delay: timers.append(function))
+    fake = FakeViewportEngine()
+    preview = engine.ViewportPreview(fake)
+    c2w = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 5.0], [0.0, 0.0, 0.0, 1.0]]
+    view = engine.View(c2w, 100.0, 100.0, 80.0, 44.0, 160, 88)
+    images = sorted(bpy.data.images.keys())
+    started = time.monotonic()
+    preview.update(scene, view)  # what view_draw does: starts the server, does not wait for it
+    assert time.monotonic() - started < 1.0 and sorted(bpy.data.images.keys()) == images
+    assert preview.status() in ("loading the stylized model...", "refining 20x11")
+    shown = []
+    for _ in range(len(engine.VIEWPORT_LEVELS) + 1):
+        assert len(timers) == 1  # one poller at a time
+        redraws = fake.redraws
+        run_timer(timers.pop())
+        assert fake.redraws > redraws  # the timer asked for the redraw that shows its news
+        if preview.shown and preview.shown not in shown:
+            shown.append(preview.shown)
+            image = bpy.data.images[engine.VIEWPORT_IMAGE]
+            assert tuple(image.size) == preview.shown and image.packed_file is not None
+            assert preview.image() == image and preview.status() == f"{preview.shown[0]}x{preview.shown[1]}"
+        preview.update(scene, view)  # the redraw: submits the next level
+        if preview.level == len(engine.VIEWPORT_LEVELS):
+            break
+    assert shown == [(20, 11), (40, 22), (80, 44), (160, 88)] and not timers  # done: nothing polls
+    sent = commands(job)
+    assert [(c["width"], c["height"]) for c in sent] == shown
+    assert sent[0]["fx"] == pytest.approx(100.0 / 8) and sent[-1]["cx"] == pytest.approx(80.0)
+    # A new view starts again from the coarsest level.
+    preview.update(scene, engine.View(c2w, 120.0, 120.0, 80.0, 44.0, 160, 88))
+    assert preview.status() == "refining 20x11"
+    run_timer(timers.pop())
+    assert preview.shown == (20, 11)
+
+
+def test_the_viewport_preview_shows_a_server_failure(scene, tmp_path, monkeypatch):
+    job = finished_job(tmp_path / "job")
+    scene.ins.job_dir = str(job.root)
+    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_no_such_server_module")
+    timers = []
+    monkeypatch.setattr(engine, "schedule", lambda function, delay: timers.append(function))
+    fake = FakeViewportEngine()
+    preview = engine.ViewportPreview(fake)
+    preview.update(scene, engine.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 50.0, 50.0, 20.0, 20.0, 40, 40))
+    run_timer(timers.pop())
+    assert fake.redraws and "cannot import" in preview.status() and jobs.SERVER_STDERR_NAME in preview.status()
+    assert not timers  # it stopped polling
+
+
 def _render_error(capsys) -> str:
     try:
         bpy.ops.render.render()

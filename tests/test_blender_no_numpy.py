@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("bpy")
 
-from test_blender_addon import cube_arrays, write_result  # noqa: E402
+from test_blender_addon import cube_arrays, imported_packages, write_result  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -76,3 +76,12 @@ def test_the_npz_reader_matches_numpy(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(NpyError, match="not an .npz archive"):
         load_npz(tmp_path / "bad.npz")
+
+
+def test_no_addon_module_imports_numpy():
+    """demo.py is the exception: `make demo` runs it in the project's environment, with numpy."""
+    import ins_blender
+
+    for path in Path(ins_blender.__file__).parent.glob("*.py"):
+        if path.name != "demo.py":
+            assert "numpy" not in imported_packages(path), f"{path.name} imports numpy"
