@@ -43,6 +43,19 @@ def _typecode(kind: str, itemsize: int) -> str:
     raise NpyError(f"unsupported number type '{kind}{itemsize}'")
 
 
+# Single-character numpy type codes ('<f' is float32, '<i' int32, '|?' bool): kind and size.
+_CHAR_CODES = {**{c: "f" for c in "fd"}, **{c: "i" for c in "bhilq"}, **{c: "u" for c in "BHILQ"}, "?": "b"}
+
+
+def _dtype(descr) -> tuple[str, str, int]:
+    """(byte order, kind, item size) of a simple .npy `descr`: '<f4', '|u1', '<U1', '<f', ..."""
+    if isinstance(descr, str) and len(descr) == 2 and descr[1] in _CHAR_CODES:
+        return descr[0], _CHAR_CODES[descr[1]], struct.calcsize(descr[1])  # C types: native sizes
+    if isinstance(descr, str) and len(descr) >= 3 and descr[2:].isdigit():
+        return descr[0], descr[1], int(descr[2:])
+    raise NpyError(f"unsupported array type {descr!r}")
+
+
 def _header(data: bytes) -> tuple[dict, int]:
     if data[:6] != MAGIC:
         raise NpyError("not an .npy array (no NUMPY header)")
@@ -66,9 +79,7 @@ def parse_npy(data: bytes) -> NpyArray:
     """One .npy file's bytes -> NpyArray (little- or big-endian numbers, text; no objects)."""
     header, offset = _header(data)
     descr, shape = header["descr"], tuple(int(n) for n in header["shape"])
-    if not isinstance(descr, str) or len(descr) < 3:
-        raise NpyError(f"unsupported array type {descr!r}")
-    order, kind, itemsize = descr[0], descr[1], int(descr[2:])
+    order, kind, itemsize = _dtype(descr)
     count = 1
     for n in shape:
         count *= n
