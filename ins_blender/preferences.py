@@ -20,7 +20,7 @@ from bpy.types import AddonPreferences, Operator
 from .registration import class_registrar
 from . import jobs
 
-ADDON_ID = __package__  # "ins_blender", or "bl_ext.<repo>.ins_blender" as an extension
+ADDON_ID = __package__  # "ins_blender", or "bl_ext.<repo>.ins_stylize" as an installed extension
 DEVICES = [("AUTO", "Auto", "The GPU when the worker has one (CUDA, then Apple MPS), else the CPU"),
            ("CPU", "CPU", "Always the CPU"),
            ("GPU", "GPU", "The GPU (CUDA, or MPS on a Mac)")]
