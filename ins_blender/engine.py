@@ -473,10 +473,11 @@ class ViewportPreview:
         if self.freed or engine is None or self.server is None:
             self.polling = False
             return None
-        try:
+        changed = True
+        with self.reporting():  # a timer that raises is dropped: the preview would wait forever
             changed = self._take_result(self.server)
-        except (EngineError, jobs.WorkerError) as error:
-            self.error, self.pending, changed = str(error), None, True
+        if self.error:
+            self.pending = None  # abandoned; the next draw asks again
         if changed:
             try:
                 engine.tag_redraw()

@@ -246,6 +246,26 @@ def test_the_viewport_preview_shows_a_server_failure(scene, tmp_path, monkeypatc
     assert not timers  # it stopped polling
 
 
+def test_an_image_that_does_not_load_is_shown_as_an_error(scene, tmp_path, monkeypatch):
+    """Blender drops a timer that raises: the poller reports instead, or the preview would wait forever."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.job_dir = str(job.root)
+    timers = []
+    monkeypatch.setattr(engine, "schedule", lambda function, delay: timers.append(function))
+
+    def broken(path):
+        raise RuntimeError("Error: Cannot read the image")
+
+    monkeypatch.setattr(engine, "load_viewport_image", broken)
+    fake = FakeViewportEngine()  # alive as long as its viewport: the preview holds it weakly
+    preview = engine.ViewportPreview(fake)
+    view = engine.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 50.0, 50.0, 20.0, 20.0, 40, 40)
+    for _ in range(2):  # the server gets ready, then the answer comes
+        preview.update(scene, view)
+        run_timer(timers.pop())
+    assert preview.status() == "viewport: RuntimeError: Error: Cannot read the image" and preview.pending is None
+
+
 def _render_error(capsys) -> str:
     try:
         bpy.ops.render.render()
