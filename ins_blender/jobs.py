@@ -779,11 +779,11 @@ class JobRun:
         while not self.done:
             current = self.current
             events = current.wait_event(0.1) if current is not None else []
-            if events:
-                # wait_event already applied them; update() moves phases and copies the status.
-                if on_events is not None:
-                    on_events(events)
-            self.update()
+            # wait_event already applied them; update() moves phases, copies the status and may
+            # drain events that came meanwhile: those are shown too.
+            events += self.update()
+            if events and on_events is not None:
+                on_events(events)
             if should_stop is not None and not self._cancel and should_stop():
                 self.request_cancel()
             if deadline is not None and time.monotonic() > deadline:

@@ -131,6 +131,20 @@ def test_events_update_the_state(fake, tmp_path):
     assert (job.root / jobs.STDERR_NAME).is_file()
 
 
+def test_a_run_shows_every_event_even_those_its_status_update_drains(fake, tmp_path, monkeypatch):
+    """JobRun.wait polls the worker twice a turn (wait, then the status update): events that
+    arrive in between must reach on_events too (the batch printed no final PSNR under load)."""
+    job = make_job(tmp_path)
+    run = jobs.JobRun(job.root, sys.executable).start()
+    run.worker._proc.wait(timeout=30)
+    run.worker._reader.join(timeout=10)  # every event is queued: only update() will drain them
+    monkeypatch.setattr(run.worker, "wait_event", lambda timeout: [])
+    seen = []
+    assert run.wait(timeout=30, on_events=seen.extend) == "finished"
+    names = [type(e).__name__ for e in seen]
+    assert names.count("ProgressEvent") == 5 and names[-1] == "ResultEvent"
+
+
 def test_poll_never_blocks_and_cancel_leaves_no_process(fake, tmp_path):
     job = make_job(tmp_path, "slow")
     worker = start(job)
