@@ -1,18 +1,23 @@
-"""Stylization after pre-training: time, style match, content kept, geometry kept, consistency.
+"""Stylization after pre-training, per painting: time, collapse checks, style match, geometry, consistency.
 
-    python bench/fit_lego.py --resolution 100 --time-budget 300 --out runs/lego100
-    python bench/stylize_lego.py --content-run runs/lego100 --style ../shared/data/styles/starry_night.jpg \
-        --compare-geometry --pictures runs/lego100_pictures
+    python bench/fit_lego.py --resolution 100 --time-budget 120 --out runs/lego100
+    python bench/stylize_lego.py --content-run runs/lego100 --style ../shared/data/styles/*.jpg \
+        --variant default --variant gram --pictures docs/figures --out runs/lego100_styles
 
-Prints JSON lines (hardware first). With --compare-geometry the same stylization runs again without
-the geometry-consistency term, and the depth maps of both are saved side by side.
+Prints JSON lines (hardware first), one per painting and variant, with what the acceptance bar
+asks: silhouette IoU and saturated pixels (no collapse), colour-statistics and object Gram distance
+before -> after (style match), depth change and 15/60 degree warp RMSE against the content field's
+(geometry and consistency), and seconds. Variants:
+  default   the chosen defaults (view mode: Gram + NNFM + content, colour transfer)
+  gram      INS's Gram + content losses alone on whole views (no NNFM, no colour transfer)
+  patch     INS's sampling-stride patches (32 px, stride 2) with the geometry term
+With --pictures, `lego_styles.png` shows the content and each painting for two views and each variant.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,25 +27,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware, peak_memory_mb, sync  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
-from ins_core.eval.pictures import colorize_depth, image_grid, save_png  # noqa: E402
+from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
-from ins_core.train.stylize import StylizeRequest, over_white, start_stylize  # noqa: E402
+from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
+
+VARIANTS = {
+    "default": {},
+    "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5},
+    "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
+}
 
 
-def test_renders(trained, views):
-    white = torch.ones(3, device=trained.device)
-    return [render_view(trained.model, views.c2w[k], views.intrinsics[k], views.width, views.height, white) for k in range(len(views))]
-
-
-def stylize(args, geometry_weight: float, out: Path) -> tuple[float, int]:
-    settings = {"steps": args.steps, "geometry_weight": geometry_weight, "patch": args.patch, "stride": args.stride}
-    session = start_stylize(StylizeRequest(run=args.content_run, styles=[args.style], out=out, device=args.device, settings=settings, force=True))
+def stylize(content_run: Path, style: Path, out: Path, device: str, settings: dict) -> tuple[float, int]:
+    session = start_stylize(StylizeRequest(run=content_run, styles=[style], out=out, device=device, settings=settings, force=True))
     sync(session.device)
     start = time.perf_counter()
-    session.run_loop(args.time_budget)
+    session.run_loop()
     sync(session.device)
     return time.perf_counter() - start, session.step
 
@@ -48,48 +53,56 @@ def stylize(args, geometry_weight: float, out: Path) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--content-run", type=Path, required=True)
-    parser.add_argument("--style", type=Path, required=True)
+    parser.add_argument("--style", type=Path, nargs="+", required=True)
+    parser.add_argument("--variant", action="append", choices=tuple(VARIANTS), help="default: only `default`")
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--patch", type=int)
-    parser.add_argument("--stride", type=int)
-    parser.add_argument("--time-budget", type=float, help="stop stylizing after this many seconds")
+    parser.add_argument("--no-eval", action="store_true", help="pictures and time only")
+    parser.add_argument("--reuse", action="store_true", help="draw finished runs already in --out instead of training them again")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compare-geometry", action="store_true")
+    parser.add_argument("--out", type=Path, required=True, help="where the stylized runs are kept")
     parser.add_argument("--pictures", type=Path)
+    parser.add_argument("--views", type=int, nargs="+", default=[0, 5], help="held-out views shown in the picture")
+    parser.add_argument("--picture-scale", type=int, default=2, help="pictures at this many times the training resolution")
     args = parser.parse_args()
 
     content = open_run(args.content_run, args.device)
     emit_hardware(content.device)
     views = content.data.test
-    style = torch.from_numpy(load_style_image(args.style, 512).pixels).to(content.device)
-    backbone = resolve_backbone(log=lambda m: None)
-    extractor = backbone.extractor.to(content.device)
-    work = Path(tempfile.mkdtemp(prefix="stylize_lego_"))
-    variants = [("with_geometry", 0.1)] + ([("without_geometry", 0.0)] if args.compare_geometry else [])
-    results = {}
-    for name, weight in variants:
-        seconds, steps = stylize(args, weight, work / name)
-        stylized = open_run(work / name, args.device)
-        metrics = evaluate_stylized(stylized, content, views, [style], extractor)
-        if not results:
-            emit("content", **{k: round(v, 4) for k, v in metrics["content"].items()})
-        emit("stylize", variant=name, seconds=round(seconds, 1), steps=steps, backbone=backbone.name, pretrained=backbone.pretrained, **metrics["styles"][0])
-        results[name] = test_renders(stylized, views)
+    extractor = resolve_backbone(log=lambda m: None).extractor.to(content.device)
+    white = torch.ones(3, device=content.device)
+
+    scale = args.picture_scale
+
+    def draw(model, k):  # the fields are continuous: pictures may be finer than the training views
+        return render_view(model, views.c2w[k], views.intrinsics[k] * scale, views.width * scale, views.height * scale,
+                           white).rgb.clamp(0, 1).cpu().numpy()
+
+    columns = len(args.views) * len(args.variant or ["default"])
+    tiles, labels = [draw(content.model, k) for k in args.views], [f"content, view {k}" for k in args.views]
+    tiles += [tiles[0] * 0 + 1] * (columns - len(tiles))
+    labels += [""] * (columns - len(labels))
+    for style in args.style:
+        for variant in args.variant or ["default"]:
+            settings = {**VARIANTS[variant], **({"steps": args.steps} if args.steps else {})}
+            out = args.out / f"{style.stem}_{variant}"
+            reused = args.reuse and (out / "run.json").is_file() and open_run(out, args.device, load_data=False).config.get("status") == "done"
+            seconds, steps = (None, None) if reused else stylize(args.content_run, style, out, args.device, settings)
+            stylized = open_run(out, args.device)
+            record = {"style": style.stem, "variant": variant, "seconds": None if reused else round(seconds, 1), "steps": steps,
+                      "resolution": views.width}
+            if not args.no_eval and not reused:
+                pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
+                metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
+                                            working_size=stylized.config["stylize"].get("vgg_size"))
+                record.update({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics["styles"][0].items()},
+                              content_short_range_rmse=round(metrics["content"]["short_range_rmse"], 4),
+                              content_long_range_rmse=round(metrics["content"]["long_range_rmse"], 4))
+            emit("stylize", **record)
+            tiles += [draw(stylized.model, k) for k in args.views]
+            labels += [f"{style.stem} {variant}, view {k}" for k in args.views]
     emit("memory", **peak_memory_mb(content.device))
     if args.pictures:
-        save_pictures(args.pictures, views, test_renders(content, views), results)
-
-
-def save_pictures(folder: Path, views, content_renders, results: dict) -> None:
-    """Photograph, content and each stylized variant side by side, and their depth maps."""
-    to_np = lambda t: t.clamp(0, 1).cpu().numpy()  # noqa: E731
-    for k in range(min(2, len(views))):
-        photo = over_white(views.rgba(k))
-        images = [to_np(photo), to_np(content_renders[k].rgb)] + [to_np(results[n][k].rgb) for n in results]
-        depths = [colorize_depth(r.depth.cpu().numpy(), r.opacity.cpu().numpy()) for r in [content_renders[k]] + [results[n][k] for n in results]]
-        labels = ["photograph", "content"] + [f"stylized {n.replace('_', ' ')}" for n in results]
-        save_png(folder / f"view_{k}.png", image_grid(images, labels))
-        save_png(folder / f"depth_{k}.png", image_grid(depths, ["content depth"] + [f"depth {n.replace('_', ' ')}" for n in results]))
+        save_png(args.pictures / "lego_styles.png", image_grid(tiles, labels, columns=columns))
 
 
 if __name__ == "__main__":

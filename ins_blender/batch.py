@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the job folder to create")
     p.add_argument("--python", default="", help="worker Python (default: Blender's own)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
     p.add_argument("--allow-download", action="store_true", help="allow downloading the VGG-16 weights")
     p.add_argument("--no-import", action="store_true", help="do not add the mesh to the scene")
@@ -381,7 +382,7 @@ def _main(argv: list[str] | None) -> int:
             resolution=args.resolution, samples=args.samples, device=args.device, outputs=args.outputs,
             python=args.python, seed=args.seed, vgg_weights=args.vgg_weights,
             allow_download=args.allow_download, import_result=not args.no_import, resume=args.resume,
-            timeout=args.timeout,
+            timeout=args.timeout, overrides=None if args.stroke_scale is None else {"stroke_scale": args.stroke_scale},
         )
         if args.save:
             save_blend(args.save)

@@ -97,6 +97,7 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         layout.prop(settings, "mode", expand=True)
         layout.prop(settings, "preset")
         _column(layout, presets.get(settings.preset).estimate_lines(), "TIME")
+        layout.prop(settings, "stroke_scale", text="Strokes")
         layout.prop(settings, "outputs")
         layout.prop(settings, "device")
 

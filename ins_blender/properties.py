@@ -68,6 +68,9 @@ class INS_SceneSettings(PropertyGroup):
     active_style_index: IntProperty(name="Active Style", default=0, min=0)
     mode: EnumProperty(name="Mode", items=MODES, default="NERF")
     preset: EnumProperty(name="Quality", items=presets.enum_items(), default="PREVIEW")
+    stroke_scale: FloatProperty(name="Stroke Scale", default=1.0, min=0.25, max=4.0, soft_min=0.5, soft_max=3.0, step=10,
+                                description="How big the painting's brush strokes are on the scene: 1 keeps the painting's "
+                                            "own scale against a view, 2 makes them twice as big, 0.5 half as big")
     device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")
     outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH")
     capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG")

@@ -417,6 +417,9 @@ OVERRIDES: dict[str, Check] = {
     "lr": number_field(0.0, above=True),
     "nnfm": bool_field(),
     "color_transfer": bool_field(),
+    "stroke_scale": number_field(0.0, above=True),  # 1: the painting's own scale against the view; 2: strokes twice as big
+    "stylize_mode": choice_field(("view", "patch")),
+    "vgg_size": int_field(32),
 }
 
 

@@ -172,9 +172,10 @@ class JobRunner:
         stylize_settings = {key: settings.get(name) for key, name in (
             ("steps", "stylize_steps"), ("patch", "patch_size"), ("stride", "stride"), ("style_weight", "style_weight"),
             ("content_weight", "content_weight"), ("geometry_weight", "geometry_weight"), ("tv_weight", "tv_weight"),
-            ("color_transfer", "color_transfer"), ("lr", "lr"))}
-        if settings.get("nnfm"):
-            stylize_settings["nnfm_weight"] = 1.0
+            ("color_transfer", "color_transfer"), ("lr", "lr"), ("stroke_scale", "stroke_scale"), ("mode", "stylize_mode"),
+            ("vgg_size", "vgg_size"))}
+        if "nnfm" in settings:
+            stylize_settings["nnfm_weight"] = 1.0 if settings["nnfm"] else 0.0
 
         def backbone_log(message: str) -> None:
             log.warning(message)

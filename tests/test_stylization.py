@@ -29,7 +29,7 @@ def content_run(tmp_path_factory):
 
 
 def _stylize(root, out, styles, **settings):
-    base = {"steps": 30, "patch": 16, "stride": 2}
+    base = {"steps": 30, "patch": 16, "stride": 2, "vgg_size": 64}
     session = start_stylize(StylizeRequest(run=root / "content", styles=[root / s for s in styles], out=root / out, device="cpu",
                                            settings={**base, **settings}, force=True))
     session.run_loop()
@@ -45,7 +45,7 @@ def test_untrained_amalgamate_module_reproduces_the_content_field_exactly(conten
         raw_c, h_c = content.model.field.density(points)
         raw_s, h_s = stylized.field.density(points)
         assert torch.equal(raw_s, raw_c)
-        assert torch.equal(stylized.field.color(h_s, directions), content.model.field.color(h_c, directions))
+        torch.testing.assert_close(stylized.field.color(h_s, directions), content.model.field.color(h_c, directions), atol=1e-6, rtol=0)
 
 
 def test_style_mixes_are_convex_and_their_endpoints_are_the_single_styles(content_run):
@@ -68,8 +68,8 @@ def test_style_mixes_are_convex_and_their_endpoints_are_the_single_styles(conten
 def test_geometry_term_keeps_depth_closer_to_the_content(content_run):
     content = open_run(content_run / "content", "cpu")
     views = content.data.test
-    with_term = _stylize(content_run, "with_geometry", ["style_a.png"], geometry_weight=1.0, steps=40)
-    without = _stylize(content_run, "without_geometry", ["style_a.png"], geometry_weight=0.0, steps=40)
+    with_term = _stylize(content_run, "with_geometry", ["style_a.png"], geometry_weight=1.0, steps=40, mode="patch")
+    without = _stylize(content_run, "without_geometry", ["style_a.png"], geometry_weight=0.0, steps=40, mode="patch")
 
     def depth_change(trained):
         return np.mean([depth_difference(render_view(trained.model, views.c2w[k], views.intrinsics[k], views.width, views.height),
@@ -87,7 +87,10 @@ def recorded_run(content_run):
 def test_stylized_run_records_styles_weights_and_backbone(content_run, recorded_run):
     config = recorded_run.config
     assert [s["name"] for s in config["styles"]] == ["style_a"] and (content_run / "recorded" / config["styles"][0]["file"]).is_file()
-    assert config["stylize"]["geometry_weight"] == pytest.approx(0.1) and config["backbone"]["pretrained"] is False
+    assert config["stylize"]["geometry_weight"] == pytest.approx(0.1) and config["stylize"]["mode"] == "view"
+    assert config["backbone"]["pretrained"] is True  # the ImageNet VGG-16 the set-up extracted
+    assert config["recolored"] is True  # the palette was matched once training finished
+    assert not torch.equal(recorded_run.model.field.color_maps[0], torch.eye(3, 4))
 
 
 def test_stylize_refuses_what_is_not_a_finished_content_run(content_run, recorded_run, tmp_path, capsys):
@@ -143,12 +146,75 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
         assert np.isfinite(style[key]), key
     assert style["long_range_degrees"] > style["short_range_degrees"]
     assert style["style_distance_after"] != style["style_distance_before"]  # compared with the content run, not itself
+    assert style["silhouette_iou"] == pytest.approx(1.0) and 0 <= style["saturated_fraction"] < 0.05
+    assert style["color_distance_after"] < 0.5 * style["color_distance_before"]  # in the painting's palette
     assert "Gram distance to the style" in capsys.readouterr().out
+    picture = np.asarray(Image.open(run / metrics["picture"]))
+    assert picture.shape[0] > 3 * 32 and picture.shape[1] >= 2 * 32  # a header, then content | stylized rows
+
+
+def test_view_mode_keeps_the_geometry_exactly_and_changes_the_colours(content_run, recorded_run):
+    content = open_run(content_run / "content", "cpu")
+    views = content.data.test
+    before = render_view(content.model, views.c2w[0], views.intrinsics[0], views.width, views.height)
+    after = render_view(recorded_run.model, views.c2w[0], views.intrinsics[0], views.width, views.height)
+    assert torch.equal(after.depth, before.depth) and torch.equal(after.opacity, before.opacity)
+    assert (after.rgb - before.rgb).abs().max() > 0.02
+
+
+@pytest.mark.parametrize("kind", ["nerf", "sdf"])
+def test_surface_samples_reproduce_the_renderer(content_run, recorded_run, kind, tmp_path):
+    """The kept samples and their weights give the renderer's own pixels (exactly for NeRF; for an
+    SDF the style is taken at the interval's middle, which the renderer blends from its ends)."""
+    if kind == "nerf":
+        model = recorded_run.model
+        views = recorded_run.data.test
+    else:
+        data = content_run / "data"
+        assert main(["fit", "--data", str(data), "--field", "sdf", "--out", str(tmp_path / "sdf"), "--steps", "30", "--batch-rays", "256", "--device", "cpu"]) == 0
+        sdf = open_run(tmp_path / "sdf", "cpu")
+        model = StylizedModel(sdf.model, StylizationConfig()).eval()
+        torch.nn.init.normal_(model.field.am.feature_head[-1].weight, std=0.5)  # a style that changes colours
+        views = sdf.data.test
+    from ins_core.data.cameras import image_pixels, rays_from_pixels
+
+    origins, directions = rays_from_pixels(image_pixels(views.width, views.height), views.c2w[0], views.intrinsics[0])
+    white = torch.ones(3)
+    with torch.no_grad():
+        reference = model.render(origins, directions, white.expand(origins.shape[0], 3)).rgb
+        samples = model.surface_samples(origins, directions, chunk=300)
+        drawn = samples.composite(model.field.surface_color(samples), white)
+        halves = samples.rays_slice(0, 500), samples.rays_slice(500, samples.n_rays)
+        parts = torch.cat([h.composite(model.field.surface_color(h), white) for h in halves])
+    torch.testing.assert_close(parts, drawn)
+    torch.testing.assert_close(drawn, reference, atol=1e-5 if kind == "nerf" else 2e-2, rtol=0)
+
+
+def test_deferred_back_propagation_gives_the_gradient_of_one_pass():
+    from ins_core.train.deferred import deferred_backward
+
+    torch.manual_seed(0)
+    weights = torch.randn(12, 3, requires_grad=True)
+    features = torch.randn(6 * 5, 12)
+    target = torch.rand(6, 5, 3)
+
+    def render(first, end):
+        return torch.sigmoid(features[first:end] @ weights)
+
+    def image_loss(image):
+        return ((image - target) ** 2).mean() + image.mean(dim=(0, 1)).pow(2).sum(), {}
+
+    direct = deferred_backward(render, 6, 5, image_loss, chunk=1000)
+    one_pass = weights.grad.clone()
+    weights.grad = None
+    chunked = deferred_backward(render, 6, 5, image_loss, chunk=7)
+    torch.testing.assert_close(weights.grad, one_pass)
+    torch.testing.assert_close(chunked.loss, direct.loss)
 
 
 def test_an_interrupted_stylization_resumes(content_run):
     request = StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "resumed", device="cpu",
-                             settings={"steps": 12, "patch": 16, "stride": 2}, force=True)
+                             settings={"steps": 12, "vgg_size": 64}, force=True)
     session = start_stylize(request)
     calls = iter(range(100))
     assert session.run_loop(should_stop=lambda: next(calls) >= 5) == "stopped"

@@ -16,7 +16,7 @@ from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import QuitCommand, RenderCommand, decode_event, encode
 
-OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 10, "mesh_resolution": 40, "texture_size": 64, "mesh_faces": 600}
+OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 10, "mesh_resolution": 40, "texture_size": 64, "mesh_faces": 600, "stroke_scale": 2.0}
 
 
 def make_job(root: Path, **overrides) -> JobPaths:
@@ -62,13 +62,15 @@ def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
     assert events[-1].event == "result"
     manifest = ResultManifest.load(paths.root / events[-1].path)
     assert manifest.mode == "nerf" and manifest.styles == ["demo"]
-    assert manifest.backbone["pretrained"] is False  # no weights here: said plainly
+    assert manifest.backbone["pretrained"] is True  # the ImageNet VGG-16 that the set-up extracted
     mesh = np.load(paths.root / manifest.files["mesh_npz"])
     assert 100 < mesh["faces"].shape[0] <= 600  # decimated to the job's face budget (without it: about 30 k faces)
     assert manifest.metrics["mesh_faces"] == mesh["faces"].shape[0]
     assert mesh["uvs"].shape == (mesh["vertices"].shape[0], 2)
     assert Image.open(paths.root / manifest.files["texture"]).size == (64, 64)
-    assert any(e.event == "log" and "without pretrained" in e.message for e in events)
+    assert any(e.event == "log" and "pretrained VGG-16 ImageNet weights" in e.message for e in events)
+    stylized = json.loads((paths.checkpoints_dir / "stylized" / "run.json").read_text())
+    assert stylized["stylize"]["stroke_scale"] == 2.0 and stylized["stylize"]["style_size"] == 128  # the job's stroke scale reached it
     progress = [e for e in events if e.event == "progress"]
     assert progress and all(0 <= e.step <= e.total_steps for e in progress)
     assert "log.txt" in os.listdir(paths.root)

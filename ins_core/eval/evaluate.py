@@ -8,6 +8,7 @@ from ..job import write_json_atomic
 from ..render.views import render_image_field, render_view
 from ..train.loading import TrainedRun
 from .metrics import psnr, ssim
+from .pictures import image_grid, save_png, with_caption
 
 WHITE = (1.0, 1.0, 1.0)
 
@@ -52,8 +53,49 @@ def _evaluate_stylized_run(trained: TrainedRun) -> dict:
     styles = [torch.from_numpy(np.asarray(Image.open(trained.run.root / s["file"]).convert("RGB"), dtype=np.float32) / 255.0).to(trained.device)
               for s in config["styles"]]
     backbone = resolve_backbone(config.get("vgg_weights"), config.get("cache_dir"), False, log=lambda message: None)
-    result = evaluate_stylized(trained, content, views, styles, backbone.extractor.to(trained.device))
-    return {"split": "test", "backbone": backbone.name, "pretrained_backbone": backbone.pretrained, **result}
+    renders: dict = {}
+    working_size = config.get("stylize", {}).get("vgg_size")
+    result = evaluate_stylized(trained, content, views, styles, backbone.extractor.to(trained.device), renders_out=renders,
+                               working_size=working_size)
+    names = [s["name"] for s in config["styles"]]
+    save_png(trained.run.root / STYLIZED_PICTURE, stylized_picture(renders, styles, names, result))
+    return {"split": "test", "backbone": backbone.name, "pretrained_backbone": backbone.pretrained, "picture": STYLIZED_PICTURE, **result}
+
+
+STYLIZED_PICTURE = "eval.png"
+
+
+def stylized_picture(renders: dict, styles: list[torch.Tensor], names: list[str], result: dict, max_views: int = 4):
+    """Content and each style side by side for the first held-out views, the metrics written above."""
+    import numpy as np
+
+    count = min(max_views, len(renders["content"]))
+    height = renders["content"][0].shape[0]
+    thumbs = [_thumbnail(style, height) for style in styles]
+    images = [np.ones((height, height, 3)), *thumbs]  # a header row: the paintings above their columns
+    labels = ["", *names]
+    for k in range(count):
+        images += [renders["content"][k].cpu().numpy()] + [per_style[k].clamp(0, 1).cpu().numpy() for per_style in renders["styles"]]
+        labels += [f"content, view {k}"] + [f"{name}, view {k}" for name in names]
+    grid = image_grid(images, labels, columns=1 + len(styles))
+    lines = [f"content: warp RMSE {result['content']['short_range_rmse']:.3f} / {result['content']['long_range_rmse']:.3f}"]
+    for m in result["styles"]:
+        lines += [f"{names[m['style']]}:",
+                  f"  Gram distance {m['style_distance_before']:.3g} -> {m['style_distance_after']:.3g}",
+                  f"  colour distance {m['color_distance_before']:.3g} -> {m['color_distance_after']:.3g}",
+                  f"  silhouette IoU {m['silhouette_iou']:.3f}, saturated {100 * m['saturated_fraction']:.1f} %",
+                  f"  depth change {m['depth_l1_vs_content']:.2g}, warp RMSE {m['short_range_rmse']:.3f} / {m['long_range_rmse']:.3f}"]
+    return with_caption(grid, lines)
+
+
+def _thumbnail(style: torch.Tensor, height: int):
+    import numpy as np
+    from PIL import Image
+
+    h, w = style.shape[:2]
+    width = max(1, round(w * height / h))
+    pixels = (style.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.LANCZOS))
 
 
 def evaluate_run(trained: TrainedRun, progress=None) -> dict:

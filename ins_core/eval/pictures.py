@@ -242,6 +242,19 @@ def image_grid(
     return np.asarray(canvas)
 
 
+def with_caption(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """The image with a band of text lines above it (each shortened to fit the width)."""
+    tile = _to_rgb8(image)
+    pad = 4
+    band = len(lines) * (_line_height() + pad) + pad
+    canvas = Image.new("RGB", (tile.shape[1], tile.shape[0] + band), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):
+        draw.text((pad, pad + k * (_line_height() + pad)), _fit_text(line, tile.shape[1] - 2 * pad), fill=INK, font=_font())
+    canvas.paste(Image.fromarray(tile), (0, band))
+    return np.asarray(canvas)
+
+
 # --- charts ------------------------------------------------------------------------------
 
 CHART_SIZE = (800, 500)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.cameras import image_pixels, look_at, project_points, rays_from_pixels
-from ..losses.style import CONTENT_LAYER, content_loss, style_statistics_distance
+from ..losses.style import CONTENT_LAYER, content_loss, object_style_distance
 from ..render.views import ViewRender, render_view
 
 
@@ -52,7 +52,9 @@ def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, 
     projected, _ = project_points(points, target_view.c2w, target_view.intrinsics)
     width, height = target_view.width, target_view.height
     inside = (projected[:, 0] >= 0) & (projected[:, 0] < width) & (projected[:, 1] >= 0) & (projected[:, 1] < height)
-    # Nearest target pixel; its rendered depth must agree with the point's distance (depth test).
+    # Nearest target pixel for the depth test (its rendered depth must agree with the point's
+    # distance); the colour is sampled bilinearly, so that resampling a fine texture is not counted
+    # as inconsistency.
     col = projected[:, 0].long().clamp(0, width - 1)
     row = projected[:, 1].long().clamp(0, height - 1)
     target_depth = target.depth[row, col]
@@ -60,7 +62,10 @@ def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, 
     visible = solid & inside & (target.opacity[row, col] > 0.9) & ((target_depth - distance).abs() < depth_tolerance * distance)
     if not visible.any():
         return float("nan"), 0
-    difference = source.rgb.reshape(-1, 3)[visible] - target.rgb[row[visible], col[visible]]
+    grid = (projected[visible, :2] / torch.tensor([width, height], device=device)) * 2 - 1
+    sampled = torch.nn.functional.grid_sample(target.rgb.permute(2, 0, 1)[None], grid[None, None], mode="bilinear",
+                                              padding_mode="border", align_corners=False)[0, :, 0].T
+    difference = source.rgb.reshape(-1, 3)[visible] - sampled
     return float(difference.pow(2).mean().sqrt()), int(visible.sum())
 
 
@@ -78,9 +83,11 @@ def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: in
     return result
 
 
-def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], style: torch.Tensor, extractor) -> dict:
-    """Gram distance of renders to the style, and content loss of renders against photographs."""
-    style_distance = sum(style_statistics_distance(r, style, extractor) for r in renders) / len(renders)
+def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], style: torch.Tensor, extractor,
+                      masks: list[torch.Tensor], size: int | None) -> dict:
+    """Gram distance of the rendered object (`masks`) to the style, at the loss network's working
+    size, and content loss of renders against photographs."""
+    style_distance = sum(object_style_distance(r, m, style, extractor, size) for r, m in zip(renders, masks)) / len(renders)
     with torch.no_grad():
         content = sum(float(content_loss(extractor(r.permute(2, 0, 1)[None], [CONTENT_LAYER]), extractor(p.permute(2, 0, 1)[None], [CONTENT_LAYER]))) for r, p in zip(renders, photos)) / len(renders)
     return {"style_distance": style_distance, "content_loss": content}
@@ -99,6 +106,22 @@ def color_statistics_distance(images: list[torch.Tensor], masks: list[torch.Tens
     return float((pixels.mean(0) - reference.mean(0)).norm() + (torch.cov(pixels.T) - torch.cov(reference.T)).norm())
 
 
+def silhouette_iou(a: ViewRender, b: ViewRender) -> float:
+    """Intersection over union of where two renders are opaque (opacity > 0.5)."""
+    solid_a, solid_b = a.opacity > 0.5, b.opacity > 0.5
+    union = (solid_a | solid_b).sum()
+    return float((solid_a & solid_b).sum() / union) if union else 1.0
+
+
+def saturated_fraction(render: ViewRender, silhouette: torch.Tensor, low: float = 0.02, high: float = 0.98) -> float:
+    """Share of the object's pixels that went flat white or flat black (the collapse to watch for)."""
+    rgb = render.rgb[silhouette]
+    if not rgb.shape[0]:
+        return 0.0
+    flat = (rgb > high).all(dim=-1) | (rgb < low).all(dim=-1)
+    return float(flat.float().mean())
+
+
 def depth_difference(a: ViewRender, b: ViewRender) -> float:
     """Mean |depth_a - depth_b| where both renders are solid."""
     both = (a.opacity > 0.9) & (b.opacity > 0.9)
@@ -112,10 +135,13 @@ def typical_orbit(views, aabb: torch.Tensor, n: int = 24) -> list[CameraView]:
     return orbit_views(aabb, template, float(offset.norm()), float(torch.asin(offset[2] / offset.norm())), n)
 
 
-def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extractor, orbit_size: int = 24) -> dict:
-    """Per style: style match before/after, content kept, geometry kept, multi-view consistency.
+def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extractor, orbit_size: int = 24,
+                      renders_out: dict | None = None, working_size: int | None = None) -> dict:
+    """Per style: style match before/after, content kept, geometry kept, collapse checks, multi-view consistency.
 
     stylized / content: opened runs (TrainedRun); views: held-out views; styles: [H, W, 3] images.
+    `renders_out`, when given, receives the renders: {"content": [...], "styles": [[...] per style]}.
+    `working_size`: the longer side at which the loss network looked at views (the run's `vgg_size`).
     """
     white = torch.ones(3, device=views.c2w.device)
 
@@ -131,11 +157,14 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
         weights[index] = 1.0
         stylized.model.set_style(weights)
         stylized_renders = renders(stylized.model)
-        before = style_and_content([r.rgb for r in content_renders], photos, style, extractor)
-        after = style_and_content([r.rgb for r in stylized_renders], photos, style, extractor)
+        masks = [r.opacity for r in content_renders]
+        before = style_and_content([r.rgb for r in content_renders], photos, style, extractor, masks, working_size)
+        after = style_and_content([r.rgb for r in stylized_renders], photos, style, extractor, masks, working_size)
         color_before = color_statistics_distance([r.rgb for r in content_renders], [r.opacity > 0.5 for r in content_renders], style)
         color_after = color_statistics_distance([r.rgb for r in stylized_renders], [r.opacity > 0.5 for r in stylized_renders], style)
         depth = [depth_difference(a, b) for a, b in zip(stylized_renders, content_renders)]
+        iou = [silhouette_iou(a, b) for a, b in zip(stylized_renders, content_renders)]
+        saturated = [saturated_fraction(a, b.opacity > 0.5) for a, b in zip(stylized_renders, content_renders)]
         result["styles"].append({
             "style": index,
             "style_distance_before": before["style_distance"],
@@ -145,6 +174,12 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
             "content_loss_before": before["content_loss"],
             "content_loss_after": after["content_loss"],
             "depth_l1_vs_content": float(sum(depth) / len(depth)),
+            "silhouette_iou": float(sum(iou) / len(iou)),
+            "saturated_fraction": float(sum(saturated) / len(saturated)),
             **consistency(stylized.model, orbit),
         })
+        if renders_out is not None:
+            renders_out.setdefault("styles", []).append([r.rgb for r in stylized_renders])
+    if renders_out is not None:
+        renders_out["content"] = [r.rgb for r in content_renders]
     return result

@@ -2,9 +2,10 @@
 
 - SIM (Style Implicit Module): style weights s (one-hot over K styles, or any convex mix) plus
   encoded coordinates and the scene feature h -> a per-point style feature.
-- AM (Amalgamate Module): fuses [h, style feature] into a stylized raw density (or SDF) and a
-  stylized feature, blended with the content outputs by two learnable scalars that start at 1, so
-  stylization starts exactly at the content field's output.
+- AM (Amalgamate Module): fuses [h, style feature] into a stylized raw density (or SDF), blended
+  with the content's by a learnable scalar that starts at 1 (as published), and a stylized feature,
+  the scene feature plus a zero-initialised residual; so stylization starts exactly at the content
+  field's output.
 
 `StylizedNerfField` and `StylizedSdfField` expose the same interface as the content fields, so the
 same renderers draw them. The content field is frozen: it is the teacher for geometry, and the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -24,6 +26,9 @@ from .encodings import HashGridEncoding
 from .mlp import mlp
 from .nerf import NerfField
 from .sdf import SdfField
+
+if TYPE_CHECKING:
+    from ..render.surface_samples import SurfaceSamples
 
 
 @dataclass
@@ -59,15 +64,25 @@ class AmalgamateModule(nn.Module):
         super().__init__()
         fused = scene_feature_dim + config.style_feature_dim
         self.density_head = mlp(fused, config.hidden_dim, 1, 1)
-        self.feature_head = mlp(fused, config.hidden_dim, 1, scene_feature_dim)
         self.density_blend = nn.Parameter(torch.tensor(1.0))
-        self.feature_blend = nn.Parameter(torch.tensor(1.0))
+        # Ours: the feature is the scene feature plus a residual whose last layer starts at zero. It
+        # also starts exactly at the content output, but unlike a blend scalar at 1 (which multiplies
+        # the head's gradient by 1 - 1 = 0) it lets the style reach the colour from the first step.
+        self.feature_head = mlp(fused, config.hidden_dim, 1, scene_feature_dim)
+        nn.init.zeros_(self.feature_head[-1].weight)
+        nn.init.zeros_(self.feature_head[-1].bias)
 
     def forward(self, content_raw: torch.Tensor, scene_feature: torch.Tensor, style_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fused = torch.cat([scene_feature, style_feature], dim=-1)
         raw = self.density_blend * content_raw + (1 - self.density_blend) * self.density_head(fused)[:, 0]
-        feature = self.feature_blend * scene_feature + (1 - self.feature_blend) * self.feature_head(fused)
-        return raw, feature
+        return raw, self._blend_feature(scene_feature, fused)
+
+    def fuse_feature(self, scene_feature: torch.Tensor, style_feature: torch.Tensor) -> torch.Tensor:
+        """Only the stylized feature (when the geometry is kept as the content's)."""
+        return self._blend_feature(scene_feature, torch.cat([scene_feature, style_feature], dim=-1))
+
+    def _blend_feature(self, scene_feature: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        return scene_feature + self.feature_head(fused)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -96,6 +111,9 @@ class _StylizedBase(nn.Module):
         self.am = AmalgamateModule(config, content.feature_dim)
         self.register_buffer("style_weights", torch.zeros(config.n_styles))
         self.style_weights[0] = 1.0
+        # Per style, an affine colour map [3, 4] on the output (ARF's colour transfer, view-independent
+        # so it cannot break consistency); the identity unless stylization sets one.
+        self.register_buffer("color_maps", torch.eye(3, 4).repeat(config.n_styles, 1, 1))
         self.content_raw: torch.Tensor | None = None
 
     @property
@@ -105,11 +123,24 @@ class _StylizedBase(nn.Module):
     def set_style(self, weights) -> None:
         self.style_weights.copy_(check_style_weights(weights, self.config.n_styles).to(self.style_weights.device))
 
+    def recolor(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The style mix's colour map applied to colours [N, 3] (the identity map changes nothing)."""
+        matrix = (self.style_weights[:, None, None] * self.color_maps).sum(0)
+        if torch.equal(matrix, torch.eye(3, 4, device=matrix.device)):
+            return rgb
+        return (rgb @ matrix[:, :3].T + matrix[:, 3]).clamp(0.0, 1.0)
+
+    def _style_feature(self, x: torch.Tensor, scene_feature: torch.Tensor) -> torch.Tensor:
+        unit = ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])).clamp(0, 1)
+        return self.sim(unit, scene_feature, self.style_weights[None])
+
     def _stylize(self, x: torch.Tensor, content_raw: torch.Tensor, scene_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.content_raw = content_raw.detach()
-        unit = ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])).clamp(0, 1)
-        style_feature = self.sim(unit, scene_feature, self.style_weights[None])
-        return self.am(content_raw, scene_feature, style_feature)
+        return self.am(content_raw, scene_feature, self._style_feature(x, scene_feature))
+
+    def surface_feature(self, samples: "SurfaceSamples") -> torch.Tensor:
+        """The stylized feature at kept surface samples (the geometry stays the content's)."""
+        return self.am.fuse_feature(samples.feature, self._style_feature(samples.position, samples.feature))
 
 
 class StylizedNerfField(_StylizedBase):
@@ -117,23 +148,40 @@ class StylizedNerfField(_StylizedBase):
         super().__init__(content, config)
         self.color_mlp = copy.deepcopy(content.color_mlp).requires_grad_(True)
         self.direction_encoding = content.direction_encoding
+        self.register_buffer("canonical_direction", torch.tensor([[0.0, 0.0, -1.0]]), persistent=False)
 
     def density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw density and the feature the colour needs: [stylized feature, scene feature] side by side."""
         # The content field is frozen, so its features need no graph at all.
         with torch.no_grad():
             content_raw, scene_feature = self.content.density(x)
         raw, feature = self._stylize(x, content_raw, scene_feature)
         outside = ~self.content.inside(x)
-        return torch.where(outside, torch.full_like(raw, -20.0), raw), feature
+        return torch.where(outside, torch.full_like(raw, -20.0), raw), torch.cat([feature, scene_feature], dim=-1)
+
+    def _logits(self, h: torch.Tensor, encoded_directions: torch.Tensor) -> torch.Tensor:
+        return self.color_mlp(torch.cat([h, encoded_directions], dim=-1))
+
+    def _stylized_color(self, stylized: torch.Tensor, scene: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        """The content's colour (view-dependent as it was) plus what the style changes, seen from one
+        fixed direction: a painting's strokes do not shift with the viewpoint, so the views agree."""
+        canonical = self.direction_encoding(self.canonical_direction.expand(scene.shape[0], 3))
+        logits = self._logits(scene, self.direction_encoding(directions)) + self._logits(stylized, canonical) - self._logits(scene, canonical)
+        return self.recolor(torch.sigmoid(logits))
 
     def color(self, h: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.color_mlp(torch.cat([h, self.direction_encoding(directions)], dim=-1)))
+        dim = self.content.feature_dim
+        return self._stylized_color(h[:, :dim], h[:, dim:], directions)
+
+    def surface_color(self, samples: "SurfaceSamples") -> torch.Tensor:
+        """Stylized colours [M, 3] at kept surface samples: exactly what the renderer would give there."""
+        return self._stylized_color(self.surface_feature(samples), samples.feature, samples.direction)
 
 
 class StylizedImageField(nn.Module):
     """INS for an image field: the frozen content image field (CIM) gives h and its RGB; the SIM
-    (a 2D hash grid + the style weights) and the AM blend a stylized colour, starting exactly at
-    the content image. Continuous, so the stylized image renders at any resolution."""
+    (a 2D hash grid + the style weights) and the AM add a residual to its colour logits, starting
+    exactly at the content image. Continuous, so the stylized image renders at any resolution."""
 
     def __init__(self, content: nn.Module, config: StylizationConfig):
         super().__init__()
@@ -143,7 +191,8 @@ class StylizedImageField(nn.Module):
         fused = content.feature_dim + self.position_encoding.output_dim + config.n_styles
         self.style_net = mlp(fused, config.hidden_dim, 2, config.style_feature_dim)
         self.color_head = mlp(content.feature_dim + config.style_feature_dim, config.hidden_dim, 1, 3)
-        self.color_blend = nn.Parameter(torch.tensor(1.0))
+        nn.init.zeros_(self.color_head[-1].weight)  # a residual on the content's colour, starting at zero
+        nn.init.zeros_(self.color_head[-1].bias)
         self.register_buffer("style_weights", torch.zeros(config.n_styles))
         self.style_weights[0] = 1.0
 
@@ -156,7 +205,7 @@ class StylizedImageField(nn.Module):
         weights = self.style_weights[None].expand(uv.shape[0], -1)
         style_feature = self.style_net(torch.cat([h, self.position_encoding(uv), weights], dim=-1))
         fused = self.color_head(torch.cat([h, style_feature], dim=-1))
-        return torch.sigmoid(self.color_blend * content_logits + (1 - self.color_blend) * fused)
+        return torch.sigmoid(content_logits + fused)
 
 
 class StylizedSdfField(_StylizedBase):
@@ -179,4 +228,9 @@ class StylizedSdfField(_StylizedBase):
     def color(self, x: torch.Tensor, normals: torch.Tensor, directions: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         local = (x - self.content.centre) / self.content.scale
         inputs = torch.cat([local, normals, self.content.direction_encoding(directions), h], dim=-1)
-        return torch.sigmoid(self.color_mlp(inputs))
+        return self.recolor(torch.sigmoid(self.color_mlp(inputs)))
+
+    def surface_color(self, samples: "SurfaceSamples") -> torch.Tensor:
+        """Stylized colours [M, 3] at kept interval midpoints. The renderer blends the stylized
+        features of an interval's two ends; here the style is taken at the midpoint, a close match."""
+        return self.color(samples.position, samples.normal, samples.direction, self.surface_feature(samples))

@@ -39,6 +39,19 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / float(c * h * w)
 
 
+def masked_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gram matrices [B, C, C] over the locations a mask [B, 1, h, w] (any size, in [0, 1]) covers.
+
+    sum_p m_p f_p f_p^T / (C sum_p m_p): the same units as `gram_matrix`, so the style of an object
+    is compared with the painting's without the empty background diluting it.
+    """
+    b, c, h, w = features.shape
+    weights = torch.nn.functional.adaptive_avg_pool2d(mask.to(features.dtype), (h, w)).reshape(b, 1, h * w)
+    flat = features.reshape(b, c, h * w)
+    flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
+    return torch.bmm(flat * weights, flat.transpose(1, 2)) / (c * weights.sum(dim=2, keepdim=True).clamp_min(1e-6))
+
+
 def style_grams(features: Features, layers: Iterable[str] = GRAM_LAYERS) -> dict[str, torch.Tensor]:
     """Gram matrices of the given layers, detached (targets)."""
     return {name: gram_matrix(features[name]).detach() for name in layers}
@@ -193,6 +206,30 @@ def style_statistics_distance(
     image_feats = extractor(_to_batch(image, like), layers)
     style_feats = extractor(_to_batch(style, like), layers)
     return float(style_loss(image_feats, style_grams(style_feats, layers), layers))
+
+
+@torch.no_grad()
+def object_style_distance(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    style: torch.Tensor,
+    extractor: FeatureExtractor,
+    size: int | None = None,
+    layers: Sequence[str] = GRAM_LAYERS,
+) -> float:
+    """Like `style_statistics_distance`, but the Gram matrices of `image` [H, W, 3] are taken over
+    the object (`mask` [H, W]) only, with the image resized to `size` on its longer side first: the
+    statistics a stylization optimises, without the empty background that it never paints."""
+    batch = _to_batch(image, extractor.mean)
+    weights = mask.to(batch)[None, None]
+    if size is not None:
+        scale = size / max(batch.shape[-2:])
+        shape = (max(1, round(batch.shape[-2] * scale)), max(1, round(batch.shape[-1] * scale)))
+        batch = torch.nn.functional.interpolate(batch, size=shape, mode="bilinear", align_corners=False)
+    image_feats = extractor(batch, layers)
+    targets = style_grams(extractor(_to_batch(style, extractor.mean), layers), layers)
+    terms = [_mse(masked_gram_matrix(image_feats[name], weights), targets[name]) for name in layers]
+    return float(torch.stack(terms).sum())
 
 
 @dataclass

@@ -48,10 +48,20 @@ def render_nerf_rays(
     return render_nerf_samples(field, samples, grid, background)
 
 
-def render_nerf_samples(field: RadianceField, samples: RaySamples, grid: OccupancyGrid | None = None,
-                        background: torch.Tensor | None = None) -> RenderOutput:
-    """Composite the field at given ray samples; samples in empty grid cells are skipped."""
-    origins, directions = samples.origins, samples.directions
+@dataclass
+class SampleDensities:
+    """The field at the samples of some rays: which (ray, slot) were evaluated, and what it gave there."""
+
+    rays: torch.Tensor  # [M] ray of each evaluated sample
+    slots: torch.Tensor  # [M] its index along the ray
+    points: torch.Tensor  # [M, 3]
+    raw: torch.Tensor  # [M] raw density
+    features: torch.Tensor  # [M, F]
+    alpha: torch.Tensor  # [R, S]
+
+
+def sample_densities(field: RadianceField, samples: RaySamples, grid: OccupancyGrid | None = None) -> SampleDensities:
+    """Evaluate the field's density at the ray samples that lie in occupied cells; alphas for all samples."""
     points = samples.points()  # [R, S, 3]
     active = samples.hit[:, None].expand_as(samples.t)
     if grid is not None:
@@ -61,12 +71,20 @@ def render_nerf_samples(field: RadianceField, samples: RaySamples, grid: Occupan
     raw, features = field.density(selected)
     sigma = torch.zeros_like(samples.t)
     sigma = sigma.index_put((rays, slots), density_activation(raw))
-    alpha = density_to_alpha(sigma, samples.deltas)
+    return SampleDensities(rays, slots, selected, raw, features, density_to_alpha(sigma, samples.deltas))
+
+
+def render_nerf_samples(field: RadianceField, samples: RaySamples, grid: OccupancyGrid | None = None,
+                        background: torch.Tensor | None = None) -> RenderOutput:
+    """Composite the field at given ray samples; samples in empty grid cells are skipped."""
+    origins, directions = samples.origins, samples.directions
+    d = sample_densities(field, samples, grid)
+    rays, slots = d.rays, d.slots
     # The weights decide which samples get a colour; computing them twice is cheaper than colouring all.
-    visible = alpha_to_weights(alpha.detach())[rays, slots] > COLOR_WEIGHT_EPS
+    visible = alpha_to_weights(d.alpha.detach())[rays, slots] > COLOR_WEIGHT_EPS
     rgb = torch.zeros(*samples.t.shape, 3, device=origins.device)
     if visible.any():
-        colored = field.color(features[visible], directions[rays[visible]])
+        colored = field.color(d.features[visible], directions[rays[visible]])
         rgb = rgb.index_put((rays[visible], slots[visible]), colored)
-    result = composite(alpha, rgb, samples.t, background)
-    return RenderOutput(result.rgb, result.depth, result.opacity, result.weights, raw, int(selected.shape[0]))
+    result = composite(d.alpha, rgb, samples.t, background)
+    return RenderOutput(result.rgb, result.depth, result.opacity, result.weights, d.raw, int(d.points.shape[0]))

@@ -22,6 +22,7 @@ from ..render.sdf_renderer import render_sdf_rays
 
 if TYPE_CHECKING:
     from ..fields.stylization import StylizationConfig
+    from ..render.surface_samples import SurfaceSamples
 
 
 @dataclass
@@ -29,6 +30,7 @@ class LossTerms:
     total: torch.Tensor
     rgb_mse: torch.Tensor
     extra: dict = dataclass_field(default_factory=dict)
+    backpropagated: bool = False  # the loss already put its gradients in .grad (deferred back-propagation)
 
 
 def composite_target(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
@@ -148,6 +150,20 @@ class StylizedModel(nn.Module):
         if self.content_kind == "nerf":
             return render_nerf_rays(self.field, origins, directions, self.n_samples, self.grid, background, jitter)
         return render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter)
+
+    def surface_samples(self, origins: torch.Tensor, directions: torch.Tensor, chunk: int = 8192) -> "SurfaceSamples":
+        """The content geometry's visible samples along rays (see render/surface_samples.py)."""
+        from ..render.surface_samples import concatenate, nerf_surface_samples, sdf_surface_samples
+
+        content = self.field.content
+        parts = []
+        for start in range(0, origins.shape[0], chunk):
+            o, d = origins[start:start + chunk], directions[start:start + chunk]
+            if self.content_kind == "nerf":
+                parts.append(nerf_surface_samples(content, o, d, self.n_samples, self.grid))
+            else:
+                parts.append(sdf_surface_samples(content, o, d, self.n_samples))
+        return concatenate(parts)
 
     def maintain(self, step: int) -> None:
         return None

@@ -1,15 +1,29 @@
 """INS stylization: train the SIM and AM on top of a frozen content run.
 
-Each step renders a sampling-stride patch for one style (round robin over the K styles, one-hot
-embedding), and minimises
+Two ways to show the loss network the scene (`StylizeSettings.mode`):
 
-    style_weight * Gram loss (relu1_2, relu2_2, relu3_3, relu4_3)
-  + content_weight * content loss (relu2_2, against the photograph)
-  + geometry_weight * L1(student raw density, teacher raw density) at the same samples
-  [+ nnfm_weight * NNFM (relu3_x)] [+ tv_weight * total variation]
+- "view" (the default): each step takes one whole training view for one style (round robin over
+  the K styles, one-hot embedding). The content geometry is kept exactly (the AM's density stays
+  the content's), so a view is a fixed blend of surface samples that are found once and kept
+  (`render/surface_samples.py`); only the style and colour heads run per step. The image loss
+  sees the whole view at one stroke scale; views larger than a chunk of rays are back-propagated
+  with deferred back-propagation (`deferred.py`), so memory stays that of one chunk.
+- "patch": INS's sampling-stride patches, rendered with autograd, with the self-distilled
+  geometry term keeping the stylized density near the teacher's.
 
+Both minimise
+
+    style_weight * Gram loss (relu1_2, relu2_2, relu3_3, relu4_3; over the object's pixels in view mode)
+  + nnfm_weight * NNFM (relu3_x, ARF's nearest-neighbour feature matching: sharper strokes)
+  + content_weight * content loss (relu2_2, against the photograph, recoloured to the style)
+  [+ geometry_weight * L1(student raw density, teacher raw density) at the same samples, patch mode]
+  [+ tv_weight * total variation]
+
+With colour transfer (on by default), the photographs' colours are mapped to each painting's mean
+and covariance, and the field's output carries the same affine map per style, so stylization
+starts in the painting's palette and the strokes are learned on top (ARF's pre-transfer).
 Gram and content losses are divided by the size of their targets (relative errors), so the same
-weights work with the pretrained VGG and with the offline backbone, whose feature scales differ.
+weights work with any backbone. Defaults were chosen by measurement on lego (see the README).
 """
 
 from __future__ import annotations
@@ -29,9 +43,14 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
 from ..losses.geometry import geometry_consistency
-from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, color_transfer_matrix, gram_matrix, nnfm_loss, total_variation
+from ..data.cameras import image_pixels, rays_from_pixels
+from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, color_transfer_matrix, gram_matrix, masked_gram_matrix,
+                            nnfm_loss, total_variation)
 from ..losses.vgg import Backbone, resolve_backbone
 from .checkpoint import load_checkpoint
+from ..render.surface_samples import SurfaceSamples
+from ..render.views import render_view
+from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
 from .patches import Patch, sample_patch
 from .runs import RunDir
@@ -41,26 +60,51 @@ from .trainer import Trainer
 
 @dataclass
 class StylizeSettings:
-    steps: int = 300
-    patch: int = 32
-    stride: int = 2
-    lr: float = 5e-3
+    """How stylization trains. `mode="view"` (the default) puts the loss network on whole rendered
+    views with deferred back-propagation; `mode="patch"` is INS's sampling-stride patches.
+
+    Stroke scale: the loss network sees each view resized to `vgg_size` pixels on its longer side,
+    and the painting at `vgg_size / stroke_scale` (`style_size`), so 2 makes strokes twice as big.
+    """
+
+    steps: int = 0  # 0: by mode and device (view: 120 CPU / 400 GPU; patch: 300 / 1000)
+    mode: str = "view"
+    lr: float = 0.0  # 0: by mode (view 3e-2; patch 5e-3, where the density head also trains)
     style_weight: float = 1.0
-    content_weight: float = 0.5
+    content_weight: float = 0.3
     geometry_weight: float = 0.1
-    nnfm_weight: float = 0.0
+    nnfm_weight: float = 1.0
     tv_weight: float = 0.0
-    color_transfer: bool = False
-    style_size: int = 256
+    color_transfer: bool = True
+    vgg_size: int = 256
+    stroke_scale: float = 1.0
+    style_size: int = 0  # 0: vgg_size / stroke_scale
+    tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
+    max_views: int = 0  # view mode: stylize with at most this many training views, evenly spread (0: all)
+    patch: int = 32  # patch mode
+    stride: int = 2  # patch mode
 
     @classmethod
     def for_device(cls, device: torch.device, **overrides) -> "StylizeSettings":
         gpu = device.type != "cpu"
-        base = cls(steps=1000, patch=128, style_size=512) if gpu else cls()
+        base = cls(vgg_size=512, patch=128) if gpu else cls(max_views=24)
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
+        if base.mode not in STYLIZE_MODES:
+            raise InputError(f"Stylization mode '{base.mode}' is not one of {', '.join(STYLIZE_MODES)}.")
+        view = base.mode == "view"
+        base.steps = base.steps or ((400 if gpu else 120) if view else (1000 if gpu else 300))
+        base.lr = base.lr or (3e-2 if view else 5e-3)
+        if not base.stroke_scale > 0:
+            raise InputError(f"The stroke scale must be a positive number (1 is the painting's own scale), got {base.stroke_scale}.")
+        if not base.style_size:
+            base.style_size = max(64, round(base.vgg_size / base.stroke_scale))
         return base
+
+
+STYLIZE_MODES = ("view", "patch")
+SAMPLE_CACHE_BYTES = 2 << 30  # the views' kept surface samples (lego at 100 px: about 4 MB a view)
 
 
 @dataclass
@@ -86,8 +130,17 @@ def _chw(image: torch.Tensor) -> torch.Tensor:
     return image.permute(2, 0, 1)[None]
 
 
+def _resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """[1, C, H, W] resized (bilinear, differentiable) so that its longer side is `size`."""
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    if abs(scale - 1.0) < 1e-6:
+        return image
+    return F.interpolate(image, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear", align_corners=False)
+
+
 class StyleObjective:
-    """Patches to render and the losses that pull them towards the styles."""
+    """What to render each step and the losses that pull it towards the styles."""
 
     def __init__(self, model: StylizedModel, backbone: Backbone, styles: list[np.ndarray], views, settings: StylizeSettings, device: torch.device):
         self.model = model
@@ -105,48 +158,131 @@ class StyleObjective:
             photos = over_white(views.images.float() / 255.0)
             mask = views.images[..., 3] > 127
             self.color_maps = [color_transfer_matrix(photos.cpu(), torch.from_numpy(s), mask.cpu()).to(device).float() for s in styles]
+        self.style_pixels = styles
         self.n_styles = len(styles)
         self.next_style = 0
         self.white = torch.ones(3, device=device)
+        self.pixels = image_pixels(views.width, views.height, device)
+        self.sample_cache: dict[int, SurfaceSamples] = {}
+        count = len(views) if settings.max_views <= 0 else min(settings.max_views, len(views))
+        self.view_indices = sorted({round(k * len(views) / count) for k in range(count)})
+        self.cache_bytes = SAMPLE_CACHE_BYTES
+        self.layers = list(dict.fromkeys([*GRAM_LAYERS, CONTENT_LAYER, *(NNFM_LAYERS if settings.nnfm_weight > 0 else ())]))
 
     def batch(self) -> dict:
         style_index = self.next_style
         self.next_style = (self.next_style + 1) % self.n_styles
+        if self.settings.mode == "view":
+            return {"view": self.view_indices[int(torch.randint(0, len(self.view_indices), (1,)))], "style_index": style_index}
         return {"patch": sample_patch(self.views, self.settings.patch, self.settings.stride), "style_index": style_index}
 
-    def content_target(self, patch: Patch, style_index: int) -> torch.Tensor:
-        photo = over_white(patch.rgba)
+    def content_target(self, photo: torch.Tensor, style_index: int) -> torch.Tensor:
         if self.color_maps is not None:
             matrix = self.color_maps[style_index]
             photo = (photo @ matrix[:, :3].T + matrix[:, 3]).clamp(0, 1)
         return photo
 
-    def loss(self, patch: Patch, style_index: int) -> LossTerms:
-        s = self.settings
+    @torch.no_grad()
+    def match_palettes(self, max_views: int = 24) -> None:
+        """After training, map each style's rendered colours to the painting's mean and covariance
+        (ARF's colour transfer, once more on the result). The map is one affine per style, the same
+        in every view, so it cannot break consistency; it is kept in the field's `color_maps`."""
+        field = self.model.field
+        for index, style in enumerate(self.style_pixels):
+            self._use_style(index)
+            colors, masks = [], []
+            for view in self.view_indices[:: max(1, len(self.view_indices) // max_views)]:
+                if self.settings.mode == "view":
+                    samples = self.view_samples(view)
+                    colors.append(samples.composite(field.surface_color(samples), self.white))
+                    masks.append(samples.opacity > 0.5)
+                else:
+                    render = render_view(self.model, self.views.c2w[view], self.views.intrinsics[view], self.views.width, self.views.height, self.white)
+                    colors.append(render.rgb.reshape(-1, 3))
+                    masks.append(render.opacity.reshape(-1) > 0.5)
+            current = field.color_maps[index].clone()
+            matrix = color_transfer_matrix(torch.cat(colors).cpu(), torch.from_numpy(style), torch.cat(masks).cpu()).to(current)
+            # colours already went through `current`; compose so the new map applies after it
+            field.color_maps[index, :, :3] = matrix[:, :3] @ current[:, :3]
+            field.color_maps[index, :, 3] = matrix[:, :3] @ current[:, 3] + matrix[:, 3]
+
+    def _use_style(self, style_index: int) -> None:
         weights = torch.zeros(self.n_styles)
         weights[style_index] = 1.0
         self.model.set_style(weights)
-        out = self.model.render(patch.origins, patch.directions, self.white.expand(patch.origins.shape[0], 3), jitter=True)
-        render = out.rgb.view(patch.size, patch.size, 3)
-        photo = self.content_target(patch, style_index)
-        target = self.targets[style_index]
-        layers = list(GRAM_LAYERS) + ([CONTENT_LAYER] if CONTENT_LAYER not in GRAM_LAYERS else []) + (list(NNFM_LAYERS) if s.nnfm_weight > 0 else [])
-        feats = self.extractor(_chw(render), layers)
+
+    def image_terms(self, render: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor | None, style_index: int, size: int | None) -> tuple[torch.Tensor, dict]:
+        """Style, content, NNFM and TV losses of a rendered image [H, W, 3] (resized to `size` for the loss network)."""
+        s = self.settings
+        image, photo_chw = _chw(render), _chw(photo)
+        if size is not None:
+            image, photo_chw = _resize_long_side(image, size), _resize_long_side(photo_chw, size)
+        feats = self.extractor(image, self.layers)
         with torch.no_grad():
-            photo_feats = self.extractor(_chw(photo), [CONTENT_LAYER])[CONTENT_LAYER]
-        style = sum(F.mse_loss(gram_matrix(feats[layer]), target.grams[layer].expand_as(gram_matrix(feats[layer]))) / self.gram_scale[style_index][layer] for layer in GRAM_LAYERS) / len(GRAM_LAYERS)
+            photo_feats = self.extractor(photo_chw, [CONTENT_LAYER])[CONTENT_LAYER]
+        target, scale = self.targets[style_index], self.gram_scale[style_index]
+        grams = {layer: gram_matrix(feats[layer]) if mask is None else masked_gram_matrix(feats[layer], mask[None, None]) for layer in GRAM_LAYERS}
+        style = sum(F.mse_loss(grams[layer], target.grams[layer].expand_as(grams[layer])) / scale[layer] for layer in GRAM_LAYERS) / len(GRAM_LAYERS)
         content = F.mse_loss(feats[CONTENT_LAYER], photo_feats) / (photo_feats.pow(2).mean() + 1e-12)
-        student = out.raw_density if self.model.content_kind == "nerf" else out.sdf.flatten()
-        geometry = geometry_consistency(student, self.model.field.content_raw) if student.numel() else render.sum() * 0
-        total = s.style_weight * style + s.content_weight * content + s.geometry_weight * geometry
-        extra = {"style": style.detach(), "content": content.detach(), "geometry": geometry.detach()}
+        total = s.style_weight * style + s.content_weight * content
+        terms = {"style": style.detach(), "content": content.detach()}
         if s.nnfm_weight > 0:
             nnfm = nnfm_loss(feats, target.nnfm_features)
             total = total + s.nnfm_weight * nnfm
-            extra["nnfm"] = nnfm.detach()
+            terms["nnfm"] = nnfm.detach()
         if s.tv_weight > 0:
-            total = total + s.tv_weight * total_variation(_chw(render))
-        return LossTerms(total, F.mse_loss(render, photo), extra)
+            total = total + s.tv_weight * total_variation(image)
+        return total, terms
+
+    def geometry(self, out) -> torch.Tensor:
+        student = out.raw_density if self.model.content_kind == "nerf" else out.sdf.flatten()
+        if not student.numel():
+            return out.rgb.sum() * 0
+        return geometry_consistency(student, self.model.field.content_raw)
+
+    def loss(self, style_index: int, patch: Patch | None = None, view: int | None = None) -> LossTerms:
+        self._use_style(style_index)
+        if view is not None:
+            return self.view_loss(view, style_index)
+        return self.patch_loss(patch, style_index)
+
+    def view_samples(self, view: int) -> SurfaceSamples:
+        """The content geometry's visible samples of a training view, kept while memory allows."""
+        if view not in self.sample_cache:
+            views = self.views
+            origins, directions = rays_from_pixels(self.pixels, views.c2w[view], views.intrinsics[view])
+            samples = self.model.surface_samples(origins, directions)
+            while self.sample_cache and sum(c.nbytes() for c in self.sample_cache.values()) + samples.nbytes() > self.cache_bytes:
+                self.sample_cache.pop(next(iter(self.sample_cache)))
+            self.sample_cache[view] = samples
+        return self.sample_cache[view]
+
+    def view_loss(self, view: int, style_index: int) -> LossTerms:
+        """A whole training view through the loss network. The geometry stays the content's, so each
+        pixel is a fixed blend of samples and only the style and colour heads are evaluated."""
+        s, views = self.settings, self.views
+        rgba = views.rgba(view)
+        photo = self.content_target(over_white(rgba), style_index)
+        samples = self.view_samples(view)
+
+        def render(first: int, end: int) -> torch.Tensor:
+            part = samples if (first, end) == (0, samples.n_rays) else samples.rays_slice(first, end)
+            return part.composite(self.model.field.surface_color(part), self.white)
+
+        step = deferred_backward(render, views.height, views.width,
+                                 lambda image: self.image_terms(image, photo, rgba[..., 3], style_index, s.vgg_size))
+        return LossTerms(step.loss, F.mse_loss(step.image, photo), step.terms, backpropagated=True)
+
+    def patch_loss(self, patch: Patch, style_index: int) -> LossTerms:
+        """INS's sampling-stride patch, rendered and back-propagated at once."""
+        s = self.settings
+        out = self.model.render(patch.origins, patch.directions, self.white.expand(patch.origins.shape[0], 3), jitter=True)
+        render = out.rgb.view(patch.size, patch.size, 3)
+        photo = self.content_target(over_white(patch.rgba), style_index)
+        image_loss, terms = self.image_terms(render, photo, None, style_index, None)
+        geometry = self.geometry(out)
+        total = image_loss + s.geometry_weight * geometry
+        return LossTerms(total, F.mse_loss(render, photo), {**terms, "geometry": geometry.detach()})
 
 
 def _copy_styles(styles: list[Path], out: Path, working_size: int) -> tuple[list[dict], list[np.ndarray]]:
@@ -176,9 +312,20 @@ class StylizeSession(RunSession):
         else:
             self.model = build_model("stylized", aabb, model_settings).to(device)
         settings = StylizeSettings(**config["stylize"])
+        if not settings.tune_color_mlp:
+            self.model.field.color_mlp.requires_grad_(False)
         self.objective = StyleObjective(self.model, backbone, style_pixels, self.data.train, settings, device)
         self.trainer = Trainer(self.model, self.objective.batch, settings.lr, config["steps"], loss_fn=self.objective.loss)
         self._resume()
+
+    def run_loop(self, time_budget=None, on_step=None, should_stop=None) -> str:
+        outcome = super().run_loop(time_budget, on_step, should_stop)
+        settings = self.objective.settings
+        if self.step >= self.config["steps"] and settings.color_transfer and not self.config.get("recolored"):
+            self.objective.match_palettes()
+            self.config["recolored"] = True
+            self.save("done")
+        return outcome
 
 
 def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:

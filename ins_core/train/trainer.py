@@ -67,12 +67,13 @@ class Trainer:
         self.model.maintain(self.step_index)
         for group in self.optimizer.param_groups:
             group["lr"] = self.current_lr()
+        self.optimizer.zero_grad(set_to_none=True)
         terms = self.loss_fn(**self.batches())
         if not torch.isfinite(terms.total):
             self._recover()
             return StepResult(self.step_index, float("nan"), float("nan"), {"recovered": True})
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
+        if not terms.backpropagated:
+            terms.total.backward()
         self.optimizer.step()
         self.step_index += 1
         mse = float(terms.rgb_mse.detach())
