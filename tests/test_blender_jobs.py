@@ -381,6 +381,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     s = scene.ins
     s.output_dir, s.outputs, s.capture_source = str(tmp_path / "jobs"), "RENDER_ENGINE", "AUTO_RIG"
     s.n_views, s.capture_resolution, s.capture_samples = 3, 16, 1
+    s.stroke_scale = 1.5
     before = scene_state(scene)
     assert bpy.ops.ins.stylize_scene() == {"FINISHED"}
     assert s.status == "FINISHED", s.message
@@ -388,7 +389,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     spec = json.loads(job.job_json.read_text())
     assert spec["styles"] == ["styles/00_style.png"] and (job.root / spec["styles"][0]).is_file()
     assert spec["outputs"] == ["render_engine"] and spec["preset"] == "preview"
-    assert spec["overrides"]["train_resolution"] == 16
+    assert spec["overrides"]["train_resolution"] == 16 and spec["overrides"]["stroke_scale"] == 1.5
     train = json.loads((job.dataset_dir / "transforms_train.json").read_text())
     assert len(train["frames"]) + len(json.loads((job.dataset_dir / "transforms_test.json").read_text())["frames"]) == 3
     assert s.render_job_dir == str(job.root)
