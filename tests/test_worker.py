@@ -34,7 +34,7 @@ def start_worker(job: Path, *extra) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def read_events(process: subprocess.Popen, until=None, timeout: float = 300):
+def read_events(process: subprocess.Popen, until=None, timeout: float = 900):  # a hang guard, not a speed test
     events, deadline = [], time.monotonic() + timeout
     for line in process.stdout:
         event = decode_event(line)
