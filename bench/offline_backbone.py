@@ -94,7 +94,7 @@ def main() -> None:
          torch=torch.__version__, python=platform.python_version())
 
     t0 = time.perf_counter()
-    backbone = resolve_backbone(None, None, False, log=lambda m: None)
+    backbone = resolve_backbone(None, None, False, log=lambda m: None, bundled=None)  # the offline backbone on purpose
     emit(figure="backbone", name=backbone.name, pretrained=backbone.pretrained,
          build_s=round(time.perf_counter() - t0, 3))
     extractor = backbone.extractor
