@@ -17,13 +17,14 @@ non-zero status. The module is `bl_ext.user_default.ins_stylize.batch` in an ins
     as b; b.main()")
 
 `--out DIR` is the job folder (created; it must not hold another job unless `--resume`).
-Other options: --source cameras|animation|auto_rig (default: the scene's cameras when it has
-some, else the automatic rig), --collection NAME, --hemisphere/--full-sphere, --resolution N,
---samples N, --device auto|cpu|gpu, --outputs mesh|render_engine|both, --python PATH (worker
-Python; default Blender's own), --seed N, --vgg-weights FILE, --allow-download, --no-import,
---save FILE.blend (save a copy of the file with the imported result; the scene's INS settings
-point at the job, so `blender -b FILE.blend -E INS -f 1` renders it), --resume (continue the job
-in --out; a finished job is only imported, not exported again), --timeout SECONDS.
+Other options: --source cameras|animation|auto_rig (default: the scene's cameras when it has some,
+else the automatic rig), --collection NAME, --hemisphere/--full-sphere, --resolution N, --samples
+N, --device auto|cpu|gpu, --outputs mesh|render_engine|both, --python PATH (worker Python; default
+the add-on's Worker Python preference, else Blender's own), --seed N, --vgg-weights FILE,
+--allow-download, --no-import, --save FILE.blend (save a copy of the file with the imported result;
+the scene's INS settings point at the job, so `blender -b FILE.blend -E INS -f 1` renders it),
+--resume (continue the job in --out; a finished job is only imported, not exported again),
+--timeout SECONDS.
 Progress goes to stdout, one line per update. Exit status: 0 done, 1 the worker failed or was
 cancelled, 2 bad input (one sentence on stderr, the scene untouched), 130 Ctrl-C, 143 SIGTERM
 (the worker is asked to checkpoint and waited for first, so --resume continues the job).
@@ -57,7 +58,7 @@ from ins_core.errors import InputError
 from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, StageEvent, write_message
 
-from . import jobs, presets
+from . import jobs, preferences, presets
 from .operators import Request, StyleSource, capture_in_process, check_writable, create_job, validate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=tuple(DEVICE_NAMES), default="auto")
     p.add_argument("--outputs", choices=tuple(OUTPUT_NAMES), default="both")
     p.add_argument("--out", required=True, help="the job folder to create")
-    p.add_argument("--python", default="", help="worker Python (default: Blender's own)")
+    p.add_argument("--python", default="", help="worker Python (default: the Worker Python preference, else Blender's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
@@ -172,7 +173,8 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
     if device not in DEVICE_NAMES:
         raise InputError(f"Device {device!r} is unknown; use one of {', '.join(DEVICE_NAMES)}.")
     outputs = OUTPUT_NAMES[outputs] if isinstance(outputs, str) and outputs in OUTPUT_NAMES else list(outputs)
-    python_path, bundled = jobs.resolve_python(python or "")
+    # --python, else the Worker Python preference (empty: Blender's own Python).
+    python_path, bundled = jobs.resolve_python(python) if python else preferences.worker_python()
     if source is None:
         source = "cameras" if _scene_has_cameras(scene) else "auto_rig"
     render = scene.render
@@ -383,6 +385,7 @@ def _main(argv: list[str] | None) -> int:
             python=args.python, seed=args.seed, vgg_weights=args.vgg_weights,
             allow_download=args.allow_download, import_result=not args.no_import, resume=args.resume,
             timeout=args.timeout, overrides=None if args.stroke_scale is None else {"stroke_scale": args.stroke_scale},
+            log=log_line,
         )
         if args.save:
             save_blend(args.save)
@@ -404,6 +407,12 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_FAILED
 
 
+def log_line(text: str) -> None:
+    """One progress line, flushed: Blender's stdout is block-buffered when it goes to a pipe or a
+    file (a CI log, `| tee`), which would hold every line back until Blender exits."""
+    print(text, flush=True)
+
+
 def save_blend(path: str) -> None:
     """Save a copy of the open file (the imported result and the INS settings included)."""
     target = bpy.path.abspath(path)
@@ -411,7 +420,7 @@ def save_blend(path: str) -> None:
         bpy.ops.wm.save_as_mainfile(filepath=target, copy=True, check_existing=False)
     except RuntimeError as error:
         raise BatchError(f"Cannot save '{target}' ({' '.join(str(error).split())}); choose a folder you can write to.") from None
-    print(f"INS: saved {target}")
+    log_line(f"INS: saved {target}")
 
 
 def cli_command(argv: list[str]) -> int:

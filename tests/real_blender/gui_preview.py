@@ -1,0 +1,80 @@
+"""Under `real-blender gui`: open a .blend whose scene points at a finished INS job, put the
+3D viewport in Rendered shading with the INS engine (camera view), open the sidebar on the INS
+tab, and log what the viewport preview does, so screenshots (`real-blender shot`) can be taken.
+
+    INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
+
+Log lines start with "GUI:"; Blender quits after INS_SECONDS.
+"""
+
+import os
+import time
+
+import bpy
+
+BLEND = os.environ["INS_BLEND"]
+SECONDS = float(os.environ.get("INS_SECONDS", "240"))
+ENGINE_MODULE = "bl_ext.user_default.ins_stylize.engine"
+
+
+def log(text: str) -> None:
+    print(f"GUI: {time.monotonic() - STARTED:6.1f} s  {text}", flush=True)
+
+
+def view3d():
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                return window, area
+    return None, None
+
+
+def setup() -> None:
+    scene = bpy.context.scene
+    scene.render.engine = "INS"
+    window, area = view3d()
+    if area is None:
+        log("no 3D viewport in this file")
+        return
+    space = area.spaces.active
+    space.shading.type = "RENDERED"
+    space.show_region_ui = True
+    space.region_3d.view_perspective = "CAMERA"
+    space.overlay.show_overlays = True
+    for region in area.regions:
+        if region.type == "UI":
+            try:
+                region.active_panel_category = "INS"
+            except (AttributeError, TypeError) as error:
+                log(f"cannot choose the INS tab ({error})")
+    # Let the camera frame fill the region.
+    with bpy.context.temp_override(window=window, area=area,
+                                   region=next(r for r in area.regions if r.type == "WINDOW")):
+        bpy.ops.view3d.view_center_camera()
+    log(f"viewport {area.width}x{area.height}, engine {scene.render.engine}, job {scene.ins.render_job_dir or scene.ins.job_dir}")
+
+
+def report() -> float | None:
+    import sys
+
+    engine = sys.modules.get(ENGINE_MODULE)
+    image = bpy.data.images.get(".INS Viewport")
+    size = tuple(image.size) if image is not None else None
+    servers = getattr(engine, "_SERVERS", None) if engine else None
+    log(f"preview image {size}; servers {list(servers) if isinstance(servers, dict) else servers}")
+    if time.monotonic() - STARTED > SECONDS:
+        log("quitting")
+        bpy.ops.wm.quit_blender()
+        return None
+    return 5.0
+
+
+def after_load() -> float | None:
+    setup()
+    bpy.app.timers.register(report, first_interval=1.0)
+    return None
+
+
+STARTED = time.monotonic()
+bpy.ops.wm.open_mainfile(filepath=BLEND)
+bpy.app.timers.register(after_load, first_interval=2.0)
