@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..data.cameras import image_pixels, rays_from_pixels
+from .fast import fast_renderer
 
 
 @dataclass
@@ -21,17 +23,30 @@ class ViewRender:
         return torch.cat([(self.rgb / alpha.clamp_min(1e-6)).clamp(0, 1) * (alpha > 0), alpha], dim=-1)
 
 
+# Rays per renderer call: the fast path bounds its own field calls, so it takes larger pieces.
+REFERENCE_CHUNK = 8192
+FAST_CHUNK = 1 << 15
+
+
 @torch.no_grad()
 def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
-                background: torch.Tensor | None = None, chunk: int = 8192) -> ViewRender:
-    """Render one camera in chunks of rays. The model decides whether gradients are needed."""
+                background: torch.Tensor | None = None, chunk: int | None = None, fast: bool = True) -> ViewRender:
+    """Render one camera in chunks of rays. The model decides whether gradients are needed.
+
+    With `fast` (and a model in eval mode that the fast path knows) the frame comes from the
+    inference renderer, the same picture for less work; `fast=False` always uses `model.render`.
+    """
     device = c2w.device
     pixels = image_pixels(width, height, device)
     background = torch.zeros(3, device=device) if background is None else background
+    renderer = fast_renderer(model) if fast else None
+    if renderer is None:
+        renderer = partial(model.render)
+    chunk = chunk or (FAST_CHUNK if fast else REFERENCE_CHUNK)
     rgb, depth, opacity = [], [], []
     for start in range(0, pixels.shape[0], chunk):
         origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics)
-        out = model.render(origins, directions, background.expand(origins.shape[0], 3))
+        out = renderer(origins, directions, background.expand(origins.shape[0], 3))
         rgb.append(out.rgb.detach())
         depth.append(out.depth.detach())
         opacity.append(out.opacity.detach())

@@ -1,0 +1,64 @@
+"""The fast inference path for whole frames: which renderer draws a model, with its hash grids unrolled.
+
+`fast_renderer(model)` returns `render(origins, directions, background) -> Composite` for the models
+it knows (NeRF and SDF, content or stylized) in eval mode, or None; `render_view` uses it and falls
+back to the model's own `render` otherwise. The picture is the reference renderer's (see
+tests/test_fast_render.py); only the work to get it differs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .compositing import Composite
+from .lattice import with_lattice_encodings
+from .nerf_march import march_nerf_rays
+from .surface_samples import SurfaceSamples
+
+RayRenderer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Composite]
+
+
+def geometry_kind(model: nn.Module) -> str | None:
+    """'nerf' or 'sdf' for scene models (a stylized model renders as its content), else None."""
+    kind = getattr(model, "kind", None)
+    return getattr(model, "content_kind", None) if kind == "stylized" else kind
+
+
+def keeps_content_density(field: nn.Module) -> bool:
+    """Whether a stylized NeRF's density is exactly its content's (the AM's blend scalar is 1)."""
+    return float(field.am.density_blend.detach()) == 1.0
+
+
+class KeptGeometryField:
+    """A stylized NeRF field whose density is the content's: the density comes from the content field
+    alone, and the style modules run only for the samples that get a colour (the visible ones)."""
+
+    def __init__(self, stylized: nn.Module):
+        self.stylized = stylized
+        self.aabb = stylized.aabb
+
+    def density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw, scene_feature = self.stylized.content.density(x)
+        return raw, torch.cat([scene_feature, x], dim=-1)  # the style needs the position too
+
+    def color(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        # surface_color reads only the positions, features and directions of the samples.
+        samples = SurfaceSamples(ray=None, weight=None, position=features[:, -3:], feature=features[:, :-3],
+                                 direction=directions, normal=None, opacity=None)
+        return self.stylized.surface_color(samples)
+
+
+def fast_renderer(model: nn.Module) -> RayRenderer | None:
+    """The inference renderer for an eval-mode scene model, or None where only `model.render` applies."""
+    if model.training:
+        return None
+    kind = geometry_kind(model)
+    if kind == "nerf":
+        field = with_lattice_encodings(model.field)
+        if model.kind == "stylized" and keeps_content_density(model.field):
+            field = KeptGeometryField(field)
+        return lambda origins, directions, background: march_nerf_rays(field, origins, directions, model.n_samples, model.grid, background)
+    return None

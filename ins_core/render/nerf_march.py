@@ -1,0 +1,82 @@
+"""Inference-only NeRF rendering: the reference sampling, marched front to back in blocks.
+
+The samples are the reference renderer's (`stratified_samples` without jitter, the same occupancy
+skipping and the same colour cut-off), so the picture is the same; what changes is the work:
+- rays are marched a block of samples at a time and dropped once their transmittance is below
+  `TRANSMITTANCE_EPS` (early ray termination: nothing behind can change the pixel visibly);
+- the field runs under `torch.inference_mode` (no autograd bookkeeping) in bounded chunks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..fields.activations import density_activation
+from .compositing import Composite, density_to_alpha
+from .nerf_renderer import COLOR_WEIGHT_EPS, RadianceField
+from .occupancy import OccupancyGrid
+from .samplers import stratified_samples
+
+# A ray whose transmittance falls below this is finished: what lies behind adds less than 1e-4.
+TRANSMITTANCE_EPS = 1e-4
+# Samples per field call: the MLP activations of 8192 samples stay in the L2 cache of this 2-core
+# Xeon; 65536 ran at half the speed there.
+FIELD_CHUNK = 1 << 13
+
+
+def _in_chunks(fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """fn over the rows of inputs, FIELD_CHUNK at a time; its outputs concatenated."""
+    n = inputs[0].shape[0]
+    if n <= FIELD_CHUNK:
+        out = fn(*inputs)
+        return out if isinstance(out, tuple) else (out,)
+    parts = [fn(*(x[s:s + FIELD_CHUNK] for x in inputs)) for s in range(0, n, FIELD_CHUNK)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(p) for p in zip(*parts))
+    return (torch.cat(parts),)
+
+
+@torch.inference_mode()
+def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: torch.Tensor, n_samples: int,
+                    grid: OccupancyGrid | None = None, background: torch.Tensor | None = None, block: int = 16) -> Composite:
+    """What `render_nerf_rays(..., jitter=False)` gives for rays [R, 3], computed front to back.
+
+    The returned `weights` are empty: nothing downstream of a whole frame needs them.
+    """
+    samples = stratified_samples(origins, directions, field.aabb, n_samples, jitter=False)
+    n_rays = origins.shape[0]
+    device = origins.device
+    transmittance = torch.ones(n_rays, device=device)
+    rgb = torch.zeros(n_rays, 3, device=device)
+    depth = torch.zeros(n_rays, device=device)
+    opacity = torch.zeros(n_rays, device=device)
+    alive = samples.hit.nonzero(as_tuple=True)[0]
+    for start in range(0, n_samples, block):
+        if alive.numel() == 0:
+            break
+        t = samples.t[alive, start:start + block]
+        points = origins[alive, None, :] + t[..., None] * directions[alive, None, :]
+        active = grid.occupied_at(points) if grid is not None else torch.ones_like(t, dtype=torch.bool)
+        rays, slots = active.nonzero(as_tuple=True)
+        sigma = torch.zeros_like(t)
+        if rays.numel():
+            raw, features = _in_chunks(field.density, points[rays, slots])
+            sigma[rays, slots] = density_activation(raw)
+        alpha = density_to_alpha(sigma, samples.deltas[alive, start:start + block])
+        # The reference's exclusive cumulative product (with its 1e-10), continued from earlier blocks.
+        through = torch.cumprod(1.0 - alpha + 1e-10, dim=1)
+        before = torch.cat([transmittance[alive, None], transmittance[alive, None] * through[:, :-1]], dim=1)
+        weights = alpha * before
+        if rays.numel():
+            visible = weights[rays, slots] > COLOR_WEIGHT_EPS
+            if visible.any():
+                r, s = rays[visible], slots[visible]
+                (colour,) = _in_chunks(field.color, features[visible], directions[alive[r]])
+                rgb.index_add_(0, alive[r], weights[r, s, None] * colour)
+        depth[alive] += (weights * t).sum(-1)
+        opacity[alive] += weights.sum(-1)
+        transmittance[alive] = before[:, -1] * (1.0 - alpha[:, -1] + 1e-10)
+        alive = alive[transmittance[alive] > TRANSMITTANCE_EPS]
+    if background is not None:
+        rgb = rgb + (1.0 - opacity)[:, None] * background
+    return Composite(rgb, depth, opacity, torch.empty(n_rays, 0, device=device))
