@@ -64,6 +64,10 @@ def _sdf() -> SdfModel:
     return _busy(SdfModel(AABB, FIELD, n_samples=48))
 
 
+def _stylized_sdf() -> StylizedModel:
+    return _busy(StylizedModel(_sdf(), StylizationConfig(n_levels=4, log2_table_size=12, max_resolution=64, hidden_dim=32)))
+
+
 def test_lattice_encoding_equals_the_hash_grid():
     torch.manual_seed(1)
     encoding = HashGridEncoding(3, 6, 2, 10, 4, 64)  # coarse levels dense, fine ones hashed
@@ -83,12 +87,11 @@ def test_lattice_view_shares_the_parameters_and_follows_a_changed_table():
     assert with_lattice_encodings(model.field) is not first
 
 
-@pytest.mark.parametrize("make", [_nerf, lambda: _stylized(1.0), lambda: _stylized(0.7), _sdf],
-                         ids=["nerf", "stylized-kept-geometry", "stylized-own-density", "sdf"])
+@pytest.mark.parametrize("make", [_nerf, lambda: _stylized(1.0), lambda: _stylized(0.7), _sdf, _stylized_sdf],
+                         ids=["nerf", "stylized-kept-geometry", "stylized-own-density", "sdf", "stylized-sdf"])
 def test_fast_frame_is_the_reference_frame(make):
     model = make()
-    if fast_renderer(model) is None:
-        pytest.skip("no fast path for this model yet")
+    assert fast_renderer(model) is not None
     background = torch.tensor([1.0, 1.0, 1.0])
     for k in range(2):
         c2w, intrinsics = _camera(k)

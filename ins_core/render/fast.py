@@ -16,6 +16,7 @@ from torch import nn
 from .compositing import Composite
 from .lattice import with_lattice_encodings
 from .nerf_march import march_nerf_rays
+from .sdf_renderer import render_sdf_rays
 from .surface_samples import SurfaceSamples
 
 RayRenderer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Composite]
@@ -61,4 +62,20 @@ def fast_renderer(model: nn.Module) -> RayRenderer | None:
         if model.kind == "stylized" and keeps_content_density(model.field):
             field = KeptGeometryField(field)
         return lambda origins, directions, background: march_nerf_rays(field, origins, directions, model.n_samples, model.grid, background)
+    if kind == "sdf":
+        # The SDF renderer needs gradients for its normals; the lattices give them too (grid_sample
+        # is differentiable in its sample positions), so the reference renderer runs on them as is.
+        field = with_lattice_encodings(model.field)
+        return lambda origins, directions, background: _in_ray_chunks(
+            lambda o, d, b: render_sdf_rays(field, o, d, model.n_samples, b), origins, directions, background)
     return None
+
+
+# Rays per SDF call: every sample keeps an autograd graph for its normal, so pieces stay small.
+SDF_RAY_CHUNK = 4096
+
+
+def _in_ray_chunks(render: RayRenderer, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor) -> Composite:
+    parts = [render(origins[s:s + SDF_RAY_CHUNK], directions[s:s + SDF_RAY_CHUNK], background[s:s + SDF_RAY_CHUNK])
+             for s in range(0, origins.shape[0], SDF_RAY_CHUNK)]
+    return Composite(*(torch.cat([getattr(p, name).detach() for p in parts]) for name in ("rgb", "depth", "opacity", "weights")))
