@@ -18,6 +18,11 @@ from .job import JobPaths, ResultManifest
 from .protocol import ErrorEvent, QuitCommand, ReadyEvent, RenderCommand, RenderedEvent, decode_command, write_message
 
 
+# Where the engine sends the server's stderr (ins_blender/jobs.py SERVER_STDERR_NAME); error events
+# must name a log.
+SERVER_LOG = "render_server_stderr.txt"
+
+
 def _trained_run(paths: JobPaths, device: str):
     from .train.loading import open_run
 
@@ -77,7 +82,7 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
     try:
         trained = _trained_run(paths, device)
     except InputError as error:
-        write_message(ErrorEvent(kind="bad_input", message=str(error), log=""), stdout)
+        write_message(ErrorEvent(kind="bad_input", message=str(error), log=SERVER_LOG), stdout)
         return 2
     if fast:
         _prepare(trained)
@@ -86,7 +91,7 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
         try:
             command = decode_command(line)
         except ValueError as error:
-            write_message(ErrorEvent(kind="bad_input", message=f"bad render request: {error}", log=""), stdout)
+            write_message(ErrorEvent(kind="bad_input", message=f"bad render request: {error}", log=SERVER_LOG), stdout)
             continue
         if command is None:
             continue
@@ -95,7 +100,7 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
         try:
             out = render_request(trained, command, fast)
         except (InputError, ValueError) as error:
-            write_message(ErrorEvent(kind="bad_input", message=str(error), log=""), stdout)
+            write_message(ErrorEvent(kind="bad_input", message=str(error), log=SERVER_LOG), stdout)
             continue
         write_message(RenderedEvent(request_id=command.request_id, path=str(out)), stdout)
     return 0
