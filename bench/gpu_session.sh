@@ -1,16 +1,44 @@
 #!/usr/bin/env bash
-# Every GPU figure in one run (the lent GPU machine gives a few minutes): reconstruction time-to-PSNR
-# on lego at 400x400, stylization with and without geometry consistency, an SDF fit, and the
-# hash-grid step rate eager vs compiled. Data: .benchdata/lego400 (lego resized to 400x400) and
-# .benchdata/starry_night.jpg, prepared from ../shared/data. Writes to $OUT (or ./gpu_out).
+# Every GPU figure in one run (the lent GPU machine gives about 15 minutes, at most 10 a command).
+#   PART=1 (default), issue 12: lego reconstruction at the benchmark's 800x800 (time-to-PSNR on the
+#          held-out views), a short stylization on it, then frame times of the reference renderer and
+#          the fast path side by side: the 512x512 viewport (fps), F12 at 1920x1080, an SDF field.
+#   PART=2, the older figures: lego 400x400 time-to-PSNR, stylization, an SDF fit, hash-grid rate.
+# Data: .benchdata/lego800 (a copy of ../shared/data/nerf_synthetic_lego), .benchdata/lego400
+# (resized to 400x400), .benchdata/starry_night.jpg. Writes to $OUT (or ./gpu_out); copy
+# $OUT/bench.jsonl to bench/results/ afterwards.
+# SMOKE=1 runs the same steps on the CPU with tiny sizes and budgets, to check the script itself.
+# Still to add (issue 12): torch.compile and bf16 variants of fit and of the fast renderer.
 set -u
 OUT=${OUT:-gpu_out}
+PART=${PART:-1}
 mkdir -p "$OUT/pictures"
 export PYTHONUNBUFFERED=1
 log="$OUT/bench.jsonl"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-timeout 200 python3 bench/fit_lego.py --data .benchdata/lego400 --resolution 400 --time-budget 60 --evaluations 6 --device cuda --out /tmp/lego400 2>&1 | tee -a "$log"
-timeout 240 python3 bench/stylize_lego.py --content-run /tmp/lego400 --style .benchdata/starry_night.jpg --device cuda --compare-geometry --time-budget 60 --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
-timeout 90 python3 -m ins_core fit --field sdf --data .benchdata/lego400 --resolution 200 --steps 1500 --time-budget 45 --device cuda --out /tmp/lego_sdf 2>&1 | tail -2 | tee -a "$log"
-timeout 60 python3 -m ins_core eval --run /tmp/lego_sdf --device cuda 2>&1 | tail -1 | tee -a "$log"
-timeout 120 python3 bench/hashgrid_speed.py --device cuda 2>&1 | tee -a "$log"
+PY=${PY:-python3}
+if [ "${SMOKE:-0}" = 1 ]; then
+  DEVICE=cpu; LEGO800=${LEGO800:-../shared/data/nerf_synthetic_lego}; LEGO400=$LEGO800; STYLE=${STYLE:-../shared/data/styles/starry_night.jpg}
+  R800=24; R400=24; FIT_S=10; STYLE_STEPS=2; VIEWPORT=32; F12=48x27; SDF_SIZE=16; SDF_STEPS=20; SDF_S=5
+else
+  DEVICE=cuda; LEGO800=${LEGO800:-.benchdata/lego800}; LEGO400=.benchdata/lego400; STYLE=${STYLE:-.benchdata/starry_night.jpg}
+  R800=800; R400=400; FIT_S=60; STYLE_STEPS=120; VIEWPORT=512; F12=1920x1080; SDF_SIZE=512; SDF_STEPS=1500; SDF_S=45
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+fi
+W=/tmp/ins_gpu_session
+mkdir -p "$W"
+
+if [ "$PART" = 1 ]; then
+  timeout 170 $PY bench/fit_lego.py --data "$LEGO800" --resolution $R800 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego800" 2>&1 | tee -a "$log"
+  timeout 150 $PY bench/stylize_lego.py --content-run "$W/lego800" --style "$STYLE" --steps $STYLE_STEPS --no-eval --device $DEVICE --out "$W/lego800_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
+  stylized=$(ls -d "$W"/lego800_styles/*/ 2>/dev/null | head -1)
+  [ -n "$stylized" ] || echo '{"figure": "gpu_session_error", "message": "no stylized run to time"}' | tee -a "$log"
+  timeout 90 $PY bench/render_speed.py --run "$stylized" --size $VIEWPORT --frames 5 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
+  timeout 120 $PY bench/render_speed.py --run "$stylized" --size $F12 --frames 3 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
+  timeout 60 $PY bench/render_speed.py --sdf-like "$W/lego800" --size $SDF_SIZE --frames 3 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
+else
+  timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
+  timeout 240 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" --variant default --variant gram --steps $STYLE_STEPS --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
+  timeout 90 $PY -m ins_core fit --field sdf --data "$LEGO400" --resolution $((R400 / 2)) --steps $SDF_STEPS --time-budget $SDF_S --device $DEVICE --out "$W/lego_sdf" 2>&1 | tail -2 | tee -a "$log"
+  timeout 60 $PY -m ins_core eval --run "$W/lego_sdf" --device $DEVICE 2>&1 | tail -1 | tee -a "$log"
+  timeout 120 $PY bench/hashgrid_speed.py --device $DEVICE $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2 --no-compile) 2>&1 | tee -a "$log"
+fi

@@ -19,8 +19,8 @@ from .samplers import stratified_samples
 
 # A ray whose transmittance falls below this is finished: what lies behind adds less than 1e-4.
 TRANSMITTANCE_EPS = 1e-4
-# Samples per field call: the MLP activations of 8192 samples stay in the L2 cache of this 2-core
-# Xeon; 65536 ran at half the speed there.
+# Samples per field call: the MLP activations of 8192 samples stay near the L2 cache of this 2-core
+# Xeon; 65536 ran an MLP at half the speed there.
 FIELD_CHUNK = 1 << 13
 
 
