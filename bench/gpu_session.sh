@@ -18,7 +18,7 @@ log="$OUT/bench.jsonl"
 PY=${PY:-python3}
 if [ "${SMOKE:-0}" = 1 ]; then
   DEVICE=cpu; LEGO800=${LEGO800:-../shared/data/nerf_synthetic_lego}; LEGO400=$LEGO800; STYLE=${STYLE:-../shared/data/styles/starry_night.jpg}
-  R800=24; R400=24; FIT_S=10; STYLE_STEPS=2; VIEWPORT=32; F12=48x27; SDF_SIZE=16; SDF_STEPS=20; SDF_S=5
+  R800=24; R400=24; FIT_S=30; STYLE_STEPS=2; VIEWPORT=32; F12=48x27; SDF_SIZE=16; SDF_STEPS=20; SDF_S=5
 else
   DEVICE=cuda; LEGO800=${LEGO800:-.benchdata/lego800}; LEGO400=.benchdata/lego400; STYLE=${STYLE:-.benchdata/starry_night.jpg}
   R800=800; R400=400; FIT_S=60; STYLE_STEPS=120; VIEWPORT=512; F12=1920x1080; SDF_SIZE=512; SDF_STEPS=1500; SDF_S=45
@@ -31,9 +31,12 @@ if [ "$PART" = 1 ]; then
   timeout 170 $PY bench/fit_lego.py --data "$LEGO800" --resolution $R800 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego800" 2>&1 | tee -a "$log"
   timeout 150 $PY bench/stylize_lego.py --content-run "$W/lego800" --style "$STYLE" --steps $STYLE_STEPS --no-eval --device $DEVICE --out "$W/lego800_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
   stylized=$(ls -d "$W"/lego800_styles/*/ 2>/dev/null | head -1)
-  [ -n "$stylized" ] || echo '{"figure": "gpu_session_error", "message": "no stylized run to time"}' | tee -a "$log"
-  timeout 90 $PY bench/render_speed.py --run "$stylized" --size $VIEWPORT --frames 5 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
-  timeout 120 $PY bench/render_speed.py --run "$stylized" --size $F12 --frames 3 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
+  if [ -n "$stylized" ]; then
+    timeout 90 $PY bench/render_speed.py --run "$stylized" --size $VIEWPORT --frames 5 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
+    timeout 120 $PY bench/render_speed.py --run "$stylized" --size $F12 --frames 3 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
+  else
+    echo '{"figure": "gpu_session_error", "message": "no stylized run to time"}' | tee -a "$log"
+  fi
   timeout 60 $PY bench/render_speed.py --sdf-like "$W/lego800" --size $SDF_SIZE --frames 3 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
 else
   timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
