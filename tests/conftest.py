@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,27 @@ import pytest
 
 # Lets test modules share the analytic scenes in tests/scenes.py.
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The Python that runs the worker (torch) in the Blender-side tests: the test interpreter itself,
+# or, in a test environment without torch (bpy 5.2.3 on Python 3.13: `make test-blender-313`), the
+# project's own environment named by INS_WORKER_PYTHON.
+WORKER_PYTHON_ENV = "INS_WORKER_PYTHON"
+
+
+@pytest.fixture
+def worker_python() -> str:
+    return os.environ.get(WORKER_PYTHON_ENV) or sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _worker_python_preference(monkeypatch):
+    """With INS_WORKER_PYTHON set, the add-on's Worker Python preference names it, as a user of a
+    Blender whose own Python has no torch sets it."""
+    path = os.environ.get(WORKER_PYTHON_ENV)
+    if path:
+        from ins_blender import preferences
+
+        monkeypatch.setattr(preferences._DEFAULTS, "worker_python", path)
 
 
 @pytest.fixture

@@ -246,7 +246,7 @@ def test_settings_are_restored_after_keyboard_interrupt(scene):
 # ---- captures (Cycles renders) -------------------------------------------------------------
 
 
-def test_auto_rig_capture_writes_a_dataset_and_restores_the_scene(scene, tmp_path):
+def test_auto_rig_capture_writes_a_dataset_and_restores_the_scene(scene, tmp_path, worker_python):
     add_cube()
     user_camera = add_camera(scene, "UserCam", (5.0, -5.0, 3.0))
     scene.camera = user_camera
@@ -283,7 +283,7 @@ def test_auto_rig_capture_writes_a_dataset_and_restores_the_scene(scene, tmp_pat
              f"train, test = load_dataset({str(dataset)!r})\n"
              "assert train.images.shape == (4, 32, 32, 4) and test.images.shape == (2, 32, 32, 4)\n"
              "assert abs(float(train.aabb[1, 0]) - 0.55) < 1e-4, train.aabb\n")
-    subprocess.run([sys.executable, "-c", check], cwd=ROOT, check=True, timeout=120)
+    subprocess.run([worker_python, "-c", check], cwd=ROOT, check=True, timeout=120)
 
     # a smaller capture into the same job leaves no stale views behind
     capture_views(scene, tmp_path / "job", source="auto_rig", n_views=2, test_every=0, **FAST)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -302,10 +303,22 @@ def test_a_server_that_dies_gives_a_clear_error(scene, tmp_path, capsys, monkeyp
     assert (job.root / jobs.SERVER_STDERR_NAME).read_text().count("render server started") == 1
 
 
+OWN_RENDER = r"""
+import json, sys
+import numpy as np, torch
+from ins_core.render.views import render_view
+from ins_core.train.loading import open_run
+job, view, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+trained = open_run(job + "/checkpoints/stylized", "cpu", load_data=False)
+rgba = render_view(trained.model, torch.tensor(view["c2w"], dtype=torch.float32), torch.tensor(view["k"]), 32, 32).rgba()
+np.save(out, (rgba.clamp(0, 1).numpy() * 255).round().astype(np.float64))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "ins_core" / "worker.py").exists(),
                     reason="needs the real render server (python -m ins_core.worker JOB --serve), which the lead is writing")
-def test_f12_with_the_real_render_server(monkeypatch, tmp_path):
+def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
     from ins_blender.batch import run_batch
 
     monkeypatch.setattr(jobs, "EXTRA_PATHS", [])
@@ -334,18 +347,12 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path):
         assert pixels.shape == (32, 32, 4)
         assert pixels[..., 3].max() > 0  # the cube shows
 
-        # The same camera rendered by the worker's own code (the test process may use torch).
-        import torch
-
-        from ins_blender.capture import camera_intrinsics, camera_to_world
-        from ins_core.render.views import render_view
-        from ins_core.train.loading import open_run
-
-        trained = open_run(result.job_dir / "checkpoints" / "stylized", "cpu", load_data=False)
+        # The same camera rendered by the worker's own code, in the worker's Python.
         k = camera_intrinsics(camera.data, 32, 32)
-        c2w = torch.tensor([list(row) for row in camera_to_world(camera.matrix_world)], dtype=torch.float32)
-        own = render_view(trained.model, c2w, torch.tensor([k.fl_x, k.fl_y, k.cx, k.cy]), 32, 32).rgba()
-        own = (own.clamp(0, 1).numpy() * 255).round()
+        view = {"c2w": [list(row) for row in camera_to_world(camera.matrix_world)], "k": [k.fl_x, k.fl_y, k.cx, k.cy]}
+        subprocess.run([worker_python, "-c", OWN_RENDER, str(result.job_dir), json.dumps(view), str(tmp_path / "own.npy")],
+                       check=True, timeout=300)
+        own = np.load(tmp_path / "own.npy")
         assert np.abs(own[..., 3] - pixels[..., 3]).max() <= 2
         # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
         premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731

@@ -297,14 +297,13 @@ def test_an_external_pythons_own_torch_wins_over_the_bundled_one(monkeypatch, fa
     assert json.loads(own.stdout.strip().splitlines()[-1])["torch"] == "bundled-cpu-build", own.stderr
 
 
-def test_check_worker_reports_torch_and_cuda():
-    check = jobs.check_worker("", timeout=120)  # Blender's own Python: here the venv's, with torch
+def test_check_worker_reports_torch_and_cuda(worker_python):
+    check = jobs.check_worker(worker_python, timeout=120)  # the test venv's Python, or INS_WORKER_PYTHON
     assert check.ok, check.message
-    import torch
-
-    assert check.torch_version == torch.__version__
-    assert check.cuda == torch.cuda.is_available()
-    assert check.message.startswith("Worker OK: Python 3.11") and f"torch {torch.__version__}" in check.message
+    torch_says = subprocess.run([worker_python, "-c", "import torch; print(torch.__version__, torch.cuda.is_available())"],
+                                capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert [check.torch_version, str(check.cuda)] == torch_says
+    assert check.message.startswith("Worker OK: Python 3.11") and f"torch {check.torch_version}" in check.message
 
 
 def test_shutdown_stops_every_worker(fake, tmp_path):
