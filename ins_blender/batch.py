@@ -20,11 +20,11 @@ non-zero status. The module is `bl_ext.user_default.ins_stylize.batch` in an ins
 Other options: --source cameras|animation|auto_rig (default: the scene's cameras when it has some,
 else the automatic rig), --collection NAME, --hemisphere/--full-sphere, --resolution N, --samples
 N, --device auto|cpu|gpu, --outputs mesh|render_engine|both, --python PATH (worker Python; default
-the add-on's Worker Python preference, else Blender's own), --seed N, --vgg-weights FILE,
---allow-download, --no-import, --save FILE.blend (save a copy of the file with the imported result;
-the scene's INS settings point at the job, so `blender -b FILE.blend -E INS -f 1` renders it),
---resume (continue the job in --out; a finished job is only imported, not exported again),
---timeout SECONDS.
+the add-on's Worker Python preference, else Blender's own), --seed N, --steps PRETRAIN,STYLIZE
+(instead of the preset's), --vgg-weights FILE, --allow-download, --no-import, --save FILE.blend
+(save a copy of the file with the imported result; the scene's INS settings point at the job, so
+`blender -b FILE.blend -E INS -f 1` renders it), --resume (continue the job in --out; a finished
+job is only imported, not exported again), --timeout SECONDS.
 Progress goes to stdout, one line per update. Exit status: 0 done, 1 the worker failed or was
 cancelled, 2 bad input (one sentence on stderr, the scene untouched), 130 Ctrl-C, 143 SIGTERM
 (the worker is asked to checkpoint and waited for first, so --resume continues the job).
@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default="", help="worker Python (default: the Worker Python preference, else Blender's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
+    p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
+                   help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
     p.add_argument("--allow-download", action="store_true", help="allow downloading the VGG-16 weights")
     p.add_argument("--no-import", action="store_true", help="do not add the mesh to the scene")
@@ -138,6 +140,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise InputError(f"--resolution is {args.resolution}; use at least 8 pixels.")
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples is {args.samples}; use at least 1.")
+    args.overrides = {}
+    if args.stroke_scale is not None:
+        args.overrides["stroke_scale"] = args.stroke_scale
+    if args.steps is not None:
+        parts = args.steps.split(",")
+        if len(parts) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in parts):
+            raise InputError(f"--steps is {args.steps!r}; give two positive whole numbers, pre-training and stylization steps, e.g. 200,30.")
+        args.overrides.update(pretrain_steps=int(parts[0]), stylize_steps=int(parts[1]))
     return args
 
 
@@ -384,7 +394,7 @@ def _main(argv: list[str] | None) -> int:
             resolution=args.resolution, samples=args.samples, device=args.device, outputs=args.outputs,
             python=args.python, seed=args.seed, vgg_weights=args.vgg_weights,
             allow_download=args.allow_download, import_result=not args.no_import, resume=args.resume,
-            timeout=args.timeout, overrides=None if args.stroke_scale is None else {"stroke_scale": args.stroke_scale},
+            timeout=args.timeout, overrides=args.overrides or None,
             log=log_line,
         )
         if args.save:

@@ -140,6 +140,20 @@ def test_missing_style_image(scene, tmp_path, capsys):
     assert not (tmp_path / "job" / "job.json").exists()
 
 
+@pytest.mark.parametrize("steps", ["200", "200,0", "a,b", "200,30,5"])
+def test_bad_steps(scene, style, tmp_path, capsys, steps):
+    add_cube()
+    message = _run_bad(scene, ["--style", str(style), "--steps", steps, "--out", str(tmp_path / "job")], capsys)
+    assert message == f"INS: --steps is {steps!r}; give two positive whole numbers, pre-training and stylization steps, e.g. 200,30."
+    assert not (tmp_path / "job").exists()
+
+
+def test_steps_and_stroke_scale_become_job_overrides():
+    args = batch.parse_args(["--style", "a.png", "--out", "job", "--steps", "200,30", "--stroke-scale", "2"])
+    assert args.overrides == {"stroke_scale": 2.0, "pretrain_steps": 200, "stylize_steps": 30}
+    assert batch.parse_args(["--style", "a.png", "--out", "job"]).overrides == {}
+
+
 def test_no_cameras_and_no_rig(scene, style, tmp_path, capsys):
     add_cube()
     message = _run_bad(scene, ["--style", str(style), "--source", "cameras", "--out", str(tmp_path / "job")], capsys)

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The extension in the real Blender application (Debian trixie's Blender 4.3, Python 3.13, no
+# numpy) through ../shared/tools/real-blender (root; `real-blender setup` once): `make real-blender`.
+#
+#   1. build the light zip; `blender --command extension install-file -e` it; Worker Python = .venv
+#   2. the demo scene (ins_blender/demo_scene.py) saved by that Blender
+#   3. `--command ins_stylize`: bad input exits 2; SIGTERM exits 143 with the worker checkpointed and
+#      gone; --resume finishes the job (exit 0, result imported, .blend saved); --resume again only imports
+#   4. `blender -b out.blend -E INS -f 1` writes a picture
+#   5. in a window: Rendered shading with the INS engine, screenshots of the viewport preview and
+#      of the sidebar's INS tab at the default width
+#
+# Everything lands in OUT (default /tmp/ins_real_blender); STEPS (default 200,30) keeps training short.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RB="${REAL_BLENDER:-$(cd .. && pwd)/shared/tools/real-blender}"
+ROOT_FS="${ROOT:-/var/tmp/real-blender}"
+OUT="${OUT:-/tmp/ins_real_blender}"
+STYLE="${STYLE:-$(cd .. && pwd)/shared/data/styles/starry_night.jpg}"
+STEPS="${STEPS:-200,30}"
+[ -x "$ROOT_FS/usr/bin/blender" ] || { echo "No real Blender in $ROOT_FS: run \`$RB setup\` (as root) first."; exit 2; }
+rm -rf "$OUT" && mkdir -p "$OUT"
+STYLIZE=(blender -b "$OUT/scene.blend" --command ins_stylize --style "$STYLE" --source auto_rig --views 12 --steps "$STEPS")
+
+expect() {  # expect STATUS LOGNAME COMMAND...: run it, keep its output, fail unless it exits STATUS
+  local want=$1 name=$2 log="$OUT/$2.log" got=0
+  shift 2
+  "$@" > "$log" 2>&1 || got=$?
+  if [ "$got" != "$want" ]; then echo "FAIL: exit $got (expected $want): $*"; tail -n 8 "$log"; exit 1; fi
+  echo "ok: exit $got  $name"
+}
+
+echo "== install"
+.venv/bin/python build_addon.py --light --offline --out "$OUT/dist" > "$OUT/build.log"
+ZIP=$(ls "$OUT"/dist/*-light.zip)
+expect 0 install "$RB" run blender -b --command extension install-file -r user_default -e "$ZIP"
+expect 0 worker_python "$RB" run blender -b --python tests/real_blender/set_worker_python.py -- "$PWD/.venv/bin/python"
+expect 0 scene "$RB" run blender -b --python tests/real_blender/make_scene.py -- "$OUT/scene.blend"
+
+echo "== the command"
+expect 2 bad_style "$RB" run blender -b "$OUT/scene.blend" --command ins_stylize --style /no/such.jpg --out "$OUT/bad"
+expect 2 bad_args "$RB" run blender -b "$OUT/scene.blend" --command ins_stylize --bogus
+# SIGTERM while the worker trains: the worker checkpoints and stops, the command exits 143.
+"$RB" run "${STYLIZE[@]}" --out "$OUT/job" > "$OUT/sigterm.log" 2>&1 &
+wrapper=$!
+for _ in $(seq 600); do grep -q "INS:   [0-9]*/[0-9]*, loss" "$OUT/sigterm.log" 2>/dev/null && break; sleep 0.5; done
+blender_pid=$(pgrep -n -f -- "--out $OUT/job") || { echo "FAIL: the command never started training"; exit 1; }
+kill -TERM "$blender_pid"
+got=0; wait "$wrapper" || got=$?
+[ "$got" = 143 ] || { echo "FAIL: SIGTERM gave exit $got (expected 143)"; tail -n 8 "$OUT/sigterm.log"; exit 1; }
+! pgrep -f -- "ins_core.worker.* $OUT/job" > /dev/null || { echo "FAIL: the worker outlived the command"; exit 1; }
+ls "$OUT"/job/checkpoints/*/checkpoints/last.pt > /dev/null
+echo "ok: exit 143  sigterm (worker checkpointed and gone)"
+expect 0 resume "$RB" run "${STYLIZE[@]}" --out "$OUT/job" --resume --save "$OUT/out.blend"
+expect 0 resume_finished "$RB" run "${STYLIZE[@]}" --out "$OUT/job" --resume
+grep -q "without running it again" "$OUT/resume_finished.log"
+
+echo "== F12 with the INS engine"
+expect 0 f12 "$RB" run blender -b "$OUT/out.blend" -E INS -o "$OUT/f12_####" -F PNG -f 1
+test -s "$OUT/f12_0001.png"
+echo "ok: $OUT/f12_0001.png"
+
+echo "== the window"
+INS_BLEND="$OUT/out.blend" INS_SECONDS=300 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &
+gui=$!
+sleep 60
+"$RB" shot "$OUT/viewport_60s.png"
+# Blender 4.3 cannot choose the sidebar tab from Python: click the INS tab (factory layout at 1600x1000).
+chroot "$ROOT_FS" /bin/sh -c "DISPLAY=:${DISPLAY_NUM:-99} xdotool mousemove 1307 242 click 1"
+sleep 120
+"$RB" shot "$OUT/viewport_180s.png"
+wait "$gui" || true
+grep "GUI:" "$OUT/gui.log" | tail -n 3
+echo "done: screenshots and logs in $OUT"
