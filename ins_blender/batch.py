@@ -291,7 +291,8 @@ def stop_worker(worker: "jobs.WorkerProcess | None") -> None:
 
 def record_on_scene(scene, job: JobPaths, outputs) -> None:
     """Point the scene's INS settings at the finished job, so that a saved .blend renders with
-    the INS engine (`blender -b file.blend -E INS -f 1`) and shows the job in the panel."""
+    the INS engine (`blender -b file.blend -E INS -f 1`) and shows the job (and its styles, when
+    the scene has none) in the panel."""
     settings = getattr(scene, "ins", None)
     if settings is None:  # the add-on's properties are not registered
         return
@@ -303,6 +304,12 @@ def record_on_scene(scene, job: JobPaths, outputs) -> None:
     settings.progress = 1.0
     settings.eta_text = ""
     settings.message = f"Finished: {job.root.name}."
+    if not len(settings.styles):  # a file without styles (a batch): the panel shows, and mixes, the job's
+        spec = JobSpec.load(job.job_json)
+        for index, relative in enumerate(spec.styles):
+            item = settings.styles.add()
+            item.filepath = str(job.resolve(relative))
+            item.weight = spec.style_mix[index] if spec.style_mix else 1.0
 
 
 @contextmanager

@@ -62,7 +62,9 @@ EXIT_WITHOUT_EOF_S = 2.0  # a dead worker whose stdout stays open (a grandchild 
 
 TERMINAL = ("finished", "cancelled", "failed")
 PREFERENCES_HINT = "Preferences > Add-ons > INS for Blender > Worker Python"
-BUNDLED_WHEELS_PYTHON = (3, 11)  # the full extension zips bundle CPython 3.11 wheels (build_addon.py)
+# Python versions the full extension zips bundle torch for (build_addon.py; Blender installs only the
+# wheels of its own Python). 3.13 (Blender 5.1+) has no complete set yet: no numpy 1.26.4, PyMCubes wheels.
+BUNDLED_TORCH_PYTHONS = ((3, 11),)
 
 # Overall progress bar: the share of the whole run each stage covers.
 STAGE_SPANS = {
@@ -117,12 +119,13 @@ def resolve_python(setting: str | None) -> tuple[str, bool]:
 
 def bundled_torch_advice() -> str:
     """What to do when Blender's own Python cannot import torch, fitting the Blender we run in:
-    the bundled torch only loads in the Python it was built for."""
+    the full zips bundle torch only for some Python versions."""
     version = sys.version_info[:2]
-    if version != BUNDLED_WHEELS_PYTHON:
-        return (f"Blender's own Python is {version[0]}.{version[1]}, which cannot load the torch bundled with "
-                f"the INS extension (built for Python {BUNDLED_WHEELS_PYTHON[0]}.{BUNDLED_WHEELS_PYTHON[1]}); "
-                f"set {PREFERENCES_HINT} to a Python that has torch (pip install torch)")
+    if version not in BUNDLED_TORCH_PYTHONS:
+        bundled = ", ".join(f"{major}.{minor}" for major, minor in BUNDLED_TORCH_PYTHONS)
+        return (f"Blender's own Python is {version[0]}.{version[1]}, and the INS extension bundles torch only "
+                f"for Python {bundled} (Blender 4.2 - 5.0); set {PREFERENCES_HINT} to a Python that has torch "
+                f"(pip install torch)")
     return (f"Blender's own Python has no torch: install the INS extension build that bundles torch, "
             f"or set {PREFERENCES_HINT} to a Python that has torch")
 

@@ -298,6 +298,9 @@ def test_the_saved_blend_renders_with_the_ins_engine_as_it_is(scene, style, tmp_
     settings = bpy.context.scene.ins
     assert (settings.job_dir, settings.render_job_dir, settings.status) == (str(out), str(out), "FINISHED")
     assert engine.render_job(bpy.context.scene).root == out  # what `-E INS -f 1` renders
+    # The panel lists the job's own copy of the style (the scene had none), with its weight.
+    assert [(Path(item.filepath).parent, item.weight) for item in settings.styles] == [(out / "styles", 1.0)]
+    assert Path(settings.styles[0].filepath).is_file()
 
 
 SLOW_WORKER = r'''

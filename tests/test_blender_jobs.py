@@ -230,17 +230,16 @@ def test_a_python_without_torch_gets_a_clear_report(monkeypatch, fake_dir, tmp_p
     assert not check.ok and "has no torch" in check.message and "Preferences" in check.message
 
 
-@pytest.mark.parametrize("wheels_python, advice", [
-    ((3, 11), "Blender's own Python has no torch: install the INS extension build that bundles torch"),
-    ((3, 99), "cannot load the torch bundled with the INS extension (built for Python 3.99); set Preferences"),
+@pytest.mark.parametrize("bundled_here, advice", [
+    (True, "Blender's own Python has no torch: install the INS extension build that bundles torch"),
+    (False, "and the INS extension bundles torch only for Python 3.0 (Blender 4.2 - 5.0); set Preferences"),
 ])
-def test_blenders_own_python_without_torch_gets_advice_that_fits_it(monkeypatch, wheels_python, advice):
-    """Blender's own Python without torch: the bundled wheels only help where they can load
-    (Debian's Blender runs Python 3.13, the bundled torch is cp311): otherwise, a Worker Python."""
-    if tuple(sys.version_info[:2]) != (3, 11):
-        pytest.skip("the cases are written for a Python 3.11 test environment")
+def test_blenders_own_python_without_torch_gets_advice_that_fits_it(monkeypatch, bundled_here, advice):
+    """Blender's own Python without torch: a full zip helps only where it bundles torch for that
+    Python (Debian's Blender 4.3 and Blender 5.1+ run Python 3.13); otherwise, a Worker Python."""
+    here = tuple(sys.version_info[:2])
     output = 'INS_CHECK {"python": "3.x", "error": "torch", "detail": "ModuleNotFoundError"}\n'
-    monkeypatch.setattr(jobs, "BUNDLED_WHEELS_PYTHON", wheels_python)
+    monkeypatch.setattr(jobs, "BUNDLED_TORCH_PYTHONS", (here,) if bundled_here else ((3, 0),))
     monkeypatch.setattr(jobs.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, output.encode(), b""))
     check = jobs.check_worker("")
     assert not check.ok and advice in check.message and "Worker Python to a Python that has torch" in check.message

@@ -2,7 +2,8 @@
 # The extension in the real Blender application (Debian trixie's Blender 4.3, Python 3.13, no
 # numpy) through ../shared/tools/real-blender (root; `real-blender setup` once): `make real-blender`.
 #
-#   1. build the light zip; `blender --command extension install-file -e` it; Worker Python = .venv
+#   1. build the light zip; `blender --command extension install-file -e` it; Worker Python = .venv;
+#      Check Worker advises a Worker Python for Blender's own Python and accepts .venv's
 #   2. the demo scene (ins_blender/demo_scene.py) saved by that Blender
 #   3. `--command ins_stylize`: bad input exits 2; SIGTERM exits 143 with the worker checkpointed and
 #      gone; --resume finishes the job (exit 0, result imported, .blend saved); --resume again only imports
@@ -36,6 +37,8 @@ ZIP=$(ls "$OUT"/dist/*-light.zip)
 expect 0 install "$RB" run blender -b --command extension install-file -r user_default -e "$ZIP"
 expect 0 worker_python "$RB" run blender -b --python tests/real_blender/set_worker_python.py -- "$PWD/.venv/bin/python"
 expect 0 scene "$RB" run blender -b --python tests/real_blender/make_scene.py -- "$OUT/scene.blend"
+expect 0 check_worker "$RB" run blender -b --python-exit-code 1 --python tests/real_blender/check_worker.py
+grep "Check Worker" "$OUT/check_worker.log"
 
 echo "== the command"
 expect 2 bad_style "$RB" run blender -b "$OUT/scene.blend" --command ins_stylize --style /no/such.jpg --out "$OUT/bad"
