@@ -38,7 +38,7 @@ class INS_UL_styles(UIList):
             row.label(text=item.display_name(), icon_value=icon_value)
         else:
             row.label(text=item.display_name(), icon="IMAGE_DATA")
-        row.prop(item, "weight", text="", slider=True)
+        row.prop(item, "weight", text="", emboss=False)  # like Blender's own lists (shape keys)
 
 
 def _column(layout, lines: list[str], icon: str = "") -> None:
