@@ -36,7 +36,7 @@ from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 
 VARIANTS = {
     "default": {},
-    "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5},
+    "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "tv_weight": 0.0},
     "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
 }
 

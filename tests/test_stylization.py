@@ -148,7 +148,9 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
     assert style["style_distance_after"] != style["style_distance_before"]  # compared with the content run, not itself
     assert style["silhouette_iou"] == pytest.approx(1.0) and 0 <= style["saturated_fraction"] < 0.05
     assert style["color_distance_after"] < 0.5 * style["color_distance_before"]  # in the painting's palette
-    assert "Gram distance to the style" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "Gram distance to the style" in captured.out
+    assert "evaluate: 100%" in captured.err  # progress counts every rendered view to the end
     picture = np.asarray(Image.open(run / metrics["picture"]))
     assert picture.shape[0] > 3 * 32 and picture.shape[1] >= 2 * 32  # a header, then content | stylized rows
 
@@ -225,3 +227,23 @@ def test_an_interrupted_stylization_resumes(content_run):
     assert again.run_loop() == "done" and again.step == 12
     history_steps = [h["step"] for h in again.history]
     assert history_steps == sorted(set(history_steps))
+
+
+def test_total_variation_weight_is_chosen_by_mode_unless_given():
+    from ins_core.train.stylize import StylizeSettings
+
+    cpu = torch.device("cpu")
+    assert StylizeSettings.for_device(cpu).tv_weight == 50.0
+    assert StylizeSettings.for_device(cpu, mode="patch").tv_weight == 0.0
+    assert StylizeSettings.for_device(cpu, tv_weight=0.0).tv_weight == 0.0
+
+
+def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
+    def roughness(run):
+        views = run.data.test
+        rgb = render_view(run.model, views.c2w[0], views.intrinsics[0], views.width, views.height, torch.ones(3)).rgb
+        return float((rgb[1:] - rgb[:-1]).abs().mean() + (rgb[:, 1:] - rgb[:, :-1]).abs().mean())
+
+    rough = _stylize(content_run, "tv_off", ["style_a.png"], tv_weight=0.0, lr=0.05)
+    smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=2000.0, lr=0.05)
+    assert roughness(smooth) < 0.9 * roughness(rough)

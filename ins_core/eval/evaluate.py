@@ -36,7 +36,7 @@ def evaluate_views(trained: TrainedRun, views, progress=None) -> dict:
     }
 
 
-def _evaluate_stylized_run(trained: TrainedRun) -> dict:
+def _evaluate_stylized_run(trained: TrainedRun, progress=None) -> dict:
     """Style match, content kept, geometry kept and consistency, against the run's content run."""
     import numpy as np
     from PIL import Image
@@ -56,7 +56,7 @@ def _evaluate_stylized_run(trained: TrainedRun) -> dict:
     renders: dict = {}
     working_size = config.get("stylize", {}).get("vgg_size")
     result = evaluate_stylized(trained, content, views, styles, backbone.extractor.to(trained.device), renders_out=renders,
-                               working_size=working_size)
+                               working_size=working_size, progress=progress)
     names = [s["name"] for s in config["styles"]]
     save_png(trained.run.root / STYLIZED_PICTURE, stylized_picture(renders, styles, names, result))
     return {"split": "test", "backbone": backbone.name, "pretrained_backbone": backbone.pretrained, "picture": STYLIZED_PICTURE, **result}
@@ -101,7 +101,7 @@ def _thumbnail(style: torch.Tensor, height: int):
 def evaluate_run(trained: TrainedRun, progress=None) -> dict:
     """Metrics for a run, also written to RUN/metrics.json."""
     if trained.kind == "stylized":
-        metrics = _evaluate_stylized_run(trained)
+        metrics = _evaluate_stylized_run(trained, progress)
     elif trained.kind in ("image", "stylized_image"):
         image = trained.data.image
         render = render_image_field(trained.model.field, image.shape[1], image.shape[0])

@@ -69,11 +69,16 @@ def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, 
     return float(difference.pow(2).mean().sqrt()), int(visible.sum())
 
 
-def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: int | None = None) -> dict:
-    """Mean warp RMSE over pairs (k, k + gap) of orbit views, for a short and a long gap."""
+def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: int | None = None, on_view=None) -> dict:
+    """Mean warp RMSE over pairs (k, k + gap) of orbit views, for a short and a long gap.
+    `on_view()` is called after each view is rendered (progress)."""
     long_gap = long_gap or max(2, len(views) // 6)
     white = torch.ones(3, device=views[0].c2w.device)
-    renders = [render_view(model, v.c2w, v.intrinsics, v.width, v.height, white) for v in views]
+    renders = []
+    for v in views:
+        renders.append(render_view(model, v.c2w, v.intrinsics, v.width, v.height, white))
+        if on_view is not None:
+            on_view()
     result = {}
     for name, gap in (("short_range", short_gap), ("long_range", long_gap)):
         errors = [warp_error(renders[k], views[k], renders[(k + gap) % len(views)], views[(k + gap) % len(views)])[0] for k in range(len(views))]
@@ -136,22 +141,33 @@ def typical_orbit(views, aabb: torch.Tensor, n: int = 24) -> list[CameraView]:
 
 
 def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extractor, orbit_size: int = 24,
-                      renders_out: dict | None = None, working_size: int | None = None) -> dict:
+                      renders_out: dict | None = None, working_size: int | None = None, progress=None) -> dict:
     """Per style: style match before/after, content kept, geometry kept, collapse checks, multi-view consistency.
 
     stylized / content: opened runs (TrainedRun); views: held-out views; styles: [H, W, 3] images.
     `renders_out`, when given, receives the renders: {"content": [...], "styles": [[...] per style]}.
     `working_size`: the longer side at which the loss network looked at views (the run's `vgg_size`).
+    `progress(done, total)`: called after each rendered view.
     """
     white = torch.ones(3, device=views.c2w.device)
+    total, done = (len(views) + orbit_size) * (1 + len(styles)), [0]
+
+    def rendered() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
 
     def renders(model):
-        return [render_view(model, views.c2w[k], views.intrinsics[k], views.width, views.height, white) for k in range(len(views))]
+        out = []
+        for k in range(len(views)):
+            out.append(render_view(model, views.c2w[k], views.intrinsics[k], views.width, views.height, white))
+            rendered()
+        return out
 
     photos = [views.rgba(k)[..., :3] * views.rgba(k)[..., 3:] + (1 - views.rgba(k)[..., 3:]) for k in range(len(views))]
     content_renders = renders(content.model)
     orbit = typical_orbit(views, content.model.field.aabb, orbit_size)
-    result = {"content": consistency(content.model, orbit), "styles": []}
+    result = {"content": consistency(content.model, orbit, on_view=rendered), "styles": []}
     for index, style in enumerate(styles):
         weights = [0.0] * len(styles)
         weights[index] = 1.0
@@ -176,7 +192,7 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
             "depth_l1_vs_content": float(sum(depth) / len(depth)),
             "silhouette_iou": float(sum(iou) / len(iou)),
             "saturated_fraction": float(sum(saturated) / len(saturated)),
-            **consistency(stylized.model, orbit),
+            **consistency(stylized.model, orbit, on_view=rendered),
         })
         if renders_out is not None:
             renders_out.setdefault("styles", []).append([r.rgb for r in stylized_renders])

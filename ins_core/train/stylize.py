@@ -17,7 +17,8 @@ Both minimise
   + nnfm_weight * NNFM (relu3_x, ARF's nearest-neighbour feature matching: sharper strokes)
   + content_weight * content loss (relu2_2, against the photograph, recoloured to the style)
   [+ geometry_weight * L1(student raw density, teacher raw density) at the same samples, patch mode]
-  [+ tv_weight * total variation]
+  + tv_weight * total variation of the view as the loss network sees it (view mode; without it the
+    style loss paints pixel-sized speckle, which no two views agree on)
 
 With colour transfer (on by default), the photographs' colours are mapped to each painting's mean
 and covariance, and the field's output carries the same affine map per style, so stylization
@@ -74,7 +75,7 @@ class StylizeSettings:
     content_weight: float = 0.3
     geometry_weight: float = 0.1
     nnfm_weight: float = 1.0
-    tv_weight: float = 0.0
+    tv_weight: float | None = None  # None: by mode (view 50: no pixel-sized speckle, which breaks consistency; patch 0)
     color_transfer: bool = True
     vgg_size: int = 256
     stroke_scale: float = 1.0
@@ -96,6 +97,8 @@ class StylizeSettings:
         view = base.mode == "view"
         base.steps = base.steps or ((400 if gpu else 120) if view else (1000 if gpu else 300))
         base.lr = base.lr or (3e-2 if view else 5e-3)
+        if base.tv_weight is None:
+            base.tv_weight = 50.0 if view else 0.0
         if not base.stroke_scale > 0:
             raise InputError(f"The stroke scale must be a positive number (1 is the painting's own scale), got {base.stroke_scale}.")
         if not base.style_size:
