@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--turntable-frames", type=_positive_int, default=48)
     render.add_argument("--format", default="gif", choices=("gif", "mp4"), help="turntable video format")
     render.add_argument("--no-turntable", action="store_true")
-    render.add_argument("--width", type=_positive_int, help="image fields: output width in pixels (any resolution)")
+    render.add_argument("--width", type=_positive_int, help="output width in pixels, any resolution (image fields: the image; NeRF / SDF runs: the turntable)")
     render.add_argument("--style-mix", help="stylized runs: weights of the styles, e.g. 0.3,0.7 (default: the first style)")
     render.add_argument("--morph", action="store_true", help="stylized runs: a turntable that morphs from the first style to the last")
     _add_device(render)

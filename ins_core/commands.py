@@ -89,7 +89,8 @@ def run_render(args: argparse.Namespace) -> int:
     print(f"held-out views and depth maps: {renders / 'test'}")
     if not args.no_turntable:
         name = "turntable_morph" if morph else "turntable"
-        path = render_turntable(trained, renders / f"{name}.{args.format}", args.turntable_frames, progress=_progress_bar("turntable"), style_weights=morph)
+        path = render_turntable(trained, renders / f"{name}.{args.format}", args.turntable_frames, progress=_progress_bar("turntable"),
+                                 style_weights=morph, width=args.width)
         print(f"turntable: {path}")
     return 0
 

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
@@ -41,7 +42,16 @@ def test_render_writes_views_depth_maps_and_a_turntable(trained_run):
     assert alpha.getpixel((0, 0)) < 30 and alpha.getpixel((20, 22)) > 200  # empty corner, solid scene
     assert (renders / "test" / "r_0_depth.png").is_file()
     assert Image.open(renders / "turntable.gif").n_frames == 4
+    assert Image.open(renders / "turntable.gif").size == (80, 40)  # the frame and its depth map
     assert (trained_run / "loss.png").is_file()
+
+
+def test_turntable_renders_at_any_width(trained_run):
+    assert main(["render", "--run", str(trained_run), "--turntable-frames", "2", "--width", "64", "--device", "cpu"]) == 0
+    gif = Image.open(trained_run / "renders" / "turntable.gif")
+    assert gif.size == (128, 64)
+    frame = np.asarray(gif.convert("RGB"))[:, :64].astype(float)
+    assert frame.std() > 10  # the scene, not an empty frame
 
 
 def test_rerunning_a_finished_fit_changes_nothing(trained_run, demo_data, capsys):

@@ -79,18 +79,21 @@ def morph_weights(n_styles: int, n_frames: int) -> list[torch.Tensor]:
 
 
 def render_turntable(trained: TrainedRun, path: Path, n_frames: int = 48, fps: int = 24, with_depth: bool = True, progress: Progress = None,
-                     style_weights: list[torch.Tensor] | None = None) -> Path:
+                     style_weights: list[torch.Tensor] | None = None, width: int | None = None) -> Path:
     """A video orbiting the scene (over white); with depth, each frame shows the depth map beside it.
 
     For stylized runs `style_weights` gives each frame's style mix (a morph between styles).
+    `width`: frame width in pixels (default: the training views'); the field is continuous.
     """
     views = trained.data.train
+    scale = (width or views.width) / views.width
+    frame_width, frame_height = max(1, round(views.width * scale)), max(1, round(views.height * scale))
     white = torch.ones(3, device=trained.device)
     frames = []
     for index, c2w in enumerate(turntable_cameras(trained, n_frames)):
         if style_weights is not None:
             trained.model.set_style(style_weights[index])
-        render = render_view(trained.model, c2w, views.intrinsics[0], views.width, views.height, white)
+        render = render_view(trained.model, c2w, views.intrinsics[0] * scale, frame_width, frame_height, white)
         frame = _to_uint8(render.rgb)
         frames.append(np.concatenate([frame, depth_picture(render)], axis=1) if with_depth else frame)
         if progress is not None:
