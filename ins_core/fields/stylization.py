@@ -198,9 +198,13 @@ class StylizedImageField(nn.Module):
     def set_style(self, weights) -> None:
         self.style_weights.copy_(check_style_weights(weights, self.config.n_styles).to(self.style_weights.device))
 
-    def forward(self, uv: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            h, content_logits = self.content.features_and_logits(uv)
+    def forward(self, uv: torch.Tensor, content: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """RGB at image positions [N, 2]. `content`: the frozen content field's (h, logits) at `uv`
+        when the caller keeps them (training renders the same pixels every step)."""
+        if content is None:
+            with torch.no_grad():
+                content = self.content.features_and_logits(uv)
+        h, content_logits = content
         weights = self.style_weights[None].expand(uv.shape[0], -1)
         style_feature = self.style_net(torch.cat([h, self.position_encoding(uv), weights], dim=-1))
         fused = self.color_head(torch.cat([h, style_feature], dim=-1))

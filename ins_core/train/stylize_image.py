@@ -45,6 +45,8 @@ class ImageStyleObjective:
         scale = settings.size / max(height, width)
         self.height, self.width = max(8, round(height * scale)), max(8, round(width * scale))
         self.uv = image_pixels(self.width, self.height, device) / torch.tensor([self.width, self.height], device=device, dtype=torch.float32)
+        with torch.no_grad():  # the content field is frozen: its features at these pixels never change
+            self.content = model.field.content.features_and_logits(self.uv)
         photo = F.interpolate(content.permute(2, 0, 1)[None], size=(self.height, self.width), mode="area")
         with torch.no_grad():
             self.photo_features = self.extractor(photo, [CONTENT_LAYER])[CONTENT_LAYER]
@@ -60,7 +62,7 @@ class ImageStyleObjective:
         weights = torch.zeros(self.n_styles)
         weights[style_index] = 1.0
         self.model.set_style(weights)
-        image = self.model.field(self.uv).view(self.height, self.width, 3).permute(2, 0, 1)[None]
+        image = self.model.field(self.uv, self.content).view(self.height, self.width, 3).permute(2, 0, 1)[None]
         feats = self.extractor(image, list(GRAM_LAYERS))
         target = self.targets[style_index]
         style = sum(F.mse_loss(gram_matrix(feats[l]), target.grams[l].expand_as(gram_matrix(feats[l]))) / self.gram_scale[style_index][l]
