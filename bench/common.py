@@ -54,3 +54,13 @@ class Stopwatch:
 
     def peek(self) -> float:
         return self.total + (time.perf_counter() - self._started if self._started is not None else 0.0)
+
+
+def append_json_lines(path, lines: list[dict]) -> None:
+    """Add figures to a results file (one JSON object per line), creating its folder."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.writelines(json.dumps(line) + "\n" for line in lines)

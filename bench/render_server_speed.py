@@ -27,7 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, emit_hardware  # noqa: E402
+from bench.common import append_json_lines, emit, emit_hardware  # noqa: E402
 from ins_core.protocol import QuitCommand, RenderCommand, decode_event, encode  # noqa: E402
 
 REFERENCE_SERVER = "import sys; from ins_core.render_server import serve; sys.exit(serve(sys.argv[1], fast=False))"
@@ -126,9 +126,7 @@ def main() -> None:
         server.close()
     record("load_average", when="end", load_1min=round(os.getloadavg()[0], 2), cpus=os.cpu_count())
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as handle:
-            handle.writelines(json.dumps(line) + "\n" for line in lines)
+        append_json_lines(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit_hardware, sync  # noqa: E402
+from bench.common import append_json_lines, emit_hardware, sync  # noqa: E402
 from ins_core.data.cameras import Intrinsics, look_at  # noqa: E402
 from ins_core.render.fast import fast_renderer  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
@@ -94,9 +94,7 @@ def main() -> None:
                prepare_s=prepare_s, psnr_fast_vs_reference_db=agreement,
                load_1min_start=load_start, load_1min_end=round(os.getloadavg()[0], 2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as handle:
-            handle.writelines(json.dumps(line) + "\n" for line in lines)
+        append_json_lines(args.out, lines)
 
 
 if __name__ == "__main__":
