@@ -150,12 +150,13 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
     `progress(done, total)`: called after each rendered view.
     """
     white = torch.ones(3, device=views.c2w.device)
-    total, done = (len(views) + orbit_size) * (1 + len(styles)), [0]
+    total, done = (len(views) + orbit_size) * (1 + len(styles)), 0
 
     def rendered() -> None:
-        done[0] += 1
+        nonlocal done
+        done += 1
         if progress is not None:
-            progress(done[0], total)
+            progress(done, total)
 
     def renders(model):
         out = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 
@@ -39,9 +38,7 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
     device = c2w.device
     pixels = image_pixels(width, height, device)
     background = torch.zeros(3, device=device) if background is None else background
-    renderer = fast_renderer(model) if fast else None
-    if renderer is None:
-        renderer = partial(model.render)
+    renderer = (fast_renderer(model) if fast else None) or model.render
     chunk = chunk or (FAST_CHUNK if fast else REFERENCE_CHUNK)
     rgb, depth, opacity = [], [], []
     for start in range(0, pixels.shape[0], chunk):
