@@ -1,7 +1,7 @@
 """The INS tab in the 3D viewport's sidebar (N-panel), and a panel for the INS render engine.
 
 Main panel: style images (list with weights, add/remove, a file or a loaded image each), mode,
-quality preset with its rough time estimate, output, device, Stylize Scene / Cancel.
+quality preset with its time estimate (measured here, else rough), output, device, Stylize Scene / Cancel.
 Every label fits the sidebar at its default width (LINE characters): short names, the long
 explanations in the properties' tooltips, long messages wrapped into short lines.
 Sub-panels: Capture (where the views come from, output folder), Job (status, stage, progress bar,
@@ -15,9 +15,9 @@ import bpy
 from bpy.types import Panel, UIList
 
 from .registration import class_registrar
-from . import presets
+from . import estimates, preferences, presets
 from .preferences import _wrap
-from .properties import BUSY, STATUSES
+from .properties import BUSY, STATUSES, device_for_job
 
 LINE = 28  # characters of a label that fit the sidebar at its default width
 STATUS_LABELS = {key: label for key, label, _ in STATUSES}
@@ -96,7 +96,9 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         layout.use_property_decorate = False
         layout.prop(settings, "mode", expand=True)
         layout.prop(settings, "preset")
-        _column(layout, presets.get(settings.preset).estimate_lines(), "TIME")
+        # This machine's measured speed when there is one (the worker records it), else the rough ranges.
+        device = device_for_job(settings, preferences.get().device)
+        _column(layout, estimates.estimate_lines(presets.get(settings.preset), settings.mode.lower(), device), "TIME")
         layout.prop(settings, "stroke_scale", text="Strokes")
         layout.prop(settings, "outputs")
         layout.prop(settings, "device")

@@ -13,6 +13,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 WORKER_PYTHON_ENV = "INS_WORKER_PYTHON"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _throughput_file(tmp_path_factory):
+    """Workers the tests start record their speed in a scratch file, not the user's cache folder
+    (the panel's estimate reads that file: ins_core.throughput)."""
+    name, previous = "INS_THROUGHPUT_FILE", os.environ.get("INS_THROUGHPUT_FILE")
+    os.environ[name] = str(tmp_path_factory.mktemp("throughput") / "throughput.json")
+    yield
+    if previous is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = previous
+
+
 @pytest.fixture
 def worker_python() -> str:
     return os.environ.get(WORKER_PYTHON_ENV) or sys.executable

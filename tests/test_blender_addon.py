@@ -363,6 +363,39 @@ def test_panels_draw_in_every_status(tmp_path):
         ins_blender.unregister()
 
 
+def test_the_panel_estimate_comes_from_this_machines_recorded_speed(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ins_blender import panels
+    from ins_core import throughput
+
+    path = tmp_path / "throughput.json"
+    monkeypatch.setenv(throughput.PATH_ENV, str(path))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ins_blender.register()
+    try:
+        scene = bpy.context.scene
+        scene.ins.preset, scene.ins.mode, scene.ins.device = "PREVIEW", "NERF", "CPU"
+        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager)
+
+        def labels():
+            fake = SimpleNamespace(layout=CheckingLayout())
+            panels.VIEW3D_PT_ins.draw(fake, context)
+            return fake.layout.labels
+
+        assert "Not measured here yet" in labels() and "CPU: roughly 3-6 min" in labels()
+        # What a finished CPU job records: 1500 / 2.5 + 120 / 0.5 + 60 s = 15 min.
+        throughput.record("cpu/nerf/preview", {"pretrain_steps_per_s": 2.5, "stylize_steps_per_s": 0.5, "other_s": 60.0})
+        assert "About 15 min here" in labels() and "Not measured here yet" not in labels()
+        scene.ins.mode = "SDF"  # measured for NeRF only
+        assert "Not measured here yet" in labels()
+        scene.ins.mode = "NERF"
+        path.write_text("{corrupt")
+        assert "Not measured here yet" in labels()
+    finally:
+        ins_blender.unregister()
+
+
 def test_enabled_as_an_addon_its_preferences_drive_the_worker_check(tmp_path):
     import addon_utils
 

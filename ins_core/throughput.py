@@ -1,0 +1,108 @@
+"""Measured worker throughput on this machine, so the panel's time estimate is this machine's.
+
+The worker records, per (device, mode, preset), the steps/s of each training stage and the seconds
+spent outside training (start-up, export, renders) into one small JSON file in the user's cache
+folder; the add-on reads it (plain Python: Blender imports this module) and turns a preset's
+step counts into minutes. A missing, unreadable or malformed file means "not measured yet".
+
+    {"version": 1, "records": {"cpu/nerf/preview": {"pretrain_steps_per_s": 6.1,
+        "stylize_steps_per_s": 0.9, "other_s": 40.0, "threads": 1, "updated": "2026-11-30T21:00:00"}}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PATH_ENV = "INS_THROUGHPUT_FILE"
+VERSION = 1
+RATE_FIELDS = ("pretrain_steps_per_s", "stylize_steps_per_s")
+MIN_STEPS = 20  # fewer measured steps than this say little about the rate (start-up dominates)
+
+
+def default_path() -> Path:
+    """INS_THROUGHPUT_FILE, else `ins_stylize/throughput.json` in the platform's user cache folder."""
+    if os.environ.get(PATH_ENV):
+        return Path(os.environ[PATH_ENV])
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ins_stylize" / "throughput.json"
+
+
+def key(device: str, mode: str, preset: str) -> str:
+    """'cpu/nerf/preview': device as job.json names it (auto, cpu, cuda, mps)."""
+    return f"{device}/{mode}/{preset}".lower()
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _clean(record) -> dict | None:
+    """A record with only well-formed fields, or None when it has no usable rate."""
+    if not isinstance(record, dict):
+        return None
+    clean = {name: float(record[name]) for name in RATE_FIELDS if _positive(record.get(name))}
+    if not clean:
+        return None
+    other = record.get("other_s")
+    if _positive(other) or other == 0:
+        clean["other_s"] = float(other)
+    for name in ("threads", "updated"):
+        if isinstance(record.get(name), (int, str)) and not isinstance(record.get(name), bool):
+            clean[name] = record[name]
+    return clean
+
+
+def load(path: Path | None = None) -> dict[str, dict]:
+    """Every usable record by key; {} for a missing or malformed file (never raises)."""
+    path = Path(path) if path is not None else default_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    records = data.get("records") if isinstance(data, dict) and data.get("version") == VERSION else None
+    if not isinstance(records, dict):
+        return {}
+    return {k: r for k, r in ((str(k), _clean(v)) for k, v in records.items()) if r is not None}
+
+
+def record(record_key: str, values: dict, path: Path | None = None) -> bool:
+    """Merge `values` into the record (write-then-rename); False when the file cannot be written."""
+    path = Path(path) if path is not None else default_path()
+    records = load(path)
+    merged = {**records.get(record_key, {}), **values, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    records[record_key] = merged
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".throughput", suffix=".tmp", delete=False,
+                                         encoding="utf-8") as handle:
+            json.dump({"version": VERSION, "records": records}, handle, indent=1)
+        os.replace(handle.name, path)
+    except OSError:
+        return False
+    return True
+
+
+def stage_rate(steps: int, seconds: float) -> float | None:
+    """Steps/s of a stage run, or None when too few steps were timed to mean anything."""
+    if steps < MIN_STEPS or seconds <= 0:
+        return None
+    return steps / seconds
+
+
+def estimate_s(rec: dict, pretrain_steps: int, stylize_steps: int) -> float | None:
+    """Seconds for a job of these step counts at the recorded rates; None without both rates."""
+    pretrain, stylize = rec.get("pretrain_steps_per_s"), rec.get("stylize_steps_per_s")
+    if not (_positive(pretrain) and _positive(stylize)):
+        return None
+    return pretrain_steps / pretrain + stylize_steps / stylize + rec.get("other_s", 0.0)
