@@ -371,6 +371,8 @@ def _printer(log):
                     log("INS:   " + ", ".join(parts))
             elif type(event).__name__ == "LogEvent" and event.level in ("warning", "error"):
                 log(f"INS: {event.level}: {event.message}")
+            elif type(event).__name__ == "LogEvent" and event.message:  # threads, priority, measured steps/s
+                log(f"INS:   {event.message}")
             elif type(event).__name__ == "PreviewEvent":
                 log(f"INS:   preview {event.path}")
 

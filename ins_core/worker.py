@@ -22,6 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import sharing, throughput
 from .errors import InputError
 from .job import JobPaths, JobSpec, ResultManifest
 from .protocol import CancelledEvent, ErrorEvent, LogEvent, PreviewEvent, ProgressEvent, ResultEvent, StageEvent, write_message
@@ -92,6 +93,7 @@ class JobRunner:
     """Pretrain -> stylize -> export -> result.json, resumable at each stage."""
 
     preview_every_s = 15.0
+    speed_every_s = 30.0  # how often the measured steps/s goes to the log
 
     def __init__(self, root: Path, events: Events):
         self.paths = JobPaths(root)
@@ -99,6 +101,33 @@ class JobRunner:
         self.spec = JobSpec.load(self.paths.job_json)
         self.cancel = CancelWatch(self.paths)
         self.timings: dict[str, float] = {}
+        self.started = time.monotonic()
+        self.share: sharing.Share | None = None
+        self.adaptive: sharing.Adaptive | None = None
+        self.throughput_key = throughput.key(self.spec.device, self.spec.mode, self.spec.preset)
+
+    def _share_machine(self, device) -> None:
+        """Thread count and priority for sharing the machine with Blender (ins_core.sharing)."""
+        self.share = sharing.apply(sharing.choose())
+        if self.share.note:
+            self._log("warning", self.share.note)
+        self.adaptive = sharing.Adaptive(enabled=device.type == "cpu" and not self.share.fixed)
+        more = f"; all {self.adaptive.cores} cores while the rest of the machine is idle" if self.adaptive.enabled else ""
+        self._log("info", f"Worker: {self.share.describe()}{more}.")
+
+    def _adapt_threads(self) -> None:
+        """All cores while nothing else runs, one fewer while something does (ins_core.sharing.Adaptive)."""
+        threads = self.adaptive.step() if self.adaptive is not None else None
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+            self.share = sharing.Share(threads, self.share.nice, fixed=False)
+            log.info("now %d torch threads: the rest of the machine used %.1f cores", threads, self.adaptive.others)
+
+    def _log(self, level: str, message: str) -> None:
+        log.log(logging.getLevelName(level.upper()), message)
+        self.events.send(LogEvent(level=level, message=message))
 
     # -- helpers ---------------------------------------------------------------------------
     def _train(self, stage: str, session) -> bool:
@@ -106,20 +135,46 @@ class JobRunner:
         total = session.config["steps"]
         self.events.send(StageEvent(stage=stage, total_steps=total))
         first_step, started, last_preview = session.step, time.monotonic(), time.monotonic()
+        preview_s, last_speed = 0.0, time.monotonic()
 
         def on_step(result, _elapsed):
-            nonlocal last_preview
+            nonlocal last_preview, preview_s, last_speed
             done = result.step - first_step
             rate = (time.monotonic() - started) / max(done, 1)
             self.events.progress(result.step, total, result.loss, result.psnr, rate * (total - result.step))
+            self._adapt_threads()
+            if time.monotonic() - last_speed > self.speed_every_s:
+                self._speed(stage, done / max(1e-9, time.monotonic() - started - preview_s), result.step, total)
+                last_speed = time.monotonic()
             if time.monotonic() - last_preview > self.preview_every_s:
+                begin = time.monotonic()
                 self._preview(session, stage)
                 last_preview = time.monotonic()
+                preview_s += last_preview - begin
 
         start = time.perf_counter()
         outcome = session.run_loop(on_step=on_step, should_stop=self.cancel)
-        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        self._record_rate(stage, session.step - first_step, seconds - preview_s)
         return outcome != "stopped"
+
+    def _speed(self, stage: str, rate: float, step: int, total: int) -> None:
+        """The measured speed: in the log file, and as a debug event (the panel shows the ETA instead)."""
+        message = f"{stage}: {rate:.2f} steps/s with {self.share.threads if self.share else '?'} threads, step {step}/{total}"
+        log.info(message)
+        self.events.send(LogEvent(level="debug", message=message))
+
+    def _record_rate(self, stage: str, steps: int, seconds: float) -> None:
+        """Steps/s of this stage into the throughput file the panel's estimate reads."""
+        rate = throughput.stage_rate(steps, seconds)
+        if rate is None:
+            return
+        log.info("%s: %d steps in %.1f s, %.2f steps/s (%s)", stage, steps, seconds, rate,
+                 self.share.describe() if self.share else "default threads")
+        values = {f"{stage}_steps_per_s": round(rate, 4), "threads": self.share.threads if self.share else 0}
+        if not throughput.record(self.throughput_key, values):
+            log.warning("could not write the throughput file %s", throughput.default_path())
 
     def _preview(self, session, stage: str) -> None:
         from .eval.pictures import save_png
@@ -151,6 +206,7 @@ class JobRunner:
         spec, paths = self.spec, self.paths
         paths.make_dirs()
         device = resolve_device(spec.device)
+        self._share_machine(device)
         settings = job_settings(spec.preset, device.type, spec.overrides)
         log.info("job %s: mode %s, preset %s, device %s, settings %s", paths.root, spec.mode, spec.preset, device, settings)
         torch.manual_seed(spec.seed)
@@ -222,6 +278,9 @@ class JobRunner:
         manifest = ResultManifest(mode=spec.mode, styles=[s["name"] for s in trained.config["styles"]], backbone=backbone, files=files,
                                   metrics=metrics, timings_s=self.timings, aabb=[float(v) for v in trained.config["aabb"]])
         manifest.save(paths.result_json)
+        # Start-up, export and renders: what the estimate adds to the training steps.
+        other_s = time.monotonic() - self.started - self.timings.get("pretrain", 0.0) - self.timings.get("stylize", 0.0)
+        throughput.record(self.throughput_key, {"other_s": round(max(0.0, other_s), 1)})
         self.events.send(ResultEvent(path=paths.relative(paths.result_json)))
         return 0
 
