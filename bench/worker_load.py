@@ -9,7 +9,7 @@ Loads, each started before the fit and stopped after it:
   cycles  a Cycles render loop through bpy, all cores (an artist rendering while the job runs).
 Each fit runs in a fresh process (threads and niceness are per process and niceness cannot be
 raised back): warm-up steps, then --steps steps or --seconds, whichever ends first. The load's
-own work rate during the fit (renders/min, products/s) tells what the rest of the machine kept:
+own work rate during the fit (renders/min, products/min; also measured alone first) tells what the rest of the machine kept:
 the proxy for a responsive Blender. One JSON line per figure, with the hardware and load average.
 """
 
@@ -154,7 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", default=str(DEMO_DATA), help="a NeRF dataset folder (default: the demo job's)")
-    parser.add_argument("--threads", default=None, help="torch thread counts, e.g. 1,2,auto (default: 1, 2 and the core count)")
+    parser.add_argument("--threads", default=None, help="torch thread counts, e.g. 1,2,auto, or none: the loads alone (default: 1, 2 and the core count)")
     parser.add_argument("--nice", default="0,10", help="niceness increments to try")
     parser.add_argument("--loads", default="quiet,torch1,cycles")
     parser.add_argument("--steps", type=int, default=120)
@@ -174,7 +174,7 @@ def main() -> None:
     hardware = emit_hardware(torch.device("cpu"))
     lines.append({"figure": "hardware", **hardware})
     cores = os.cpu_count() or 1
-    thread_counts = args.threads.split(",") if args.threads else [str(t) for t in sorted({1, 2, cores})]
+    thread_counts = [t for t in args.threads.split(",") if t != "none"] if args.threads else [str(t) for t in sorted({1, 2, cores})]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "dataset"
         if Path(args.data).is_dir():
@@ -186,6 +186,13 @@ def main() -> None:
         for load_name in args.loads.split(","):
             load = Load(load_name, Path(tmp))
             try:
+                if load.process is not None:  # the load's own rate with no worker beside it
+                    before = load.count()
+                    time.sleep(args.seconds)
+                    line = {"figure": "load_alone", "load": load_name, "load_units_per_min": round((load.count() - before) / args.seconds * 60, 2),
+                            "seconds": args.seconds, "loadavg": round(os.getloadavg()[0], 2), "cpu": hardware.get("cpu")}
+                    emit(**line)
+                    lines.append(line)
                 for nice in (int(n) for n in args.nice.split(",")):
                     for threads in thread_counts:
                         load_before = os.getloadavg()[0]

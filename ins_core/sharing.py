@@ -18,17 +18,18 @@ from typing import Callable, Mapping
 THREADS_ENV = "INS_WORKER_THREADS"
 NICE_ENV = "INS_WORKER_NICE"
 
-# Why nice 10: Blender (its UI, a Cycles render) comes first; the worker takes what is left
-# (figures from bench/worker_load.py in the README, "Sharing the machine").
+# Why nice 10: beside the worker at nice 0 a Cycles render loop kept 31-35 of its 62 renders/min,
+# at nice 10 52-55 (2-core Xeon, bench/worker_load.py); the worker paid 4.5 -> 3.0 steps/s.
 DEFAULT_NICE = 10
 
 
 def default_threads(cores: int | None) -> int:
     """All cores but one: the one left is Blender's (UI, Cycles) and whatever else runs.
 
-    Why: on the 2-core Xeon, quiet, the fit ran 6.8 steps/s with 1 thread and 10.8 with 2; with one
-    core taken by other work, 2 threads crawled (about 1 step/s, issue 11). `Adaptive` takes the
-    last core back while the rest of the machine is idle.
+    Why: on the 2-core Xeon (bench/worker_load.py) the fit ran 6.1 steps/s with 1 thread and 3.6
+    with 2 beside a second torch process on one core (nice 10: 5.7 vs 2.2; beside Cycles 3.0 vs
+    0.8), but 6.8 vs 10.8 when quiet: so `Adaptive` takes the last core back while the rest of the
+    machine is idle (quiet 10.4, beside the torch process 7.4, beside Cycles 2.5 steps/s).
     """
     return max(1, (cores or 1) - 1)
 
