@@ -162,11 +162,13 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
               python: str | None = None, overrides: dict | None = None, seed: int = 0,
               style_mix: list[float] | None = None, vgg_weights: str | None = None,
               allow_download: bool = False, cache_dir: str | None = None, import_result: bool = True,
-              resume: bool = False, timeout: float | None = None, log=print) -> BatchResult:
+              resume: bool = False, timeout: float | None = None, silence_s: float | None = None,
+              log=print) -> BatchResult:
     """Capture `scene`, run the worker on it (blocking, printing progress), import the mesh.
 
     Raises InputError for bad input (before anything is written or rendered) and BatchError when
-    the worker fails, crashes or is cancelled.
+    the worker fails, crashes or is cancelled, runs past `timeout` seconds, or sends nothing for
+    `silence_s` seconds (a hang guard that a slow, busy machine does not trip).
     """
     started = time.monotonic()
     if out_dir is None or not str(out_dir).strip():
@@ -235,7 +237,7 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
 
     status = "finished"
     if finished is None:  # a finished job is not exported again
-        status = _run_worker(job, python_path, bundled, timeout, log)
+        status = _run_worker(job, python_path, bundled, timeout, log, silence_s)
     manifest = ResultManifest.load(job.result_json)
     object_name = None
     if import_result and "mesh_npz" in manifest.files:
@@ -262,19 +264,23 @@ def finished_result(job: JobPaths) -> ResultManifest | None:
     return manifest if all(path.exists() for path in files) else None
 
 
-def _run_worker(job: JobPaths, python_path: str, bundled: bool, timeout: float | None, log) -> str:
+def _run_worker(job: JobPaths, python_path: str, bundled: bool, timeout: float | None, log,
+                silence_s: float | None = None) -> str:
     """Run the worker to the end (blocking, printing progress); BatchError unless it finished."""
     run = jobs.JobRun(job.root, python_path, bundled=bundled).start()
     log(f"INS: worker started ({python_path})")
+    started = time.monotonic()
     try:
-        status = run.wait(timeout=timeout, on_events=_printer(log))
+        status = run.wait(timeout=timeout, on_events=_printer(log), silence_s=silence_s)
     except BaseException:  # Ctrl-C / SIGTERM: the worker is in its own process group and heard neither
         stop_worker(run.current)
         raise
-    if not run.done:  # timeout
+    if not run.done:  # timeout, or silence
         stop_worker(run.current)
         run.update()
-        raise BatchError(f"The worker did not finish within {timeout:g} s and was cancelled (resumable with --resume); see the log '{job.log_path}'.")
+        why = (f"did not finish within {timeout:g} s" if timeout is not None and time.monotonic() - started >= timeout
+               else f"sent nothing for {silence_s:g} s")
+        raise BatchError(f"The worker {why} and was cancelled (resumable with --resume); see the log '{job.log_path}'.")
     if status != "finished":
         raise BatchError(run.message)
     return status

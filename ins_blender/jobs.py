@@ -776,20 +776,27 @@ class JobRun:
             self.status = "cancelling"
             self.message = "Cancelling..."
 
-    def wait(self, timeout: float | None = None, on_events=None, should_stop=None) -> str:
-        """Block until the run ends (batch mode and tests)."""
+    def wait(self, timeout: float | None = None, on_events=None, should_stop=None, silence_s: float | None = None) -> str:
+        """Block until the run ends (batch mode and tests), `timeout` seconds in all, or until the
+        current process has sent no event for `silence_s` seconds (a hang: a slow machine still
+        sends progress)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        heard = time.monotonic()
         while not self.done:
             current = self.current
             events = current.wait_event(0.1) if current is not None else []
             # wait_event already applied them; update() moves phases, copies the status and may
             # drain events that came meanwhile: those are shown too.
             events += self.update()
-            if events and on_events is not None:
-                on_events(events)
+            if events:
+                heard = time.monotonic()
+                if on_events is not None:
+                    on_events(events)
             if should_stop is not None and not self._cancel and should_stop():
                 self.request_cancel()
             if deadline is not None and time.monotonic() > deadline:
+                break
+            if silence_s is not None and time.monotonic() - heard > silence_s:
                 break
         return self.status
 

@@ -145,6 +145,18 @@ def test_a_run_shows_every_event_even_those_its_status_update_drains(fake, tmp_p
     assert names.count("ProgressEvent") == 5 and names[-1] == "ResultEvent"
 
 
+def test_a_run_waits_while_events_come_and_gives_up_on_silence(fake, tmp_path):
+    """The hang guard of the batch and the tests: no event for `silence_s` seconds, however long the
+    run took before (a busy machine slows a job down; only a hang stops its events)."""
+    run = jobs.JobRun(make_job(tmp_path, "slow").root, sys.executable).start()
+    began = time.monotonic()
+    assert run.wait(silence_s=1.0) == "running"  # it went quiet after "halfway"
+    assert 1.0 <= time.monotonic() - began < 20 and run.state.message == "halfway"
+    run.request_cancel()
+    assert run.wait(timeout=30) == "cancelled"
+    assert jobs.JobRun(make_job(tmp_path / "ok").root, sys.executable).start().wait(silence_s=30) == "finished"
+
+
 def test_poll_never_blocks_and_cancel_leaves_no_process(fake, tmp_path):
     job = make_job(tmp_path, "slow")
     worker = start(job)

@@ -90,7 +90,8 @@ def test_the_worker_logs_its_thread_count_priority_and_speed(finished_job):
     assert chosen.describe() in text and "pretrain: 150 steps in" in text and "steps/s" in text
     # Its speed is recorded for the panel's estimate: pre-training steps/s and the time outside training.
     record = throughput.load(paths.root.parent / "throughput.json")[throughput.key("cpu", "nerf", "preview")]
-    assert record["pretrain_steps_per_s"] > 0 and record["other_s"] > 0 and record["threads"] == chosen.threads
+    assert record["pretrain_steps_per_s"] > 0 and record["other_s"] > 0
+    assert record["threads"] in (chosen.threads, os.cpu_count())  # all cores once the machine was idle for 10 s
     assert "stylize_steps_per_s" not in record  # 10 steps are too few to time
 
 
@@ -136,8 +137,12 @@ def test_render_server_answers_render_requests(finished_job, tmp_path):
 
 def test_cancel_keeps_a_checkpoint_and_a_rerun_resumes(tmp_path):
     paths = make_job(tmp_path / "job", pretrain_steps=200)
-    worker = start_worker(paths.root)
-    read_events(worker, until=lambda e: e.event == "progress" and e.step >= 20)
+    # Also: the environment fixes the thread count and priority (a bad value is named, not fatal).
+    worker = start_worker(paths.root, env={sharing.THREADS_ENV: "1", sharing.NICE_ENV: "x"})
+    logs = read_events(worker, until=lambda e: e.event == "progress" and e.step >= 20)
+    messages = [e.message for e in logs if e.event == "log"]
+    assert f"Worker: 1 torch thread, priority nice {max(os.nice(0), sharing.DEFAULT_NICE)}." in messages, messages
+    assert any("INS_WORKER_NICE='x' ignored" in m for m in messages)
     worker.send_signal(signal.SIGTERM)
     events = read_events(worker)
     assert worker.wait(timeout=60) == 0
