@@ -54,6 +54,7 @@ from pathlib import Path
 
 import bpy
 
+from ins_core import throughput
 from ins_core.errors import InputError
 from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, StageEvent, write_message
@@ -234,6 +235,7 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
             _remove_job_files(job, existed)
             raise
         log(f"INS: captured {capture.n_train} training and {capture.n_test} test views in {capture.seconds:.1f} s")
+        throughput.record_capture(job.job_json, capture.seconds)  # part of the panel's estimate
 
     status = "finished"
     if finished is None:  # a finished job is not exported again

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ins_core import throughput
 from ins_core.errors import InputError
 from ins_core.job import JobPaths
 from ins_core.protocol import (
@@ -753,6 +754,7 @@ class JobRun:
             self.message = state.message
         if current is self.capture and state is not None and state.done:
             if state.status == "finished" and not self._cancel:
+                throughput.record_capture(self.job.job_json, time.monotonic() - self.started_at)  # the panel's estimate
                 try:
                     self._start_worker()
                 except WorkerError as error:

@@ -1,12 +1,12 @@
 """Measured worker throughput on this machine, so the panel's time estimate is this machine's.
 
 The worker records, per (device, mode, preset), the steps/s of each training stage and the seconds
-spent outside training (start-up, export, renders) into one small JSON file in the user's cache
-folder; the add-on reads it (plain Python: Blender imports this module) and turns a preset's
+spent outside training (start-up, export, renders), and the add-on the seconds its capture took,
+into one small JSON file in the user's cache folder; the add-on reads it (plain Python: Blender imports this module) and turns a preset's
 step counts into minutes. A missing, unreadable or malformed file means "not measured yet".
 
     {"version": 1, "records": {"cpu/nerf/preview": {"pretrain_steps_per_s": 6.1,
-        "stylize_steps_per_s": 0.9, "other_s": 40.0, "threads": 1, "updated": "2026-11-30T21:00:00"}}}
+        "stylize_steps_per_s": 0.9, "other_s": 40.0, "capture_s": 12.0, "threads": 1, "updated": "2026-11-30T21:00:00"}}}
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 PATH_ENV = "INS_THROUGHPUT_FILE"
 VERSION = 1
 RATE_FIELDS = ("pretrain_steps_per_s", "stylize_steps_per_s")
+SECONDS_FIELDS = ("other_s", "capture_s")  # the worker's time outside training; the add-on's capture
 MIN_STEPS = 20  # fewer measured steps than this say little about the rate (start-up dominates)
 
 
@@ -48,15 +49,15 @@ def _positive(value) -> bool:
 
 
 def _clean(record) -> dict | None:
-    """A record with only well-formed fields, or None when it has no usable rate."""
+    """A record with only well-formed fields, or None when none is left."""
     if not isinstance(record, dict):
         return None
     clean = {name: float(record[name]) for name in RATE_FIELDS if _positive(record.get(name))}
+    for name in SECONDS_FIELDS:
+        if _positive(record.get(name)) or record.get(name) == 0:
+            clean[name] = float(record[name])
     if not clean:
         return None
-    other = record.get("other_s")
-    if _positive(other) or other == 0:
-        clean["other_s"] = float(other)
     for name in ("threads", "updated"):
         if isinstance(record.get(name), (int, str)) and not isinstance(record.get(name), bool):
             clean[name] = record[name]
@@ -105,4 +106,14 @@ def estimate_s(rec: dict, pretrain_steps: int, stylize_steps: int) -> float | No
     pretrain, stylize = rec.get("pretrain_steps_per_s"), rec.get("stylize_steps_per_s")
     if not (_positive(pretrain) and _positive(stylize)):
         return None
-    return pretrain_steps / pretrain + stylize_steps / stylize + rec.get("other_s", 0.0)
+    return pretrain_steps / pretrain + stylize_steps / stylize + sum(rec.get(name, 0.0) for name in SECONDS_FIELDS)
+
+
+def record_capture(job_json: Path, seconds: float, path: Path | None = None) -> bool:
+    """The capture's seconds for the job's (device, mode, preset); False when the job is unreadable."""
+    try:
+        spec = json.loads(Path(job_json).read_text(encoding="utf-8"))
+        record_key = key(spec["device"], spec["mode"], spec["preset"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return record(record_key, {"capture_s": round(max(0.0, float(seconds)), 1)}, path)

@@ -122,3 +122,18 @@ def test_adaptive_threads_stay_put_when_fixed_on_one_core_or_without_machine_fig
         fake.advance(30.0, others=0.0)
         assert not adaptive.enabled and adaptive.step() is None
     assert fake.adaptive(cores=8).threads == 7
+
+
+def test_the_capture_time_joins_the_workers_record(tmp_path):
+    from ins_core.job import JobSpec
+
+    path = tmp_path / "throughput.json"
+    job_json = tmp_path / "job.json"
+    JobSpec(mode="sdf", styles=["styles/a.png"], preset="high", device="cpu").save(job_json)
+    assert throughput.record_capture(job_json, 42.04, path)  # the add-on, before the worker runs
+    assert throughput.load(path) == {"cpu/sdf/high": {"capture_s": 42.0, "updated": throughput.load(path)["cpu/sdf/high"]["updated"]}}
+    throughput.record("cpu/sdf/high", {"pretrain_steps_per_s": 10.0, "stylize_steps_per_s": 1.0, "other_s": 8.0}, path)
+    high = presets.get("high")
+    assert estimates.measured_seconds(high, "sdf", "cpu", path) == pytest.approx(high.pretrain_steps / 10 + high.stylize_steps + 8 + 42)
+    job_json.write_text("{broken")
+    assert not throughput.record_capture(job_json, 1.0, path)
