@@ -40,6 +40,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     import torch
 
     from .eval.pictures import save_png
+    from .render.parallel import frame_workers
     from .render.views import render_view
 
     device = trained.device
@@ -48,29 +49,22 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     if trained.kind == "stylized":
         n_styles = len(trained.config["styles"])
         trained.model.set_style(command.style_mix if command.style_mix else [1.0] + [0.0] * (n_styles - 1))
-    render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast)
+    workers = frame_workers() if fast else 1
+    render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast, workers=workers)
     out = Path(command.out)
     save_png(out, (render.rgba().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
     return out
 
 
-def frame_threads() -> int:
-    """Threads for rendering: all cores but one, left to Blender (and whatever else runs).
-
-    Each parallel region waits for its slowest thread, so a thread that loses its core stalls them
-    all: on the 2-core Xeon, with other work running, 2 threads drew a frame 3-6x slower than 1.
-    """
-    return max(1, (os.cpu_count() or 1) - 1)
-
-
 def _prepare(trained) -> None:
-    """Set the thread count and build the fast renderer's lattices now, so the first frame after
-    `ready` does not pay for them."""
+    """Build the fast renderer's lattices now, so the first frame after `ready` does not pay for
+    them, and leave torch one thread: frames are split over worker threads instead (one per core),
+    which a core lost to Blender or other work slows by its share only (render/parallel.py)."""
     import torch
 
     from .render.fast import fast_renderer
 
-    torch.set_num_threads(frame_threads())
+    torch.set_num_threads(1)
     fast_renderer(trained.model)
 
 

@@ -106,3 +106,16 @@ def test_fast_frame_is_the_reference_frame(make):
 def test_training_models_keep_the_reference_renderer():
     model = _nerf().train()
     assert fast_renderer(model) is None
+
+
+def test_worker_threads_draw_the_same_frame():
+    model = _stylized(1.0)
+    c2w, intrinsics = _camera(0)
+    serial = render_view(model, c2w, intrinsics, SIZE, SIZE)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the render server runs them
+    try:
+        parallel = render_view(model, c2w, intrinsics, SIZE, SIZE, workers=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(parallel.rgb, serial.rgb) and torch.equal(parallel.opacity, serial.opacity)

@@ -8,6 +8,7 @@ import torch
 
 from ..data.cameras import image_pixels, rays_from_pixels
 from .fast import fast_renderer
+from .parallel import map_chunks
 
 
 @dataclass
@@ -25,28 +26,37 @@ class ViewRender:
 # Rays per renderer call: the fast path bounds its own field calls, so it takes larger pieces.
 REFERENCE_CHUNK = 8192
 FAST_CHUNK = 1 << 15
+# Rays per chunk when worker threads share a frame, at most; small frames get at least
+# WORKER_SHARE chunks per worker, so that one slow chunk does not leave the other workers idle.
+WORKER_CHUNK = 1 << 12
+WORKER_SHARE = 4
 
 
 @torch.no_grad()
 def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
-                background: torch.Tensor | None = None, chunk: int | None = None, fast: bool = True) -> ViewRender:
+                background: torch.Tensor | None = None, chunk: int | None = None, fast: bool = True,
+                workers: int = 1) -> ViewRender:
     """Render one camera in chunks of rays. The model decides whether gradients are needed.
 
     With `fast` (and a model in eval mode that the fast path knows) the frame comes from the
     inference renderer, the same picture for less work; `fast=False` always uses `model.render`.
+    `workers` > 1 draws the chunks on that many threads (see parallel.py: set torch to 1 thread).
     """
     device = c2w.device
     pixels = image_pixels(width, height, device)
     background = torch.zeros(3, device=device) if background is None else background
     renderer = (fast_renderer(model) if fast else None) or model.render
+    if chunk is None and workers > 1:
+        chunk = max(256, min(WORKER_CHUNK, -(-pixels.shape[0] // (WORKER_SHARE * workers))))
     chunk = chunk or (FAST_CHUNK if fast else REFERENCE_CHUNK)
-    rgb, depth, opacity = [], [], []
-    for start in range(0, pixels.shape[0], chunk):
-        origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics)
-        out = renderer(origins, directions, background.expand(origins.shape[0], 3))
-        rgb.append(out.rgb.detach())
-        depth.append(out.depth.detach())
-        opacity.append(out.opacity.detach())
+
+    def draw(start: int):
+        with torch.no_grad():  # grad mode is per thread
+            origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics)
+            out = renderer(origins, directions, background.expand(origins.shape[0], 3))
+            return out.rgb.detach(), out.depth.detach(), out.opacity.detach()
+
+    rgb, depth, opacity = zip(*map_chunks(draw, range(0, pixels.shape[0], chunk), workers))
     rgb_t, depth_t, opacity_t = torch.cat(rgb), torch.cat(depth), torch.cat(opacity)
     depth_t = torch.where(opacity_t > 1e-4, depth_t / opacity_t.clamp_min(1e-4), torch.zeros_like(depth_t))
     return ViewRender(rgb_t.view(height, width, 3), depth_t.view(height, width), opacity_t.view(height, width))
