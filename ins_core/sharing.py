@@ -23,6 +23,13 @@ NICE_ENV = "INS_WORKER_NICE"
 DEFAULT_NICE = 10
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform says), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def default_threads(cores: int | None) -> int:
     """All cores but one: the one left is Blender's (UI, Cycles) and whatever else runs.
 
@@ -63,7 +70,7 @@ def _int_env(environ: Mapping[str, str], name: str, low: int, high: int) -> tupl
 def choose(environ: Mapping[str, str] | None = None, cores: int | None = None) -> Share:
     """The worker's threads and niceness: the defaults, or the environment's valid values."""
     environ = os.environ if environ is None else environ
-    cores = cores if cores is not None else os.cpu_count()
+    cores = cores if cores is not None else available_cores()
     threads, note_t = _int_env(environ, THREADS_ENV, 1, 1024)
     nice, note_n = _int_env(environ, NICE_ENV, 0, 19)
     return Share(threads=threads or default_threads(cores), nice=DEFAULT_NICE if nice is None else nice,
@@ -73,8 +80,8 @@ def choose(environ: Mapping[str, str] | None = None, cores: int | None = None) -
 def apply(share: Share) -> Share:
     """Set torch's thread count and lower this process's priority; returns what holds now.
 
-    Niceness only goes up (lowering it needs privileges), and it is an increment: a worker started
-    already at nice 5 and asked for 10 gets 5 more. Without os.nice (Windows) it stays as it is.
+    Niceness only goes up (lowering it needs privileges): a worker started at nice 15 stays at 15.
+    Without os.nice (Windows) the priority stays as it is.
     """
     import torch
 
@@ -112,7 +119,7 @@ class Adaptive:
     def __init__(self, cores: int | None = None, interval_s: float = 2.0, calm_s: float = 10.0, busy_cores: float = 0.5,
                  machine_s: Callable[[], float | None] = _machine_busy_s, own_s: Callable[[], float] = time.process_time,
                  clock: Callable[[], float] = time.monotonic, enabled: bool = True):
-        self.cores = cores if cores is not None else (os.cpu_count() or 1)
+        self.cores = cores if cores is not None else available_cores()
         self.interval_s, self.calm_s, self.busy_cores = interval_s, calm_s, busy_cores
         self._machine_s, self._own_s, self._clock = machine_s, own_s, clock
         self.threads = default_threads(self.cores)
