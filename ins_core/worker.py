@@ -161,7 +161,8 @@ class JobRunner:
 
     def _speed(self, stage: str, rate: float, step: int, total: int) -> None:
         """The measured speed: in the log file, and as a debug event (the panel shows the ETA instead)."""
-        message = f"{stage}: {rate:.2f} steps/s with {self.share.threads if self.share else '?'} threads, step {step}/{total}"
+        threads = self.share.threads if self.share else 0
+        message = f"{stage}: {rate:.2f} steps/s with {threads} thread{'' if threads == 1 else 's'}, step {step}/{total}"
         log.info(message)
         self.events.send(LogEvent(level="debug", message=message))
 
