@@ -7,6 +7,9 @@ Stdout carries only protocol events (ins_core.protocol); everything else goes to
 Cancelling (SIGTERM, a JOB/cancel file, or the parent going away) finishes the current step,
 writes a checkpoint, emits `cancelled` and exits 0; running the same job again resumes.
 Exit status: 0 done or cancelled, 2 bad input, 1 any other failure.
+A job shares the machine with Blender (ins_core.sharing: lowered priority, all cores but one unless
+the rest of the machine is idle), logs its steps/s, and records them for the panel's time estimate
+(ins_core.throughput).
 """
 
 from __future__ import annotations
