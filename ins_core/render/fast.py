@@ -16,13 +16,8 @@ from torch import nn
 from .compositing import Composite
 from .lattice import with_lattice_encodings
 from .nerf_march import march_nerf_rays
-from .precision import with_bf16_color
 from .sdf_renderer import render_sdf_rays
 from .surface_samples import SurfaceSamples
-
-# Samples lighter than this get no colour here (the reference: 1e-4). On the demo job this skips a
-# tenth of the colour work and leaves frames ~60 dB from the reference's.
-FAST_COLOR_WEIGHT_EPS = 1e-3
 
 RayRenderer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Composite]
 
@@ -66,9 +61,7 @@ def fast_renderer(model: nn.Module) -> RayRenderer | None:
         field = with_lattice_encodings(model.field)
         if model.kind == "stylized" and keeps_content_density(model.field):
             field = KeptGeometryField(field)
-        field = with_bf16_color(field, model.field.aabb.device)
-        return lambda origins, directions, background: march_nerf_rays(field, origins, directions, model.n_samples, model.grid, background,
-                                                                       color_eps=FAST_COLOR_WEIGHT_EPS)
+        return lambda origins, directions, background: march_nerf_rays(field, origins, directions, model.n_samples, model.grid, background)
     if kind == "sdf":
         # The SDF renderer needs gradients for its normals; the lattices give them too (grid_sample
         # is differentiable in its sample positions), so the reference renderer runs on them as is.

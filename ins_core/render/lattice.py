@@ -96,12 +96,7 @@ class LatticeEncoding(nn.Module):
         return torch.bmm(weight[:, None, :], features)[:, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Float32 even under an outer bf16 autocast: bf16 bmm is slower here, and features are inputs.
-        with torch.autocast(x.device.type, enabled=False):
-            return self._encode(x.float())
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.clamp(0.0, 1.0 - 1e-6)  # as the hash grid does
+        x = x.float().clamp(0.0, 1.0 - 1e-6)  # as the hash grid does
         n = x.shape[0]
         grid = (2 * x - 1).view(1, *([1] * (self.source.in_dim - 1)), n, self.source.in_dim)
         f = self.source.features_per_level

@@ -38,11 +38,8 @@ def _in_chunks(fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 @torch.inference_mode()
 def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: torch.Tensor, n_samples: int,
-                    grid: OccupancyGrid | None = None, background: torch.Tensor | None = None, block: int = 16,
-                    color_eps: float = COLOR_WEIGHT_EPS) -> Composite:
+                    grid: OccupancyGrid | None = None, background: torch.Tensor | None = None, block: int = 16) -> Composite:
     """What `render_nerf_rays(..., jitter=False)` gives for rays [R, 3], computed front to back.
-
-    Samples whose weight is below `color_eps` get no colour (the reference's cut-off by default).
 
     The returned `weights` are empty: nothing downstream of a whole frame needs them.
     """
@@ -71,7 +68,7 @@ def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: tor
         before = torch.cat([transmittance[alive, None], transmittance[alive, None] * through[:, :-1]], dim=1)
         weights = alpha * before
         if rays.numel():
-            visible = weights[rays, slots] > color_eps
+            visible = weights[rays, slots] > COLOR_WEIGHT_EPS
             if visible.any():
                 r, s = rays[visible], slots[visible]
                 (colour,) = _in_chunks(field.color, features[visible], directions[alive[r]])
