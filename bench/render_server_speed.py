@@ -4,8 +4,11 @@ other work on the machine weighs on both alike.
 
     python bench/render_server_speed.py JOB --width 256 --height 256 --frames 5 --out bench/results/x.jsonl
 
+With --baseline DIR (a checkout of earlier code, e.g. `git archive COMMIT | tar -x -C DIR`) a
+third server runs that code's fast path, so the ratio to the previous code comes from the same run.
+
 Also times the viewport's first image: 1/8 of a --viewport region (what the engine asks for first
-when the view stops). Each request orbits to the next training camera. JSON lines on stdout (and
+when the view stops), and a 1/16 one for comparison. Each request orbits to the next training camera. JSON lines on stdout (and
 appended to --out), with the hardware and the load average before and after.
 """
 
@@ -34,10 +37,13 @@ REFERENCE_SERVER = "import sys; from ins_core.render_server import serve; sys.ex
 
 
 class Server:
-    def __init__(self, job: Path, fast: bool):
-        argv = ["-m", "ins_core.worker", str(job), "--serve"] if fast else ["-c", REFERENCE_SERVER, str(job)]
+    def __init__(self, job: Path, fast: bool, code: Path | None = None):
+        """`code`: a checkout whose ins_core the server runs (default: this one)."""
+        argv = ["-m", "ins_core.worker", str(job.resolve()), "--serve"] if fast else ["-c", REFERENCE_SERVER, str(job.resolve())]
+        env = dict(os.environ, PYTHONPATH=str(code)) if code else None
         start = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        cwd=code, env=env)
         event = self._wait(("ready", "error"))
         if event.event != "ready":
             raise SystemExit(f"the render server for {job} did not start: {event}")
@@ -85,6 +91,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--viewport", default="1280x720", help="region whose 1/8 is the first preview image")
     parser.add_argument("--no-reference", action="store_true", help="time the fast server only (large frames)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of earlier code: its fast server is timed too")
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     args = parser.parse_args()
     lines: list[dict] = []
@@ -100,6 +107,8 @@ def main() -> None:
     transforms = json.loads((args.job / "dataset" / "transforms_train.json").read_text())
     out = Path(tempfile.mkdtemp())
     servers = {"fast": Server(args.job, fast=True)}
+    if args.baseline:
+        servers["baseline"] = Server(args.job, fast=True, code=args.baseline.resolve())
     if not args.no_reference:
         servers["reference"] = Server(args.job, fast=False)
     record("render_server_start", **{f"{name}_s": round(s.start_s, 2) for name, s in servers.items()})
@@ -112,16 +121,22 @@ def main() -> None:
         if "reference" in servers:
             agreement.append(psnr(out / f"fast{frame}.png", out / f"reference{frame}.png"))
     medians = {f"{name}_s_median": round(statistics.median(t), 3) for name, t in times.items()}
-    ratio = {"speedup": round(medians["reference_s_median"] / medians["fast_s_median"], 2)} if "reference" in servers else {}
-    record("render_server_frame", job=str(args.job), width=args.width, height=args.height, frames=args.frames, **medians,
+    ratio = {f"speedup_vs_{name}": round(medians[f"{name}_s_median"] / medians["fast_s_median"], 2) for name in servers if name != "fast"}
+    record("render_server_frame", job=str(args.job), baseline=str(args.baseline) if args.baseline else None, width=args.width, height=args.height, frames=args.frames, **medians,
            **{f"{name}_s_all": [round(x, 3) for x in t] for name, t in times.items()}, **ratio,
            psnr_fast_vs_reference_db=agreement or None)
 
     region_w, region_h = (int(v) for v in args.viewport.split("x"))
-    small_w, small_h = math.ceil(region_w / 8), math.ceil(region_h / 8)
-    first = [servers["fast"].render(command_for(transforms, 100 + k, small_w, small_h, out / f"small{k}.png")) for k in range(args.frames)]
-    record("viewport_first_image", viewport=args.viewport, width=small_w, height=small_h,
-           fast_s_median=round(statistics.median(first), 3), fast_s_all=[round(x, 3) for x in first])
+    for level, fraction in enumerate((8, 16)):  # 1/8: ins_blender/engine.py VIEWPORT_LEVELS[0]
+        small_w, small_h = math.ceil(region_w / fraction), math.ceil(region_h / fraction)
+        first = {name: [] for name in servers if name != "reference"}
+        for k in range(args.frames):
+            for name in first:
+                command = command_for(transforms, 100 + k, small_w, small_h, out / f"small{name}{fraction}_{k}.png")
+                first[name].append(servers[name].render(command))
+        record("viewport_first_image" if level == 0 else f"viewport_image_1_{fraction}", viewport=args.viewport, fraction=f"1/{fraction}",
+               width=small_w, height=small_h, **{f"{name}_s_median": round(statistics.median(t), 3) for name, t in first.items()},
+               **{f"{name}_s_all": [round(x, 3) for x in t] for name, t in first.items()})
     for server in servers.values():
         server.close()
     record("load_average", when="end", load_1min=round(os.getloadavg()[0], 2), cpus=os.cpu_count())

@@ -5,6 +5,7 @@ threads, with the PSNR between the two frames.
     python bench/render_speed.py --run runs/lego100_styles/starry_night_default --size 256 --frames 3
     python bench/render_speed.py --sdf-like runs/lego100 --size 128   # an SDF field of that run's size
     python bench/render_speed.py --run RUN --size 1920x1080 --device cuda --threads 1
+    python bench/render_speed.py --run RUN --workers 2   # also the fast path on 2 worker threads (as the server)
 
 The SDF reference renderer evaluates every sample whatever the field holds, so an untrained SDF
 field of the right size times it faithfully. JSON lines on stdout (and appended to --out).
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--workers", default="", help="also time frames split over N worker threads (torch at 1 thread), e.g. 2")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -71,7 +73,8 @@ def main() -> None:
     intrinsics = Intrinsics.from_fov(math.radians(40), width, height).as_tensor(device)
     radius = float((model.field.aabb[1] - model.field.aabb[0]).norm()) * 1.4
     white = torch.ones(3, device=device)
-    for threads in (int(t) for t in args.threads.split(",")):
+    configs = [(int(t), 1) for t in args.threads.split(",")] + [(1, int(w)) for w in args.workers.split(",") if w and int(w) > 1]
+    for threads, workers in configs:
         torch.set_num_threads(threads)
         times = {"reference": [], "fast": []}
         agreement = []
@@ -82,13 +85,14 @@ def main() -> None:
             frames = {}
             for name in times:
                 start = time.perf_counter()
-                frames[name] = render_view(model, c2w, intrinsics, width, height, white, fast=name == "fast")
+                frames[name] = render_view(model, c2w, intrinsics, width, height, white, fast=name == "fast",
+                                           workers=workers if name == "fast" else 1)
                 sync(device)
                 times[name].append(time.perf_counter() - start)
             mse = float(((frames["fast"].rgb - frames["reference"].rgb) ** 2).mean())
             agreement.append(round(-10 * math.log10(max(mse, 1e-12)), 2))
         medians = {name: statistics.median(t) for name, t in times.items()}
-        record("render_frame", model=label, width=width, height=height, device=str(device), threads=threads, frames=args.frames,
+        record("render_frame", model=label, width=width, height=height, device=str(device), threads=threads, workers=workers, frames=args.frames,
                reference_s_median=round(medians["reference"], 3), fast_s_median=round(medians["fast"], 3),
                speedup=round(medians["reference"] / medians["fast"], 2), fast_rays_per_s=round(width * height / medians["fast"]), fast_fps=round(1 / medians["fast"], 2),
                prepare_s=prepare_s, psnr_fast_vs_reference_db=agreement,

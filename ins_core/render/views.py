@@ -26,10 +26,11 @@ class ViewRender:
 # Rays per renderer call: the fast path bounds its own field calls, so it takes larger pieces.
 REFERENCE_CHUNK = 8192
 FAST_CHUNK = 1 << 15
-# Rays per chunk when worker threads share a frame, at most; small frames get at least
-# WORKER_SHARE chunks per worker, so that one slow chunk does not leave the other workers idle.
+# Rays per chunk when worker threads share a frame: WORKER_CHUNK balanced two workers best on a
+# 256x256 frame (1024-2048 alike, 8192 slower); a chunk costs ~30 ms of fixed overhead, so small
+# frames get fewer chunks (the 80x45 viewport image: two), but never fewer than one per worker.
 WORKER_CHUNK = 1 << 12
-WORKER_SHARE = 4
+WORKER_MIN_CHUNK = 1 << 11
 
 
 @torch.no_grad()
@@ -47,7 +48,8 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
     background = torch.zeros(3, device=device) if background is None else background
     renderer = (fast_renderer(model) if fast else None) or model.render
     if chunk is None and workers > 1:
-        chunk = max(256, min(WORKER_CHUNK, -(-pixels.shape[0] // (WORKER_SHARE * workers))))
+        n = pixels.shape[0]
+        chunk = min(max(-(-n // (4 * workers)), WORKER_MIN_CHUNK), WORKER_CHUNK, -(-n // workers))
     chunk = chunk or (FAST_CHUNK if fast else REFERENCE_CHUNK)
 
     def draw(start: int):
