@@ -27,8 +27,8 @@ class ViewRender:
 REFERENCE_CHUNK = 8192
 FAST_CHUNK = 1 << 15
 # Rays per chunk when worker threads share a frame: WORKER_CHUNK balanced two workers best on a
-# 256x256 frame (1024-2048 alike, 8192 slower); a chunk costs ~30 ms of fixed overhead, so small
-# frames get fewer chunks (the 80x45 viewport image: two), but never fewer than one per worker.
+# 256x256 frame (1024-2048 alike, 8192 slower); each chunk pays a fixed cost (op dispatch per
+# block of samples), so small frames get fewer chunks (the 80x45 image: two), one per worker at least.
 WORKER_CHUNK = 1 << 12
 WORKER_MIN_CHUNK = 1 << 11
 
