@@ -108,8 +108,9 @@ def test_training_models_keep_the_reference_renderer():
     assert fast_renderer(model) is None
 
 
-def test_worker_threads_draw_the_same_frame():
-    model = _stylized(1.0)
+@pytest.mark.parametrize("make", [lambda: _stylized(1.0), _stylized_sdf], ids=["stylized-nerf", "stylized-sdf"])
+def test_worker_threads_draw_the_same_frame(make):
+    model = make()
     c2w, intrinsics = _camera(0)
     serial = render_view(model, c2w, intrinsics, SIZE, SIZE)
     threads = torch.get_num_threads()
