@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "geometry kept exactly; the default); patch: INS's sampling-stride patches")
     stylize.add_argument("--stroke-scale", type=float, help="how big brush strokes are: 1 is the painting's own scale against the view, 2 twice as big")
     stylize.add_argument("--vgg-size", type=_positive_int, help="view mode: the longer side, in pixels, at which the loss network sees a view")
+    stylize.add_argument("--render-scale", type=float, help="view mode: render each view at this multiple of the photographs' size "
+                                                             "for the loss network (finer strokes; 4x the work at 2)")
     stylize.add_argument("--max-views", type=_count, help="view mode: stylize with at most this many training views (0: all)")
     stylize.add_argument("--lr", type=float, help="learning rate")
     stylize.add_argument("--patch", type=_positive_int, help="patch mode: rays per patch side (P)")

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from ins_core.cli import main
+from ins_core.data.cameras import image_pixels, rays_from_pixels
 from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.data.styles import load_style_image
 from ins_core.errors import InputError
@@ -247,3 +248,20 @@ def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
     rough = _stylize(content_run, "tv_off", ["style_a.png"], tv_weight=0.0, lr=0.05)
     smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=2000.0, lr=0.05)
     assert roughness(smooth) < 0.9 * roughness(rough)
+
+
+def test_render_scale_shows_the_loss_network_views_rendered_finer(content_run):
+    """render_scale 2: each training view is rendered at twice the photographs' size (4x the rays,
+    the same field of view) and stylization still trains from it."""
+    session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "scaled",
+                                           device="cpu", settings={"steps": 4, "vgg_size": 64, "render_scale": 2.0}, force=True))
+    views, objective = session.data.train, session.objective
+    fine = objective.view_samples(objective.view_indices[0])
+    assert fine.n_rays == 4 * views.width * views.height
+    # the same camera at twice the resolution sees the object over about 4x the pixels
+    coarse = session.model.surface_samples(*rays_from_pixels(image_pixels(views.width, views.height), views.c2w[objective.view_indices[0]],
+                                                               views.intrinsics[objective.view_indices[0]]))
+    ratio = float((fine.opacity > 0.5).sum()) / max(1.0, float((coarse.opacity > 0.5).sum()))
+    assert 3.0 < ratio < 5.0
+    session.run_loop()
+    assert session.step == 4

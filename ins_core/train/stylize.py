@@ -82,6 +82,7 @@ class StylizeSettings:
     style_size: int = 0  # 0: vgg_size / stroke_scale
     tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
     max_views: int = 0  # view mode: stylize with at most this many training views, evenly spread (0: all)
+    render_scale: float = 1.0  # view mode: render each view at this multiple of the photographs' size for the loss network
     patch: int = 32  # patch mode
     stride: int = 2  # patch mode
 
@@ -101,6 +102,8 @@ class StylizeSettings:
             base.tv_weight = 50.0 if view else 0.0
         if not base.stroke_scale > 0:
             raise InputError(f"The stroke scale must be a positive number (1 is the painting's own scale), got {base.stroke_scale}.")
+        if not base.render_scale > 0:
+            raise InputError(f"The render scale must be a positive number (1 renders views at the photographs' size), got {base.render_scale}.")
         if not base.style_size:
             base.style_size = max(64, round(base.vgg_size / base.stroke_scale))
         return base
@@ -165,7 +168,9 @@ class StyleObjective:
         self.n_styles = len(styles)
         self.next_style = 0
         self.white = torch.ones(3, device=device)
-        self.pixels = image_pixels(views.width, views.height, device)
+        self.render_scale = settings.render_scale if settings.mode == "view" else 1.0
+        self.render_size = (max(1, round(views.height * self.render_scale)), max(1, round(views.width * self.render_scale)))
+        self.pixels = image_pixels(self.render_size[1], self.render_size[0], device)
         self.sample_cache: dict[int, SurfaceSamples] = {}
         count = len(views) if settings.max_views <= 0 else min(settings.max_views, len(views))
         self.view_indices = sorted({round(k * len(views) / count) for k in range(count)})
@@ -253,7 +258,7 @@ class StyleObjective:
         """The content geometry's visible samples of a training view, kept while memory allows."""
         if view not in self.sample_cache:
             views = self.views
-            origins, directions = rays_from_pixels(self.pixels, views.c2w[view], views.intrinsics[view])
+            origins, directions = rays_from_pixels(self.pixels, views.c2w[view], views.intrinsics[view] * self.render_scale)
             samples = self.model.surface_samples(origins, directions)
             while self.sample_cache and sum(c.nbytes() for c in self.sample_cache.values()) + samples.nbytes() > self.cache_bytes:
                 self.sample_cache.pop(next(iter(self.sample_cache)))
@@ -265,6 +270,9 @@ class StyleObjective:
         pixel is a fixed blend of samples and only the style and colour heads are evaluated."""
         s, views = self.settings, self.views
         rgba = views.rgba(view)
+        height, width = self.render_size
+        if (height, width) != (views.height, views.width):
+            rgba = F.interpolate(rgba.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
         photo = self.content_target(over_white(rgba), style_index)
         samples = self.view_samples(view)
 
@@ -272,7 +280,7 @@ class StyleObjective:
             part = samples if (first, end) == (0, samples.n_rays) else samples.rays_slice(first, end)
             return part.composite(self.model.field.surface_color(part), self.white)
 
-        step = deferred_backward(render, views.height, views.width,
+        step = deferred_backward(render, height, width,
                                  lambda image: self.image_terms(image, photo, rgba[..., 3], style_index, s.vgg_size))
         return LossTerms(step.loss, F.mse_loss(step.image, photo), step.terms, backpropagated=True)
 
