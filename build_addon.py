@@ -38,7 +38,7 @@ What this script adds (what those tools do not do):
     version and platform, torch not a GPU build, the ins_core wheel complete.
 
 Layout inside every zip (the zip root is the extension's package, `bl_ext.<repo>.ins_stylize`):
-blender_manifest.toml, the files of ins_blender/, wheels/ins_core-<v>-py3-none-any.whl, and in
+blender_manifest.toml, the files of ins_blender/, wheels/ins_core-<v>+<hash>-py3-none-any.whl, and in
 full zips wheels/<dependency>.whl for each Python version. The add-on imports ins_core from the
 extensions' site-packages, and the worker runs `PYTHON -m ins_core.worker JOB` with that folder on
 its path (see ins_blender/jobs.py), so Blender's own Python finds the bundled torch there.
@@ -417,13 +417,20 @@ def source_date(paths: list[Path]) -> float:
 
 
 def build_core_wheel(dest_dir: Path, stamp: float) -> Path:
-    """ins_core-<version>-py3-none-any.whl (pure Python, loss weights included) in dest_dir.
+    """ins_core-<version>+<content hash>-py3-none-any.whl (pure Python, loss weights included) in dest_dir.
     ins_core is a package of the repository's one distribution, so it gets a wheel of its own here."""
     if not (CORE_DIR / VGG_WEIGHTS).is_file():
         raise BuildError(f"ins_core/{VGG_WEIGHTS} is missing; run `python -m ins_core weights` (the set-up does) first")
-    version, project = core_version(), read_pyproject().get("project", {})
+    project = read_pyproject().get("project", {})
     files = sorted(p for p in CORE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
                    and not p.name.startswith(".") and p.suffix not in (".pyc", ".pyo"))
+    # Blender installs an extension's wheels by file name and skips one it already has, so
+    # reinstalling an extension of the same version would keep the old ins_core: a local version
+    # label from the files' contents gives every change its own wheel name.
+    contents = hashlib.sha256()
+    for path in files:
+        contents.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    version = f"{core_version()}+{contents.hexdigest()[:12]}"
     dist_info = f"ins_core-{version}.dist-info"
     meta = ["Metadata-Version: 2.1", "Name: ins_core", f"Version: {version}",
             "Summary: INS core (implicit neural stylization), as bundled with the INS for Blender extension",

@@ -485,3 +485,24 @@ def test_full_linux_zip_builds_installs_and_runs_torch_in_the_workers_environmen
     assert info["torch"] == "2.13.0+cpu" and info["cuda_built"] is False and info["sum"] == 3.0
     assert info["numpy"] == "1.26.4"
     assert Path(info["torch_file"]).is_relative_to(tmp_path)
+
+
+def test_core_wheel_gets_a_new_name_when_ins_core_changes(tmp_path, monkeypatch):
+    """Blender skips a wheel whose file name it installed before, so reinstalling the extension
+    would keep an old ins_core (seen in the real Blender: `cannot import name 'throughput'`).
+    The wheel's name carries a hash of its contents: same files, same name; one edit, a new one."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "ins_core", repo / "ins_core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    monkeypatch.setattr(ba, "ROOT", repo)
+    monkeypatch.setattr(ba, "CORE_DIR", repo / "ins_core")
+    names = []
+    for attempt in ("a", "b", "c"):
+        if attempt == "c":
+            with open(repo / "ins_core" / "errors.py", "a") as fh:
+                fh.write("\n# changed\n")
+        (tmp_path / attempt).mkdir()
+        names.append(ba.build_core_wheel(tmp_path / attempt, 1e9).name)
+    assert re.fullmatch(r"ins_core-\d+\.\d+\.\d+\+[0-9a-f]{12}-py3-none-any\.whl", names[0])
+    assert names[0] == names[1] and names[2] != names[0]

@@ -5,8 +5,8 @@
 #   1. build the light zip; `blender --command extension install-file -e` it; Worker Python = .venv;
 #      Check Worker advises a Worker Python for Blender's own Python and accepts .venv's
 #   2. the demo scene (ins_blender/demo_scene.py) saved by that Blender
-#   3. `--command ins_stylize`: bad input exits 2; SIGTERM exits 143 with the worker checkpointed and
-#      gone; --resume finishes the job (exit 0, result imported, .blend saved); --resume again only imports
+#   3. `--command ins_stylize`: bad input exits 2; SIGTERM exits 143 and Ctrl-C typed in a terminal
+#      exits 130, each with the worker checkpointed and gone; --resume finishes the job (exit 0, result imported, .blend saved); --resume again only imports
 #   4. `blender -b out.blend -E INS -f 1` writes a picture
 #   5. in a window: Rendered shading with the INS engine, screenshots of the viewport preview and
 #      of the sidebar's INS tab at the default width
@@ -54,6 +54,11 @@ got=0; wait "$wrapper" || got=$?
 ! pgrep -f -- "ins_core.worker.* $OUT/job" > /dev/null || { echo "FAIL: the worker outlived the command"; exit 1; }
 ls "$OUT"/job/checkpoints/*/checkpoints/last.pt > /dev/null
 echo "ok: exit 143  sigterm (worker checkpointed and gone)"
+# Ctrl-C typed in a terminal (ctrl_c.py: a pseudo-terminal whose driver sends SIGINT to the
+# foreground process group, not to the worker's): exit 130, the worker checkpointed and gone.
+expect 130 ctrl_c .venv/bin/python tests/real_blender/ctrl_c.py "INS:   [0-9]*/[0-9]*, loss" -- "$RB" run "${STYLIZE[@]}" --out "$OUT/job_int"
+! pgrep -f -- "ins_core.worker.* $OUT/job_int" > /dev/null || { echo "FAIL: the worker outlived Ctrl-C"; exit 1; }
+ls "$OUT"/job_int/checkpoints/*/checkpoints/last.pt > /dev/null
 expect 0 resume "$RB" run "${STYLIZE[@]}" --out "$OUT/job" --resume --save "$OUT/out.blend"
 expect 0 resume_finished "$RB" run "${STYLIZE[@]}" --out "$OUT/job" --resume
 grep -q "without running it again" "$OUT/resume_finished.log"
