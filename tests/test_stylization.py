@@ -265,3 +265,29 @@ def test_render_scale_shows_the_loss_network_views_rendered_finer(content_run):
     assert 3.0 < ratio < 5.0
     session.run_loop()
     assert session.step == 4
+
+
+def _stripe_period(row: np.ndarray) -> float:
+    """Mean period in pixels of a row of dark and light stripes."""
+    light = row > row.mean()
+    changes = np.count_nonzero(light[1:] != light[:-1])
+    return 2 * len(row) / max(1, changes)
+
+
+def test_stroke_scale_two_gives_the_loss_network_strokes_twice_as_big(content_run):
+    """The loss network sees each view at vgg_size and the painting at vgg_size * stroke_scale:
+    at stroke scale 2 each stripe of the painting spans twice as many of its pixels, so the strokes
+    it asks of a view are twice as big (a small painting is enlarged to get there)."""
+    stripes = np.zeros((120, 120, 3), np.uint8)
+    stripes[:, (np.arange(120) // 6) % 2 == 1] = 255  # 12 px period
+    Image.fromarray(stripes).save(content_run / "stripes.png")
+    periods = {}
+    for scale in (1.0, 2.0):
+        out = content_run / f"strokes_{scale:g}"
+        start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "stripes.png"], out=out, device="cpu",
+                                     settings={"steps": 1, "vgg_size": 80, "stroke_scale": scale}, force=True))
+        seen = np.asarray(Image.open(next((out / "styles").glob("*.png"))).convert("L"), dtype=np.float32)
+        assert max(seen.shape) == round(80 * scale)
+        periods[scale] = _stripe_period(seen[seen.shape[0] // 2])
+    assert periods[1.0] == pytest.approx(12 * 80 / 120, rel=0.1)
+    assert periods[2.0] == pytest.approx(2 * periods[1.0], rel=0.1)

@@ -18,7 +18,7 @@ from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import QuitCommand, RenderCommand, decode_event, encode
 
-OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 10, "mesh_resolution": 40, "texture_size": 64, "mesh_faces": 600, "stroke_scale": 2.0}
+OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 10, "mesh_resolution": 40, "texture_size": 64, "mesh_faces": 600, "stroke_scale": 0.5}
 
 
 def make_job(root: Path, **overrides) -> JobPaths:
@@ -110,7 +110,7 @@ def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
     assert Image.open(paths.root / manifest.files["texture"]).size == (64, 64)
     assert any(e.event == "log" and "pretrained VGG-16 ImageNet weights" in e.message for e in events)
     stylized = json.loads((paths.checkpoints_dir / "stylized" / "run.json").read_text())
-    assert stylized["stylize"]["stroke_scale"] == 2.0 and stylized["stylize"]["style_size"] == 128  # the job's stroke scale reached it
+    assert stylized["stylize"]["stroke_scale"] == 0.5 and stylized["stylize"]["style_size"] == 128  # the job's stroke scale reached it
     progress = [e for e in events if e.event == "progress"]
     assert progress and all(0 <= e.step <= e.total_steps for e in progress)
     assert "log.txt" in os.listdir(paths.root)

@@ -50,8 +50,9 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_style_image(path: str | Path, working_size: int = 512) -> StyleImage:
-    """A style image as float RGB whose longer side is at most `working_size` pixels."""
+def load_style_image(path: str | Path, working_size: int = 512, enlarge: bool = False) -> StyleImage:
+    """A style image as float RGB whose longer side is at most `working_size` pixels (exactly that
+    with `enlarge`, a smaller image scaled up)."""
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -69,6 +70,6 @@ def load_style_image(path: str | Path, working_size: int = 512) -> StyleImage:
         notes.append(f"very large image ({width}x{height}) reduced")
     rgb = _to_rgb(image, notes)
     scale = working_size / max(width, height)
-    if scale < 1:
+    if scale < 1 or (enlarge and scale > 1):
         rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
     return StyleImage(path.stem, np.asarray(rgb, dtype=np.float32) / 255.0, notes)

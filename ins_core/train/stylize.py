@@ -65,7 +65,9 @@ class StylizeSettings:
     views with deferred back-propagation; `mode="patch"` is INS's sampling-stride patches.
 
     Stroke scale: the loss network sees each view resized to `vgg_size` pixels on its longer side,
-    and the painting at `vgg_size / stroke_scale` (`style_size`), so 2 makes strokes twice as big.
+    and the painting at `vgg_size * stroke_scale` (`style_size`). Its features are the same size in
+    pixels in both, so a painting shown larger lends the view larger strokes: 2 makes strokes twice
+    as big against the view, 0.5 half as big.
     """
 
     steps: int = 0  # 0: by mode and device (view: 120 CPU / 400 GPU; patch: 300 / 1000)
@@ -79,7 +81,7 @@ class StylizeSettings:
     color_transfer: bool = True
     vgg_size: int = 256
     stroke_scale: float = 1.0
-    style_size: int = 0  # 0: vgg_size / stroke_scale
+    style_size: int = 0  # 0: vgg_size * stroke_scale
     tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
     max_views: int = 0  # view mode: stylize with at most this many training views, evenly spread (0: all)
     render_scale: float = 1.0  # view mode: render each view at this multiple of the photographs' size for the loss network
@@ -105,7 +107,7 @@ class StylizeSettings:
         if not base.render_scale > 0:
             raise InputError(f"The render scale must be a positive number (1 renders views at the photographs' size), got {base.render_scale}.")
         if not base.style_size:
-            base.style_size = max(64, round(base.vgg_size / base.stroke_scale))
+            base.style_size = max(64, round(base.vgg_size * base.stroke_scale))
         return base
 
 
@@ -301,7 +303,7 @@ def _copy_styles(styles: list[Path], out: Path, working_size: int) -> tuple[list
     records, pixels = [], []
     (out / "styles").mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(styles):
-        style = load_style_image(path, working_size)
+        style = load_style_image(path, working_size, enlarge=True)  # a small painting too: its strokes at the size asked for
         name = f"{index:02d}_{style.name}.png"
         Image.fromarray((style.pixels * 255).round().astype(np.uint8)).save(out / "styles" / name)
         records.append({"name": style.name, "file": f"styles/{name}", "source": str(Path(path).resolve()), "notes": style.notes})
