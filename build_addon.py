@@ -26,10 +26,11 @@ version (3.11 in Blender 4.2 - 5.0, 3.13 in 5.1+) into the extensions' shared si
 
 What this script adds (what those tools do not do):
   * the ins_core wheel (pure Python, the VGG-16 loss weights inside), made from ins_core/;
-  * which wheels to bundle: the worker's pins (WORKER_PINS, checked against pyproject.toml), found in
-    the cache or fetched with `pip download` for each platform and Python version; the `packaging`
-    library's wheel tags decide which file fits; torch must be the CPU build (PyPI's Linux torch is
-    the CUDA one, so linux-x64 takes --torch-wheel or --torch-index-url);
+  * which wheels to bundle: the worker's pins (WORKER_PINS, some per Python version, checked against
+    pyproject.toml for the Python versions it allows), found in the cache or fetched with `pip
+    download` for each platform and Python version; the `packaging` library's wheel tags decide
+    which file fits; torch must be the CPU build (PyPI's Linux torch is the CUDA one, so linux-x64
+    takes --torch-wheel or --torch-index-url);
   * the Blender range: a full zip holds a complete set of worker wheels for every Python version it
     can (a version with any wheel missing is left out, and the report says which), and the staged
     manifest's blender_version_min / blender_version_max are set from the versions it holds
@@ -51,9 +52,12 @@ Variants:
     who set the add-on's Worker Python to a Python with torch (`pip install
     <extension dir>/wheels/ins_core-*.whl` there gets the pinned dependencies).
 
-numpy 1.26.4 is bundled for the worker (scipy 1.17.1 needs >= 1.26.4; Blender 4.2/4.3 ship
-1.24.3); the add-on itself never imports numpy. setuptools (a torch dependency only for
-torch.utils.cpp_extension) is not bundled.
+Per Python version (Pin.pythons): for 3.11 numpy 1.26.4 (scipy 1.17.1 needs >= 1.26.4; Blender
+4.2/4.3 ship 1.24.3) and PyMCubes 0.1.6; for 3.13, where those publish no wheels, numpy 2.3.5 and
+mvpymcubes 0.1.6 (PyMCubes 0.1.6 rebuilt, same `mcubes` module). The add-on itself never imports
+numpy. setuptools (a torch dependency only for torch.utils.cpp_extension) is not bundled.
+What is still left out (the build says so): linux-x64 Python 3.13 (no CPU torch on PyPI: pass a
+cp313 +cpu wheel or --torch-index-url) and macos-arm64 Python 3.13 (no marching-cubes wheel).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ from pathlib import Path
 
 try:
     from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
     from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
     from packaging.utils import canonicalize_name, parse_wheel_filename
 except ImportError:  # pragma: no cover - the message is the point
@@ -104,16 +109,21 @@ LIGHT_BLENDER_MIN = "4.2.0"  # extensions (and register_cli_command) exist from 
 # --- What the worker needs -------------------------------------------------------------------------
 
 
+PY311, PY313 = (3, 11), (3, 13)
+
+
 @dataclass(frozen=True)
 class Pin:
     name: str
     version: str
     why: str
     platforms: frozenset[str] | None = None  # None: every platform
+    pythons: frozenset[tuple[int, int]] | None = None  # None: every Python version
 
 
 # Exact versions: the set tested together in the project's environment (pyproject.toml pins the
-# top-level ones; the build checks that both agree).
+# top-level ones for Python 3.11; the build checks that both agree). Python 3.13 swaps two pins
+# whose versions publish no cp313 wheels.
 WORKER_PINS = (
     Pin("torch", "2.13.0", "the worker's tensor library (CPU build)"),
     Pin("filelock", "4.3.1", "torch dependency"),
@@ -124,18 +134,38 @@ WORKER_PINS = (
     Pin("jinja2", "3.1.6", "torch dependency"),
     Pin("markupsafe", "3.0.4", "jinja2 dependency"),
     Pin("fsspec", "2026.9.0", "torch dependency"),
-    Pin("numpy", "1.26.4", "arrays everywhere; Blender 4.2/4.3 ship 1.24.3"),
+    Pin("numpy", "1.26.4", "arrays everywhere; Blender 4.2/4.3 ship 1.24.3", pythons=frozenset({PY311})),
+    # numpy 1.26 has no cp313 wheels; 2.3 is the line of the VFX Reference Platform 2026 (Blender 5.1+)
+    # and within scipy 1.17.1's numpy<2.7,>=1.26.4 (torch 2.13 declares no numpy requirement).
+    Pin("numpy", "2.3.5", "arrays everywhere (Python 3.13: numpy 1.26 has no cp313 wheels)", pythons=frozenset({PY313})),
     Pin("scipy", "1.17.1", "PyMCubes imports scipy (sparse, ndimage) on import"),
     Pin("pillow", "11.3.0", "image I/O"),
     Pin("tqdm", "4.67.1", "CLI progress bars"),
     Pin("colorama", "0.4.6", "tqdm dependency on Windows", platforms=frozenset({"windows-x64"})),
-    Pin("pymcubes", "0.1.6", "marching cubes"),
+    Pin("pymcubes", "0.1.6", "marching cubes (imports as mcubes)", pythons=frozenset({PY311})),
+    # PyMCubes 0.1.6 has no cp313 wheels. mvpymcubes 0.1.6 is the same package rebuilt for 3.13
+    # (same mcubes/*.py, same meshes; needs numpy and scipy). PyPI's `mcubes` is another library
+    # (no mcubes.marching_cubes), so it is no substitute.
+    Pin("mvpymcubes", "0.1.6", "marching cubes (PyMCubes 0.1.6 rebuilt for Python 3.13, imports as mcubes)",
+        pythons=frozenset({PY313})),
     Pin("xatlas", "0.0.11", "UV unwrapping"),
     Pin("fast-simplification", "0.2.0", "quadric decimation of exported meshes to their face budget"),
     Pin("trimesh", "5.2.0", "mesh utilities (pinned in pyproject.toml)"),
     Pin("imageio-ffmpeg", "0.6.0", "MP4 output (ships an ffmpeg binary)"),
 )
 NOT_BUNDLED = {"setuptools": "only torch.utils.cpp_extension imports it; Blender's Python has its own"}
+# Pins known to have no wheel for a platform and Python version: why, for the build's report.
+KNOWN_GAPS: dict[tuple[str, tuple[int, int], str], str] = {
+    ("macos-arm64", PY313, "mvpymcubes"): (
+        "no marching-cubes wheel that imports as mcubes for CPython 3.13 on macOS arm64: PyMCubes 0.1.6 and "
+        "mvpymcubes 0.1.6 publish none, and PyPI's `mcubes` is an unrelated library without marching_cubes"),
+}
+
+
+def worker_pins(platform: str, python: tuple[int, int], *, with_numpy: bool = True) -> list[Pin]:
+    """The pins bundled in a full zip for `platform` and CPython `python`."""
+    return [p for p in WORKER_PINS if (p.platforms is None or platform in p.platforms)
+            and (p.pythons is None or python in p.pythons) and (with_numpy or p.name != "numpy")]
 
 
 @dataclass(frozen=True)
@@ -287,6 +317,12 @@ def _pin(name: str) -> Pin:
     return next(p for p in WORKER_PINS if p.name == name)
 
 
+def _torch_note(platform: str, python: tuple[int, int]) -> str:
+    cp = f"cp{python[0]}{python[1]}"
+    return (f"{platform}, Python {py_label(python)}: no CPU torch; PyPI's torch is the CUDA build here; pass "
+            f"--torch-wheel PATH (a torch-{_pin('torch').version}+cpu {cp} wheel) or --torch-index-url {TORCH_CPU_INDEX}")
+
+
 def _last_lines(text: str, n: int = 3) -> str:
     return " | ".join([line for line in (text or "").strip().splitlines() if line.strip()][-n:])
 
@@ -300,8 +336,7 @@ def plan_full(platform: str, python: tuple[int, int], *, cache: Path, torch_path
         raise BuildError(f"{platform}: PyTorch publishes no torch {_pin('torch').version} wheels for macOS x86-64 "
                          "(the last were 2.2.x); use the light zip on Intel Macs with a Python of your own")
     plan = WheelPlan(platform, python)
-    pins = [p for p in WORKER_PINS if (p.platforms is None or platform in p.platforms)
-            and (with_numpy or p.name != "numpy")]
+    pins = worker_pins(platform, python, with_numpy=with_numpy)
     cache.mkdir(parents=True, exist_ok=True)
 
     def resolve(pin: Pin) -> Path | None:
@@ -320,13 +355,15 @@ def plan_full(platform: str, python: tuple[int, int], *, cache: Path, torch_path
                 res = pip_download([f"torch=={_pin('torch').version}"], platform, python, cache, torch_index_url)
                 if res.returncode != 0:
                     plan.notes.append("pip download torch failed: " + _last_lines(res.stderr))
-            else:
-                plan.notes.append(f"{platform}: PyPI's torch is the CUDA build here; pass --torch-wheel PATH "
-                                  f"(a CPU wheel) or --torch-index-url {TORCH_CPU_INDEX}")
     for pin in pins:
         path = resolve(pin)
         if path is None:
             plan.missing.append(f"{pin.name}=={pin.version}")
+            # Say why, where it is known (offline too): these gaps are not a passing network problem.
+            if pin.name == "torch" and not spec.torch_from_pypi and not torch_index_url:
+                plan.notes.append(_torch_note(platform, python))
+            elif gap := KNOWN_GAPS.get((platform, python, canonicalize_name(pin.name))):
+                plan.notes.append(gap)
         elif pin.name == "torch" and (problem := torch_wheel_problem(path.name, platform, python)):
             raise BuildError(problem)
         else:
@@ -359,6 +396,10 @@ def unmet_requirements(wheels: list[Path], platform: str, python: tuple[int, int
     mine = [w for w in wheels if tag_rank(w.name, platform, python) is not None]
     present = {parse_wheel_filename(w.name)[0]: parse_wheel_filename(w.name)[1] for w in mine}
     problems = []
+    # Blender installs one wheel per distribution (the newest), so two that fit one Python would drop one.
+    for name in sorted(present):
+        if len(same := sorted(w.name for w in mine if parse_wheel_filename(w.name)[0] == name)) > 1:
+            problems.append(f"{', '.join(same)} all fit Python {py_label(python)} on {platform}; Blender installs only one")
     for wheel in mine:
         name, version = parse_wheel_filename(wheel.name)[:2]
         if name == "ins-core":
@@ -390,19 +431,28 @@ def core_version() -> str:
 
 
 def check_pins_against_pyproject(project: dict) -> list[str]:
-    """The worker pins must agree with pyproject.toml's exact pins."""
+    """The worker pins must agree with pyproject.toml's exact pins, for each Python version that
+    pyproject's requires-python allows (today 3.11 only) and its markers select."""
     errors = []
-    pins = {canonicalize_name(p.name): p.version for p in WORKER_PINS}
-    for dep in project.get("project", {}).get("dependencies", []):
-        req = Requirement(dep)
-        exact = [s.version for s in req.specifier if s.operator == "=="]
-        if not exact:
-            continue
-        name = canonicalize_name(req.name)
-        if name not in pins:
-            errors.append(f"pyproject.toml pins {dep!r} but build_addon.py does not bundle it (add it to WORKER_PINS)")
-        elif pins[name] != exact[0]:
-            errors.append(f"pyproject.toml pins {dep!r} but build_addon.py bundles {pins[name]} (make them agree)")
+    requires = SpecifierSet(project.get("project", {}).get("requires-python", ""))
+    for python in [p for p in PYTHON_BLENDERS if requires.contains(f"{py_label(p)}.0")]:
+        pins: dict[str, str] = {}
+        for pin in WORKER_PINS:
+            if pin.pythons is None or python in pin.pythons:
+                pins[canonicalize_name(pin.name)] = pin.version  # platforms: same version everywhere
+        env = {"python_version": py_label(python), "python_full_version": f"{py_label(python)}.0"}
+        for dep in project.get("project", {}).get("dependencies", []):
+            req = Requirement(dep)
+            exact = [s.version for s in req.specifier if s.operator == "=="]
+            if not exact or (req.marker is not None and not req.marker.evaluate(env)):
+                continue
+            name, where = canonicalize_name(req.name), f"for Python {py_label(python)}"
+            if name not in pins:
+                errors.append(f"pyproject.toml pins {dep!r} but build_addon.py does not bundle it {where} "
+                              "(add it to WORKER_PINS)")
+            elif pins[name] != exact[0]:
+                errors.append(f"pyproject.toml pins {dep!r} but build_addon.py bundles {pins[name]} {where} "
+                              "(make them agree)")
     return errors
 
 

@@ -14,7 +14,12 @@ What runs by default (CPU, no network, a few seconds):
     disabled and uninstalled;
   * wheel resolution for the full zips without building them: the local CPU torch wheel (when this
     machine has one; it is cp311 only), macOS x86-64 refused, PyPI's CUDA torch refused for Linux,
-    the dependency check run on torch's real metadata.
+    the dependency check run on torch's real metadata;
+  * per-Python pins, planned from empty files named like the real wheels: Python 3.13 takes
+    numpy 2.3.5 and mvpymcubes 0.1.6 (the 3.11 set is unchanged), a windows-x64 zip holds both
+    Pythons, linux-x64 3.13 is left out for want of a CPU torch and macos-arm64 3.13 for want of a
+    marching-cubes wheel, each with its reason; the dependency check per Python on small fake wheels
+    (and on the real windows-x64 3.13 wheels when .whl/ has them).
 
 Slow (INS_SLOW=1): the FULL linux-x64 zip with the real CPU torch wheel (needs network or a filled
 .whl/ cache plus a local torch-2.13.0+cpu wheel: INS_TORCH_WHEEL, or the one in /opt/wheels). It
@@ -193,8 +198,7 @@ def test_full_plan_offline_uses_the_local_cpu_torch_and_names_what_is_missing(tm
     kwargs = dict(cache=tmp_path / "empty", torch_paths=[torch.parent], torch_index_url=None, offline=True, with_numpy=True)
     plan = ba.plan_full("linux-x64", PY311, **kwargs)
     assert plan.wheels == [torch]
-    expected = {f"{p.name}=={p.version}" for p in ba.WORKER_PINS
-                if p.name != "torch" and (p.platforms is None or "linux-x64" in p.platforms)}
+    expected = {f"{p.name}=={p.version}" for p in ba.worker_pins("linux-x64", PY311) if p.name != "torch"}
     assert set(plan.missing) == expected
     assert "colorama==0.4.6" not in plan.missing  # Windows only
     # The same cp311 wheel does not serve Python 3.13.
@@ -216,6 +220,173 @@ def test_dependency_check_reads_torchs_real_metadata():
     assert missing == {"filelock", "typing-extensions", "sympy", "networkx", "jinja2", "fsspec"}
     assert not any("setuptools" in p or "nvidia" in p or "triton" in p for p in problems)
     assert ba.unmet_requirements([torch], "linux-x64", PY313) == []  # not a 3.13 wheel: nothing to check
+
+
+# --- Per-Python pins: Python 3.13 (Blender 5.1+) -------------------------------------------------------
+
+# The Python 3.11 set as it was before Python 3.13 got pins of its own: it must not change.
+PINS_311 = {"torch==2.13.0", "filelock==4.3.1", "typing-extensions==4.16.0", "sympy==1.14.0", "mpmath==1.3.0",
+            "networkx==3.6.1", "jinja2==3.1.6", "markupsafe==3.0.4", "fsspec==2026.9.0", "numpy==1.26.4",
+            "scipy==1.17.1", "pillow==11.3.0", "tqdm==4.67.1", "pymcubes==0.1.6", "xatlas==0.0.11",
+            "fast-simplification==0.2.0", "trimesh==5.2.0", "imageio-ffmpeg==0.6.0"}
+PLAT_TAGS = {"windows-x64": "win_amd64", "linux-x64": "manylinux_2_28_x86_64", "macos-arm64": "macosx_14_0_arm64"}
+PURE = {"filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2", "fsspec", "tqdm", "trimesh", "colorama"}
+
+
+def pin_set(platform: str, python: tuple[int, int]) -> set[str]:
+    return {f"{p.name}=={p.version}" for p in ba.worker_pins(platform, python)}
+
+
+def wheel_name(name: str, version: str, platform: str, python: tuple[int, int]) -> str:
+    """A file name shaped like the real wheel of `name` for `platform` / `python`."""
+    dist = name.replace("-", "_")
+    if name in PURE:
+        return f"{dist}-{version}-py3-none-any.whl"
+    cp = f"cp{python[0]}{python[1]}"
+    if name == "imageio-ffmpeg":
+        return f"{dist}-{version}-py3-none-{PLAT_TAGS[platform]}.whl"
+    return f"{dist}-{version}-{cp}-{cp}-{PLAT_TAGS[platform]}.whl"
+
+
+def fake_cache(folder: Path, platform: str, pythons: list[tuple[int, int]], *, skip=(), extra=()) -> Path:
+    """Empty files named like the real wheels of the worker's pins (planning reads only names)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for python in pythons:
+        for pin in ba.worker_pins(platform, python):
+            if pin.name not in skip:
+                (folder / wheel_name(pin.name, pin.version, platform, python)).touch()
+    for name in extra:
+        (folder / name).touch()
+    return folder
+
+
+# Real wheels that fit some platform or Python, but must not be chosen for windows-x64 / Python 3.13.
+DECOYS = ("numpy-1.26.4-cp311-cp311-win_amd64.whl", "PyMCubes-0.1.6-cp311-cp311-win_amd64.whl",
+          "mcubes-0.1.6-cp310-abi3-win_amd64.whl", "numpy-2.3.5-cp313-cp313-macosx_14_0_arm64.whl",
+          "mvpymcubes-0.1.6-cp313-cp313-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl")
+
+
+def test_pins_per_python_version():
+    assert pin_set("linux-x64", PY311) == PINS_311  # unchanged
+    assert pin_set("windows-x64", PY311) == PINS_311 | {"colorama==0.4.6"}
+    swapped = {"numpy==1.26.4": "numpy==2.3.5", "pymcubes==0.1.6": "mvpymcubes==0.1.6"}
+    for platform in ("linux-x64", "windows-x64", "macos-arm64"):
+        assert pin_set(platform, PY313) == {swapped.get(p, p) for p in pin_set(platform, PY311)}
+    assert "numpy==1.26.4" not in pin_set("windows-x64", PY313)
+
+
+def test_full_plan_for_python_313_on_windows_takes_numpy_2_and_mvpymcubes(tmp_path):
+    cache = fake_cache(tmp_path / "cache", "windows-x64", [PY311, PY313], extra=DECOYS)
+    kwargs = dict(cache=cache, torch_paths=[], torch_index_url=None, offline=True, with_numpy=True)
+    plan = ba.plan_full("windows-x64", PY313, **kwargs)
+    assert plan.missing == [] and plan.notes == []
+    names = {w.name for w in plan.wheels}
+    assert {"numpy-2.3.5-cp313-cp313-win_amd64.whl", "mvpymcubes-0.1.6-cp313-cp313-win_amd64.whl",
+            "torch-2.13.0-cp313-cp313-win_amd64.whl"} <= names
+    assert not names & set(DECOYS)
+    assert all(ba.tag_rank(n, "windows-x64", PY313) is not None for n in names)
+    assert len(names) == len(pin_set("windows-x64", PY313))
+    # The 3.11 plan from the same cache: the 3.11 pins, unchanged.
+    plan311 = ba.plan_full("windows-x64", PY311, **kwargs)
+    assert plan311.missing == []
+    assert {f"{ba.parse_wheel_filename(w.name)[0]}=={ba.parse_wheel_filename(w.name)[1]}" for w in plan311.wheels} \
+        == PINS_311 | {"colorama==0.4.6"}
+    assert "PyMCubes-0.1.6-cp311-cp311-win_amd64.whl" in {w.name for w in plan311.wheels}
+
+
+def test_full_groups_put_both_pythons_in_one_windows_zip(tmp_path, capsys):
+    cache = fake_cache(tmp_path / "cache", "windows-x64", [PY311, PY313])
+    args = ba.parse_args(["--platform", "windows-x64", "--offline", "--wheels-cache", str(cache)])
+    groups, skipped = ba.full_groups(args, ["windows-x64"])
+    assert skipped == [] and list(groups) == [(PY311, PY313)]
+    assert ba.blender_range([PY311, PY313]) == ("4.2.0", None)  # no blender_version_max
+    names = {w.name for w in groups[(PY311, PY313)]["windows-x64"]}
+    assert {"numpy-1.26.4-cp311-cp311-win_amd64.whl", "numpy-2.3.5-cp313-cp313-win_amd64.whl"} <= names
+    assert "left out" not in capsys.readouterr().out
+
+
+def test_linux_python_313_is_left_out_for_want_of_a_cpu_torch(tmp_path, capsys):
+    """Every other 3.13 wheel is there; torch is not (PyPI's Linux torch is the CUDA build)."""
+    cache = fake_cache(tmp_path / "cache", "linux-x64", [PY311, PY313], skip={"torch"},
+                       extra=["torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"])
+    plan = ba.plan_full("linux-x64", PY313, cache=cache, torch_paths=[], torch_index_url=None, offline=True,
+                        with_numpy=True)
+    assert plan.missing == ["torch==2.13.0"]
+    (note,) = plan.notes
+    assert "Python 3.13: no CPU torch" in note and "CUDA build" in note and "--torch-wheel" in note
+    assert "torch-2.13.0+cpu cp313" in note and "--torch-index-url" in note
+    args = ba.parse_args(["--platform", "linux-x64", "--offline", "--wheels-cache", str(cache)])
+    groups, skipped = ba.full_groups(args, ["linux-x64"])
+    assert skipped == [] and list(groups) == [(PY311,)]  # a Blender 4.2 - 5.0 zip
+    out = capsys.readouterr().out
+    assert "linux-x64, Python 3.13: left out, wheels not found (offline): torch==2.13.0" in out
+    assert "no CPU torch" in out
+
+
+def test_macos_python_313_is_left_out_for_want_of_a_marching_cubes_wheel(tmp_path):
+    cache = fake_cache(tmp_path / "cache", "macos-arm64", [PY313], skip={"mvpymcubes"},
+                       extra=["mcubes-0.1.6-cp310-abi3-macosx_11_0_arm64.whl"])  # another library
+    plan = ba.plan_full("macos-arm64", PY313, cache=cache, torch_paths=[], torch_index_url=None, offline=True,
+                        with_numpy=True)
+    assert plan.missing == ["mvpymcubes==0.1.6"]
+    assert any("macOS arm64" in n and "unrelated library" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize("requires_python,deps,errors", [
+    (">=3.11,<3.12", ["numpy==1.26.4", "PyMCubes==0.1.6"], []),  # pyproject today: the 3.11 set
+    (">=3.11,<3.12", ["numpy==2.3.5"], ["bundles 1.26.4 for Python 3.11"]),
+    (">=3.11", ["numpy==1.26.4"], ["bundles 2.3.5 for Python 3.13"]),  # no marker: 3.13 too
+    (">=3.11", ['numpy==1.26.4; python_version < "3.13"', 'numpy==2.3.5; python_version >= "3.13"',
+                'PyMCubes==0.1.6; python_version < "3.13"', 'mvpymcubes==0.1.6; python_version >= "3.13"'], []),
+    (">=3.11", ['PyMCubes==0.1.6'], ["does not bundle it for Python 3.13"]),
+])
+def test_pins_checked_against_pyproject_per_python(requires_python, deps, errors):
+    found = ba.check_pins_against_pyproject({"project": {"requires-python": requires_python, "dependencies": deps}})
+    assert len(found) == len(errors) and all(e in f for e, f in zip(errors, found)), found
+
+
+def write_wheel(folder: Path, filename: str, requires: list[str] = ()) -> Path:
+    name, version = filename.split("-")[:2]
+    path = folder / filename
+    meta = "\n".join([f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+                     + [f"Requires-Dist: {r}" for r in requires]) + "\n\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}-{version}.dist-info/METADATA", meta)
+    return path
+
+
+def test_dependency_check_is_per_python(tmp_path):
+    """scipy's numpy range is checked against the numpy of the same Python; two wheels of one
+    distribution fitting one Python are refused (Blender would install only the newest)."""
+    w = [write_wheel(tmp_path, n, r) for n, r in [
+        ("numpy-1.26.4-cp311-cp311-win_amd64.whl", []),
+        ("numpy-2.3.5-cp313-cp313-win_amd64.whl", []),
+        ("scipy-1.17.1-cp311-cp311-win_amd64.whl", ["numpy<2.7,>=1.26.4"]),
+        ("scipy-1.17.1-cp313-cp313-win_amd64.whl", ["numpy<2.7,>=1.26.4"]),
+        ("PyMCubes-0.1.6-cp311-cp311-win_amd64.whl", ["numpy", "scipy>=1.0.0"]),
+        ("mvpymcubes-0.1.6-cp313-cp313-win_amd64.whl", ["numpy>=1.21", "scipy>=1.0.0"]),
+    ]]
+    assert ba.unmet_requirements(w, "windows-x64", PY311) == []
+    assert ba.unmet_requirements(w, "windows-x64", PY313) == []
+    no_numpy_313 = [x for x in w if x.name != "numpy-2.3.5-cp313-cp313-win_amd64.whl"]
+    assert ba.unmet_requirements(no_numpy_313, "windows-x64", PY311) == []
+    problems = ba.unmet_requirements(no_numpy_313, "windows-x64", PY313)
+    assert problems and all("not bundled for Python 3.13" in p for p in problems)
+    too_new = write_wheel(tmp_path, "numpy-2.7.0-cp313-cp313-win_amd64.whl")
+    problems = ba.unmet_requirements(no_numpy_313 + [too_new], "windows-x64", PY313)
+    assert any("scipy 1.17.1 needs 'numpy<2.7,>=1.26.4', bundled is 2.7.0" in p for p in problems)
+    both = ba.unmet_requirements(w + [too_new], "windows-x64", PY313)
+    assert any("Blender installs only one" in p for p in both)
+
+
+def test_real_windows_313_wheels_meet_each_others_requirements():
+    """On the wheels build_addon.py downloaded into .whl/ (skipped when they are not there)."""
+    plan = ba.plan_full("windows-x64", PY313, cache=ba.DEFAULT_CACHE, torch_paths=[], torch_index_url=None,
+                        offline=True, with_numpy=True)
+    if plan.missing:
+        pytest.skip(f"not in .whl/ (run build_addon.py --platform windows-x64): {', '.join(plan.missing)}")
+    assert ba.unmet_requirements(plan.wheels, "windows-x64", PY313) == []
+    assert "numpy-2.3.5-cp313-cp313-win_amd64.whl" in {w.name for w in plan.wheels}
 
 
 # --- The light zip, built for real by Blender's builder ---------------------------------------------------
