@@ -7,11 +7,13 @@ smooth density sphere), so every file checks against the same exact answers.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy.spatial import cKDTree
 
 from ins_core.errors import InputError
 from ins_core.export import cleanup, marching_cubes
@@ -147,6 +149,48 @@ def test_bad_mode_and_box_are_refused():
         extract_mesh(np.zeros((4, 4, 4)), BOX, 0.0, "nerf")
     with pytest.raises(InputError, match="empty or not finite"):
         sample_grid(sphere_sdf, [[0, 0, 0], [1, 0, 1]], 8)
+
+
+# --- the two marching-cubes backends ----------------------------------------------------------
+
+
+def vertex_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Symmetric nearest-vertex distance: the farthest any vertex of one mesh is from the other's."""
+    return float(max(cKDTree(b).query(a)[0].max(), cKDTree(a).query(b)[0].max()))
+
+
+def test_without_pymcubes_scikit_image_gives_the_same_meshes(monkeypatch):
+    """The project's environment has both, so both run here for real; PyMCubes' absence (macOS
+    arm64, Python 3.13) is simulated by making `import mcubes` fail."""
+    assert marching_cubes.BACKEND == "PyMCubes"
+    cut = np.array([[-1.0, -1.0, 0.0], [1.0, 1.0, 1.0]])  # the box caps the sphere: vertices clamped
+    cases = [(BOX, sphere_sdf, 0.0, "sdf"), (BOX, sphere_density, default_density_level(BOX), "density"),
+             (cut, sphere_sdf, 0.0, "sdf")]
+    grids = [(box, sample_grid(fn, box, 40), level, mode) for box, fn, level, mode in cases]
+    pymcubes = [extract_mesh(grid, box, level, mode) for box, grid, level, mode in grids]
+
+    monkeypatch.setitem(sys.modules, "mcubes", None)  # `import mcubes` raises ImportError
+    march, backend = marching_cubes.pick_marching_cubes()
+    assert backend == "scikit-image"
+    monkeypatch.setattr(marching_cubes, "_march", march)
+    for (box, grid, level, mode), (mc_v, mc_f) in zip(grids, pymcubes):
+        sk_v, sk_f = extract_mesh(grid, box, level, mode)
+        cell = float((box[1] - box[0]).min()) / 39
+        assert sk_v.dtype == np.float32 and sk_f.dtype == np.int64
+        assert len(sk_v) == len(mc_v) and len(sk_f) == len(mc_f)
+        assert vertex_gap(sk_v, mc_v) < 1e-4 * cell  # same vertices, same (x, y, z) order
+        mc, sk = trimesh.Trimesh(mc_v, mc_f, process=False), trimesh.Trimesh(sk_v, sk_f, process=False)
+        assert sk.is_watertight and sk.is_winding_consistent
+        assert sk.volume > 0 and sk.volume == pytest.approx(mc.volume, rel=1e-3)  # same winding
+        if box is BOX:
+            assert outward_fraction(sk_v, sk_f) == 1.0
+
+
+def test_mesh_export_needs_pymcubes_or_scikit_image(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mcubes", None)
+    monkeypatch.setitem(sys.modules, "skimage.measure", None)
+    with pytest.raises(ImportError, match=r"PyMCubes \(import mcubes\) or scikit-image"):
+        marching_cubes.pick_marching_cubes()
 
 
 # --- clean-up --------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 The field comes in as a plain callable (`scalar_fn(points [N, 3]) -> [N]`), so this module
 knows nothing about NeRF or SDF networks. Grid index (i, j, k) is the point
-aabb_min + (i, j, k) * spacing, i.e. the grid's first axis is world X, as mcubes expects.
+aabb_min + (i, j, k) * spacing, i.e. the grid's first axis is world X, as marching cubes expects.
+Marching cubes is PyMCubes (`mcubes`) where it imports, else scikit-image's, because PyMCubes publishes
+no wheel for some platforms (macOS arm64, Python 3.13); both give the same vertices and winding.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 from collections.abc import Callable
 from typing import Literal
 
-import mcubes
 import numpy as np
 import torch
 
@@ -25,12 +26,43 @@ Mode = Literal["density", "sdf"]
 MODES: tuple[str, ...] = ("density", "sdf")
 
 # Bytes held per grid sample at the peak: the float32 grid, its padded float32 copy (mcubes reads
-# float32 in place: measured, no float64 copy), and one byte of slack for the mesh, which grows
-# with the surface (~res^2) rather than the volume, and the per-chunk buffers.
+# float32 in place: measured, no float64 copy; scikit-image's too), and one byte of slack for the mesh,
+# which grows with the surface (~res^2) rather than the volume, and the per-chunk buffers.
 BYTES_PER_SAMPLE = 4 + 4 + 1
 DEFAULT_CHUNK = 1 << 18
 # Cells across the scene's longest side at which `default_density_level` asks for alpha 0.5.
 DENSITY_LEVEL_CELLS = 128
+
+
+MarchFn = Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+
+
+def pick_marching_cubes() -> tuple[MarchFn, str]:
+    """(march, backend name): march(values, level) -> (vertices [V, 3] in grid index units, in the
+    array's axis order, faces [F, 3]) with faces wound the way PyMCubes winds them (normals
+    towards decreasing values). PyMCubes when it imports, else scikit-image."""
+    try:
+        import mcubes
+    except ImportError:
+        pass
+    else:
+        return mcubes.marching_cubes, "PyMCubes"
+    try:
+        from skimage.measure import marching_cubes as skimage_marching_cubes
+    except ImportError as exc:
+        raise ImportError("Mesh export needs PyMCubes (import mcubes) or scikit-image (import skimage); "
+                          "neither is installed in this Python") from exc
+
+    def march(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+        # "ascent" winds faces as mcubes does (measured on spheres: "descent", the default, is the
+        # reverse); vertices already follow the array's axes; degenerate faces are kept, as mcubes keeps them.
+        vertices, faces, _normals, _values = skimage_marching_cubes(values, level, gradient_direction="ascent")
+        return vertices, faces
+
+    return march, "scikit-image"
+
+
+_march, BACKEND = pick_marching_cubes()
 
 
 def check_aabb(aabb: np.ndarray | torch.Tensor | list) -> np.ndarray:
@@ -230,11 +262,12 @@ def extract_mesh(
     shape = np.array(values.shape)
     if close_boundary:
         values = _pad(values, level, mode)
-    vertices, faces = mcubes.marching_cubes(values, float(level))
+    vertices, faces = _march(values, float(level))
+    vertices = np.asarray(vertices, dtype=np.float64)
     if close_boundary:
         vertices = np.clip(vertices - 1.0, 0.0, shape - 1)
     faces = faces.astype(np.int64)
-    # mcubes orients faces towards decreasing values: outward where inside is high (density),
+    # Both backends orient faces towards decreasing values: outward where inside is high (density),
     # inward where inside is low (SDF), so SDF faces swap two corners.
     if mode == "sdf":
         faces = faces[:, [0, 2, 1]]
