@@ -54,10 +54,14 @@ Variants:
 
 Per Python version (Pin.pythons): for 3.11 numpy 1.26.4 (scipy 1.17.1 needs >= 1.26.4; Blender
 4.2/4.3 ship 1.24.3) and PyMCubes 0.1.6; for 3.13, where those publish no wheels, numpy 2.3.5 and
-mvpymcubes 0.1.6 (PyMCubes 0.1.6 rebuilt, same `mcubes` module). The add-on itself never imports
-numpy. setuptools (a torch dependency only for torch.utils.cpp_extension) is not bundled.
+mvpymcubes 0.1.6 (PyMCubes 0.1.6 rebuilt, same `mcubes` module), except on macos-arm64, where
+neither has a cp313 wheel: there scikit-image 0.26.0 (and imageio, tifffile, lazy-loader, packaging)
+stands in, ins_core's marching cubes falling back to it (SUBSTITUTES; the build prints why). Blender
+installs a zip's pure wheels for every Python, and its split build puts them into every platform's
+zip, so platforms whose pure wheels differ are built apart. The add-on itself never imports numpy.
+setuptools (a torch dependency only for torch.utils.cpp_extension) is not bundled.
 What is still left out (the build says so): linux-x64 Python 3.13 (no CPU torch on PyPI: pass a
-cp313 +cpu wheel or --torch-index-url) and macos-arm64 Python 3.13 (no marching-cubes wheel).
+cp313 +cpu wheel or --torch-index-url).
 """
 
 from __future__ import annotations
@@ -121,9 +125,11 @@ class Pin:
     pythons: frozenset[tuple[int, int]] | None = None  # None: every Python version
 
 
+MACOS_313 = dict(platforms=frozenset({"macos-arm64"}), pythons=frozenset({PY313}))
+
 # Exact versions: the set tested together in the project's environment (pyproject.toml pins the
-# top-level ones for Python 3.11; the build checks that both agree). Python 3.13 swaps two pins
-# whose versions publish no cp313 wheels.
+# top-level ones for Python 3.11; the build checks that both agree). Python 3.13 swaps the pins
+# whose versions publish no cp313 wheels; on macOS arm64 marching cubes comes from scikit-image.
 WORKER_PINS = (
     Pin("torch", "2.13.0", "the worker's tensor library (CPU build)"),
     Pin("filelock", "4.3.1", "torch dependency"),
@@ -138,27 +144,38 @@ WORKER_PINS = (
     # numpy 1.26 has no cp313 wheels; 2.3 is the line of the VFX Reference Platform 2026 (Blender 5.1+)
     # and within scipy 1.17.1's numpy<2.7,>=1.26.4 (torch 2.13 declares no numpy requirement).
     Pin("numpy", "2.3.5", "arrays everywhere (Python 3.13: numpy 1.26 has no cp313 wheels)", pythons=frozenset({PY313})),
-    Pin("scipy", "1.17.1", "PyMCubes imports scipy (sparse, ndimage) on import"),
+    Pin("scipy", "1.17.1", "PyMCubes and scikit-image import scipy; so does ins_core's mesh evaluation"),
     Pin("pillow", "11.3.0", "image I/O"),
     Pin("tqdm", "4.67.1", "CLI progress bars"),
     Pin("colorama", "0.4.6", "tqdm dependency on Windows", platforms=frozenset({"windows-x64"})),
     Pin("pymcubes", "0.1.6", "marching cubes (imports as mcubes)", pythons=frozenset({PY311})),
     # PyMCubes 0.1.6 has no cp313 wheels. mvpymcubes 0.1.6 is the same package rebuilt for 3.13
-    # (same mcubes/*.py, same meshes; needs numpy and scipy). PyPI's `mcubes` is another library
-    # (no mcubes.marching_cubes), so it is no substitute.
+    # (same mcubes/*.py, same meshes; needs numpy and scipy), but not for macOS arm64. PyPI's `mcubes`
+    # is another library (no mcubes.marching_cubes), so it is no substitute.
     Pin("mvpymcubes", "0.1.6", "marching cubes (PyMCubes 0.1.6 rebuilt for Python 3.13, imports as mcubes)",
-        pythons=frozenset({PY313})),
+        platforms=frozenset({"linux-x64", "windows-x64"}), pythons=frozenset({PY313})),
+    # macOS arm64, Python 3.13: ins_core's marching cubes falls back to scikit-image's (same vertices
+    # and winding, tested against PyMCubes), which has cp313 macOS arm64 wheels. Its other
+    # dependencies (numpy, scipy, networkx, pillow) are bundled anyway.
+    Pin("scikit-image", "0.26.0", "marching cubes where no mcubes wheel exists (skimage.measure.marching_cubes)",
+        **MACOS_313),
+    Pin("imageio", "2.38.1", "scikit-image dependency (skimage.io; never used by the worker)", **MACOS_313),
+    Pin("tifffile", "2026.3.3", "scikit-image dependency (TIFF I/O; never used by the worker)", **MACOS_313),
+    Pin("lazy-loader", "0.6", "scikit-image dependency (its lazy submodule imports)", **MACOS_313),
+    Pin("packaging", "26.4", "scikit-image and lazy-loader dependency (the version pyproject.toml's extras pin)",
+        **MACOS_313),
     Pin("xatlas", "0.0.11", "UV unwrapping"),
     Pin("fast-simplification", "0.2.0", "quadric decimation of exported meshes to their face budget"),
     Pin("trimesh", "5.2.0", "mesh utilities (pinned in pyproject.toml)"),
     Pin("imageio-ffmpeg", "0.6.0", "MP4 output (ships an ffmpeg binary)"),
 )
 NOT_BUNDLED = {"setuptools": "only torch.utils.cpp_extension imports it; Blender's Python has its own"}
-# Pins known to have no wheel for a platform and Python version: why, for the build's report.
-KNOWN_GAPS: dict[tuple[str, tuple[int, int], str], str] = {
-    ("macos-arm64", PY313, "mvpymcubes"): (
-        "no marching-cubes wheel that imports as mcubes for CPython 3.13 on macOS arm64: PyMCubes 0.1.6 and "
-        "mvpymcubes 0.1.6 publish none, and PyPI's `mcubes` is an unrelated library without marching_cubes"),
+# Why a platform and Python version bundle a set unlike the others': printed with its plan.
+SUBSTITUTES: dict[tuple[str, tuple[int, int]], str] = {
+    ("macos-arm64", PY313): (
+        "marching cubes from scikit-image 0.26.0 (ins_core's fallback), since no wheel importing as mcubes "
+        "exists for CPython 3.13 on macOS arm64: PyMCubes 0.1.6 and mvpymcubes 0.1.6 publish none, and "
+        "PyPI's `mcubes` is an unrelated library without marching_cubes"),
 }
 
 
@@ -336,6 +353,8 @@ def plan_full(platform: str, python: tuple[int, int], *, cache: Path, torch_path
         raise BuildError(f"{platform}: PyTorch publishes no torch {_pin('torch').version} wheels for macOS x86-64 "
                          "(the last were 2.2.x); use the light zip on Intel Macs with a Python of your own")
     plan = WheelPlan(platform, python)
+    if substitute := SUBSTITUTES.get((platform, python)):
+        plan.notes.append(substitute)
     pins = worker_pins(platform, python, with_numpy=with_numpy)
     cache.mkdir(parents=True, exist_ok=True)
 
@@ -362,8 +381,6 @@ def plan_full(platform: str, python: tuple[int, int], *, cache: Path, torch_path
             # Say why, where it is known (offline too): these gaps are not a passing network problem.
             if pin.name == "torch" and not spec.torch_from_pypi and not torch_index_url:
                 plan.notes.append(_torch_note(platform, python))
-            elif gap := KNOWN_GAPS.get((platform, python, canonicalize_name(pin.name))):
-                plan.notes.append(gap)
         elif pin.name == "torch" and (problem := torch_wheel_problem(path.name, platform, python)):
             raise BuildError(problem)
         else:
@@ -740,6 +757,8 @@ def full_groups(args, platforms: list[str]) -> tuple[dict[tuple, dict[str, list[
                       f"{' (offline)' if args.offline else ''}: {', '.join(plan.missing)}"
                       + "".join(f"; {n}" for n in plan.notes))
                 continue
+            for note in plan.notes:
+                print(f"  {platform}, Python {py_label(python)}: {note}")
             covered.append(python)
             wheels += [w for w in plan.wheels if w not in wheels]
         else:
@@ -748,6 +767,20 @@ def full_groups(args, platforms: list[str]) -> tuple[dict[tuple, dict[str, list[
             else:
                 skipped.append((platform, "no Python version has all its wheels"))
     return groups, skipped
+
+
+def is_pure(wheel: Path) -> bool:
+    return all(tag.platform == "any" for tag in parse_wheel_filename(wheel.name)[3])
+
+
+def split_by_pure_wheels(per_platform: dict[str, list[Path]]) -> list[dict[str, list[Path]]]:
+    """The platforms of one group that can share one split build. Blender's builder puts every pure
+    wheel into every platform's zip, so platforms whose pure wheels differ (colorama on Windows,
+    scikit-image's dependencies on macOS) are built apart: each zip holds its own pure wheels only."""
+    by_pure: dict[frozenset[str], dict[str, list[Path]]] = {}
+    for platform, wheels in per_platform.items():
+        by_pure.setdefault(frozenset(w.name for w in wheels if is_pure(w)), {})[platform] = wheels
+    return list(by_pure.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -789,7 +822,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.light:
             groups, skipped = full_groups(args, args.platform or list(source.get("platforms", [])))
             results += [(f"full {p}", None, f"not built ({why})") for p, why in skipped]
-            for pythons, per_platform in groups.items():
+            builds = [(pythons, apart) for pythons, group in groups.items() for apart in split_by_pure_wheels(group)]
+            for pythons, per_platform in builds:
                 lo, hi = blender_range(list(pythons))
                 wheels = [core] + sorted({w for ws in per_platform.values() for w in ws}, key=lambda w: w.name)
                 label = f"full {', '.join(per_platform)} (Python {', '.join(map(py_label, pythons))})"

@@ -16,10 +16,12 @@ What runs by default (CPU, no network, a few seconds):
     machine has one; it is cp311 only), macOS x86-64 refused, PyPI's CUDA torch refused for Linux,
     the dependency check run on torch's real metadata;
   * per-Python pins, planned from empty files named like the real wheels: Python 3.13 takes
-    numpy 2.3.5 and mvpymcubes 0.1.6 (the 3.11 set is unchanged), a windows-x64 zip holds both
-    Pythons, linux-x64 3.13 is left out for want of a CPU torch and macos-arm64 3.13 for want of a
-    marching-cubes wheel, each with its reason; the dependency check per Python on small fake wheels
-    (and on the real windows-x64 3.13 wheels when .whl/ has them).
+    numpy 2.3.5 and mvpymcubes 0.1.6 (the 3.11 set is unchanged), except macos-arm64, where
+    scikit-image 0.26.0 and its dependencies stand in for mvpymcubes (no cp313 macOS arm64 wheel);
+    windows-x64 and macos-arm64 zips hold both Pythons (built apart: their pure wheels differ),
+    linux-x64 3.13 is left out for want of a CPU torch, with its reason; the dependency check per
+    Python on small fake wheels (and on the real windows-x64 / macos-arm64 3.13 wheels when .whl/
+    has them).
 
 Slow (INS_SLOW=1): the FULL linux-x64 zip with the real CPU torch wheel (needs network or a filled
 .whl/ cache plus a local torch-2.13.0+cpu wheel: INS_TORCH_WHEEL, or the one in /opt/wheels). It
@@ -230,7 +232,10 @@ PINS_311 = {"torch==2.13.0", "filelock==4.3.1", "typing-extensions==4.16.0", "sy
             "scipy==1.17.1", "pillow==11.3.0", "tqdm==4.67.1", "pymcubes==0.1.6", "xatlas==0.0.11",
             "fast-simplification==0.2.0", "trimesh==5.2.0", "imageio-ffmpeg==0.6.0"}
 PLAT_TAGS = {"windows-x64": "win_amd64", "linux-x64": "manylinux_2_28_x86_64", "macos-arm64": "macosx_14_0_arm64"}
-PURE = {"filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2", "fsspec", "tqdm", "trimesh", "colorama"}
+PURE = {"filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2", "fsspec", "tqdm", "trimesh", "colorama",
+        "imageio", "tifffile", "lazy-loader", "packaging"}
+# macos-arm64, Python 3.13: marching cubes from scikit-image (ins_core's fallback) and its dependencies.
+SKIMAGE_313 = {"scikit-image==0.26.0", "imageio==2.38.1", "tifffile==2026.3.3", "lazy-loader==0.6", "packaging==26.4"}
 
 
 def pin_set(platform: str, python: tuple[int, int]) -> set[str]:
@@ -269,10 +274,14 @@ DECOYS = ("numpy-1.26.4-cp311-cp311-win_amd64.whl", "PyMCubes-0.1.6-cp311-cp311-
 def test_pins_per_python_version():
     assert pin_set("linux-x64", PY311) == PINS_311  # unchanged
     assert pin_set("windows-x64", PY311) == PINS_311 | {"colorama==0.4.6"}
+    assert pin_set("macos-arm64", PY311) == PINS_311
     swapped = {"numpy==1.26.4": "numpy==2.3.5", "pymcubes==0.1.6": "mvpymcubes==0.1.6"}
-    for platform in ("linux-x64", "windows-x64", "macos-arm64"):
+    for platform in ("linux-x64", "windows-x64"):
         assert pin_set(platform, PY313) == {swapped.get(p, p) for p in pin_set(platform, PY311)}
     assert "numpy==1.26.4" not in pin_set("windows-x64", PY313)
+    # macOS arm64 has no mvpymcubes wheel: scikit-image and its dependencies instead.
+    no_mcubes = {"numpy==1.26.4": "numpy==2.3.5"}
+    assert pin_set("macos-arm64", PY313) == {no_mcubes.get(p, p) for p in PINS_311 - {"pymcubes==0.1.6"}} | SKIMAGE_313
 
 
 def test_full_plan_for_python_313_on_windows_takes_numpy_2_and_mvpymcubes(tmp_path):
@@ -323,13 +332,44 @@ def test_linux_python_313_is_left_out_for_want_of_a_cpu_torch(tmp_path, capsys):
     assert "no CPU torch" in out
 
 
-def test_macos_python_313_is_left_out_for_want_of_a_marching_cubes_wheel(tmp_path):
-    cache = fake_cache(tmp_path / "cache", "macos-arm64", [PY313], skip={"mvpymcubes"},
+def test_macos_python_313_gets_a_complete_set_with_scikit_image_for_marching_cubes(tmp_path, capsys):
+    cache = fake_cache(tmp_path / "cache", "macos-arm64", [PY311, PY313],
                        extra=["mcubes-0.1.6-cp310-abi3-macosx_11_0_arm64.whl"])  # another library
     plan = ba.plan_full("macos-arm64", PY313, cache=cache, torch_paths=[], torch_index_url=None, offline=True,
                         with_numpy=True)
-    assert plan.missing == ["mvpymcubes==0.1.6"]
-    assert any("macOS arm64" in n and "unrelated library" in n for n in plan.notes)
+    assert plan.missing == []
+    names = {w.name for w in plan.wheels}
+    assert {"scikit_image-0.26.0-cp313-cp313-macosx_14_0_arm64.whl", "numpy-2.3.5-cp313-cp313-macosx_14_0_arm64.whl",
+            "torch-2.13.0-cp313-cp313-macosx_14_0_arm64.whl"} <= names
+    assert not any(n.lower().startswith(("mcubes-", "mvpymcubes-", "pymcubes-")) for n in names)
+    (note,) = plan.notes
+    assert "scikit-image 0.26.0" in note and "macOS arm64" in note and "unrelated library" in note
+    args = ba.parse_args(["--platform", "macos-arm64", "--offline", "--wheels-cache", str(cache)])
+    groups, skipped = ba.full_groups(args, ["macos-arm64"])
+    assert skipped == [] and list(groups) == [(PY311, PY313)]  # Blender 4.2+, no blender_version_max
+    names = {w.name for w in groups[(PY311, PY313)]["macos-arm64"]}
+    assert {"pymcubes-0.1.6-cp311-cp311-macosx_14_0_arm64.whl", "numpy-1.26.4-cp311-cp311-macosx_14_0_arm64.whl",
+            "scikit_image-0.26.0-cp313-cp313-macosx_14_0_arm64.whl"} <= names
+    out = capsys.readouterr().out
+    assert "left out" not in out and "macos-arm64, Python 3.13: marching cubes from scikit-image" in out
+
+
+def test_platforms_whose_pure_wheels_differ_are_built_apart(tmp_path):
+    """Blender's split build copies every pure wheel into every platform's zip: colorama (Windows)
+    and scikit-image's pure dependencies (macOS) must stay in their own zips."""
+    cache = fake_cache(tmp_path / "cache", "windows-x64", [PY311, PY313])
+    fake_cache(cache, "macos-arm64", [PY311, PY313])
+    fake_cache(cache, "linux-x64", [PY311], extra=["torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"])
+    args = ba.parse_args(["--offline", "--wheels-cache", str(cache)])
+    groups, _ = ba.full_groups(args, ["linux-x64", "windows-x64", "macos-arm64"])
+    assert {k: sorted(v) for k, v in groups.items()} == {(PY311,): ["linux-x64"],
+                                                         (PY311, PY313): ["macos-arm64", "windows-x64"]}
+    builds = ba.split_by_pure_wheels(groups[(PY311, PY313)])
+    assert sorted(list(b) for b in builds) == [["macos-arm64"], ["windows-x64"]]
+    pure = {platform: {w.name.split("-")[0] for w in wheels if ba.is_pure(w)} for b in builds for platform, wheels in b.items()}
+    assert pure["windows-x64"] - pure["macos-arm64"] == {"colorama"}
+    assert pure["macos-arm64"] - pure["windows-x64"] == {"imageio", "tifffile", "lazy_loader", "packaging"}
+    assert ba.split_by_pure_wheels({"linux-x64": [], "macos-arm64": []}) == [{"linux-x64": [], "macos-arm64": []}]
 
 
 @pytest.mark.parametrize("requires_python,deps,errors", [
@@ -379,14 +419,18 @@ def test_dependency_check_is_per_python(tmp_path):
     assert any("Blender installs only one" in p for p in both)
 
 
-def test_real_windows_313_wheels_meet_each_others_requirements():
+@pytest.mark.parametrize("platform,expected", [
+    ("windows-x64", "numpy-2.3.5-cp313-cp313-win_amd64.whl"),
+    ("macos-arm64", "scikit_image-0.26.0-cp313-cp313-macosx_11_0_arm64.whl"),
+])
+def test_real_313_wheels_meet_each_others_requirements(platform, expected):
     """On the wheels build_addon.py downloaded into .whl/ (skipped when they are not there)."""
-    plan = ba.plan_full("windows-x64", PY313, cache=ba.DEFAULT_CACHE, torch_paths=[], torch_index_url=None,
+    plan = ba.plan_full(platform, PY313, cache=ba.DEFAULT_CACHE, torch_paths=[], torch_index_url=None,
                         offline=True, with_numpy=True)
     if plan.missing:
-        pytest.skip(f"not in .whl/ (run build_addon.py --platform windows-x64): {', '.join(plan.missing)}")
-    assert ba.unmet_requirements(plan.wheels, "windows-x64", PY313) == []
-    assert "numpy-2.3.5-cp313-cp313-win_amd64.whl" in {w.name for w in plan.wheels}
+        pytest.skip(f"not in .whl/ (run build_addon.py --platform {platform}): {', '.join(plan.missing)}")
+    assert ba.unmet_requirements(plan.wheels, platform, PY313) == []
+    assert expected in {w.name for w in plan.wheels}
 
 
 # --- The light zip, built for real by Blender's builder ---------------------------------------------------
