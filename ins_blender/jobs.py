@@ -25,6 +25,7 @@ import collections
 import json
 import math
 import os
+import platform
 import queue
 import signal
 import subprocess
@@ -63,9 +64,16 @@ EXIT_WITHOUT_EOF_S = 2.0  # a dead worker whose stdout stays open (a grandchild 
 
 TERMINAL = ("finished", "cancelled", "failed")
 PREFERENCES_HINT = "Preferences > Add-ons > INS for Blender > Worker Python"
-# Python versions the full extension zips bundle torch for (build_addon.py; Blender installs only the
-# wheels of its own Python). 3.13 (Blender 5.1+) has no complete set yet: no numpy 1.26.4, PyMCubes wheels.
-BUNDLED_TORCH_PYTHONS = ((3, 11),)
+# Python versions each platform's full extension zip bundles torch for (build_addon.py; Blender
+# installs only the wheels of its own platform and Python). linux-x64 lacks 3.13: PyPI has no cp313
+# CPU torch for Linux. macos-x64 has no full zip (no torch wheels after 2.2).
+BUNDLED_TORCH_PYTHONS: dict[str, tuple[tuple[int, int], ...]] = {
+    "linux-x64": ((3, 11),),
+    "windows-x64": ((3, 11), (3, 13)),
+    "macos-arm64": ((3, 11), (3, 13)),
+}
+PYTHON_BLENDERS = {(3, 11): "Blender 4.2 - 5.0", (3, 13): "Blender 5.1+"}  # the Python each embeds
+MACHINES = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}  # platform.machine() -> Blender's names
 
 # Overall progress bar: the share of the whole run each stage covers.
 STAGE_SPANS = {
@@ -118,17 +126,30 @@ def resolve_python(setting: str | None) -> tuple[str, bool]:
     return str(path), same
 
 
-def bundled_torch_advice() -> str:
-    """What to do when Blender's own Python cannot import torch, fitting the Blender we run in:
-    the full zips bundle torch only for some Python versions."""
-    version = sys.version_info[:2]
-    if version not in BUNDLED_TORCH_PYTHONS:
-        bundled = ", ".join(f"{major}.{minor}" for major, minor in BUNDLED_TORCH_PYTHONS)
-        return (f"Blender's own Python is {version[0]}.{version[1]}, and the INS extension bundles torch only "
-                f"for Python {bundled} (Blender 4.2 - 5.0); set {PREFERENCES_HINT} to a Python that has torch "
-                f"(pip install torch)")
-    return (f"Blender's own Python has no torch: install the INS extension build that bundles torch, "
-            f"or set {PREFERENCES_HINT} to a Python that has torch")
+def blender_platform() -> str:
+    """This machine as Blender's extension platforms name it: linux-x64, windows-x64, macos-arm64..."""
+    system = {"win32": "windows", "darwin": "macos"}.get(sys.platform, sys.platform)
+    machine = platform.machine().lower()
+    return f"{system}-{MACHINES.get(machine, machine)}"
+
+
+def bundled_torch_advice(version: tuple[int, int] | None = None, where: str | None = None) -> str:
+    """What to do when Blender's own Python (`version`, on platform `where`; default: the running
+    one) cannot import torch: the full zips bundle torch only for some platforms and Pythons."""
+    version = tuple(version or sys.version_info[:2])
+    where = where or blender_platform()
+    bundled = BUNDLED_TORCH_PYTHONS.get(where, ())
+    worker_python = f"set {PREFERENCES_HINT} to a Python that has torch (pip install torch)"
+    if not bundled:
+        return f"The INS extension bundles torch for no Blender on {where}; {worker_python}"
+    if version not in bundled:
+        pythons = ", ".join(f"{major}.{minor} ({PYTHON_BLENDERS.get((major, minor), 'Blender')})"
+                            for major, minor in bundled)
+        return (f"Blender's own Python is {version[0]}.{version[1]}, and the INS extension bundles torch "
+                f"on {where} only for Python {pythons}; {worker_python}")
+    # torch is in the full zip for this Blender: the light zip, or a broken install of the full one.
+    return (f"Blender's own Python has no torch: install the INS extension build that bundles torch (the "
+            f"full {where} zip; if it is installed, reinstall it), or {worker_python}")
 
 
 def _same_file(a, b) -> bool:

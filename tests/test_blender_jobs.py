@@ -242,19 +242,47 @@ def test_a_python_without_torch_gets_a_clear_report(monkeypatch, fake_dir, tmp_p
     assert not check.ok and "has no torch" in check.message and "Preferences" in check.message
 
 
-@pytest.mark.parametrize("bundled_here, advice", [
-    (True, "Blender's own Python has no torch: install the INS extension build that bundles torch"),
-    (False, "and the INS extension bundles torch only for Python 3.0 (Blender 4.2 - 5.0); set Preferences"),
+@pytest.mark.parametrize("where, version, advice", [
+    # The full zip bundles torch for this Blender: it is the light zip, or a broken install.
+    ("windows-x64", (3, 13), "Blender's own Python has no torch: install the INS extension build that bundles "
+                             "torch (the full windows-x64 zip; if it is installed, reinstall it), or set Preferences"),
+    ("macos-arm64", (3, 13), "(the full macos-arm64 zip; if it is installed, reinstall it)"),
+    ("linux-x64", (3, 11), "(the full linux-x64 zip; if it is installed, reinstall it)"),
+    # Blender 5.1+ (and Debian's 4.3) on Linux: no zip bundles torch for Python 3.13.
+    ("linux-x64", (3, 13), "Blender's own Python is 3.13, and the INS extension bundles torch on linux-x64 only "
+                           "for Python 3.11 (Blender 4.2 - 5.0); set Preferences"),
+    ("macos-x64", (3, 11), "The INS extension bundles torch for no Blender on macos-x64; set Preferences"),
 ])
-def test_blenders_own_python_without_torch_gets_advice_that_fits_it(monkeypatch, bundled_here, advice):
+def test_blenders_own_python_without_torch_gets_advice_that_fits_it(monkeypatch, where, version, advice):
     """Blender's own Python without torch: a full zip helps only where it bundles torch for that
-    Python (Debian's Blender 4.3 and Blender 5.1+ run Python 3.13); otherwise, a Worker Python."""
-    here = tuple(sys.version_info[:2])
+    platform and Python; otherwise, a Worker Python. Check Worker says so."""
     output = 'INS_CHECK {"python": "3.x", "error": "torch", "detail": "ModuleNotFoundError"}\n'
-    monkeypatch.setattr(jobs, "BUNDLED_TORCH_PYTHONS", (here,) if bundled_here else ((3, 0),))
+    monkeypatch.setattr(jobs, "blender_platform", lambda: where)
+    advice_for = jobs.bundled_torch_advice
+    monkeypatch.setattr(jobs, "bundled_torch_advice", lambda: advice_for(version))  # Blender's Python: `version`
     monkeypatch.setattr(jobs.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, output.encode(), b""))
     check = jobs.check_worker("")
     assert not check.ok and advice in check.message and "Worker Python to a Python that has torch" in check.message
+
+
+def test_this_machines_platform_is_named_as_blender_names_it():
+    assert jobs.blender_platform() in {"linux-x64", "linux-arm64", "windows-x64", "windows-arm64", "macos-arm64",
+                                       "macos-x64"}
+
+
+def test_the_add_on_knows_which_full_zips_bundle_torch():
+    """BUNDLED_TORCH_PYTHONS matches what build_addon.py puts in the full zips: every platform of
+    the manifest, every Python the build knows, less Python 3.13 on Linux (no CPU torch on PyPI)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import build_addon
+
+    manifest = build_addon.tomllib.loads(build_addon.SOURCE_MANIFEST.read_text(encoding="utf-8"))
+    assert set(jobs.BUNDLED_TORCH_PYTHONS) == set(manifest["platforms"])
+    assert set(jobs.PYTHON_BLENDERS) == set(build_addon.PYTHON_BLENDERS)
+    for where, pythons in jobs.BUNDLED_TORCH_PYTHONS.items():
+        expected = [p for p in build_addon.PYTHON_BLENDERS if p == (3, 11) or build_addon.PLATFORMS[where].torch_from_pypi]
+        assert list(pythons) == expected, where
+        assert all(build_addon.worker_pins(where, p) for p in pythons)
 
 
 PROBE_WORKER = r"""
