@@ -895,7 +895,7 @@ def check_worker(setting: str | None, timeout: float = 120.0) -> WorkerCheck:
                 pass
     if out is None:
         last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
-        return WorkerCheck(False, f"The worker Python '{python}' failed to run (exit status {done.returncode}: {last[:200]}); choose a working Python 3.11 in {PREFERENCES_HINT}.")
+        return WorkerCheck(False, f"The worker Python '{python}' failed to run (exit status {done.returncode}: {last[:200]}); choose a working Python with torch in {PREFERENCES_HINT}.")
     error = out.get("error")
     if error == "torch":
         if bundled:
