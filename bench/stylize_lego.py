@@ -7,7 +7,8 @@
 Prints JSON lines (hardware first), one per painting and variant, with what the acceptance bar
 asks: silhouette IoU and saturated pixels (no collapse), colour-statistics and object Gram distance
 before -> after (style match), depth change and 15/60 degree warp RMSE against the content field's
-(geometry and consistency), and seconds. Variants:
+(geometry and consistency), seconds, and the Gram fall of the painting itself pasted into lego's
+silhouette at the render's size (what a perfect stylization of those pixels would score). Variants:
   default   the chosen defaults (view mode: Gram + NNFM + content, colour transfer)
   gram      INS's Gram + content losses alone on whole views (no NNFM, no colour transfer)
   patch     INS's sampling-stride patches (32 px, stride 2) with the geometry term
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware, peak_memory_mb, sync  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
+from ins_core.eval.evaluate import gram_fall  # noqa: E402
 from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
@@ -57,7 +59,7 @@ def main() -> None:
     parser.add_argument("--variant", action="append", choices=tuple(VARIANTS), help="default: only `default`")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--no-eval", action="store_true", help="pictures and time only")
-    parser.add_argument("--reuse", action="store_true", help="draw finished runs already in --out instead of training them again")
+    parser.add_argument("--reuse", action="store_true", help="draw (and evaluate) finished runs already in --out instead of training them again")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, required=True, help="where the stylized runs are kept")
     parser.add_argument("--pictures", type=Path)
@@ -90,13 +92,15 @@ def main() -> None:
             stylized = open_run(out, args.device)
             record = {"style": style.stem, "variant": variant, "seconds": None if reused else round(seconds, 1), "steps": steps,
                       "resolution": views.width}
-            if not args.no_eval and not reused:
+            if not args.no_eval:
                 pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
                                             working_size=stylized.config["stylize"].get("vgg_size"))
                 record.update({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics["styles"][0].items() if k != "style"},
                               content_short_range_rmse=round(metrics["content"]["short_range_rmse"], 4),
-                              content_long_range_rmse=round(metrics["content"]["long_range_rmse"], 4))
+                              content_long_range_rmse=round(metrics["content"]["long_range_rmse"], 4),
+                              gram_fall=round(gram_fall(metrics["styles"][0], "style_distance_after"), 3),
+                              gram_fall_painting_pasted=round(gram_fall(metrics["styles"][0], "style_distance_painting"), 3))
             emit("stylize", **record)
             tiles += [draw(stylized.model, k) for k in args.views]
             labels += [f"{style.stem} {variant}, view {k}" for k in args.views]

@@ -182,7 +182,7 @@ def _eval_mesh(trained, mesh, args: argparse.Namespace, metrics: dict) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .eval.evaluate import evaluate_run
+    from .eval.evaluate import evaluate_run, gram_fall
     from .train.loading import open_run
 
     trained = open_run(args.run, args.device)
@@ -197,7 +197,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if trained.kind == "stylized":
         for entry in metrics["styles"]:
             name = trained.config["styles"][entry["style"]]["name"]
-            print(f"{name}: Gram distance to the style {entry['style_distance_before']:.3g} -> {entry['style_distance_after']:.3g}, "
+            print(f"{name}: Gram distance to the style {entry['style_distance_before']:.3g} -> {entry['style_distance_after']:.3g} "
+                  f"(fall {gram_fall(entry, 'style_distance_after'):.0%}; the painting itself pasted into the silhouette: "
+                  f"{gram_fall(entry, 'style_distance_painting'):.0%}), "
                   f"colour-statistics distance {entry['color_distance_before']:.3g} -> {entry['color_distance_after']:.3g}, "
                   f"content loss {entry['content_loss_after']:.3g}, depth change {entry['depth_l1_vs_content']:.3g}, "
                   f"warp RMSE {entry['short_range_rmse']:.3f} / {entry['long_range_rmse']:.3f} "
@@ -239,7 +241,7 @@ def run_stylize(args: argparse.Namespace) -> int:
     from .train.stylize import StylizeRequest, start_stylize
 
     settings = {key: getattr(args, key, None) for key in ("steps", "mode", "stroke_scale", "vgg_size", "render_scale", "max_views", "lr", "patch", "stride", "style_weight",
-                                                    "content_weight", "geometry_weight", "nnfm_weight", "tv_weight", "color_transfer")}
+                                                    "content_weight", "geometry_weight", "nnfm_weight", "tv_weight", "color_transfer", "palette_max_gain")}
     request = StylizeRequest(run=args.run, styles=args.styles, out=args.out, device=args.device, settings=settings,
                              vgg_weights=args.vgg_weights, cache_dir=args.cache_dir, allow_download=args.allow_download, force=args.force, seed=args.seed)
     session = start_stylize(request, log=lambda message: print(f"note: {message}", file=sys.stderr))

@@ -10,7 +10,7 @@ from ins_core.data.cameras import image_pixels, rays_from_pixels
 from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.data.styles import load_style_image
 from ins_core.errors import InputError
-from ins_core.eval.stylization import depth_difference
+from ins_core.eval.stylization import depth_difference, painting_in_view
 from ins_core.fields.stylization import StylizationConfig
 from ins_core.render.views import render_view
 from ins_core.train.loading import open_run
@@ -149,8 +149,10 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
     assert style["style_distance_after"] != style["style_distance_before"]  # compared with the content run, not itself
     assert style["silhouette_iou"] == pytest.approx(1.0) and 0 <= style["saturated_fraction"] < 0.05
     assert style["color_distance_after"] < 0.5 * style["color_distance_before"]  # in the painting's palette
+    # the reference: the painting itself in the silhouette is nearer its own Gram than the content render
+    assert style["style_distance_painting"] < style["style_distance_before"]
     captured = capsys.readouterr()
-    assert "Gram distance to the style" in captured.out
+    assert "Gram distance to the style" in captured.out and "the painting itself pasted" in captured.out
     assert "evaluate: 100%" in captured.err  # progress counts every rendered view to the end
     picture = np.asarray(Image.open(run / metrics["picture"]))
     assert picture.shape[0] > 3 * 32 and picture.shape[1] >= 2 * 32  # a header, then content | stylized rows
@@ -291,3 +293,30 @@ def test_stroke_scale_two_gives_the_loss_network_strokes_twice_as_big(content_ru
         periods[scale] = _stripe_period(seen[seen.shape[0] // 2])
     assert periods[1.0] == pytest.approx(12 * 80 / 120, rel=0.1)
     assert periods[2.0] == pytest.approx(2 * periods[1.0], rel=0.1)
+
+
+def test_the_painting_in_a_view_is_the_crop_the_loss_network_compares_it_with():
+    # A horizontal ramp 0..1 across a 64 x 256 painting; the loss network sees views at 128 px.
+    painting = torch.linspace(0, 1, 256).expand(64, 256)[..., None].expand(64, 256, 3).contiguous()
+    view = painting_in_view(painting, 40, 40, working_size=128)
+    assert view.shape == (40, 40, 3)
+    # 128 painting pixels across the view: the central half of the ramp, not the whole painting
+    assert view[..., 0].min() == pytest.approx(0.25, abs=0.02) and view[..., 0].max() == pytest.approx(0.75, abs=0.02)
+    # taller than the painting: tiled, so every row of the view still shows painting
+    assert torch.allclose(view[0], view[-1], atol=1e-4) and view[..., 0].std(dim=1).min() > 0.1
+    # without a working size the painting's pixels are the view's: a 40 px wide central strip
+    direct = painting_in_view(painting, 40, 40, working_size=None)
+    assert direct[..., 0].max() - direct[..., 0].min() == pytest.approx(39 / 255, abs=0.01)
+
+
+def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run, capsys):
+    """The demo style is far more colourful than the demo scene: uncapped, the palette map
+    stretches some colour direction well beyond 1.25x; capped, no direction is stretched more."""
+    gains = {}
+    for cap in (None, 1.25):
+        run = _stylize(content_run, f"palette_{cap}", ["style_a.png"], steps=2, palette_max_gain=cap)
+        gains[cap] = float(torch.linalg.svdvals(run.model.field.color_maps[0][:, :3]).max())
+    assert gains[None] > 1.3 and gains[1.25] <= 1.25 + 1e-4
+    assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
+                 "--out", str(content_run / "palette_bad"), "--palette-max-gain", "0", "--device", "cpu"]) == 2
+    assert "palette gain cap must be a positive number" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """How well a stylized run did: style match, content kept, geometry kept, multi-view consistency.
 
 - Style match: Gram distance between renders and the style image (lower is closer), before
-  (the content run) and after stylization.
+  (the content run) and after stylization, and for the painting itself pasted into the content's
+  silhouette at the render's size: what a perfect stylization of those pixels would score, since
+  the object's outline and a small render keep even the painting's own Gram distance well above 0.
 - Content kept: VGG content loss of stylized renders against the photographs.
 - Geometry kept: mean |depth difference| between stylized and content renders where both see
   the object.
@@ -98,6 +100,32 @@ def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], s
     return {"style_distance": style_distance, "content_loss": content}
 
 
+def painting_in_view(style: torch.Tensor, height: int, width: int, working_size: int | None) -> torch.Tensor:
+    """The painting [H, W, 3] as a `height` x `width` view shows it to the loss network: the loss
+    network sees the view at `working_size` on its longer side and the painting's pixels at their
+    own size (the stroke scale is already in the painting's size), so the view covers a central
+    crop of that many painting pixels (the painting tiled if smaller), resampled to the view's pixels."""
+    scale = 1.0 if working_size is None else working_size / max(height, width)
+    crop_h, crop_w = max(1, round(height * scale)), max(1, round(width * scale))
+    reps = (-(-crop_h // style.shape[0]), -(-crop_w // style.shape[1]))
+    tiled = style.repeat(reps[0], reps[1], 1)
+    top, left = (tiled.shape[0] - crop_h) // 2, (tiled.shape[1] - crop_w) // 2
+    crop = tiled[top:top + crop_h, left:left + crop_w].permute(2, 0, 1)[None]
+    view = torch.nn.functional.interpolate(crop, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return view[0].permute(1, 2, 0).clamp(0, 1)
+
+
+def painting_pasted_distance(style: torch.Tensor, masks: list[torch.Tensor], extractor, working_size: int | None) -> float:
+    """Gram distance of the painting itself, pasted over white into each silhouette (`masks`,
+    opacities [H, W]) at the render's size: the score of a perfect stylization of those pixels."""
+    total = 0.0
+    for mask in masks:
+        painting = painting_in_view(style.to(mask), mask.shape[0], mask.shape[1], working_size)
+        pasted = painting * mask[..., None] + (1 - mask[..., None])
+        total += object_style_distance(pasted, mask, style, extractor, working_size)
+    return total / len(masks)
+
+
 def color_statistics_distance(images: list[torch.Tensor], masks: list[torch.Tensor], style: torch.Tensor) -> float:
     """Distance between the colour mean / covariance of the rendered object and of the style image.
 
@@ -176,6 +204,7 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
         stylized_renders = renders(stylized.model)
         masks = [r.opacity for r in content_renders]
         before = style_and_content([r.rgb for r in content_renders], photos, style, extractor, masks, working_size)
+        painting_distance = painting_pasted_distance(style, masks, extractor, working_size)
         after = style_and_content([r.rgb for r in stylized_renders], photos, style, extractor, masks, working_size)
         color_before = color_statistics_distance([r.rgb for r in content_renders], [r.opacity > 0.5 for r in content_renders], style)
         color_after = color_statistics_distance([r.rgb for r in stylized_renders], [r.opacity > 0.5 for r in stylized_renders], style)
@@ -186,6 +215,7 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
             "style": index,
             "style_distance_before": before["style_distance"],
             "style_distance_after": after["style_distance"],
+            "style_distance_painting": painting_distance,
             "color_distance_before": color_before,
             "color_distance_after": color_after,
             "content_loss_before": before["content_loss"],
