@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--tv-weight", type=float)
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,
                          help="match the photographs' colours to each style first (on by default)")
+    stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
+                                                                 "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
     stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")
     stylize.add_argument("--allow-download", action="store_true", help="download the VGG weights once (needs network)")

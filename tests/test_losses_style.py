@@ -163,6 +163,18 @@ def test_color_transfer_statistics_ignore_masked_out_pixels():
     )
 
 
+def test_a_capped_palette_map_stretches_colours_at_most_that_much_and_keeps_the_mean():
+    rng = np.random.default_rng(2)
+    images = np.clip(0.5 + 0.03 * rng.standard_normal((1, 16, 16, 3)), 0, 1)  # nearly flat: the full map stretches a lot
+    style = np.clip(0.4 + 0.25 * rng.standard_normal((16, 16, 3)), 0, 1)
+    full = color_transfer_matrix(images, style)
+    capped = color_transfer_matrix(images, style, max_gain=1.25)
+    assert torch.linalg.svdvals(full[:, :3]).max() > 4
+    assert torch.linalg.svdvals(capped[:, :3]).max() == pytest.approx(1.25)
+    mean_in = torch.from_numpy(images.reshape(-1, 3).mean(0))
+    np.testing.assert_allclose((capped[:, :3] @ mean_in + capped[:, 3]).numpy(), style.reshape(-1, 3).mean(0), atol=1e-9)
+
+
 def test_style_targets_are_computed_once_per_style(extractor):
     calls = []
 

@@ -136,13 +136,16 @@ def _cpu64(array: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def color_transfer_matrix(
-    images: torch.Tensor | np.ndarray, style: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None
+    images: torch.Tensor | np.ndarray, style: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None,
+    max_gain: float | None = None,
 ) -> torch.Tensor:
     """The affine colour map [3, 4] (A | b) that gives the images' colours the style's mean and covariance.
 
     A = C_s^(1/2) C_c^(-1/2) with symmetric square roots from eigendecompositions (ARF's choice),
     b = mu_s - A mu_c. `mask` ([N, H, W], optional) selects the image pixels the statistics are
-    taken from (say, the foreground of RGBA views). Computed in float64 on the CPU.
+    taken from (say, the foreground of RGBA views). `max_gain` caps A's singular values (how much
+    any colour difference may be stretched; the mean still goes to the style's). Computed in float64
+    on the CPU.
     """
     pixels = _cpu64(images).reshape(-1, 3)
     if mask is not None:
@@ -153,6 +156,9 @@ def color_transfer_matrix(
     mu_c, cov_c = _mean_cov(pixels)
     mu_s, cov_s = _mean_cov(style_px)
     matrix = _sym_power(cov_s, 0.5) @ _sym_power(cov_c, -0.5)
+    if max_gain is not None:
+        u, gains, vh = torch.linalg.svd(matrix)
+        matrix = u @ torch.diag(gains.clamp(max=max_gain)) @ vh
     offset = mu_s - matrix @ mu_c
     return torch.cat([matrix, offset[:, None]], dim=1)
 

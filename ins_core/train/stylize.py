@@ -79,6 +79,7 @@ class StylizeSettings:
     nnfm_weight: float = 1.0
     tv_weight: float | None = None  # None: by mode (view 50: no pixel-sized speckle, which breaks consistency; patch 0)
     color_transfer: bool = True
+    palette_max_gain: float | None = None  # cap on how much the palette map after training stretches colour differences (None: no cap)
     vgg_size: int = 256
     stroke_scale: float = 1.0
     style_size: int = 0  # 0: vgg_size * stroke_scale
@@ -106,6 +107,8 @@ class StylizeSettings:
             raise InputError(f"The stroke scale must be a positive number (1 is the painting's own scale), got {base.stroke_scale}.")
         if not base.render_scale > 0:
             raise InputError(f"The render scale must be a positive number (1 renders views at the photographs' size), got {base.render_scale}.")
+        if base.palette_max_gain is not None and not base.palette_max_gain > 0:
+            raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
         if not base.style_size:
             base.style_size = max(64, round(base.vgg_size * base.stroke_scale))
         return base
@@ -211,7 +214,8 @@ class StyleObjective:
                     colors.append(render.rgb.reshape(-1, 3))
                     masks.append(render.opacity.reshape(-1) > 0.5)
             current = field.color_maps[index].clone()
-            matrix = color_transfer_matrix(torch.cat(colors).cpu(), torch.from_numpy(style), torch.cat(masks).cpu()).to(current)
+            matrix = color_transfer_matrix(torch.cat(colors).cpu(), torch.from_numpy(style), torch.cat(masks).cpu(),
+                                           max_gain=self.settings.palette_max_gain).to(current)
             # colours already went through `current`; compose so the new map applies after it
             field.color_maps[index, :, :3] = matrix[:, :3] @ current[:, :3]
             field.color_maps[index, :, 3] = matrix[:, :3] @ current[:, 3] + matrix[:, 3]
