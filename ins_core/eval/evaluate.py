@@ -81,8 +81,7 @@ def stylized_picture(renders: dict, styles: list[torch.Tensor], names: list[str]
     lines = [f"content: warp RMSE {result['content']['short_range_rmse']:.3f} / {result['content']['long_range_rmse']:.3f}"]
     for m in result["styles"]:
         lines += [f"{names[m['style']]}:",
-                  f"  Gram distance {m['style_distance_before']:.3g} -> {m['style_distance_after']:.3g} (fall {gram_fall(m, 'style_distance_after'):.0%};"
-                  f" the painting pasted: {gram_fall(m, 'style_distance_painting'):.0%})",
+                  f"  Gram fall {gram_fall(m, 'style_distance_after'):.0%} (painting {gram_fall(m, 'style_distance_painting'):.0%})",
                   f"  colour distance {m['color_distance_before']:.3g} -> {m['color_distance_after']:.3g}",
                   f"  silhouette IoU {m['silhouette_iou']:.3f}, saturated {100 * m['saturated_fraction']:.1f} %",
                   f"  depth change {m['depth_l1_vs_content']:.2g}, warp RMSE {m['short_range_rmse']:.3f} / {m['long_range_rmse']:.3f}"]
