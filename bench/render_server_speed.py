@@ -79,7 +79,10 @@ def command_for(transforms: dict, view: int, width: int, height: int, out: Path)
 
 
 def psnr(a: Path, b: Path) -> float:
+    """PSNR of what is seen: premultiplied colour and alpha (the straight colour of a nearly
+    transparent pixel is invisible over any background, yet divided by a tiny alpha it can be anything)."""
     x, y = (np.asarray(Image.open(p).convert("RGBA"), dtype=np.float64) / 255 for p in (a, b))
+    x, y = (np.concatenate([z[..., :3] * z[..., 3:], z[..., 3:]], axis=-1) for z in (x, y))
     return round(-10 * math.log10(max(float(((x - y) ** 2).mean()), 1e-12)), 2)
 
 

@@ -120,3 +120,39 @@ def test_worker_threads_draw_the_same_frame(make):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(parallel.rgb, serial.rgb) and torch.equal(parallel.opacity, serial.opacity)
+
+
+def test_a_sharp_sdf_is_drawn_from_its_surface_band_alone():
+    """A trained SDF is sharp (large s): the fast path evaluates the field only in a thin band
+    around the surface and colours only the intervals carrying weight, and still draws the
+    reference frame."""
+    from ins_core.render import sdf_fast
+
+    model = _sdf()
+    with torch.no_grad():
+        model.field.variance.fill_(0.6)  # s = e^6, about 400: a surface a few hundredths thick
+    field = with_lattice_encodings(model.field)
+    evaluated = []
+    original = type(field).sdf
+
+    class Counting(type(field)):
+        def sdf(self, x):
+            evaluated.append(x.shape[0])
+            return original(self, x)
+
+    field.__class__ = Counting  # count the field's own SDF evaluations, same code underneath
+    try:
+        bounds = sdf_fast.sdf_bounds(field)
+        evaluated.clear()
+        c2w, intrinsics = _camera(0)
+        from ins_core.data.cameras import image_pixels, rays_from_pixels
+
+        origins, directions = rays_from_pixels(image_pixels(SIZE, SIZE), c2w, intrinsics)
+        white = torch.ones(origins.shape[0], 3)
+        fast = sdf_fast.render_sdf_rays_fast(field, bounds, origins, directions, model.n_samples, white)
+    finally:
+        field.__class__ = Counting.__bases__[0]
+    reference = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3), fast=False)
+    assert reference.opacity.max() > 0.5
+    assert psnr(fast.rgb.view(SIZE, SIZE, 3), reference.rgb) > 40.0
+    assert sum(evaluated) < 0.25 * origins.shape[0] * (model.n_samples + 1)  # most samples skipped

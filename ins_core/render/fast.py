@@ -16,7 +16,7 @@ from torch import nn
 from .compositing import Composite
 from .lattice import with_lattice_encodings
 from .nerf_march import march_nerf_rays
-from .sdf_renderer import render_sdf_rays
+from .sdf_fast import render_sdf_rays_fast, sdf_bounds
 from .surface_samples import SurfaceSamples
 
 RayRenderer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Composite]
@@ -63,15 +63,16 @@ def fast_renderer(model: nn.Module) -> RayRenderer | None:
             field = KeptGeometryField(field)
         return lambda origins, directions, background: march_nerf_rays(field, origins, directions, model.n_samples, model.grid, background)
     if kind == "sdf":
-        # The SDF renderer needs gradients for its normals; the lattices give them too (grid_sample
-        # is differentiable in its sample positions), so the reference renderer runs on them as is.
+        # Normals need the SDF's gradient; the lattices give it too (grid_sample is differentiable
+        # in its sample positions). The coarse SDF grid is built here, before any worker thread.
         field = with_lattice_encodings(model.field)
+        bounds = sdf_bounds(field)
         return lambda origins, directions, background: _in_ray_chunks(
-            lambda o, d, b: render_sdf_rays(field, o, d, model.n_samples, b), origins, directions, background)
+            lambda o, d, b: render_sdf_rays_fast(field, bounds, o, d, model.n_samples, b), origins, directions, background)
     return None
 
 
-# Rays per SDF call: every sample keeps an autograd graph for its normal, so pieces stay small.
+# Rays per SDF call: the kept samples' normals need an autograd graph, so pieces stay small.
 SDF_RAY_CHUNK = 4096
 
 
