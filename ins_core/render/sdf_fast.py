@@ -69,8 +69,11 @@ _BOUNDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def sdf_bounds(field) -> SdfBounds:
-    """The field's coarse SDF grid, built on first use and again whenever a parameter changes."""
-    key = tuple(p._version for p in field.parameters())
+    """The field's coarse SDF grid, built on first use and again whenever a parameter or the style
+    mix changes (a stylized SDF whose AM blends in its own geometry moves with the mix)."""
+    am = getattr(field, "am", None)
+    moves = am is not None and float(am.density_blend.detach()) != 1.0  # 1: the content's geometry, whatever the mix
+    key = (tuple(p._version for p in field.parameters()), tuple(field.style_weights.tolist()) if moves else None)
     cached = _BOUNDS.get(field)
     if cached is None or cached[0] != key:
         cached = (key, build_sdf_bounds(field))
