@@ -64,8 +64,11 @@ def _sdf() -> SdfModel:
     return _busy(SdfModel(AABB, FIELD, n_samples=48))
 
 
-def _stylized_sdf() -> StylizedModel:
-    return _busy(StylizedModel(_sdf(), StylizationConfig(n_levels=4, log2_table_size=12, max_resolution=64, hidden_dim=32)))
+def _stylized_sdf(density_blend: float = 1.0) -> StylizedModel:
+    model = _busy(StylizedModel(_sdf(), StylizationConfig(n_levels=4, log2_table_size=12, max_resolution=64, hidden_dim=32)))
+    with torch.no_grad():
+        model.field.am.density_blend.fill_(density_blend)
+    return model
 
 
 def test_lattice_encoding_equals_the_hash_grid():
@@ -87,8 +90,8 @@ def test_lattice_view_shares_the_parameters_and_follows_a_changed_table():
     assert with_lattice_encodings(model.field) is not first
 
 
-@pytest.mark.parametrize("make", [_nerf, lambda: _stylized(1.0), lambda: _stylized(0.7), _sdf, _stylized_sdf],
-                         ids=["nerf", "stylized-kept-geometry", "stylized-own-density", "sdf", "stylized-sdf"])
+@pytest.mark.parametrize("make", [_nerf, lambda: _stylized(1.0), lambda: _stylized(0.7), _sdf, _stylized_sdf, lambda: _stylized_sdf(0.7)],
+                         ids=["nerf", "stylized-kept-geometry", "stylized-own-density", "sdf", "stylized-sdf", "stylized-sdf-own-geometry"])
 def test_fast_frame_is_the_reference_frame(make):
     model = make()
     assert fast_renderer(model) is not None

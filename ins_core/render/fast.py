@@ -8,6 +8,7 @@ tests/test_fast_render.py); only the work to get it differs.
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import torch
@@ -29,7 +30,7 @@ def geometry_kind(model: nn.Module) -> str | None:
 
 
 def keeps_content_density(field: nn.Module) -> bool:
-    """Whether a stylized NeRF's density is exactly its content's (the AM's blend scalar is 1)."""
+    """Whether a stylized field's density (or SDF) is exactly its content's (the AM's blend scalar is 1)."""
     return float(field.am.density_blend.detach()) == 1.0
 
 
@@ -52,6 +53,39 @@ class KeptGeometryField:
         return self.stylized.surface_color(samples)
 
 
+class KeptGeometrySdfField:
+    """A stylized SDF field whose geometry is the content's: the SDF and its gradient (the normals)
+    come from the content field alone, half the work of the stylized field's (whose AM computes
+    1 * content + 0 * its own head, the same numbers); the style runs only where colour is needed."""
+
+    def __init__(self, stylized: nn.Module):
+        self.stylized = stylized
+        self.content = stylized.content
+        self.aabb = stylized.aabb
+        self.inv_s = stylized.inv_s
+        self.sdf = stylized.content.sdf
+        self.color = stylized.color
+        # The coarse SDF grid is the content's, whatever the style mix.
+        self.parameters = stylized.content.parameters
+
+    def sdf_with_gradient(self, x: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sdf, scene_feature, gradient = self.content.sdf_with_gradient(x, create_graph=create_graph)
+        with torch.no_grad():
+            feature = self.stylized.am.fuse_feature(scene_feature, self.stylized._style_feature(x, scene_feature))
+        return sdf, feature, gradient
+
+
+_KEPT_SDF: "weakref.WeakKeyDictionary[nn.Module, KeptGeometrySdfField]" = weakref.WeakKeyDictionary()
+
+
+def _kept_geometry_sdf(field: nn.Module) -> KeptGeometrySdfField:
+    """One view per (lattice) field, so the coarse SDF grid cached for it lives as long as the field."""
+    view = _KEPT_SDF.get(field)
+    if view is None:
+        view = _KEPT_SDF[field] = KeptGeometrySdfField(field)
+    return view
+
+
 def fast_renderer(model: nn.Module) -> RayRenderer | None:
     """The inference renderer for an eval-mode scene model, or None where only `model.render` applies."""
     if model.training:
@@ -66,6 +100,8 @@ def fast_renderer(model: nn.Module) -> RayRenderer | None:
         # Normals need the SDF's gradient; the lattices give it too (grid_sample is differentiable
         # in its sample positions). The coarse SDF grid is built here, before any worker thread.
         field = with_lattice_encodings(model.field)
+        if model.kind == "stylized" and keeps_content_density(model.field):
+            field = _kept_geometry_sdf(field)
         bounds = sdf_bounds(field)
         return lambda origins, directions, background: _in_ray_chunks(
             lambda o, d, b: render_sdf_rays_fast(field, bounds, o, d, model.n_samples, b), origins, directions, background)
