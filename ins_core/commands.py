@@ -203,7 +203,8 @@ def run_eval(args: argparse.Namespace) -> int:
                   f"colour-statistics distance {entry['color_distance_before']:.3g} -> {entry['color_distance_after']:.3g}, "
                   f"content loss {entry['content_loss_after']:.3g}, depth change {entry['depth_l1_vs_content']:.3g}, "
                   f"warp RMSE {entry['short_range_rmse']:.3f} / {entry['long_range_rmse']:.3f} "
-                  f"({entry['short_range_degrees']:.0f} / {entry['long_range_degrees']:.0f} degrees)")
+                  f"({entry['short_range_degrees']:.0f} / {entry['long_range_degrees']:.0f} degrees; the content through the "
+                  f"style's colour map: {entry['palette_reference_short_range_rmse']:.3f} / {entry['palette_reference_long_range_rmse']:.3f})")
         print(f"written to {trained.run.metrics_path} (loss network: {metrics['backbone']})")
         return 0
     print(f"{args.run}: {metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} (written to {trained.run.metrics_path})")

@@ -156,6 +156,33 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
     assert "evaluate: 100%" in captured.err  # progress counts every rendered view to the end
     picture = np.asarray(Image.open(run / metrics["picture"]))
     assert picture.shape[0] > 3 * 32 and picture.shape[1] >= 2 * 32  # a header, then content | stylized rows
+    assert np.isfinite(style["palette_reference_short_range_rmse"]) and "the content through the style's colour map" in captured.out
+
+
+def test_the_warp_reference_sees_the_content_through_the_styles_colour_map(content_run, recorded_run):
+    """A colour map the same in every view adds no inconsistency, but stretches every colour
+    difference: the content's warp error through it is the fair reference for the stylized run's."""
+    from ins_core.eval.stylization import CameraView, consistency, orbit_views, through_palette, warp_consistency
+
+    content = open_run(content_run / "content", "cpu", load_data=False)
+    field = recorded_run.model.field
+    aabb = content.model.field.aabb
+    template = CameraView(torch.eye(4), torch.tensor([40.0, 40.0, 16.0, 16.0]), 32, 32)
+    orbit = orbit_views(aabb, template, radius=2.5 * float((aabb[1] - aabb[0]).norm()) / 2, elevation=0.5, n=12)
+    renders: list = []
+    plain = consistency(content.model, orbit, renders_out=renders)
+    saved = field.color_maps.clone()
+    try:
+        with torch.no_grad():
+            field.color_maps[0] = torch.eye(3, 4)  # the identity: the same numbers
+            assert warp_consistency(through_palette(renders, field), orbit) == plain
+            field.color_maps[0] = torch.cat([0.5 * torch.eye(3), torch.full((3, 1), 0.25)], dim=1)  # halves every difference
+            halved = warp_consistency(through_palette(renders, field), orbit)
+    finally:
+        field.color_maps.copy_(saved)
+    assert plain["short_range_rmse"] > 0
+    for key in ("short_range_rmse", "long_range_rmse"):
+        assert halved[key] == pytest.approx(0.5 * plain[key], rel=1e-4)
 
 
 def test_view_mode_keeps_the_geometry_exactly_and_changes_the_colours(content_run, recorded_run):

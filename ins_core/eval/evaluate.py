@@ -84,7 +84,8 @@ def stylized_picture(renders: dict, styles: list[torch.Tensor], names: list[str]
                   f"  Gram fall {gram_fall(m, 'style_distance_after'):.0%} (painting {gram_fall(m, 'style_distance_painting'):.0%})",
                   f"  colour distance {m['color_distance_before']:.3g} -> {m['color_distance_after']:.3g}",
                   f"  silhouette IoU {m['silhouette_iou']:.3f}, saturated {100 * m['saturated_fraction']:.1f} %",
-                  f"  depth change {m['depth_l1_vs_content']:.2g}, warp RMSE {m['short_range_rmse']:.3f} / {m['long_range_rmse']:.3f}"]
+                  f"  depth change {m['depth_l1_vs_content']:.2g}, warp RMSE {m['short_range_rmse']:.3f} / {m['long_range_rmse']:.3f}",
+                  f"  (content via its colour map {m['palette_reference_short_range_rmse']:.3f} / {m['palette_reference_long_range_rmse']:.3f})"]
     return with_caption(grid, lines)
 
 

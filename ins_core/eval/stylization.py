@@ -9,7 +9,8 @@
   the object.
 - Multi-view consistency: each stylized view is warped onto another view with its rendered depth and
   the known cameras; pixels hidden in the other view fail a depth test and are left out; the masked
-  RMSE is reported for nearby (short range) and distant (long range) view pairs.
+  RMSE is reported for nearby (short range) and distant (long range) view pairs; and, as the
+  reference for it, that of the content renders seen through the style's colour map (`through_palette`).
 """
 
 from __future__ import annotations
@@ -71,16 +72,22 @@ def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, 
     return float(difference.pow(2).mean().sqrt()), int(visible.sum())
 
 
-def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: int | None = None, on_view=None) -> dict:
+def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: int | None = None, on_view=None,
+                renders_out: list | None = None) -> dict:
     """Mean warp RMSE over pairs (k, k + gap) of orbit views, for a short and a long gap.
-    `on_view()` is called after each view is rendered (progress)."""
-    long_gap = long_gap or max(2, len(views) // 6)
+    `on_view()` is called after each view is rendered (progress); `renders_out` receives the renders."""
     white = torch.ones(3, device=views[0].c2w.device)
-    renders = []
+    renders = renders_out if renders_out is not None else []
     for v in views:
         renders.append(render_view(model, v.c2w, v.intrinsics, v.width, v.height, white))
         if on_view is not None:
             on_view()
+    return warp_consistency(renders, views, short_gap, long_gap)
+
+
+def warp_consistency(renders: list[ViewRender], views: list[CameraView], short_gap: int = 1, long_gap: int | None = None) -> dict:
+    """`consistency` of renders already made."""
+    long_gap = long_gap or max(2, len(views) // 6)
     result = {}
     for name, gap in (("short_range", short_gap), ("long_range", long_gap)):
         errors = [warp_error(renders[k], views[k], renders[(k + gap) % len(views)], views[(k + gap) % len(views)])[0] for k in range(len(views))]
@@ -88,6 +95,20 @@ def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: in
         result[f"{name}_rmse"] = sum(errors) / len(errors) if errors else float("nan")
         result[f"{name}_degrees"] = 360.0 * gap / len(views)
     return result
+
+
+def through_palette(renders: list[ViewRender], field) -> list[ViewRender]:
+    """Renders with the stylized field's current colour map applied to every pixel.
+
+    The map is the same for every view and pixel, so it adds no inconsistency; but it stretches
+    colour differences (up to 2x for a painting far from the content's palette), the warp error
+    between views included. The content seen through the same map is the fair reference for the
+    stylized run's warp error."""
+    out = []
+    for render in renders:
+        rgb = field.recolor(render.rgb.reshape(-1, 3)).view_as(render.rgb)
+        out.append(ViewRender(rgb, render.depth, render.opacity))
+    return out
 
 
 def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], style: torch.Tensor, extractor,
@@ -196,7 +217,8 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
     photos = [views.rgba(k)[..., :3] * views.rgba(k)[..., 3:] + (1 - views.rgba(k)[..., 3:]) for k in range(len(views))]
     content_renders = renders(content.model)
     orbit = typical_orbit(views, content.model.field.aabb, orbit_size)
-    result = {"content": consistency(content.model, orbit, on_view=rendered), "styles": []}
+    content_orbit: list[ViewRender] = []
+    result = {"content": consistency(content.model, orbit, on_view=rendered, renders_out=content_orbit), "styles": []}
     for index, style in enumerate(styles):
         weights = [0.0] * len(styles)
         weights[index] = 1.0
@@ -224,6 +246,8 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
             "silhouette_iou": float(sum(iou) / len(iou)),
             "saturated_fraction": float(sum(saturated) / len(saturated)),
             **consistency(stylized.model, orbit, on_view=rendered),
+            **{f"palette_reference_{key}": value for key, value in
+               warp_consistency(through_palette(content_orbit, stylized.model.field), orbit).items() if key.endswith("rmse")},
         })
         if renders_out is not None:
             renders_out.setdefault("styles", []).append([r.rgb for r in stylized_renders])
