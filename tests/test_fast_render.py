@@ -149,6 +149,27 @@ def test_a_sharp_sdf_is_drawn_from_its_surface_band_alone(monkeypatch):
     assert 0 < sum(evaluated) < 0.25 * origins.shape[0] * (model.n_samples + 1)  # most samples skipped
 
 
+def test_a_stylized_sdf_that_keeps_its_geometry_runs_the_style_only_where_colour_is_needed(monkeypatch):
+    """The AM's blend at 1 makes the stylized SDF the content's: its band and normals come from the
+    content field, and the style modules run only at the ends of the intervals that get colour."""
+    from ins_core.render import sdf_fast
+
+    model = _stylized_sdf()
+    with torch.no_grad():
+        model.field.content.variance.fill_(0.6)  # sharp: a thin band, few coloured intervals
+    field = with_lattice_encodings(model.field)
+    styled, gradients = [], []
+    own_forward, own_gradient = field.sim.forward, field.content.sdf_with_gradient
+    monkeypatch.setattr(field.sim, "forward", lambda x, *rest: styled.append(x.shape[0]) or own_forward(x, *rest))
+    monkeypatch.setattr(field.content, "sdf_with_gradient", lambda x, **k: gradients.append(x.shape[0]) or own_gradient(x, **k))
+    c2w, intrinsics = _camera(0)
+    reference = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3), fast=False)
+    styled.clear(), gradients.clear()
+    fast = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3))
+    assert psnr(fast.rgb, reference.rgb) > 40.0
+    assert 0 < sum(styled) == sum(gradients) < 0.1 * SIZE * SIZE * (model.n_samples + 1)
+
+
 def test_a_stylized_sdf_with_its_own_geometry_follows_the_style_mix():
     """Where the AM blends in a geometry of its own, the SDF moves with the style mix: the fast
     path's coarse grid must follow it, frame after frame."""
