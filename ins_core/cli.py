@@ -152,9 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import commands  # torch is imported only once arguments are known to be well-formed
-    from .device import flush_denormals
-
-    flush_denormals()
 
     try:
         return getattr(commands, f"run_{args.command.replace('-', '_')}")(args)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from .errors import InputError
@@ -25,21 +28,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def flush_denormals() -> bool:
-    """Treat float32 subnormals (below 1.2e-38) as zero on this thread and the threads it starts later.
+@contextmanager
+def subnormals_flushed() -> Iterator[None]:
+    """Treat float32 subnormals (below 1.2e-38) as zero on this thread while the block runs.
 
     NeuS's sharp softplus (beta 100) and the exponentials of empty space produce them by the
-    million, and the CPU takes a slow path for each: softplus ran 8x slower, and an SDF training
-    step or frame spent a fifth of its time there. Values that small change no picture or loss.
-    Call it first thing in a process (torch's worker threads copy the setting when they start).
-    Returns whether this CPU supports it."""
+    million, and the CPU takes a slow path for each: softplus ran 8x slower, a fifth of an SDF
+    frame. Values that small change no picture. Never process-wide: scipy's cKDTree crashes
+    (segmentation fault) with the flag on, so it is cleared again on the way out (torch's default).
+    """
     import numpy
 
     # numpy measures each float type's limits once, on first use, and warns when it finds the
-    # smallest subnormal flushed to zero: measure them first.
+    # smallest subnormal flushed to zero: measure them outside.
     for kind in (numpy.float16, numpy.float32, numpy.float64):
         numpy.finfo(kind)
-    return torch.set_flush_denormal(True)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def hardware_description(device: torch.device) -> dict:

@@ -70,9 +70,6 @@ def _prepare(trained) -> None:
 
 def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: bool = True) -> int:
     """Answer render requests for a finished job; `fast=False` keeps the reference renderer (benchmarks)."""
-    from .device import flush_denormals
-
-    flush_denormals()
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     paths = JobPaths(Path(job).resolve())

@@ -332,9 +332,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job", type=Path)
     parser.add_argument("--serve", action="store_true", help="answer render requests on stdin (the INS render engine)")
     args = parser.parse_args(argv)
-    from .device import flush_denormals
-
-    flush_denormals()
     if args.serve:
         from .render_server import serve
 

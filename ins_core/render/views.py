@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.cameras import image_pixels, rays_from_pixels
+from ..device import subnormals_flushed
 from .fast import fast_renderer
 from .parallel import map_chunks
 
@@ -53,7 +54,7 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
     chunk = chunk or (FAST_CHUNK if fast else REFERENCE_CHUNK)
 
     def draw(start: int):
-        with torch.no_grad():  # grad mode is per thread
+        with torch.no_grad(), subnormals_flushed():  # both are per thread
             origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics)
             out = renderer(origins, directions, background.expand(origins.shape[0], 3))
             return out.rgb.detach(), out.depth.detach(), out.opacity.detach()
