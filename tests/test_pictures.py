@@ -74,6 +74,24 @@ def test_image_grid_size():
         image_grid(images, ["only one"])
 
 
+def test_a_long_label_wraps_onto_a_second_line_instead_of_losing_its_end():
+    """A painting's file name is often one long hyphenated word: under a 100 px thumbnail it
+    breaks after a hyphen, every character kept, and the caption band grows by one line."""
+    from ins_core.eval.pictures import _wrap_text
+
+    label = "woman-with-hat-matisse, view 0"
+    lines = _wrap_text(label, 100)
+    assert len(lines) == 2 and "".join(lines) == label and lines[0].endswith("-")
+    assert _wrap_text("content, view 0", 100) == ["content, view 0"]
+    assert _wrap_text("one two three four five six seven eight nine", 60, max_lines=2)[-1].endswith("...")
+    image = np.full((100, 100, 3), 0.5)
+    one_line = image_grid([image, image], ["content, view 0", "starry, view 0"])
+    two_lines = image_grid([image, image], ["content, view 0", label])
+    assert two_lines.shape[1] == one_line.shape[1] and two_lines.shape[0] > one_line.shape[0]
+    band = two_lines[100 + 4:, 100 + 2 * 4:]  # under the second image
+    assert (band.min(axis=-1) < 128).any(axis=1).sum() > (one_line[100 + 4:, 100 + 2 * 4:].min(axis=-1) < 128).any(axis=1).sum()
+
+
 def test_plot_curves_draws_a_coloured_chart(tmp_path):
     path = tmp_path / "charts" / "loss.png"
     series = {

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -201,6 +202,23 @@ def _fit_text(text: str, width: int) -> str:
     return text + "..." if text else ""
 
 
+LABEL_LINES = 2  # a label wraps onto this many lines at most, then is shortened
+
+
+def _wrap_text(text: str, width: int, max_lines: int = LABEL_LINES) -> list[str]:
+    """`text` in lines of at most `width` pixels, broken after spaces, hyphens and underscores
+    (a painting's file name is often one long hyphenated word); the last line shortened if needed."""
+    pieces = re.findall(r"[^\s\-_]*[\-_]?\s*", text)
+    lines = [""]
+    for piece in filter(None, pieces):
+        if lines[-1] and _text_size((lines[-1] + piece).rstrip())[0] > width:
+            lines.append("")
+        lines[-1] += piece
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + ["".join(lines[max_lines - 1:])]
+    return [_fit_text(line.rstrip(), width) for line in lines]
+
+
 def image_grid(
     images: Sequence[np.ndarray],
     labels: Sequence[str] | None = None,
@@ -225,7 +243,8 @@ def image_grid(
     cell_h = max(tile.shape[0] for tile in tiles)
     cell_w = max(tile.shape[1] for tile in tiles)
     pad = 4
-    band = _line_height() + 2 * pad if labels is not None else 0
+    wrapped = [_wrap_text(str(label), cell_w) for label in labels] if labels is not None else []
+    band = max(len(lines) for lines in wrapped) * _line_height() + 2 * pad if labels is not None else 0
     step_x, step_y = cell_w + pad, cell_h + band + pad
 
     canvas = Image.new("RGB", (columns * step_x + pad, rows * step_y + pad), BACKGROUND)
@@ -235,10 +254,9 @@ def image_grid(
         y0 = pad + (index // columns) * step_y
         offset = ((cell_w - tile.shape[1]) // 2, (cell_h - tile.shape[0]) // 2)
         canvas.paste(Image.fromarray(tile), (x0 + offset[0], y0 + offset[1]))
-        if labels is not None:
-            text = _fit_text(str(labels[index]), cell_w)
+        for line_number, text in enumerate(wrapped[index] if labels is not None else []):
             text_x = x0 + (cell_w - _text_size(text)[0]) // 2
-            draw.text((text_x, y0 + cell_h + pad), text, fill=INK, font=_font())
+            draw.text((text_x, y0 + cell_h + pad + line_number * _line_height()), text, fill=INK, font=_font())
     return np.asarray(canvas)
 
 
