@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from ..data.cameras import intersect_aabb
 from .compositing import Composite, alpha_to_weights, neus_alpha
 
-# |sdf| * s beyond this: the logistic CDF is within 3.4e-4 of 0 or 1, and the coarse value's error
-# moves an interval's opacity by less than that (measured: 12, i.e. 6e-6, draws the same frame to
-# 0.1 dB at 76 dB from the reference, with 35 % more samples in the band).
+# |sdf| * s beyond this: the logistic CDF is within 3.4e-4 of 0 or 1 and the coarse value stands in
+# for the field's (measured on a trained job: 12, i.e. 6e-6, draws the same frame to 0.1 dB, with
+# 35 % more samples in the band).
 SATURATED = 8.0
 # Intervals carrying less get no colour of their own. A trained NeuS surface spreads a ray's weight
 # over a dozen or more intervals; the faint ones' colour is their neighbours' (measured on a trained
