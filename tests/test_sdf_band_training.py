@@ -34,8 +34,8 @@ def test_the_band_draws_the_reference_picture_from_a_fraction_of_the_full_passes
     monkeypatch.setattr(model.field, "sdf_with_gradient", lambda x, **k: full_rows.append(x.shape[0]) or own(x, **k))
     band = render_sdf_rays_in_band(model.field, origins, directions, model.n_samples, background, jitter=False)
     assert reference.opacity.max() > 0.9  # the sphere is in view
-    mse = float(((band.rgb.detach() - reference.rgb) ** 2).mean())
-    assert mse < 1e-6 and float((band.opacity - reference.opacity).abs().max()) < 1e-3
+    mse = float(((band.rgb - reference.rgb) ** 2).mean().detach())
+    assert mse < 1e-6 and float((band.opacity - reference.opacity).abs().max().detach()) < 1e-3
     samples = origins.shape[0] * (model.n_samples + 1)
     assert 0 < sum(full_rows) < 0.4 * samples  # the band, its neighbours and a tenth of the rest
     assert 0 < int(band.inside_box.sum()) <= sum(full_rows)  # the eikonal term sees evaluated points only
