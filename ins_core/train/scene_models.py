@@ -18,7 +18,7 @@ from ..fields.nerf import NerfField, NerfFieldConfig
 from ..fields.sdf import SdfField, SdfFieldConfig
 from ..render.nerf_renderer import render_nerf_rays
 from ..render.occupancy import OccupancyGrid
-from ..render.sdf_renderer import render_sdf_rays, render_sdf_rays_in_band
+from ..render.sdf_renderer import render_sdf_rays
 
 if TYPE_CHECKING:
     from ..fields.stylization import StylizationConfig
@@ -80,8 +80,7 @@ class SdfModel(nn.Module):
         return render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter)
 
     def training_loss(self, origins, directions, rgba, background) -> LossTerms:
-        # Gradients and colour only in the surface band (the picture is the same): 1.9x the steps a second.
-        out = render_sdf_rays_in_band(self.field, origins, directions, self.n_samples, background)
+        out = self.render(origins, directions, background, jitter=True)
         mse = F.mse_loss(out.rgb, composite_target(rgba, background))
         grad_norm = out.gradients.norm(dim=-1)
         eikonal = ((grad_norm - 1.0) ** 2)[out.inside_box].mean()
