@@ -125,6 +125,31 @@ def test_worker_threads_draw_the_same_frame(make):
     assert torch.equal(parallel.rgb, serial.rgb) and torch.equal(parallel.opacity, serial.opacity)
 
 
+def test_a_foggy_stylized_nerf_is_coloured_at_a_few_samples_per_ray(monkeypatch):
+    """Where a ray's weight spreads over many samples, the style modules run at no more than
+    COLOUR_SAMPLES of them, which carry the ray's weight between them; the frame stays the reference's."""
+    from ins_core.render.nerf_march import COLOUR_SAMPLES
+
+    content = _nerf()
+    model = _stylized(1.0)
+    with torch.no_grad():  # a fog: every sample takes about 3 % of what reaches it
+        model.field.content.density_mlp[-1].weight[0].zero_()
+        model.field.content.density_mlp[-1].bias[0].fill_(1.4)
+        model.grid.update(model.field.content.sigma, content.step_size)  # the content's grid, shared
+    styled = {"reference": 0, "fast": 0}
+    for name, field in (("reference", model.field), ("fast", with_lattice_encodings(model.field))):
+        own = field.sim.forward
+        monkeypatch.setattr(field.sim, "forward", lambda x, *rest, _own=own, _name=name: styled.__setitem__(_name, styled[_name] + x.shape[0]) or _own(x, *rest))
+    c2w, intrinsics = _camera(0)
+    reference = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3), fast=False)
+    fast = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3))
+    hit_rays = int((reference.opacity > 0).sum())
+    assert styled["reference"] > 1.5 * COLOUR_SAMPLES * hit_rays  # the reference colours far more
+    assert 0 < styled["fast"] <= COLOUR_SAMPLES * hit_rays
+    assert psnr(fast.rgb, reference.rgb) > 40.0
+    assert (fast.opacity - reference.opacity).abs().max() < 1e-3
+
+
 def test_a_sharp_sdf_is_drawn_from_its_surface_band_alone(monkeypatch):
     """A trained SDF is sharp (large s): the fast path evaluates the field only in a thin band
     around the surface and colours only the intervals carrying weight, and still draws the

@@ -1,9 +1,12 @@
 """Inference-only NeRF rendering: the reference sampling, marched front to back in blocks.
 
 The samples are the reference renderer's (`stratified_samples` without jitter, the same occupancy
-skipping and the same colour cut-off), so the picture is the same; what changes is the work:
+skipping and the same colour cut-off), so depth and opacity are the same; what changes is the work:
 - rays are marched a block of samples at a time and dropped once their transmittance is below
   `TRANSMITTANCE_EPS` (early ray termination: nothing behind can change the pixel visibly);
+- colour, the costly part of a stylized field (the style modules run there), is computed at no more
+  than `COLOUR_SAMPLES` samples per ray, which carry the ray's weight between them
+  (`gather_at_quantiles`); a trained stylized NeRF spreads a ray's weight over 20-30 samples;
 - the field runs under `torch.inference_mode` (no autograd bookkeeping) in bounded chunks.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..fields.activations import density_activation
-from .compositing import Composite, density_to_alpha
+from .compositing import Composite, density_to_alpha, gather_at_quantiles
 from .nerf_renderer import COLOR_WEIGHT_EPS, RadianceField
 from .occupancy import OccupancyGrid
 from .samplers import stratified_samples
@@ -22,6 +25,9 @@ TRANSMITTANCE_EPS = 1e-4
 # Samples per field call: the MLP activations of 8192 samples stay near the L2 cache of this 2-core
 # Xeon; 65536 ran an MLP at half the speed there.
 FIELD_CHUNK = 1 << 13
+# Coloured samples per ray (measured on the make-demo job, 256x256: 640 k samples carry weight; 24 per
+# ray colour 199 k of them, 1.7x faster frames, 50 dB from the reference; 16: 46 dB, 32: 52 dB).
+COLOUR_SAMPLES = 24
 
 
 def _in_chunks(fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -39,7 +45,7 @@ def _in_chunks(fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
 @torch.inference_mode()
 def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: torch.Tensor, n_samples: int,
                     grid: OccupancyGrid | None = None, background: torch.Tensor | None = None, block: int = 16) -> Composite:
-    """What `render_nerf_rays(..., jitter=False)` gives for rays [R, 3], computed front to back.
+    """What `render_nerf_rays(..., jitter=False)` gives for rays [R, 3] (colour to about 50 dB), front to back.
 
     The returned `weights` are empty: nothing downstream of a whole frame needs them.
     """
@@ -51,6 +57,7 @@ def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: tor
     depth = torch.zeros(n_rays, device=device)
     opacity = torch.zeros(n_rays, device=device)
     alive = samples.hit.nonzero(as_tuple=True)[0]
+    visible = []  # (ray, slot, weight, features) of the samples the reference would colour
     for start in range(0, n_samples, block):
         if alive.numel() == 0:
             break
@@ -68,15 +75,26 @@ def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: tor
         before = torch.cat([transmittance[alive, None], transmittance[alive, None] * through[:, :-1]], dim=1)
         weights = alpha * before
         if rays.numel():
-            visible = weights[rays, slots] > COLOR_WEIGHT_EPS
-            if visible.any():
-                r, s = rays[visible], slots[visible]
-                (colour,) = _in_chunks(field.color, features[visible], directions[alive[r]])
-                rgb.index_add_(0, alive[r], weights[r, s, None] * colour)
+            seen = weights[rays, slots] > COLOR_WEIGHT_EPS
+            r, s = rays[seen], slots[seen]
+            visible.append((alive[r], start + s, weights[r, s], features[seen]))
         depth[alive] += (weights * t).sum(-1)
         opacity[alive] += weights.sum(-1)
         transmittance[alive] = before[:, -1] * (1.0 - alpha[:, -1] + 1e-10)
         alive = alive[transmittance[alive] > TRANSMITTANCE_EPS]
+    if visible:
+        rgb = _colour(field, directions, n_samples, *(torch.cat(column) for column in zip(*visible)))
     if background is not None:
         rgb = rgb + (1.0 - opacity)[:, None] * background
     return Composite(rgb, depth, opacity, torch.empty(n_rays, 0, device=device))
+
+
+def _colour(field: RadianceField, directions: torch.Tensor, n_samples: int, ray: torch.Tensor, slot: torch.Tensor,
+            weight: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Composited colour [R, 3] of the visible samples, coloured at COLOUR_SAMPLES of them per ray."""
+    dense = torch.zeros(directions.shape[0], n_samples, device=directions.device)
+    dense[ray, slot] = weight
+    carried = gather_at_quantiles(dense, COLOUR_SAMPLES)[ray, slot]
+    chosen = carried > 0
+    (colour,) = _in_chunks(field.color, features[chosen], directions[ray[chosen]])
+    return torch.zeros(directions.shape[0], 3, device=directions.device).index_add_(0, ray[chosen], carried[chosen, None] * colour)
