@@ -12,11 +12,13 @@ from ins_core.losses.style import (
     NNFM_LAYERS,
     StyleTarget,
     StyleTargets,
+    color_statistics,
     color_transfer,
     color_transfer_matrix,
     content_loss,
     gram_matrix,
     nnfm_loss,
+    palette_loss,
     style_grams,
     style_loss,
     style_statistics_distance,
@@ -173,6 +175,26 @@ def test_a_capped_palette_map_stretches_colours_at_most_that_much_and_keeps_the_
     assert torch.linalg.svdvals(capped[:, :3]).max() == pytest.approx(1.25)
     mean_in = torch.from_numpy(images.reshape(-1, 3).mean(0))
     np.testing.assert_allclose((capped[:, :3] @ mean_in + capped[:, 3]).numpy(), style.reshape(-1, 3).mean(0), atol=1e-9)
+
+
+def test_the_palette_loss_by_hand_and_trained_on_it_reaches_the_paintings_statistics():
+    torch.manual_seed(0)
+    painting = torch.rand(500, 3) * torch.tensor([0.2, 0.6, 0.9])
+    mean, cov = color_statistics(painting)
+    assert torch.allclose(cov, torch.cov(painting.T, correction=0), atol=1e-6)
+    assert float(palette_loss(painting, mean, cov)) == pytest.approx(0.0, abs=1e-10)
+    # one flat colour at the painting's mean: no mean error, the whole covariance missing
+    assert float(palette_loss(mean.expand(10, 3), mean, cov)) == pytest.approx(1.0, abs=1e-6)
+    pixels = (0.5 + 0.1 * torch.rand(300, 3)).requires_grad_()
+    before = float(palette_loss(pixels, mean, cov))
+    optimizer = torch.optim.Adam([pixels], lr=1e-2)
+    for _ in range(300):
+        optimizer.zero_grad()
+        palette_loss(pixels, mean, cov).backward()
+        optimizer.step()
+    reached_mean, reached_cov = color_statistics(pixels.detach())
+    assert float(palette_loss(pixels, mean, cov)) < 1e-3 * before
+    assert torch.allclose(reached_mean, mean, atol=1e-2) and torch.allclose(reached_cov, cov, atol=2e-3)
 
 
 def test_style_targets_are_computed_once_per_style(extractor):

@@ -117,7 +117,8 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 # --- colour pre-transfer ------------------------------------------------------------------
 
 
-def _mean_cov(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def color_statistics(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour mean [3] and covariance [3, 3] of pixels [N, 3]."""
     mean = pixels.mean(dim=0)
     centred = pixels - mean
     return mean, centred.T @ centred / max(1, pixels.shape[0])
@@ -153,14 +154,22 @@ def color_transfer_matrix(
     style_px = _cpu64(style).reshape(-1, 3)
     if pixels.shape[0] == 0 or style_px.shape[0] == 0:
         raise ValueError("colour transfer needs at least one content pixel and one style pixel")
-    mu_c, cov_c = _mean_cov(pixels)
-    mu_s, cov_s = _mean_cov(style_px)
+    mu_c, cov_c = color_statistics(pixels)
+    mu_s, cov_s = color_statistics(style_px)
     matrix = _sym_power(cov_s, 0.5) @ _sym_power(cov_c, -0.5)
     if max_gain is not None:
         u, gains, vh = torch.linalg.svd(matrix)
         matrix = u @ torch.diag(gains.clamp(max=max_gain)) @ vh
     offset = mu_s - matrix @ mu_c
     return torch.cat([matrix, offset[:, None]], dim=1)
+
+
+def palette_loss(pixels: torch.Tensor, style_mean: torch.Tensor, style_cov: torch.Tensor) -> torch.Tensor:
+    """How far the colour mean and covariance of pixels [N, 3] are from a painting's: the mean's
+    squared error over the painting's total variance plus the covariance's relative squared error.
+    Zero where they match. Trained on, it moves a field's own colours towards the painting's palette."""
+    mean, cov = color_statistics(pixels)
+    return (mean - style_mean).pow(2).sum() / style_cov.trace() + (cov - style_cov).pow(2).sum() / style_cov.pow(2).sum()
 
 
 def color_transfer(
