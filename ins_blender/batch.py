@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default="", help="worker Python (default: the Worker Python preference, else Blender's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
+    p.add_argument("--palette-weight", type=float, help="pull the object's colours to the painting's palette while training "
+                                                         "(default 0; 1 suits some paintings, Matisse among them)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
@@ -144,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.overrides = {}
     if args.stroke_scale is not None:
         args.overrides["stroke_scale"] = args.stroke_scale
+    if args.palette_weight is not None:
+        args.overrides["palette_weight"] = args.palette_weight
     if args.steps is not None:
         parts = args.steps.split(",")
         if len(parts) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in parts):
