@@ -100,6 +100,7 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         device = device_for_job(settings, preferences.get().device)
         _column(layout, estimates.estimate_lines(presets.get(settings.preset), settings.mode.lower(), device), "TIME")
         layout.prop(settings, "stroke_scale", text="Strokes")
+        layout.prop(settings, "palette_weight", text="Palette")
         layout.prop(settings, "outputs")
         layout.prop(settings, "device")
 

@@ -419,7 +419,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     s = scene.ins
     s.output_dir, s.outputs, s.capture_source = str(tmp_path / "jobs"), "RENDER_ENGINE", "AUTO_RIG"
     s.n_views, s.capture_resolution, s.capture_samples = 3, 16, 1
-    s.stroke_scale = 1.5
+    s.stroke_scale, s.palette_weight = 1.5, 1.0
     before = scene_state(scene)
     assert bpy.ops.ins.stylize_scene() == {"FINISHED"}
     assert s.status == "FINISHED", s.message
@@ -428,6 +428,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     assert spec["styles"] == ["styles/00_style.png"] and (job.root / spec["styles"][0]).is_file()
     assert spec["outputs"] == ["render_engine"] and spec["preset"] == "preview"
     assert spec["overrides"]["train_resolution"] == 16 and spec["overrides"]["stroke_scale"] == 1.5
+    assert spec["overrides"]["palette_weight"] == 1.0
     train = json.loads((job.dataset_dir / "transforms_train.json").read_text())
     assert len(train["frames"]) + len(json.loads((job.dataset_dir / "transforms_test.json").read_text())["frames"]) == 3
     assert s.render_job_dir == str(job.root)
