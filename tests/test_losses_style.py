@@ -195,6 +195,11 @@ def test_the_palette_loss_by_hand_and_trained_on_it_reaches_the_paintings_statis
     reached_mean, reached_cov = color_statistics(pixels.detach())
     assert float(palette_loss(pixels, mean, cov)) < 1e-3 * before
     assert torch.allclose(reached_mean, mean, atol=1e-2) and torch.allclose(reached_cov, cov, atol=2e-3)
+    # a view that misses the object: no pixels, no term (and no NaN reaching the optimiser)
+    empty = torch.zeros(0, 3, requires_grad=True)
+    missed = palette_loss(empty, mean, cov)
+    missed.backward()
+    assert float(missed) == 0.0 and torch.isfinite(empty.grad).all()
 
 
 def test_style_targets_are_computed_once_per_style(extractor):

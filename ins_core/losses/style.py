@@ -167,7 +167,10 @@ def color_transfer_matrix(
 def palette_loss(pixels: torch.Tensor, style_mean: torch.Tensor, style_cov: torch.Tensor) -> torch.Tensor:
     """How far the colour mean and covariance of pixels [N, 3] are from a painting's: the mean's
     squared error over the painting's total variance plus the covariance's relative squared error.
-    Zero where they match. Trained on, it moves a field's own colours towards the painting's palette."""
+    Zero where they match. Trained on, it moves a field's own colours towards the painting's palette.
+    Fewer than two pixels (a view that misses the object) have no covariance: zero, not NaN."""
+    if pixels.shape[0] < 2:
+        return pixels.sum() * 0.0
     mean, cov = color_statistics(pixels)
     return (mean - style_mean).pow(2).sum() / style_cov.trace() + (cov - style_cov).pow(2).sum() / style_cov.pow(2).sum()
 

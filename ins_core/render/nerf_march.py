@@ -26,7 +26,8 @@ TRANSMITTANCE_EPS = 1e-4
 # Xeon; 65536 ran an MLP at half the speed there.
 FIELD_CHUNK = 1 << 13
 # Coloured samples per ray (measured on the make-demo job, 256x256: 640 k samples carry weight; 24 per
-# ray colour 199 k of them, 1.7x faster frames, 50 dB from the reference; 16: 46 dB, 32: 52 dB).
+# ray colour 199 k of them: frames 1.55x faster in the render-server benchmark, 49-50 dB from the
+# reference; 16: 46 dB, 32: 52 dB).
 COLOUR_SAMPLES = 24
 
 

@@ -179,7 +179,8 @@ class StyleObjective:
             mask = views.images[..., 3] > 127
             self.color_maps = [color_transfer_matrix(photos.cpu(), torch.from_numpy(s), mask.cpu()).to(device).float() for s in styles]
         self.style_pixels = styles
-        self.palettes = [tuple(x.float().to(device) for x in color_statistics(torch.from_numpy(st).reshape(-1, 3).double())) for st in styles]
+        self.palettes = [tuple(x.float().to(device) for x in color_statistics(torch.from_numpy(st).reshape(-1, 3).double()))
+                         for st in styles] if settings.palette_weight > 0 else None
         self.n_styles = len(styles)
         self.next_style = 0
         self.white = torch.ones(3, device=device)
