@@ -365,3 +365,15 @@ def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run,
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
                  "--out", str(content_run / "palette_bad"), "--palette-max-gain", "0", "--device", "cpu"]) == 2
     assert "palette gain cap must be a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [("--palette-weight", "1"), ("--render-scale", "2")])
+def test_a_view_mode_option_with_patch_mode_is_refused_not_ignored(content_run, capsys, option):
+    """Patch mode has no object mask and no whole view: a palette weight or render scale there
+    would do nothing, so the user is told instead of getting a run without it."""
+    out = content_run / f"patch_{option[0].strip('-')}"
+    assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
+                 "--out", str(out), "--mode", "patch", *option, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]} works in view mode only" in err and "Traceback" not in err
+    assert not out.exists()

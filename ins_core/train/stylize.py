@@ -116,6 +116,11 @@ class StylizeSettings:
             raise InputError(f"The render scale must be a positive number (1 renders views at the photographs' size), got {base.render_scale}.")
         if not base.palette_weight >= 0:
             raise InputError(f"The palette weight must be 0 or more (0, the default: no palette term while training), got {base.palette_weight}.")
+        # Patch mode renders scattered pixels, not views: it has no object mask to take a palette
+        # from and no view to render larger, so these would be silently ignored there.
+        if not view and (base.palette_weight > 0 or base.render_scale != 1.0):
+            option = "--palette-weight" if base.palette_weight > 0 else "--render-scale"
+            raise InputError(f"{option} works in view mode only; leave it out with --mode patch, or use --mode view (the default).")
         if base.palette_max_gain is not None and not base.palette_max_gain > 0:
             raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
         if not base.style_size:
