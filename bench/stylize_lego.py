@@ -11,7 +11,7 @@ before -> after (style match), depth change and 15/60 degree warp RMSE against t
 silhouette at the render's size (what a perfect stylization of those pixels would score). Variants:
   default   the chosen defaults (view mode: Gram + NNFM + content, colour transfer)
   gram      INS's Gram + content losses alone on whole views (no NNFM, no colour transfer)
-  palette   the defaults with the palette term while training (--palette-weight 1)
+  palette   the defaults with the palette term while training (--palette-weight 2)
   patch     INS's sampling-stride patches (32 px, stride 2) with the geometry term
 With --pictures, `lego_styles.png` shows the content and each painting for two views and each variant.
 """
@@ -40,7 +40,7 @@ from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 VARIANTS = {
     "default": {},
     "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "tv_weight": 0.0},
-    "palette": {"palette_weight": 1.0},
+    "palette": {"palette_weight": 2.0},
     "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
 }
 

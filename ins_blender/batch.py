@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default="", help="worker Python (default: the Worker Python preference, else Blender's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
-    p.add_argument("--palette-weight", type=float, help="pull the object's colours to the painting's palette while training "
-                                                         "(default 0; 1 suits some paintings, Matisse among them)")
+    p.add_argument("--palette-weight", type=float, help="make the object reach the painting's colour range while training "
+                                                         "(default 2; 0 leaves the colours to the match after training)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")

@@ -71,10 +71,10 @@ class INS_SceneSettings(PropertyGroup):
     stroke_scale: FloatProperty(name="Stroke Scale", default=1.0, min=0.25, max=4.0, soft_min=0.5, soft_max=3.0, step=10,
                                 description="How big the painting's brush strokes are on the scene: 1 keeps the painting's "
                                             "own scale against a view, 2 makes them twice as big, 0.5 half as big")
-    palette_weight: FloatProperty(name="Palette", default=0.0, min=0.0, max=10.0, soft_max=2.0, step=10,
-                                  description="Pull the scene's colours to the painting's palette while training: 0 leaves them to "
-                                              "the colour match after training; 1 suits paintings like Matisse's and can flatten "
-                                              "the strokes of others")
+    palette_weight: FloatProperty(name="Palette", default=2.0, min=0.0, max=10.0, soft_max=2.0, step=10,
+                                  description="Make the scene reach the painting's range of colours while training, so it is painted "
+                                              "in the painting's own colours rather than a stretched copy of the scene's (2, the "
+                                              "default); 0 leaves the colours to the match after training")
     device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")
     outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH")
     capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG")

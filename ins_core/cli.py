@@ -99,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--tv-weight", type=float)
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,
                          help="match the photographs' colours to each style first (on by default)")
-    stylize.add_argument("--palette-weight", type=float, help="view mode: pull the object's colour mean and covariance to the painting's "
-                                                               "while training (default 0: the palette is matched after training only; "
-                                                               "1 suits some paintings, see the README)")
+    stylize.add_argument("--palette-weight", type=float, help="view mode: make the object reach the painting's colour range while "
+                                                               "training (default 2; 0: the palette is matched after training only; "
+                                                               "see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
     stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")

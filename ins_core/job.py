@@ -418,7 +418,7 @@ OVERRIDES: dict[str, Check] = {
     "nnfm": bool_field(),
     "color_transfer": bool_field(),
     "stroke_scale": number_field(0.0, above=True),  # 1: the painting's own scale against the view; 2: strokes twice as big
-    "palette_weight": number_field(0.0),  # view mode: the painting's colour statistics as a loss while training (0: off)
+    "palette_weight": number_field(0.0),  # view mode: the painting's colour range as a loss while training (0: off)
     "stylize_mode": choice_field(("view", "patch")),
     "vgg_size": int_field(32),
 }
