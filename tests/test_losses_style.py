@@ -211,6 +211,8 @@ def test_the_palette_shortfall_by_hand_and_trained_on_it_reaches_the_paintings_r
     missed = palette_shortfall(empty, variances, axes)
     missed.backward()
     assert float(missed.detach()) == 0.0 and torch.isfinite(empty.grad).all()
+    # a painting of one flat colour has no range to reach: zero, not NaN
+    assert float(palette_shortfall(painting, *principal_colours(torch.full((50, 3), 0.5)))) == 0.0
 
 
 def test_style_targets_are_computed_once_per_style(extractor):

@@ -178,12 +178,14 @@ def palette_shortfall(pixels: torch.Tensor, variances: torch.Tensor, axes: torch
     One-sided on purpose: a wider spread than the painting's costs nothing (strokes may overshoot;
     the palette match after training narrows them, which calms fine detail too), and neither does
     the mean (that match moves it without stretching anything). Pulling the mean as well made the
-    Scream's strokes fade on lego. Fewer than two pixels (a view that misses the object): zero."""
+    Scream's strokes fade on lego. Fewer than two pixels (a view that misses the object), or a
+    painting of one flat colour: zero."""
     if pixels.shape[0] < 2:
         return pixels.sum() * 0.0
     _, cov = color_statistics(pixels)
     reached = ((cov @ axes) * axes).sum(dim=0)  # a^T C a for each axis a
-    return ((variances - reached).clamp_min(0.0) / variances.sum()).pow(2).sum()
+    # A one-colour painting has no range to reach: zero, not 0 / 0.
+    return ((variances - reached).clamp_min(0.0) / variances.sum().clamp_min(1e-8)).pow(2).sum()
 
 
 def color_transfer(
