@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.cameras import image_pixels, look_at, project_points, rays_from_pixels
+from ..data.cameras import image_pixels, look_at, rays_from_pixels
 from ..losses.style import CONTENT_LAYER, content_loss, object_style_distance
+from ..render.reprojection import reproject
 from ..render.views import ViewRender, render_view
 
 
@@ -46,30 +47,15 @@ def orbit_views(aabb: torch.Tensor, template: CameraView, radius: float, elevati
 
 def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, target_view: CameraView, depth_tolerance: float = 0.03) -> tuple[float, int]:
     """RMSE between source pixels and the target pixels they land on, over visible, unoccluded points."""
-    device = source.rgb.device
-    pixels = image_pixels(source_view.width, source_view.height, device)
+    pixels = image_pixels(source_view.width, source_view.height, source.rgb.device)
     origins, directions = rays_from_pixels(pixels, source_view.c2w, source_view.intrinsics)
-    depth = source.depth.reshape(-1)
+    points = origins + directions * source.depth.reshape(-1)[:, None]
     solid = source.opacity.reshape(-1) > 0.9
-    points = origins + directions * depth[:, None]
-    projected, _ = project_points(points, target_view.c2w, target_view.intrinsics)
-    width, height = target_view.width, target_view.height
-    inside = (projected[:, 0] >= 0) & (projected[:, 0] < width) & (projected[:, 1] >= 0) & (projected[:, 1] < height)
-    # Nearest target pixel for the depth test (its rendered depth must agree with the point's
-    # distance); the colour is sampled bilinearly, so that resampling a fine texture is not counted
-    # as inconsistency.
-    col = projected[:, 0].long().clamp(0, width - 1)
-    row = projected[:, 1].long().clamp(0, height - 1)
-    target_depth = target.depth[row, col]
-    distance = (points - target_view.c2w[:3, 3]).norm(dim=-1)
-    visible = solid & inside & (target.opacity[row, col] > 0.9) & ((target_depth - distance).abs() < depth_tolerance * distance)
-    if not visible.any():
+    landing = reproject(points, solid, target_view.c2w, target_view.intrinsics, target.depth, target.opacity, depth_tolerance)
+    if not landing.visible.any():
         return float("nan"), 0
-    grid = (projected[visible, :2] / torch.tensor([width, height], device=device)) * 2 - 1
-    sampled = torch.nn.functional.grid_sample(target.rgb.permute(2, 0, 1)[None], grid[None, None], mode="bilinear",
-                                              padding_mode="border", align_corners=False)[0, :, 0].T
-    difference = source.rgb.reshape(-1, 3)[visible] - sampled
-    return float(difference.pow(2).mean().sqrt()), int(visible.sum())
+    difference = source.rgb.reshape(-1, 3)[landing.visible] - landing.sample(target.rgb)
+    return float(difference.pow(2).mean().sqrt()), int(landing.visible.sum())
 
 
 def consistency(model, views: list[CameraView], short_gap: int = 1, long_gap: int | None = None, on_view=None,
