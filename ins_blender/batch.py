@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
     p.add_argument("--palette-weight", type=float, help="make the object reach the painting's colour range while training "
                                                          "(default 2; 0 leaves the colours to the match after training)")
+    p.add_argument("--consistency-weight", type=float, help="make each view agree with a neighbouring view while training "
+                                                             "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
@@ -148,6 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.overrides["stroke_scale"] = args.stroke_scale
     if args.palette_weight is not None:
         args.overrides["palette_weight"] = args.palette_weight
+    if args.consistency_weight is not None:
+        args.overrides["consistency_weight"] = args.consistency_weight
     if args.steps is not None:
         parts = args.steps.split(",")
         if len(parts) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in parts):

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--palette-weight", type=float, help="view mode: make the object reach the painting's colour range while "
                                                                "training (default 2; 0: the palette is matched after training only; "
                                                                "see the README)")
+    stylize.add_argument("--consistency-weight", type=float, help="view mode: make each view agree with a neighbouring view where both "
+                                                                   "see the surface (default 0: off; 10 steadies the strokes from view to view "
+                                                                   "but smooths away some of the painting's texture; see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
     stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")

@@ -419,6 +419,7 @@ OVERRIDES: dict[str, Check] = {
     "color_transfer": bool_field(),
     "stroke_scale": number_field(0.0, above=True),  # 1: the painting's own scale against the view; 2: strokes twice as big
     "palette_weight": number_field(0.0),  # view mode: the painting's colour range as a loss while training (0: off)
+    "consistency_weight": number_field(0.0),  # view mode: neighbouring views made to agree while training (0: off, the default)
     "stylize_mode": choice_field(("view", "patch")),
     "vgg_size": int_field(32),
 }

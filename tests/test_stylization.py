@@ -357,6 +357,40 @@ def test_the_palette_term_widens_the_fields_own_colours_to_the_paintings_range(c
     assert shortfalls[5.0] < 0.5 * shortfalls[0.0]
 
 
+def _train_one_view_beside_a_white_neighbour(content_run, weight: float, steps: int = 8) -> tuple[float, dict]:
+    """Train the first training view alone while its nearest neighbour's last render is pure white;
+    returns the mean brightness of its pixels that neighbour sees, and the last step's terms."""
+    session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / f"pull_{weight}",
+                                           device="cpu", force=True,
+                                           settings={"steps": steps, "vgg_size": 64, "consistency_weight": weight, "color_transfer": False}))
+    objective = session.objective
+    nearest = int(objective.neighbours[0, 0])
+    view, neighbour = objective.view_indices[0], objective.view_indices[nearest]
+    objective.neighbours[:] = nearest  # the neighbour is always that one
+    objective.last_render[neighbour, 0] = torch.ones(*objective.render_size, 3)
+    landing, _ = objective.neighbour_agreement(view, 0)
+    assert landing.visible.sum() > 20
+    optimiser = torch.optim.Adam([p for p in session.model.parameters() if p.requires_grad], lr=3e-2)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        terms = objective.loss(0, view=view)
+        optimiser.step()
+    samples = objective.view_samples(view)
+    with torch.no_grad():
+        image = samples.composite(session.model.field.surface_color(samples), objective.white)
+    return float(image[landing.visible].mean()), terms.extra
+
+
+def test_the_consistency_term_pulls_a_view_towards_its_neighbours_last_render(content_run):
+    """With the term on, the view's pixels that a (white) neighbour sees end up brighter than
+    when the same view trains without it: the term reaches the style modules through the
+    deferred back-propagation. It is reported only when it is on."""
+    off, off_terms = _train_one_view_beside_a_white_neighbour(content_run, 0.0)
+    on, on_terms = _train_one_view_beside_a_white_neighbour(content_run, 100.0)
+    assert "consistency" in on_terms and "consistency" not in off_terms
+    assert on > off + 0.1
+
+
 def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run, capsys):
     """The demo style is far more colourful than the demo scene: uncapped, the palette map
     stretches some colour direction well beyond 1.25x; capped, no direction is stretched more."""
@@ -370,10 +404,11 @@ def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run,
     assert "palette gain cap must be a positive number" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option", [("--palette-weight", "1"), ("--render-scale", "2")])
+@pytest.mark.parametrize("option", [("--palette-weight", "1"), ("--render-scale", "2"), ("--consistency-weight", "10")])
 def test_a_view_mode_option_with_patch_mode_is_refused_not_ignored(content_run, capsys, option):
-    """Patch mode has no object mask and no whole view: a palette weight or render scale there
-    would do nothing, so the user is told instead of getting a run without it."""
+    """Patch mode has no object mask, no whole view and no neighbouring view: a palette weight,
+    render scale or consistency weight there would do nothing, so the user is told instead of
+    getting a run without it."""
     out = content_run / f"patch_{option[0].strip('-')}"
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
                  "--out", str(out), "--mode", "patch", *option, "--device", "cpu"]) == 2

@@ -49,6 +49,12 @@ class SurfaceSamples:
         rgb = rgb.index_add(0, self.ray, self.weight[:, None] * colors)
         return rgb + (1.0 - self.opacity)[:, None] * background
 
+    def surface_points(self) -> torch.Tensor:
+        """Each ray's expected surface point [R, 3] (the weighted mean of its samples; 0 where nothing is hit)."""
+        total = torch.zeros(self.n_rays, 3, device=self.position.device, dtype=self.position.dtype)
+        total = total.index_add(0, self.ray, self.weight[:, None] * self.position)
+        return total / self.opacity.clamp_min(1e-6)[:, None]
+
 
 def concatenate(parts: list[SurfaceSamples]) -> SurfaceSamples:
     """Samples of consecutive groups of rays as one set (ray numbers offset accordingly)."""
