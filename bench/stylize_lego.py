@@ -9,10 +9,11 @@ asks: silhouette IoU and saturated pixels (no collapse), colour-statistics and o
 before -> after (style match), depth change and 15/60 degree warp RMSE against the content field's
 (geometry and consistency), seconds, and the Gram fall of the painting itself pasted into lego's
 silhouette at the render's size (what a perfect stylization of those pixels would score). Variants:
-  default   the chosen defaults (view mode: Gram + NNFM + content, colour transfer)
-  gram      INS's Gram + content losses alone on whole views (no NNFM, no colour transfer)
-  palette   the defaults with the palette term while training (--palette-weight 2)
-  patch     INS's sampling-stride patches (32 px, stride 2) with the geometry term
+  default     the chosen defaults (view mode: Gram + NNFM + content + total variation, the palette
+              term while training, colour transfer)
+  gram        INS's Gram + content losses alone on whole views (no NNFM, no palette, no colour transfer)
+  no_palette  the defaults without the palette term while training (--palette-weight 0)
+  patch       INS's sampling-stride patches (32 px, stride 2) with the geometry term
 With --pictures, `lego_styles.png` shows the content and each painting for two views and each variant.
 """
 
@@ -39,14 +40,15 @@ from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 
 VARIANTS = {
     "default": {},
-    "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "tv_weight": 0.0},
-    "palette": {"palette_weight": 2.0},
+    "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "tv_weight": 0.0, "palette_weight": 0.0},
+    "no_palette": {"palette_weight": 0.0},
     "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
 }
 
 
-def stylize(content_run: Path, style: Path, out: Path, device: str, settings: dict) -> tuple[float, int]:
-    session = start_stylize(StylizeRequest(run=content_run, styles=[style], out=out, device=device, settings=settings, force=True))
+def stylize(content_run: Path, style: Path, out: Path, device: str, settings: dict, seed: int) -> tuple[float, int]:
+    session = start_stylize(StylizeRequest(run=content_run, styles=[style], out=out, device=device, settings=settings, force=True,
+                                           seed=seed))
     sync(session.device)
     start = time.perf_counter()
     session.run_loop()
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--style", type=Path, nargs="+", required=True)
     parser.add_argument("--variant", action="append", choices=tuple(VARIANTS), help="default: only `default`")
     parser.add_argument("--steps", type=int)
+    parser.add_argument("--seed", type=int, default=0, help="the style modules' initialisation (runs of seed k > 0 are kept as NAME_VARIANT_seedk)")
     parser.add_argument("--no-eval", action="store_true", help="pictures and time only")
     parser.add_argument("--reuse", action="store_true", help="draw (and evaluate) finished runs already in --out instead of training them again")
     parser.add_argument("--device", default="auto")
@@ -88,11 +91,11 @@ def main() -> None:
     for style in args.style:
         for variant in args.variant or ["default"]:
             settings = {**VARIANTS[variant], **({"steps": args.steps} if args.steps else {})}
-            out = args.out / f"{style.stem}_{variant}"
+            out = args.out / (f"{style.stem}_{variant}" + (f"_seed{args.seed}" if args.seed else ""))
             reused = args.reuse and (out / "run.json").is_file() and open_run(out, args.device, load_data=False).config.get("status") == "done"
-            seconds, steps = (None, None) if reused else stylize(args.content_run, style, out, args.device, settings)
+            seconds, steps = (None, None) if reused else stylize(args.content_run, style, out, args.device, settings, args.seed)
             stylized = open_run(out, args.device)
-            record = {"style": style.stem, "variant": variant, "seconds": None if reused else round(seconds, 1), "steps": steps,
+            record = {"style": style.stem, "variant": variant, "seed": args.seed, "seconds": None if reused else round(seconds, 1), "steps": steps,
                       "resolution": views.width}
             if not args.no_eval:
                 pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
