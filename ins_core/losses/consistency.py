@@ -3,8 +3,8 @@
 The content geometry is frozen, so where a surface point of one view lands in another is known
 exactly. The term is the mean squared difference between a view's colours and its neighbour's at
 the same surface points (only those both views see; see render/reprojection.py). The neighbour's
-render is a fixed target (no gradient), so one view's render is trained at a time and the cost is
-one extra render without autograd. Why: fine strokes on a soft (100 px) NeRF are averaged along
+render is a fixed target (no gradient): the caller passes the one it kept from when that view last
+trained, so the term costs no extra render. Why: fine strokes on a soft (100 px) NeRF are averaged along
 each ray over a short stretch of depth, and two views average over different stretches, so a
 stroke pattern can disagree between views although nothing in it depends on the view; this term
 makes the style modules paint patterns that survive that averaging.

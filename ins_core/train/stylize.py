@@ -362,7 +362,7 @@ class StyleObjective:
         """Where this view's surface points land in one of its nearest training views (chosen at
         random), and that view's render from when it last trained, the fixed target of the
         consistency term (None until it has trained). Rendering the neighbour afresh each step
-        gave the same warp error on lego (Matisse 1.18x against 1.17x) for 28 % more time."""
+        gave the same warp error on lego (Matisse 1.18x against 1.17x) for 27 % more time per step."""
         position = self.view_indices.index(view)
         other = self.view_indices[int(self.neighbours[position][torch.randint(0, self.neighbours.shape[1], (1,))])]
         if (other, style_index) not in self.last_render:
