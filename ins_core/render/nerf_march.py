@@ -12,13 +12,15 @@ skipping and the same colour cut-off), so depth and opacity are the same; what c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..fields.activations import density_activation
 from .compositing import Composite, density_to_alpha, gather_at_quantiles
 from .nerf_renderer import COLOR_WEIGHT_EPS, RadianceField
 from .occupancy import OccupancyGrid
-from .samplers import stratified_samples
+from .samplers import RaySamples, stratified_samples
 
 # A ray whose transmittance falls below this is finished: what lies behind adds less than 1e-4.
 TRANSMITTANCE_EPS = 1e-4
@@ -43,22 +45,30 @@ def _in_chunks(fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (torch.cat(parts),)
 
 
-@torch.inference_mode()
-def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: torch.Tensor, n_samples: int,
-                    grid: OccupancyGrid | None = None, background: torch.Tensor | None = None, block: int = 16) -> Composite:
-    """What `render_nerf_rays(..., jitter=False)` gives for rays [R, 3] (colour to about 50 dB), front to back.
+@dataclass
+class VisibleSamples:
+    """What a front-to-back march found: the samples that carry weight, and each ray's totals."""
+    ray: torch.Tensor  # [M] (grouped by block, not sorted)
+    slot: torch.Tensor  # [M] the sample's index along its ray
+    weight: torch.Tensor  # [M]
+    points: torch.Tensor  # [M, 3]
+    features: torch.Tensor  # [M, F] the field's scene feature
+    depth: torch.Tensor  # [R]
+    opacity: torch.Tensor  # [R]
 
-    The returned `weights` are empty: nothing downstream of a whole frame needs them.
-    """
-    samples = stratified_samples(origins, directions, field.aabb, n_samples, jitter=False)
-    n_rays = origins.shape[0]
+
+def march_visible_samples(field: RadianceField, samples: RaySamples, grid: OccupancyGrid | None = None, block: int = 16) -> VisibleSamples:
+    """The reference renderer's samples with weight above COLOR_WEIGHT_EPS, found front to back a
+    block at a time; a ray is dropped once its transmittance is below TRANSMITTANCE_EPS (<= the
+    weight cut-off, so nothing it would have kept lies behind). Runs under the caller's grad mode."""
+    origins, directions = samples.origins, samples.directions
+    n_rays, n_samples = samples.t.shape
     device = origins.device
     transmittance = torch.ones(n_rays, device=device)
-    rgb = torch.zeros(n_rays, 3, device=device)
     depth = torch.zeros(n_rays, device=device)
     opacity = torch.zeros(n_rays, device=device)
     alive = samples.hit.nonzero(as_tuple=True)[0]
-    visible = []  # (ray, slot, weight, features) of the samples the reference would colour
+    visible = []  # (ray, slot, weight, point, features) of the samples the reference would colour
     for start in range(0, n_samples, block):
         if alive.numel() == 0:
             break
@@ -78,16 +88,33 @@ def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: tor
         if rays.numel():
             seen = weights[rays, slots] > COLOR_WEIGHT_EPS
             r, s = rays[seen], slots[seen]
-            visible.append((alive[r], start + s, weights[r, s], features[seen]))
+            visible.append((alive[r], start + s, weights[r, s], points[r, s], features[seen]))
         depth[alive] += (weights * t).sum(-1)
         opacity[alive] += weights.sum(-1)
         transmittance[alive] = before[:, -1] * (1.0 - alpha[:, -1] + 1e-10)
         alive = alive[transmittance[alive] > TRANSMITTANCE_EPS]
-    if visible:
-        rgb = _colour(field, directions, n_samples, *(torch.cat(column) for column in zip(*visible)))
+    if not visible:
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return VisibleSamples(empty, empty, torch.empty(0, device=device), torch.empty(0, 3, device=device),
+                              torch.empty(0, field.feature_dim, device=device), depth, opacity)
+    return VisibleSamples(*(torch.cat(column) for column in zip(*visible)), depth, opacity)
+
+
+@torch.inference_mode()
+def march_nerf_rays(field: RadianceField, origins: torch.Tensor, directions: torch.Tensor, n_samples: int,
+                    grid: OccupancyGrid | None = None, background: torch.Tensor | None = None, block: int = 16) -> Composite:
+    """What `render_nerf_rays(..., jitter=False)` gives for rays [R, 3] (colour to about 50 dB), front to back.
+
+    The returned `weights` are empty: nothing downstream of a whole frame needs them.
+    """
+    samples = stratified_samples(origins, directions, field.aabb, n_samples, jitter=False)
+    found = march_visible_samples(field, samples, grid, block)
+    rgb = torch.zeros(origins.shape[0], 3, device=origins.device)
+    if found.ray.numel():
+        rgb = _colour(field, directions, n_samples, found.ray, found.slot, found.weight, found.features)
     if background is not None:
-        rgb = rgb + (1.0 - opacity)[:, None] * background
-    return Composite(rgb, depth, opacity, torch.empty(n_rays, 0, device=device))
+        rgb = rgb + (1.0 - found.opacity)[:, None] * background
+    return Composite(rgb, found.depth, found.opacity, torch.empty(origins.shape[0], 0, device=origins.device))
 
 
 def _colour(field: RadianceField, directions: torch.Tensor, n_samples: int, ray: torch.Tensor, slot: torch.Tensor,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from .compositing import alpha_to_weights, neus_alpha
-from .nerf_renderer import COLOR_WEIGHT_EPS, sample_densities
+from .nerf_march import march_visible_samples
+from .nerf_renderer import COLOR_WEIGHT_EPS
 from .samplers import stratified_samples
 
 
@@ -73,16 +74,14 @@ def concatenate(parts: list[SurfaceSamples]) -> SurfaceSamples:
 
 
 @torch.no_grad()
-def nerf_surface_samples(field, origins: torch.Tensor, directions: torch.Tensor, n_samples: int, grid=None,
-                         eps: float = COLOR_WEIGHT_EPS) -> SurfaceSamples:
-    """Visible samples of a NeRF (CIM) along rays, at the renderer's un-jittered sample positions."""
+def nerf_surface_samples(field, origins: torch.Tensor, directions: torch.Tensor, n_samples: int, grid=None) -> SurfaceSamples:
+    """Visible samples of a NeRF (CIM) along rays, at the renderer's un-jittered sample positions,
+    marched front to back (nothing behind an opaque surface is evaluated)."""
     samples = stratified_samples(origins, directions, field.aabb, n_samples, jitter=False)
-    d = sample_densities(field, samples, grid)
-    weights = alpha_to_weights(d.alpha)
-    w = weights[d.rays, d.slots]
-    keep = w > eps
-    ray = d.rays[keep]
-    return SurfaceSamples(ray, w[keep], d.points[keep], d.features[keep], directions[ray], None, weights.sum(-1))
+    found = march_visible_samples(field, samples, grid)
+    order = torch.argsort(found.ray * n_samples + found.slot)  # by ray, then along it
+    ray = found.ray[order]
+    return SurfaceSamples(ray, found.weight[order], found.points[order], found.features[order], directions[ray], None, found.opacity)
 
 
 def sdf_surface_samples(field, origins: torch.Tensor, directions: torch.Tensor, n_samples: int,
