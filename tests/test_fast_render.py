@@ -106,6 +106,20 @@ def test_fast_frame_is_the_reference_frame(make):
         assert (fast.opacity - reference.opacity).abs().max() < 1e-3
 
 
+@pytest.mark.parametrize("make", [_nerf, lambda: _stylized(1.0)], ids=["nerf", "stylized-kept-geometry"])
+def test_a_fast_frame_that_sees_nothing_is_the_background(make):
+    """A camera looking away from the scene box: no ray finds a visible sample (as in a render
+    server's chunk of sky), and the frame is the background."""
+    model = make()
+    eye = torch.tensor([2.0, 0.0, 1.2])
+    c2w = look_at(eye, eye * 2.0)  # facing away from the box
+    intrinsics = Intrinsics.from_fov(math.radians(40), SIZE, SIZE).as_tensor()
+    background = torch.tensor([0.2, 0.4, 0.6])
+    frame = render_view(model, c2w, intrinsics, SIZE, SIZE, background)
+    assert torch.equal(frame.opacity, torch.zeros_like(frame.opacity))
+    assert torch.equal(frame.rgb, background.expand_as(frame.rgb))
+
+
 def test_training_models_keep_the_reference_renderer():
     model = _nerf().train()
     assert fast_renderer(model) is None

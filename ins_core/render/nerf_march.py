@@ -93,10 +93,9 @@ def march_visible_samples(field: RadianceField, samples: RaySamples, grid: Occup
         opacity[alive] += weights.sum(-1)
         transmittance[alive] = before[:, -1] * (1.0 - alpha[:, -1] + 1e-10)
         alive = alive[transmittance[alive] > TRANSMITTANCE_EPS]
-    if not visible:
-        empty = torch.empty(0, dtype=torch.long, device=device)
-        return VisibleSamples(empty, empty, torch.empty(0, device=device), torch.empty(0, 3, device=device),
-                              torch.empty(0, field.feature_dim, device=device), depth, opacity)
+    if not visible:  # nothing seen: empty columns, the features as wide as the field makes them
+        empty, no_points = torch.empty(0, dtype=torch.long, device=device), torch.empty(0, 3, device=device)
+        return VisibleSamples(empty, empty, torch.empty(0, device=device), no_points, field.density(no_points)[1], depth, opacity)
     return VisibleSamples(*(torch.cat(column) for column in zip(*visible)), depth, opacity)
 
 
