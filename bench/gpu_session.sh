@@ -4,9 +4,15 @@
 #          held-out views), a short stylization on it, then frame times of the reference renderer and
 #          the fast path side by side: the 512x512 viewport (fps), F12 at 1920x1080, an SDF field.
 #   PART=2, the older figures: lego 400x400 time-to-PSNR, stylization, an SDF fit, hash-grid rate.
-# Data: .benchdata/lego800 (a copy of ../shared/data/nerf_synthetic_lego), .benchdata/lego400
-# (resized to 400x400), .benchdata/starry_night.jpg. Writes to $OUT (or ./gpu_out); copy
-# $OUT/bench.jsonl to bench/results/ afterwards.
+#   PART=3, issue 10: lego 400x400 pre-trained for 60 s, then each of the four paintings stylized
+#          with the defaults (time, eval's collapse / style / geometry / warp figures, the grid of
+#          pictures), and the painting itself pasted at 400 px. About 7 minutes on an H100.
+# Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
+# ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
+# .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder).
+# Carry .benchdata and ins_core/assets (the loss network's weights). Writes to $OUT (or ./gpu_out);
+# copy $OUT/bench.jsonl to bench/results/ afterwards. On the lent machine: `PART=3 bash bench/gpu_session.sh`
+# with carry [.benchdata, ins_core/assets] (about 28 MB with the lego at 400x400).
 # SMOKE=1 runs the same steps on the CPU with tiny sizes and budgets, to check the script itself.
 # Still to add (issue 12): torch.compile and bf16 variants of fit and of the fast renderer.
 set -u
@@ -18,9 +24,11 @@ log="$OUT/bench.jsonl"
 PY=${PY:-python3}
 if [ "${SMOKE:-0}" = 1 ]; then
   DEVICE=cpu; LEGO800=${LEGO800:-../shared/data/nerf_synthetic_lego}; LEGO400=$LEGO800; STYLE=${STYLE:-../shared/data/styles/starry_night.jpg}
+  STYLES=${STYLES:-../shared/data/styles}
   R800=24; R400=24; FIT_S=30; STYLE_STEPS=2; VIEWPORT=32; F12=48x27; SDF_SIZE=16; SDF_STEPS=20; SDF_S=5
 else
   DEVICE=cuda; LEGO800=${LEGO800:-.benchdata/lego800}; LEGO400=.benchdata/lego400; STYLE=${STYLE:-.benchdata/starry_night.jpg}
+  STYLES=${STYLES:-.benchdata/styles}
   R800=800; R400=400; FIT_S=60; STYLE_STEPS=120; VIEWPORT=512; F12=1920x1080; SDF_SIZE=512; SDF_STEPS=1500; SDF_S=45
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 fi
@@ -38,6 +46,11 @@ if [ "$PART" = 1 ]; then
     echo '{"figure": "gpu_session_error", "message": "no stylized run to time"}' | tee -a "$log"
   fi
   timeout 60 $PY bench/render_speed.py --sdf-like "$W/lego800" --size $SDF_SIZE --frames 3 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
+elif [ "$PART" = 3 ]; then
+  steps=$([ "${SMOKE:-0}" = 1 ] && echo "--steps $STYLE_STEPS")
+  timeout 150 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 3 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
+  timeout 420 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/*.jpg $steps --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
+  timeout 90 $PY bench/painting_pasted.py --content-run "$W/lego400" --style "$STYLES"/*.jpg --size 1:$([ "${SMOKE:-0}" = 1 ] && echo 64 || echo 512) --device $DEVICE 2>&1 | tee -a "$log"
 else
   timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 240 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" --variant default --variant gram --steps $STYLE_STEPS --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
