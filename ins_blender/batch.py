@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default 2; 0 leaves the colours to the match after training)")
     p.add_argument("--consistency-weight", type=float, help="make each view agree with a neighbouring view while training "
                                                              "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
+    p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 50; 200 steadies "
+                                                    "them from view to view for a turntable, at some of the painting's texture)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
@@ -152,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.overrides["palette_weight"] = args.palette_weight
     if args.consistency_weight is not None:
         args.overrides["consistency_weight"] = args.consistency_weight
+    if args.tv_weight is not None:
+        args.overrides["tv_weight"] = args.tv_weight
     if args.steps is not None:
         parts = args.steps.split(",")
         if len(parts) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in parts):

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--content-weight", type=float)
     stylize.add_argument("--geometry-weight", type=float, help="self-distilled geometry consistency (0 turns it off)")
     stylize.add_argument("--nnfm-weight", type=float, help="nearest-neighbour feature matching (sharper strokes)")
-    stylize.add_argument("--tv-weight", type=float)
+    stylize.add_argument("--tv-weight", type=float, help="how smooth the strokes are made (total variation; view mode 50, patch 0; "
+                                                         "200 steadies them from view to view, at some of the painting's texture)")
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,
                          help="match the photographs' colours to each style first (on by default)")
     stylize.add_argument("--palette-weight", type=float, help="view mode: make the object reach the painting's colour range while "

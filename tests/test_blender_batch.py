@@ -148,10 +148,11 @@ def test_bad_steps(scene, style, tmp_path, capsys, steps):
     assert not (tmp_path / "job").exists()
 
 
-def test_steps_stroke_scale_palette_and_consistency_weights_become_job_overrides():
+def test_steps_stroke_scale_and_loss_weights_become_job_overrides():
     args = batch.parse_args(["--style", "a.png", "--out", "job", "--steps", "200,30", "--stroke-scale", "2", "--palette-weight", "1",
-                             "--consistency-weight", "10"])
-    assert args.overrides == {"stroke_scale": 2.0, "palette_weight": 1.0, "consistency_weight": 10.0, "pretrain_steps": 200, "stylize_steps": 30}
+                             "--consistency-weight", "10", "--tv-weight", "200"])
+    assert args.overrides == {"stroke_scale": 2.0, "palette_weight": 1.0, "consistency_weight": 10.0, "tv_weight": 200.0,
+                              "pretrain_steps": 200, "stylize_steps": 30}
     assert batch.parse_args(["--style", "a.png", "--out", "job"]).overrides == {}
 
 

@@ -18,7 +18,7 @@ from ins_core.fields.stylization import StylizationConfig
 from ins_core.render.views import render_view
 from ins_core.train.loading import open_run
 from ins_core.train.scene_models import StylizedModel
-from ins_core.train.stylize import StylizeRequest, start_stylize
+from ins_core.train.stylize import StylizeRequest, StylizeSettings, start_stylize
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +271,13 @@ def test_total_variation_weight_is_chosen_by_mode_unless_given():
     assert StylizeSettings.for_device(cpu).tv_weight == 50.0
     assert StylizeSettings.for_device(cpu, mode="patch").tv_weight == 0.0
     assert StylizeSettings.for_device(cpu, tv_weight=0.0).tv_weight == 0.0
+
+
+@pytest.mark.parametrize("key, sentence", [("palette_weight", "palette weight"), ("consistency_weight", "consistency weight"),
+                                           ("tv_weight", "total variation")])
+def test_a_negative_loss_weight_is_refused_with_its_name(key, sentence):
+    with pytest.raises(InputError, match=f"{sentence}.* 0 or more.*got -1"):
+        StylizeSettings.for_device(torch.device("cpu"), **{key: -1.0})
 
 
 def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
