@@ -232,16 +232,21 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
     else:
         if job.job_json.exists():
             raise InputError(f"The output folder '{job.root}' already holds an INS job; pass --resume to continue it or choose another folder.")
-        validate(request)
         existed = job.root.exists()
-        job = create_job(request)
-        log(f"INS: job folder {job.root}")
-        log(f"INS: capturing {request.source.replace('_', ' ')} views at {size[0]}x{size[1]}, {request.samples} samples")
 
         def progress(done, total):
             log(f"INS:   view {done}/{total}")
 
         try:
+            validate(request)  # it makes the folder to test that it can write there
+        except BaseException:
+            if not existed:
+                _remove_empty_folder(job.root)
+            raise
+        try:  # job.json may still refuse an override: nothing written is left behind then either
+            job = create_job(request)
+            log(f"INS: job folder {job.root}")
+            log(f"INS: capturing {request.source.replace('_', ' ')} views at {size[0]}x{size[1]}, {request.samples} samples")
             capture = capture_in_process(request, job, progress=progress)
         except BaseException:
             _remove_job_files(job, existed)
@@ -354,6 +359,13 @@ def _raise_interrupted(signum: int):
     raise Interrupted(signum)
 
 
+def _remove_empty_folder(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty, or gone: leave it
+        pass
+
+
 def _remove_job_files(job: JobPaths, folder_existed: bool) -> None:
     """Undo create_job after a failed capture: only what it wrote, and the folder if it made it."""
     import shutil
@@ -362,10 +374,10 @@ def _remove_job_files(job: JobPaths, folder_existed: bool) -> None:
         shutil.rmtree(path, ignore_errors=True)
     try:
         job.job_json.unlink(missing_ok=True)
-        if not folder_existed:
-            job.root.rmdir()
     except OSError:
         pass
+    if not folder_existed:
+        _remove_empty_folder(job.root)
 
 
 def _printer(log):

@@ -137,7 +137,7 @@ def test_missing_style_image(scene, tmp_path, capsys):
     missing = tmp_path / "nope.jpg"
     message = _run_bad(scene, ["--style", str(missing), "--out", str(tmp_path / "job")], capsys)
     assert message == f"INS: The style image '{missing}' does not exist; choose an existing image file."
-    assert not (tmp_path / "job" / "job.json").exists()
+    assert not (tmp_path / "job").exists()
 
 
 @pytest.mark.parametrize("steps", ["200", "200,0", "a,b", "200,30,5"])
@@ -145,6 +145,15 @@ def test_bad_steps(scene, style, tmp_path, capsys, steps):
     add_cube()
     message = _run_bad(scene, ["--style", str(style), "--steps", steps, "--out", str(tmp_path / "job")], capsys)
     assert message == f"INS: --steps is {steps!r}; give two positive whole numbers, pre-training and stylization steps, e.g. 200,30."
+    assert not (tmp_path / "job").exists()
+
+
+@pytest.mark.parametrize("option, field", [("--tv-weight", "tv_weight"), ("--consistency-weight", "consistency_weight")])
+def test_a_negative_loss_weight_leaves_no_job_folder(scene, style, tmp_path, capsys, option, field):
+    """The override is refused while job.json is written: one sentence, and the folder made for the job goes again."""
+    add_cube()
+    message = _run_bad(scene, ["--style", str(style), option, "-1", "--out", str(tmp_path / "job")], capsys)
+    assert message == f"INS: job.json: field 'overrides.{field}' is -1; use a number >= 0."
     assert not (tmp_path / "job").exists()
 
 
@@ -167,6 +176,14 @@ def test_no_cameras_and_no_rig(scene, style, tmp_path, capsys):
 def test_nothing_to_capture(scene, style, tmp_path, capsys):
     message = _run_bad(scene, ["--style", str(style), "--out", str(tmp_path / "job")], capsys)
     assert message == f"INS: Scene '{scene.name}' has no visible objects to stylize; add a mesh or make its objects visible in renders."
+
+
+def test_a_refusal_leaves_an_existing_output_folder_as_it_was(scene, style, tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "dataset").mkdir(parents=True)
+    (out / "dataset" / "notes.txt").write_text("the user's")
+    _run_bad(scene, ["--style", str(style), "--out", str(out)], capsys)  # nothing to capture
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["dataset", "dataset/notes.txt"]
 
 
 def test_unwritable_output_folder(scene, style, tmp_path, capsys):
