@@ -232,6 +232,9 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
     else:
         if job.job_json.exists():
             raise InputError(f"The output folder '{job.root}' already holds an INS job; pass --resume to continue it or choose another folder.")
+        taken = [path.name for path in (job.dataset_dir, job.styles_dir, job.checkpoints_dir, job.result_dir) if path.exists()]
+        if taken:  # the job would write into them, and remove them again if the capture failed
+            raise InputError(f"The output folder '{job.root}' already holds a '{taken[0]}' folder that is not an INS job's; choose a new or empty folder.")
         existed = job.root.exists()
 
         def progress(done, total):

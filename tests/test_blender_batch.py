@@ -180,9 +180,20 @@ def test_nothing_to_capture(scene, style, tmp_path, capsys):
 
 def test_a_refusal_leaves_an_existing_output_folder_as_it_was(scene, style, tmp_path, capsys):
     out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    _run_bad(scene, ["--style", str(style), "--out", str(out)], capsys)  # nothing to capture
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_an_output_folder_with_a_folder_of_the_users_named_like_a_jobs_is_refused(scene, style, tmp_path, capsys):
+    """The job would write into the user's own 'dataset' folder, and remove it if the capture failed."""
+    add_cube()
+    out = tmp_path / "mine"
     (out / "dataset").mkdir(parents=True)
     (out / "dataset" / "notes.txt").write_text("the user's")
-    _run_bad(scene, ["--style", str(style), "--out", str(out)], capsys)  # nothing to capture
+    message = _run_bad(scene, ["--style", str(style), "--out", str(out)], capsys)
+    assert message == f"INS: The output folder '{out.resolve()}' already holds a 'dataset' folder that is not an INS job's; choose a new or empty folder."
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["dataset", "dataset/notes.txt"]
 
 
