@@ -310,7 +310,8 @@ def test_render_scale_shows_the_loss_network_views_rendered_finer(content_run):
 
 def test_a_views_photograph_features_are_kept_and_the_loss_is_the_same(content_run, monkeypatch):
     """The content term's photograph features are taken once per view and style: a second step on
-    the same view gives the same loss as a fresh objective, and the kept features stay in budget."""
+    the same view reuses them and gives the content loss of the first step, which took them afresh;
+    the kept features stay in budget."""
     import ins_core.train.stylize as stylize_module
 
     session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "kept",
