@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "but smooths away some of the painting's texture; see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
+    stylize.add_argument("--loss-precision", choices=("auto", "float32", "bfloat16"),
+                         help="what the loss network computes in (auto: bfloat16 on GPUs and CPUs that have it, else float32)")
     stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")
     stylize.add_argument("--allow-download", action="store_true", help="download the VGG weights once (needs network)")

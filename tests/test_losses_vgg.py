@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ins_core.errors import InputError
 from ins_core.losses import vgg
 from ins_core.losses.vgg import (
+    BUNDLED_WEIGHTS,
     CACHE_FILENAME,
     OFFLINE_WARNING,
     TAPS,
@@ -20,9 +21,13 @@ from ins_core.losses.vgg import (
     build_offline_vgg16,
     build_vgg16_features,
     calibration_images,
+    cpu_flags_have_bfloat16,
     download_weights,
     features_from_weights,
+    load_vgg_file,
     load_vgg_weights,
+    loss_network_dtype,
+    native_bfloat16,
     resolve_backbone,
     sha256_matches,
     trim_and_cache,
@@ -286,3 +291,37 @@ def test_gradient_reaches_the_image_not_the_weights():
     extractor(image, ["relu4_3"])["relu4_3"].sum().backward()
     assert image.grad is not None and float(image.grad.abs().sum()) > 0
     assert all(p.grad is None for p in extractor.parameters())
+
+
+def test_the_loss_network_in_bfloat16_gives_float32_features_and_nearly_the_same_gradient():
+    """Stylization runs the loss network in bfloat16 where the hardware has it; the features it
+    returns and the image gradient must stay those of float32 to within bfloat16's rounding."""
+    assert BUNDLED_WEIGHTS.is_file(), "run `python -m ins_core weights` (the set-up does) first"
+    weights, preprocessing = load_vgg_file(BUNDLED_WEIGHTS)
+    extractor = FeatureExtractor(features_from_weights(weights), preprocessing=preprocessing)
+    generator = torch.Generator().manual_seed(0)
+    image = F.interpolate(torch.rand(1, 3, 8, 8, generator=generator), size=(64, 64), mode="bilinear", align_corners=False)
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = image.clone().requires_grad_(True)
+        features = extractor(x, ["relu2_2", "relu4_3"], dtype)
+        assert all(f.dtype == torch.float32 for f in features.values())
+        sum(f.pow(2).mean() for f in features.values()).backward()
+        results[dtype] = features["relu4_3"].detach(), x.grad
+    (full, full_grad), (half, half_grad) = results[torch.float32], results[torch.bfloat16]
+    assert not torch.equal(half, full)  # it did compute in bfloat16
+    assert float((half - full).norm() / full.norm()) < 0.05
+    assert float(F.cosine_similarity(half_grad.flatten(), full_grad.flatten(), dim=0)) > 0.99
+    assert all(p.dtype == torch.float32 for p in extractor.parameters())  # autocast leaves the weights alone
+
+
+def test_the_loss_network_precision_setting():
+    cpu = torch.device("cpu")
+    assert loss_network_dtype("float32", cpu) == torch.float32
+    assert loss_network_dtype("bfloat16", cpu) == torch.bfloat16
+    assert loss_network_dtype("auto", cpu) == (torch.bfloat16 if native_bfloat16(cpu) else torch.float32)
+    with pytest.raises(InputError, match="'half' is not one of auto, float32, bfloat16"):
+        loss_network_dtype("half", cpu)
+    assert cpu_flags_have_bfloat16("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni")
+    assert cpu_flags_have_bfloat16("flags\t\t: fpu avx512f amx_bf16 amx_tile\nflags\t\t: fpu")
+    assert not cpu_flags_have_bfloat16("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni")

@@ -331,6 +331,29 @@ def test_a_views_photograph_features_are_kept_and_the_loss_is_the_same(content_r
     assert list(objective.content_cache) == [(other, 0)]
 
 
+def test_a_step_with_the_loss_network_in_bfloat16_has_the_losses_of_float32(content_run):
+    """Where the hardware has bfloat16 the loss network computes in it; a step's losses must stay
+    those of float32 to within its rounding, and the run records the precision it used."""
+    terms = {}
+    for precision in ("float32", "bfloat16"):
+        session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / precision,
+                                               device="cpu", settings={"steps": 2, "vgg_size": 64, "loss_precision": precision}, force=True))
+        assert session.config["stylize"]["loss_precision"] == precision
+        assert json.loads((content_run / precision / "run.json").read_text())["stylize"]["loss_precision"] == precision
+        objective = session.objective
+        terms[precision] = objective.loss(0, view=objective.view_indices[0]).extra
+    for name in ("style", "content", "nnfm"):
+        full, half = float(terms["float32"][name]), float(terms["bfloat16"][name])
+        assert full != half and abs(half - full) < 0.05 * abs(full), name
+
+
+def test_the_cli_passes_the_loss_network_precision(content_run):
+    out = content_run / "cli_precision"
+    assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"), "--out", str(out),
+                 "--steps", "1", "--vgg-size", "64", "--loss-precision", "float32", "--device", "cpu", "--force"]) == 0
+    assert json.loads((out / "run.json").read_text())["stylize"]["loss_precision"] == "float32"
+
+
 def _stripe_period(row: np.ndarray) -> float:
     """Mean period in pixels of a row of dark and light stripes."""
     light = row > row.mean()

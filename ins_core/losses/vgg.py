@@ -158,6 +158,8 @@ class FeatureExtractor(nn.Module):
         self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1) / preprocessing.scale, persistent=False)
         self.requires_grad_(False)
         super().train(False)
+        # Low-precision copies of the stack (`_stack_in`), kept out of the module's state.
+        self._low_precision: dict[torch.dtype, tuple[torch.device, nn.Sequential]] = {}
 
     def train(self, mode: bool = True) -> "FeatureExtractor":  # noqa: ARG002 - frozen on purpose
         return super().train(False)
@@ -166,7 +168,9 @@ class FeatureExtractor(nn.Module):
     def available_layers(self) -> tuple[str, ...]:
         return tuple(self.taps)
 
-    def forward(self, image: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, layers: Iterable[str] | None = None, compute_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """Features of `image` at the given taps. `compute_dtype=torch.bfloat16` runs the stack in
+        bfloat16 and returns float32 features (stylization does, where the hardware has bfloat16)."""
         names = tuple(self.taps) if layers is None else tuple(layers)
         unknown = [name for name in names if name not in self.taps]
         if unknown:
@@ -181,13 +185,66 @@ class FeatureExtractor(nn.Module):
         if self.channel_order != [0, 1, 2]:
             image = image[:, self.channel_order]
         x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
-        for index, module in enumerate(self.features):
+        stack = self.features
+        if compute_dtype is not None and compute_dtype != x.dtype:
+            stack, x = self._stack_in(compute_dtype), x.to(compute_dtype).contiguous(memory_format=torch.channels_last)
+        for index, module in enumerate(stack):
             x = module(x)
             if index in wanted:
-                out[wanted[index]] = x
+                out[wanted[index]] = x if compute_dtype is None else x.float()
             if index == last:
                 break
         return out
+
+    def _stack_in(self, dtype: torch.dtype) -> nn.Sequential:
+        """A frozen copy of the stack in `dtype` and channels-last, made once per dtype and device
+        instead of casting the weights on every call (a VGG pass at 256 px with its gradient on
+        the 2-core Xeon: autocast 0.385 s, this copy 0.20-0.32 s, float32 0.56-0.72 s)."""
+        device = self.mean.device
+        cached = self._low_precision.get(dtype)
+        if cached is None or cached[0] != device:
+            copy = nn.Sequential(*(nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, padding=m.padding) if isinstance(m, nn.Conv2d) else m
+                                   for m in self.features))
+            copy.load_state_dict(self.features.state_dict())
+            copy = copy.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+            cached = (device, copy.requires_grad_(False).eval())
+            self._low_precision[dtype] = cached
+        return cached[1]
+
+
+# --- precision ---------------------------------------------------------------------------
+
+LOSS_PRECISIONS = ("auto", "float32", "bfloat16")
+_CPU_BF16_FLAGS = re.compile(r"\b(avx512_bf16|amx_bf16)\b")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether `device` runs bfloat16 convolutions in hardware: a CUDA GPU that supports it, or a
+    CPU with AVX512-BF16 or AMX (read from /proc/cpuinfo; elsewhere the answer is no, since
+    emulated bfloat16 is slower than float32)."""
+    if device.type == "cuda":  # Ampere and later have bfloat16 tensor cores; earlier GPUs emulate it
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type != "cpu":
+        return False
+    try:
+        return cpu_flags_have_bfloat16(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return False
+
+
+def cpu_flags_have_bfloat16(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text lists bfloat16 instructions (AVX512-BF16 or AMX)."""
+    return bool(_CPU_BF16_FLAGS.search(cpuinfo))
+
+
+def loss_network_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype the loss network computes in for a precision setting ("auto": bfloat16 where
+    `native_bfloat16`, else float32)."""
+    if precision not in LOSS_PRECISIONS:
+        raise InputError(f"The loss network's precision '{precision}' is not one of {', '.join(LOSS_PRECISIONS)}.")
+    if precision == "auto":
+        return torch.bfloat16 if native_bfloat16(device) else torch.float32
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
 # --- weights files -----------------------------------------------------------------------

@@ -51,7 +51,7 @@ from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
 from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, color_transfer_matrix, gram_matrix, masked_gram_matrix,
                             nnfm_loss, palette_shortfall, principal_colours, total_variation)
-from ..losses.vgg import Backbone, resolve_backbone
+from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone
 from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples
@@ -89,6 +89,12 @@ class StylizeSettings:
     warp 1.29x -> 1.17x of the content's, but the shipwreck's Gram fall 66 -> 56 % and its rough
     texture smoothed; at 100 the object turned flat grey). So it is for steady animations, not the default.
 
+    Precision: the loss network computes in bfloat16 where the hardware has it (`loss_precision`
+    "auto": CUDA GPUs with bfloat16, CPUs with AVX512-BF16 or AMX); its features come back as
+    float32, so the losses and everything after them are computed as before. A VGG pass at 256 px
+    with its gradient takes 0.20-0.32 s instead of 0.56-0.72 s on the 2-core Xeon, a lego step
+    0.85 s instead of 1.24 s, the image gradient within 0.1 % of float32's in direction.
+
     Smoothness: `tv_weight` 200 instead of 50 steadies strokes more than the consistency term does
     (lego, 100 px: every painting within 1.2x of the content's warp, Matisse 1.05-1.09x), at a cost
     in texture (Matisse's Gram fall 60 -> 54-56 %, the shipwreck's 66 -> 60 %, its roughness smoothed).
@@ -112,6 +118,7 @@ class StylizeSettings:
     tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
     max_views: int = 0  # view mode: stylize with at most this many training views, evenly spread (0: all)
     render_scale: float = 1.0  # view mode: render each view at this multiple of the photographs' size for the loss network
+    loss_precision: str = "auto"  # the loss network's dtype: "auto" (bfloat16 where the hardware has it), "float32", "bfloat16"
     patch: int = 32  # patch mode
     stride: int = 2  # patch mode
 
@@ -155,6 +162,8 @@ class StylizeSettings:
             raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
         if not base.style_size:
             base.style_size = max(64, round(base.vgg_size * base.stroke_scale))
+        # Recorded as what it resolved to, so a resumed run keeps computing the same way.
+        base.loss_precision = "bfloat16" if loss_network_dtype(base.loss_precision, device) == torch.bfloat16 else "float32"
         return base
 
 
@@ -213,6 +222,7 @@ class StyleObjective:
     def __init__(self, model: StylizedModel, backbone: Backbone, styles: list[np.ndarray], views, settings: StylizeSettings, device: torch.device):
         self.model = model
         self.extractor = backbone.extractor.to(device)
+        self.loss_dtype = loss_network_dtype(settings.loss_precision, device)
         self.views = views
         self.settings = settings
         self.device = device
@@ -296,7 +306,7 @@ class StyleObjective:
         photo_chw = _chw(photo)
         if size is not None:
             photo_chw = _resize_long_side(photo_chw, size)
-        features = self.extractor(photo_chw, [CONTENT_LAYER])[CONTENT_LAYER]
+        features = self.extractor(photo_chw, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
         if key is not None:
             while self.content_cache and (len(self.content_cache) + 1) * features.numel() * features.element_size() > CONTENT_CACHE_BYTES:
                 self.content_cache.pop(next(iter(self.content_cache)))
@@ -311,7 +321,7 @@ class StyleObjective:
         image = _chw(render)
         if size is not None:
             image = _resize_long_side(image, size)
-        feats = self.extractor(image, self.layers)
+        feats = self.extractor(image, self.layers, self.loss_dtype)
         photo_feats = self.photo_features(photo, size, photo_key)
         target, scale = self.targets[style_index], self.gram_scale[style_index]
         grams = {layer: gram_matrix(feats[layer]) if mask is None else masked_gram_matrix(feats[layer], mask[None, None]) for layer in GRAM_LAYERS}
