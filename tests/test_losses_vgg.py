@@ -312,7 +312,7 @@ def test_the_loss_network_in_bfloat16_gives_float32_features_and_nearly_the_same
     assert not torch.equal(half, full)  # it did compute in bfloat16
     assert float((half - full).norm() / full.norm()) < 0.05
     assert float(F.cosine_similarity(half_grad.flatten(), full_grad.flatten(), dim=0)) > 0.99
-    assert all(p.dtype == torch.float32 for p in extractor.parameters())  # autocast leaves the weights alone
+    assert all(p.dtype == torch.float32 for p in extractor.parameters())  # the bfloat16 copy leaves the weights alone
 
 
 def test_the_loss_network_precision_setting():

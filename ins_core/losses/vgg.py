@@ -30,6 +30,7 @@ Checkpoints are read with `torch.load(weights_only=True)`: nothing is unpickled 
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import logging
@@ -203,11 +204,8 @@ class FeatureExtractor(nn.Module):
         device = self.mean.device
         cached = self._low_precision.get(dtype)
         if cached is None or cached[0] != device:
-            copy = nn.Sequential(*(nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, padding=m.padding) if isinstance(m, nn.Conv2d) else m
-                                   for m in self.features))
-            copy.load_state_dict(self.features.state_dict())
-            copy = copy.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-            cached = (device, copy.requires_grad_(False).eval())
+            stack = copy.deepcopy(self.features).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+            cached = (device, stack.requires_grad_(False).eval())
             self._low_precision[dtype] = cached
         return cached[1]
 
