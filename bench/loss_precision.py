@@ -2,9 +2,12 @@
 
     python bench/loss_precision.py --content-run runs/lego100 --style ../shared/data/styles/the_scream.jpg
 
+    python bench/loss_precision.py ... --image ../shared/data/nerf_synthetic_lego/train/r_0.png
+
 Prints JSON lines (hardware first): `vgg_pass` (a 256 px view through relu4_3 and back, per
 precision, median of 5) and `stylize_step` (a view-mode step on the run's first training views with
-each precision, interleaved round by round so that a machine whose speed drifts treats both alike).
+each precision, interleaved round by round so that a machine whose speed drifts treats both alike);
+with --image, `stylize_image_step` (a `stylize-image` step, loss and gradient, on that photograph).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ins_core.device import resolve_device  # noqa: E402
 from ins_core.losses.style import CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, gram_matrix  # noqa: E402
 from ins_core.losses.vgg import loss_network_dtype, resolve_backbone  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
+from ins_core.train.stylize_image import start_image_stylize  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--style", type=Path, required=True)
     parser.add_argument("--views", type=int, default=4, help="training views per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--image", type=Path, help="also time stylize-image steps on this photograph")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_loss_precision"))
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -69,18 +74,38 @@ def main() -> None:
         for view in objective.view_indices[: args.views]:  # surface samples and photo features kept before timing
             objective.loss(0, view=view)
         objectives[precision] = objective
-    times: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
-    for _ in range(args.rounds):
-        for precision, objective in objectives.items():
+    times = interleaved_seconds({precision: (lambda o=objective: [o.loss(0, view=view) for view in o.view_indices[: args.views]])
+                                 for precision, objective in objectives.items()}, args.rounds, device)
+    for precision, values in times.items():
+        per_step = [round(value / args.views, 4) for value in values]
+        emit("stylize_step", precision=precision, content_run=str(args.content_run), style=args.style.name, seconds_per_step=per_step,
+             seconds_median=statistics.median(per_step))
+
+    if args.image:
+        image_steps = {}
+        for precision in PRECISIONS:
+            fit, make_session = start_image_stylize(args.image, [args.style], args.out / f"image_{precision}", str(device), steps=1,
+                                                    fit_steps=200, log=lambda message: None, loss_precision=precision)
+            fit.run_loop()
+            objective = make_session().objective
+            image_steps[precision] = lambda o=objective: o.loss(0).total.backward()
+            image_steps[precision]()  # the bfloat16 copy is made on the first call
+        for precision, values in interleaved_seconds(image_steps, args.rounds * args.views, device).items():
+            emit("stylize_image_step", precision=precision, image=args.image.name, style=args.style.name,
+                 seconds_per_step=[round(v, 4) for v in values], seconds_median=round(statistics.median(values), 4))
+
+
+def interleaved_seconds(work: dict, rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each named piece of work, run in turn round by round (a drifting machine treats all alike)."""
+    times: dict[str, list[float]] = {name: [] for name in work}
+    for _ in range(rounds):
+        for name, run in work.items():
             sync(device)
             start = time.perf_counter()
-            for view in objective.view_indices[: args.views]:
-                objective.loss(0, view=view)
+            run()
             sync(device)
-            times[precision].append(round((time.perf_counter() - start) / args.views, 4))
-    for precision, values in times.items():
-        emit("stylize_step", precision=precision, content_run=str(args.content_run), style=args.style.name, seconds_per_step=values,
-             seconds_median=statistics.median(values))
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ from .train.settings import FIELD_KINDS
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_EXPORT_FACES = 500_000  # lego at 256^3 makes ~1 M faces: heavy in a viewport, slow to unwrap
+# The choices are losses/vgg.py's LOSS_PRECISIONS, spelt here so that parsing does not import torch.
+LOSS_PRECISION_OPTION = {"choices": ("auto", "float32", "bfloat16"),
+                         "help": "what the loss network computes in (auto: bfloat16 on GPUs and CPUs that have it, else float32)"}
 
 
 def _int_at_least(minimum: int, what: str):
@@ -108,8 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "but smooths away some of the painting's texture; see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
-    stylize.add_argument("--loss-precision", choices=("auto", "float32", "bfloat16"),
-                         help="what the loss network computes in (auto: bfloat16 on GPUs and CPUs that have it, else float32)")
+    stylize.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
     stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")
     stylize.add_argument("--allow-download", action="store_true", help="download the VGG weights once (needs network)")
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize_image.add_argument("--out", required=True, type=Path)
     stylize_image.add_argument("--steps", type=_positive_int, help="stylization steps")
     stylize_image.add_argument("--fit-steps", type=_positive_int, help="steps fitting the content image first")
+    stylize_image.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
     stylize_image.add_argument("--vgg-weights")
     _add_device(stylize_image)
 

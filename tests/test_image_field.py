@@ -60,3 +60,35 @@ def test_stylize_image_moves_towards_the_style_and_renders_at_any_resolution(tmp
     assert after < before  # closer to the style's Gram statistics than the photograph was
     assert main(["render", "--run", str(out / "stylized"), "--width", "160", "--device", "cpu"]) == 0
     assert Image.open(out / "stylized" / "renders" / "image_160x160.png").size == (160, 160)
+
+
+def test_stylize_image_computes_its_losses_in_the_precision_asked_for(tmp_path):
+    """`stylize-image --loss-precision` reaches the loss network and the run records it; bfloat16
+    gives the losses of float32 to within its rounding."""
+    import json
+
+    import torch
+
+    from ins_core.data.demo_scene import write_demo_style
+    from ins_core.losses.vgg import resolve_backbone
+    from ins_core.train.loading import open_run
+    from ins_core.train.stylize_image import ImageStyleObjective, ImageStylizeSettings
+
+    content = _test_image(tmp_path / "content.png", size=64)
+    style = write_demo_style(tmp_path / "style.png", 96)
+    out = tmp_path / "stylized_image"
+    assert main(["stylize-image", "--content", str(content), "--style", str(style), "--out", str(out),
+                 "--fit-steps", "30", "--steps", "1", "--loss-precision", "bfloat16", "--device", "cpu"]) == 0
+    assert json.loads((out / "stylized" / "run.json").read_text())["stylize"]["loss_precision"] == "bfloat16"
+    run = open_run(out / "stylized", "cpu")
+    extractor = resolve_backbone(log=lambda m: None).extractor
+    painting = np.asarray(Image.open(style).convert("RGB"), dtype=np.float32) / 255
+    terms = {}
+    for precision in ("float32", "bfloat16"):
+        objective = ImageStyleObjective(run.model, extractor, [painting], run.data.image, ImageStylizeSettings(size=64, loss_precision=precision),
+                                        torch.device("cpu"))
+        with torch.no_grad():
+            terms[precision] = objective.loss(0).extra
+    for name in ("style", "content"):
+        full, half = float(terms["float32"][name]), float(terms["bfloat16"][name])
+        assert full != half and abs(half - full) < 0.05 * abs(full), name

@@ -21,7 +21,7 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
 from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix
-from ..losses.vgg import resolve_backbone
+from ..losses.vgg import loss_network_dtype, resolve_backbone
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, load_run_data, start_fit
 from .runs import RunDir
@@ -36,11 +36,15 @@ class ImageStylizeSettings:
     lr: float = 5e-3
     style_weight: float = 1.0
     content_weight: float = 0.5
+    # What the loss network computes in: "auto" (bfloat16 where the hardware has it, as in `stylize`),
+    # "float32", "bfloat16"; recorded as what it resolved to.
+    loss_precision: str = "auto"
 
 
 class ImageStyleObjective:
     def __init__(self, model, extractor, styles: list[np.ndarray], content: torch.Tensor, settings: ImageStylizeSettings, device):
         self.model, self.extractor, self.settings = model, extractor.to(device), settings
+        self.loss_dtype = loss_network_dtype(settings.loss_precision, device)
         height, width = content.shape[:2]
         scale = settings.size / max(height, width)
         self.height, self.width = max(8, round(height * scale)), max(8, round(width * scale))
@@ -49,7 +53,7 @@ class ImageStyleObjective:
             self.content = model.field.content.features_and_logits(self.uv)
         photo = F.interpolate(content.permute(2, 0, 1)[None], size=(self.height, self.width), mode="area")
         with torch.no_grad():
-            self.photo_features = self.extractor(photo, [CONTENT_LAYER])[CONTENT_LAYER]
+            self.photo_features = self.extractor(photo, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
         self.targets = StyleTargets(self.extractor, [torch.from_numpy(s).permute(2, 0, 1).to(device) for s in styles], GRAM_LAYERS)
         self.gram_scale = [{layer: float(self.targets[k].grams[layer].pow(2).mean()) + 1e-12 for layer in GRAM_LAYERS} for k in range(len(styles))]
         self.n_styles, self.next_style, self.photo = len(styles), 0, photo
@@ -63,7 +67,7 @@ class ImageStyleObjective:
         weights[style_index] = 1.0
         self.model.set_style(weights)
         image = self.model.field(self.uv, self.content).view(self.height, self.width, 3).permute(2, 0, 1)[None]
-        feats = self.extractor(image, list(GRAM_LAYERS))
+        feats = self.extractor(image, list(GRAM_LAYERS), self.loss_dtype)
         target = self.targets[style_index]
         style = sum(F.mse_loss(gram_matrix(feats[l]), target.grams[l].expand_as(gram_matrix(feats[l]))) / self.gram_scale[style_index][l]
                     for l in GRAM_LAYERS) / len(GRAM_LAYERS)
@@ -76,6 +80,7 @@ class ImageStyleObjective:
 class ImageStylizeSession(RunSession):
     def __init__(self, run: RunDir, config: dict, device, backbone, styles: list[np.ndarray], content_state: dict | None):
         super().__init__(run, config, device)
+        config["stylize"].setdefault("loss_precision", "float32")  # runs from before the setting computed in float32
         self.data = load_run_data(config, device, run.root)
         if content_state is not None:
             content = build_model("image", None, config["model"]["content"])
@@ -92,7 +97,7 @@ class ImageStylizeSession(RunSession):
 
 
 def start_image_stylize(content: Path, styles: list[Path], out: Path, device: str = "auto", steps: int | None = None,
-                        fit_steps: int | None = None, vgg_weights: str | None = None, log=None):
+                        fit_steps: int | None = None, vgg_weights: str | None = None, log=None, loss_precision: str = "auto"):
     """(content fit session, a function that makes the stylization session once the fit is done),
     both resumable, under out/content and out/stylized."""
     if not styles:
@@ -100,7 +105,8 @@ def start_image_stylize(content: Path, styles: list[Path], out: Path, device: st
     torch_device = resolve_device(device)
     style_images = [load_style_image(path, 256) for path in styles]
     fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
-    settings = ImageStylizeSettings(steps=steps or (1000 if torch_device.type != "cpu" else 300))
+    precision = "bfloat16" if loss_network_dtype(loss_precision, torch_device) == torch.bfloat16 else "float32"
+    settings = ImageStylizeSettings(steps=steps or (1000 if torch_device.type != "cpu" else 300), loss_precision=precision)
     run = RunDir(out / "stylized")
     signature = {"kind": "stylized_image", "styles": [Path(p).name for p in styles]}
     resume = run.prepare_new(signature, force=False)
