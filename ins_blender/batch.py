@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default 2; 0 leaves the colours to the match after training)")
     p.add_argument("--consistency-weight", type=float, help="make each view agree with a neighbouring view while training "
                                                              "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
-    p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 50; 200 steadies "
-                                                    "them from view to view for a turntable, at some of the painting's texture)")
+    p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 100; 200 steadies "
+                                                    "them further from view to view, at some of the painting's texture)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")

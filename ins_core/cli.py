@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--vgg-size", type=_positive_int, help="view mode: the longer side, in pixels, at which the loss network sees a view")
     stylize.add_argument("--render-scale", type=float, help="view mode: render each view at this multiple of the photographs' size "
                                                              "for the loss network (finer strokes; 4x the work at 2)")
-    stylize.add_argument("--max-views", type=_count, help="view mode: stylize with at most this many training views (0: all)")
+    stylize.add_argument("--max-views", type=_count, help="view mode: stylize with at most this many training views "
+                                                             "(0: all; the default is 48 on a CPU, all on a GPU)")
     stylize.add_argument("--lr", type=float, help="learning rate")
     stylize.add_argument("--patch", type=_positive_int, help="patch mode: rays per patch side (P)")
     stylize.add_argument("--stride", type=int, choices=(1, 2, 4), help="patch mode: sampling stride s: a P x P patch from a (P*s)^2 window")
@@ -99,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--content-weight", type=float)
     stylize.add_argument("--geometry-weight", type=float, help="self-distilled geometry consistency (0 turns it off)")
     stylize.add_argument("--nnfm-weight", type=float, help="nearest-neighbour feature matching (sharper strokes)")
-    stylize.add_argument("--tv-weight", type=float, help="how smooth the strokes are made (total variation; view mode 50, patch 0; "
-                                                         "200 steadies them from view to view, at some of the painting's texture)")
+    stylize.add_argument("--tv-weight", type=float, help="how smooth the strokes are made (total variation; view mode 100, patch 0; "
+                                                         "200 steadies them further from view to view, at some of the painting's texture)")
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,
                          help="match the photographs' colours to each style first (on by default)")
     stylize.add_argument("--palette-weight", type=float, help="view mode: make the object reach the painting's colour range while "

@@ -268,7 +268,7 @@ def test_total_variation_weight_is_chosen_by_mode_unless_given():
     from ins_core.train.stylize import StylizeSettings
 
     cpu = torch.device("cpu")
-    assert StylizeSettings.for_device(cpu).tv_weight == 50.0
+    assert StylizeSettings.for_device(cpu).tv_weight == 100.0
     assert StylizeSettings.for_device(cpu, mode="patch").tv_weight == 0.0
     assert StylizeSettings.for_device(cpu, tv_weight=0.0).tv_weight == 0.0
 

@@ -95,9 +95,10 @@ class StylizeSettings:
     with its gradient takes 0.20-0.32 s instead of 0.56-0.72 s on the 2-core Xeon, a lego step
     0.85 s instead of 1.24 s, the image gradient within 0.1 % of float32's in direction.
 
-    Smoothness: `tv_weight` 200 instead of 50 steadies strokes more than the consistency term does
-    (lego, 100 px: every painting within 1.2x of the content's warp, Matisse 1.05-1.09x), at a cost
-    in texture (Matisse's Gram fall 60 -> 54-56 %, the shipwreck's 66 -> 60 %, its roughness smoothed).
+    Smoothness and views: `tv_weight` 100 with 48 training views on a CPU (lego, 100 px, two seeds:
+    every painting within 1.2x of the content's warp, Matisse 1.15-1.16x and starry night 1.11-1.19x,
+    against 1.25-1.36x with 50 and 24 views; their Gram falls 4-5 points lower, Matisse 58-59 %
+    against 62-63 %). 200 steadies strokes further (Matisse 1.05-1.09x) at more of the texture.
     """
 
     steps: int = 0  # 0: by mode and device (view: 120 CPU / 400 GPU; patch: 300 / 1000)
@@ -107,7 +108,7 @@ class StylizeSettings:
     content_weight: float = 0.3
     geometry_weight: float = 0.1
     nnfm_weight: float = 1.0
-    tv_weight: float | None = None  # None: by mode (view 50: no pixel-sized speckle, which breaks consistency; patch 0)
+    tv_weight: float | None = None  # None: by mode (view 100: no pixel-sized speckle, which breaks consistency; patch 0)
     color_transfer: bool = True
     palette_weight: float = 2.0  # view mode: the object made to reach the painting's colour range while training (0: off)
     consistency_weight: float = 0.0  # view mode: each view made to agree with a neighbouring view where both see the surface (0: off)
@@ -125,7 +126,7 @@ class StylizeSettings:
     @classmethod
     def for_device(cls, device: torch.device, **overrides) -> "StylizeSettings":
         gpu = device.type != "cpu"
-        base = cls(vgg_size=512, patch=128) if gpu else cls(max_views=24)
+        base = cls(vgg_size=512, patch=128) if gpu else cls(max_views=48)
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
@@ -135,7 +136,7 @@ class StylizeSettings:
         base.steps = base.steps or ((400 if gpu else 120) if view else (1000 if gpu else 300))
         base.lr = base.lr or (3e-2 if view else 5e-3)
         if base.tv_weight is None:
-            base.tv_weight = 50.0 if view else 0.0
+            base.tv_weight = 100.0 if view else 0.0
         if not base.stroke_scale > 0:
             raise InputError(f"The stroke scale must be a positive number (1 is the painting's own scale), got {base.stroke_scale}.")
         if not base.render_scale > 0:
@@ -143,7 +144,7 @@ class StylizeSettings:
         if not base.palette_weight >= 0:
             raise InputError(f"The palette weight must be 0 or more (0: no palette term while training; the default is 2), got {base.palette_weight}.")
         if not base.tv_weight >= 0:
-            raise InputError(f"The smoothness (total variation) weight must be 0 or more (0: none; the default is 50 in view mode), got {base.tv_weight}.")
+            raise InputError(f"The smoothness (total variation) weight must be 0 or more (0: none; the default is 100 in view mode), got {base.tv_weight}.")
         if not base.consistency_weight >= 0:
             raise InputError(f"The consistency weight must be 0 or more (0: views not compared while training), got {base.consistency_weight}.")
         # Patch mode renders scattered pixels, not views: it has no object mask to take a palette
