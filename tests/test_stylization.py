@@ -347,6 +347,20 @@ def test_a_step_with_the_loss_network_in_bfloat16_has_the_losses_of_float32(cont
         assert full != half and abs(half - full) < 0.05 * abs(full), name
 
 
+def test_a_run_made_before_the_precision_setting_resumes_in_float32(content_run):
+    """run.json written before `loss_precision` existed has no such key; those runs computed in
+    float32, and resuming one must not switch it to bfloat16 halfway."""
+    request = StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "old_precision",
+                             device="cpu", settings={"steps": 2, "vgg_size": 64, "loss_precision": "bfloat16"}, force=True)
+    assert start_stylize(request).objective.loss_dtype == torch.bfloat16
+    config_path = content_run / "old_precision" / "run.json"
+    config = json.loads(config_path.read_text())
+    del config["stylize"]["loss_precision"]
+    config_path.write_text(json.dumps(config))
+    request.force = False
+    assert start_stylize(request).objective.loss_dtype == torch.float32
+
+
 def test_the_cli_passes_the_loss_network_precision(content_run):
     out = content_run / "cli_precision"
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"), "--out", str(out),

@@ -245,6 +245,12 @@ def loss_network_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
+def resolved_loss_precision(precision: str, device: torch.device) -> str:
+    """"float32" or "bfloat16": what `precision` ("auto" included) means on `device`, to record in a
+    run so that a resumed run computes the same way."""
+    return "bfloat16" if loss_network_dtype(precision, device) == torch.bfloat16 else "float32"
+
+
 # --- weights files -----------------------------------------------------------------------
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"

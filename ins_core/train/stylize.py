@@ -51,7 +51,7 @@ from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
 from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, color_transfer_matrix, gram_matrix, masked_gram_matrix,
                             nnfm_loss, palette_shortfall, principal_colours, total_variation)
-from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone
+from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples
@@ -164,7 +164,7 @@ class StylizeSettings:
         if not base.style_size:
             base.style_size = max(64, round(base.vgg_size * base.stroke_scale))
         # Recorded as what it resolved to, so a resumed run keeps computing the same way.
-        base.loss_precision = "bfloat16" if loss_network_dtype(base.loss_precision, device) == torch.bfloat16 else "float32"
+        base.loss_precision = resolved_loss_precision(base.loss_precision, device)
         return base
 
 
@@ -451,6 +451,7 @@ class StylizeSession(RunSession):
             self.model = StylizedModel(content, StylizationConfig(**model_settings["stylization"])).to(device)
         else:
             self.model = build_model("stylized", aabb, model_settings).to(device)
+        config["stylize"].setdefault("loss_precision", "float32")  # runs from before the setting computed in float32
         settings = StylizeSettings(**config["stylize"])
         if not settings.tune_color_mlp:
             self.model.field.color_mlp.requires_grad_(False)

@@ -21,7 +21,7 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
 from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix
-from ..losses.vgg import loss_network_dtype, resolve_backbone
+from ..losses.vgg import loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, load_run_data, start_fit
 from .runs import RunDir
@@ -103,9 +103,9 @@ def start_image_stylize(content: Path, styles: list[Path], out: Path, device: st
     if not styles:
         raise InputError("No style image given; pass --style PATH (one or more).")
     torch_device = resolve_device(device)
+    precision = resolved_loss_precision(loss_precision, torch_device)  # a wrong value is refused before anything is written
     style_images = [load_style_image(path, 256) for path in styles]
     fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
-    precision = "bfloat16" if loss_network_dtype(loss_precision, torch_device) == torch.bfloat16 else "float32"
     settings = ImageStylizeSettings(steps=steps or (1000 if torch_device.type != "cpu" else 300), loss_precision=precision)
     run = RunDir(out / "stylized")
     signature = {"kind": "stylized_image", "styles": [Path(p).name for p in styles]}
