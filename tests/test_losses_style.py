@@ -20,6 +20,7 @@ from ins_core.losses.style import (
     nnfm_loss,
     palette_shortfall,
     principal_colours,
+    relative_content_loss,
     style_grams,
     style_loss,
     style_statistics_distance,
@@ -86,6 +87,20 @@ def test_content_loss_and_total_variation_by_hand():
     step = torch.zeros(1, 3, 4, 4)
     step[..., 2:] = 1.0  # one vertical edge: 1 of the 3 horizontal neighbour pairs per row differs by 1
     assert float(total_variation(step)) == pytest.approx(1.0 / 3.0)
+
+
+def test_relative_losses_count_every_layer_alike_whatever_its_size_by_hand():
+    # Two layers whose Grams differ 10^4 in size, each rendered at twice the style's Gram: the
+    # relative error is 1 in each (MSE(2t, t) / mean(t^2)), so the mean over layers is 1.
+    target = StyleTarget({"small": torch.full((1, 2, 2), 0.01), "large": torch.full((1, 2, 2), 100.0)})
+    doubled = {name: 2 * gram.expand(3, 2, 2) for name, gram in target.grams.items()}
+    assert float(target.relative_gram_loss(doubled)) == pytest.approx(1.0, rel=1e-5)
+    assert float(target.relative_gram_loss({name: gram.clone() for name, gram in target.grams.items()})) == 0.0
+    # Only the small layer wrong: it still counts half of the loss.
+    one_wrong = {"small": 2 * target.grams["small"], "large": target.grams["large"].clone()}
+    assert float(target.relative_gram_loss(one_wrong)) == pytest.approx(0.5, rel=1e-5)
+    photo = torch.full((1, 2, 3, 3), 2.0)
+    assert float(relative_content_loss(photo * 1.5, photo)) == pytest.approx(0.25)  # (3 - 2)^2 / 2^2
 
 
 def test_optimising_an_image_lowers_the_style_loss_with_the_offline_backbone(extractor):

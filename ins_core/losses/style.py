@@ -12,6 +12,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ins_core.losses.vgg import FeatureExtractor
 
@@ -69,6 +70,12 @@ def style_loss(render_feats: Features, style_grams: Mapping[str, torch.Tensor], 
 def content_loss(render_feats: Features, content_feats: Features, layer: str = CONTENT_LAYER) -> torch.Tensor:
     """INS content loss: MSE of one layer's features (relu2_2) between render and photograph."""
     return _mse(render_feats[layer], content_feats[layer].detach())
+
+
+def relative_content_loss(render_feats: torch.Tensor, photo_feats: torch.Tensor) -> torch.Tensor:
+    """MSE of the content layer's features relative to the photograph's mean square, so the
+    content weight means the same whatever the image's size and brightness."""
+    return F.mse_loss(render_feats, photo_feats) / (photo_feats.pow(2).mean() + 1e-12)
 
 
 def _concat_layers(feats: Features, layers: Sequence[str]) -> torch.Tensor:
@@ -284,6 +291,18 @@ class StyleTarget:
         feats = extractor(style, wanted)
         nnfm = {name: feats[name].detach() for name in nnfm_layers} if nnfm_layers else None
         return cls(style_grams(feats, gram_layers), nnfm)
+
+    def __post_init__(self) -> None:
+        # Each layer's mean squared Gram entry: the layers' activations differ in size by orders of
+        # magnitude (relu4_3's Grams are 10^4 times smaller than relu2_2's), so each error is taken
+        # relative to it and every layer counts alike.
+        self.gram_sizes = {name: float(gram.pow(2).mean()) + 1e-12 for name, gram in self.grams.items()}
+
+    def relative_gram_loss(self, grams: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Mean over this target's layers of MSE(`grams[layer]`, the style's), each relative to the
+        style Gram's size; `grams[layer]` is [B, C, C]."""
+        terms = [F.mse_loss(grams[name], target.expand_as(grams[name])) / self.gram_sizes[name] for name, target in self.grams.items()]
+        return sum(terms) / len(terms)
 
 
 @dataclass

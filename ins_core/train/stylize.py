@@ -50,7 +50,7 @@ from ..losses.consistency import reprojection_difference
 from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
 from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, color_transfer_matrix, gram_matrix, masked_gram_matrix,
-                            nnfm_loss, palette_shortfall, principal_colours, total_variation)
+                            nnfm_loss, palette_shortfall, principal_colours, relative_content_loss, total_variation)
 from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
@@ -230,8 +230,6 @@ class StyleObjective:
         style_tensors = [_chw(torch.from_numpy(s).to(device)) for s in styles]
         nnfm_layers = NNFM_LAYERS if settings.nnfm_weight > 0 else None
         self.targets = StyleTargets(self.extractor, style_tensors, GRAM_LAYERS, nnfm_layers)
-        # Divide each layer's Gram error by the size of the style's Gram (relative error).
-        self.gram_scale = [{layer: float(self.targets[k].grams[layer].pow(2).mean()) + 1e-12 for layer in GRAM_LAYERS} for k in range(len(styles))]
         self.color_maps = None
         if settings.color_transfer:
             photos = over_white(views.images.float() / 255.0)
@@ -324,10 +322,10 @@ class StyleObjective:
             image = _resize_long_side(image, size)
         feats = self.extractor(image, self.layers, self.loss_dtype)
         photo_feats = self.photo_features(photo, size, photo_key)
-        target, scale = self.targets[style_index], self.gram_scale[style_index]
+        target = self.targets[style_index]
         grams = {layer: gram_matrix(feats[layer]) if mask is None else masked_gram_matrix(feats[layer], mask[None, None]) for layer in GRAM_LAYERS}
-        style = sum(F.mse_loss(grams[layer], target.grams[layer].expand_as(grams[layer])) / scale[layer] for layer in GRAM_LAYERS) / len(GRAM_LAYERS)
-        content = F.mse_loss(feats[CONTENT_LAYER], photo_feats) / (photo_feats.pow(2).mean() + 1e-12)
+        style = target.relative_gram_loss(grams)
+        content = relative_content_loss(feats[CONTENT_LAYER], photo_feats)
         total = s.style_weight * style + s.content_weight * content
         terms = {"style": style.detach(), "content": content.detach()}
         if s.nnfm_weight > 0:

@@ -20,7 +20,7 @@ from ..data.styles import load_style_image
 from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
-from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix
+from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, relative_content_loss
 from ..losses.vgg import loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, load_run_data, start_fit
@@ -55,7 +55,6 @@ class ImageStyleObjective:
         with torch.no_grad():
             self.photo_features = self.extractor(photo, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
         self.targets = StyleTargets(self.extractor, [torch.from_numpy(s).permute(2, 0, 1).to(device) for s in styles], GRAM_LAYERS)
-        self.gram_scale = [{layer: float(self.targets[k].grams[layer].pow(2).mean()) + 1e-12 for layer in GRAM_LAYERS} for k in range(len(styles))]
         self.n_styles, self.next_style, self.photo = len(styles), 0, photo
 
     def batch(self) -> dict:
@@ -68,10 +67,8 @@ class ImageStyleObjective:
         self.model.set_style(weights)
         image = self.model.field(self.uv, self.content).view(self.height, self.width, 3).permute(2, 0, 1)[None]
         feats = self.extractor(image, list(GRAM_LAYERS), self.loss_dtype)
-        target = self.targets[style_index]
-        style = sum(F.mse_loss(gram_matrix(feats[l]), target.grams[l].expand_as(gram_matrix(feats[l]))) / self.gram_scale[style_index][l]
-                    for l in GRAM_LAYERS) / len(GRAM_LAYERS)
-        content = F.mse_loss(feats[CONTENT_LAYER], self.photo_features) / (self.photo_features.pow(2).mean() + 1e-12)
+        style = self.targets[style_index].relative_gram_loss({layer: gram_matrix(feats[layer]) for layer in GRAM_LAYERS})
+        content = relative_content_loss(feats[CONTENT_LAYER], self.photo_features)
         s = self.settings
         return LossTerms(s.style_weight * style + s.content_weight * content, F.mse_loss(image, self.photo),
                          {"style": style.detach(), "content": content.detach()})
