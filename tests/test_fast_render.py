@@ -79,6 +79,8 @@ def test_lattice_encoding_equals_the_hash_grid():
     x = torch.rand(500, 3)
     for budget in (0, 1 << 12, 1 << 20):  # all read from the table, some written out, all written out
         assert torch.allclose(LatticeEncoding(encoding, budget)(x), encoding(x), atol=1e-5)
+        # No points at all (a block of rays that sees nothing): no rows, as wide as the encoding.
+        assert LatticeEncoding(encoding, budget)(torch.empty(0, 3)).shape == (0, encoding.output_dim)
 
 
 def test_lattice_view_shares_the_parameters_and_follows_a_changed_table():

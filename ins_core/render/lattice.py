@@ -88,11 +88,12 @@ class LatticeEncoding(nn.Module):
         blend = torch.stack([1 - frac, frac], dim=-1)
         combine = torch.add if dense else torch.bitwise_xor
         index, weight = terms[:, 0], blend[:, 0]
+        # Sizes spelt out, not -1: a block of rays that sees nothing brings no points (n = 0).
         for d in range(1, dims):
-            index = combine(index[:, :, None], terms[:, d, None, :]).reshape(n, -1)
-            weight = (weight[:, :, None] * blend[:, d, None, :]).reshape(n, -1)
+            index = combine(index[:, :, None], terms[:, d, None, :]).reshape(n, 2 ** (d + 1))
+            weight = (weight[:, :, None] * blend[:, d, None, :]).reshape(n, 2 ** (d + 1))
         rows = (index & enc.hash_mask) + int(enc.level_offset[level])
-        features = enc.table.index_select(0, rows.reshape(-1)).view(n, -1, enc.features_per_level)
+        features = enc.table.index_select(0, rows.reshape(-1)).view(n, 2 ** dims, enc.features_per_level)
         return torch.bmm(weight[:, None, :], features)[:, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
