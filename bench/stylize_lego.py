@@ -8,10 +8,13 @@ Prints JSON lines (hardware first), one per painting and variant, with what the 
 asks: silhouette IoU and saturated pixels (no collapse), colour-statistics and object Gram distance
 before -> after (style match), depth change and 15/60 degree warp RMSE against the content field's
 (geometry and consistency), seconds, and the Gram fall of the painting itself pasted into lego's
-silhouette at the render's size (what a perfect stylization of those pixels would score). Variants:
+silhouette at the render's size (what a perfect stylization of those pixels would score); and the
+same two falls against the painting as a view of the render's size can show it (`gram_fall_seen`,
+`gram_fall_seen_painting_pasted`). Variants:
   default     the chosen defaults (view mode: Gram + NNFM + content + total variation, the palette
-              term while training, colour transfer)
-  gram        INS's Gram + content losses alone on whole views (no NNFM, no palette, no colour transfer)
+              term while training, the painting's detail as the view can show it, colour transfer)
+  gram        INS's Gram + content losses alone on whole views against the painting at its own
+              detail (no NNFM, no palette, no colour transfer)
   no_palette  the defaults without the palette term while training (--palette-weight 0)
   patch       INS's sampling-stride patches (32 px, stride 2) with the geometry term
 With --pictures, `lego_styles.png` shows the content and each painting for two views and each variant.
@@ -40,7 +43,8 @@ from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 
 VARIANTS = {
     "default": {},
-    "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "tv_weight": 0.0, "palette_weight": 0.0},
+    "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "tv_weight": 0.0, "palette_weight": 0.0,
+             "style_detail": "full"},
     "no_palette": {"palette_weight": 0.0},
     "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
 }
@@ -105,7 +109,9 @@ def main() -> None:
                               content_short_range_rmse=round(metrics["content"]["short_range_rmse"], 4),
                               content_long_range_rmse=round(metrics["content"]["long_range_rmse"], 4),
                               gram_fall=round(gram_fall(metrics["styles"][0], "style_distance_after"), 3),
-                              gram_fall_painting_pasted=round(gram_fall(metrics["styles"][0], "style_distance_painting"), 3))
+                              gram_fall_painting_pasted=round(gram_fall(metrics["styles"][0], "style_distance_painting"), 3),
+                              gram_fall_seen=round(gram_fall(metrics["styles"][0], "style_distance_seen_after"), 3),
+                              gram_fall_seen_painting_pasted=round(gram_fall(metrics["styles"][0], "style_distance_seen_painting"), 3))
             emit("stylize", **record)
             tiles += [draw(stylized.model, k) for k in args.views]
             labels += [f"{style.stem} {variant}, view {k}" for k in args.views]

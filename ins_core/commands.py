@@ -200,7 +200,9 @@ def run_eval(args: argparse.Namespace) -> int:
             name = trained.config["styles"][entry["style"]]["name"]
             print(f"{name}: Gram distance to the style {entry['style_distance_before']:.3g} -> {entry['style_distance_after']:.3g} "
                   f"(fall {gram_fall(entry, 'style_distance_after'):.0%}; the painting itself pasted into the silhouette: "
-                  f"{gram_fall(entry, 'style_distance_painting'):.0%}), "
+                  f"{gram_fall(entry, 'style_distance_painting'):.0%}; against the painting with only the detail the view "
+                  f"can show: {gram_fall(entry, 'style_distance_seen_after'):.0%}, the painting pasted "
+                  f"{gram_fall(entry, 'style_distance_seen_painting'):.0%}), "
                   f"colour-statistics distance {entry['color_distance_before']:.3g} -> {entry['color_distance_after']:.3g}, "
                   f"content loss {entry['content_loss_after']:.3g}, depth change {entry['depth_l1_vs_content']:.3g}, "
                   f"warp RMSE {entry['short_range_rmse']:.3f} / {entry['long_range_rmse']:.3f} "
@@ -244,7 +246,7 @@ def run_stylize(args: argparse.Namespace) -> int:
 
     settings = {key: getattr(args, key, None) for key in ("steps", "mode", "stroke_scale", "vgg_size", "render_scale", "max_views", "lr", "patch", "stride", "style_weight",
                                                     "content_weight", "geometry_weight", "nnfm_weight", "tv_weight", "color_transfer", "palette_weight",
-                                                    "palette_max_gain", "consistency_weight", "loss_precision")}
+                                                    "palette_max_gain", "consistency_weight", "loss_precision", "style_detail")}
     request = StylizeRequest(run=args.run, styles=args.styles, out=args.out, device=args.device, settings=settings,
                              vgg_weights=args.vgg_weights, cache_dir=args.cache_dir, allow_download=args.allow_download, force=args.force, seed=args.seed)
     session = start_stylize(request, log=lambda message: print(f"note: {message}", file=sys.stderr))

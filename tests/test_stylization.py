@@ -12,8 +12,9 @@ from ins_core.data.cameras import image_pixels, rays_from_pixels
 from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.data.styles import load_style_image
 from ins_core.errors import InputError
-from ins_core.eval.stylization import depth_difference, painting_in_view
-from ins_core.losses.style import palette_shortfall, principal_colours
+from ins_core.eval.evaluate import gram_fall
+from ins_core.eval.stylization import depth_difference, painting_as_seen, painting_in_view
+from ins_core.losses.style import GRAM_LAYERS, StyleTarget, palette_shortfall, principal_colours
 from ins_core.fields.stylization import StylizationConfig
 from ins_core.render.views import render_view
 from ins_core.train.loading import open_run
@@ -154,8 +155,12 @@ def test_eval_of_a_stylized_run_reports_style_content_geometry_and_consistency(c
     assert style["color_distance_after"] < 0.5 * style["color_distance_before"]  # in the painting's palette
     # the reference: the painting itself in the silhouette is nearer its own Gram than the content render
     assert style["style_distance_painting"] < style["style_distance_before"]
+    # a view smaller than the loss network's working size cannot show the painting's finest detail:
+    # against the painting as the view can show it, the pasted painting comes nearer still
+    assert gram_fall(style, "style_distance_seen_painting") > gram_fall(style, "style_distance_painting")
     captured = capsys.readouterr()
     assert "Gram distance to the style" in captured.out and "the painting itself pasted" in captured.out
+    assert "only the detail the view can show" in captured.out
     assert "evaluate: 100%" in captured.err  # progress counts every rendered view to the end
     picture = np.asarray(Image.open(run / metrics["picture"]))
     assert picture.shape[0] > 3 * 32 and picture.shape[1] >= 2 * 32  # a header, then content | stylized rows
@@ -347,18 +352,41 @@ def test_a_step_with_the_loss_network_in_bfloat16_has_the_losses_of_float32(cont
         assert full != half and abs(half - full) < 0.05 * abs(full), name
 
 
-def test_a_run_made_before_the_precision_setting_resumes_in_float32(content_run):
-    """run.json written before `loss_precision` existed has no such key; those runs computed in
-    float32, and resuming one must not switch it to bfloat16 halfway."""
+def test_a_run_made_before_the_precision_and_detail_settings_resumes_as_it_was_trained(content_run):
+    """run.json written before `loss_precision` and `style_detail` existed has no such keys; those
+    runs computed in float32 against the painting at its own detail, and resuming one must not
+    switch to bfloat16 or to other targets halfway."""
     request = StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "old_precision",
                              device="cpu", settings={"steps": 2, "vgg_size": 64, "loss_precision": "bfloat16"}, force=True)
-    assert start_stylize(request).objective.loss_dtype == torch.bfloat16
+    new = start_stylize(request).objective
+    assert new.loss_dtype == torch.bfloat16 and new.settings.style_detail == "view"
     config_path = content_run / "old_precision" / "run.json"
     config = json.loads(config_path.read_text())
-    del config["stylize"]["loss_precision"]
+    del config["stylize"]["loss_precision"], config["stylize"]["style_detail"]
     config_path.write_text(json.dumps(config))
     request.force = False
-    assert start_stylize(request).objective.loss_dtype == torch.float32
+    resumed = start_stylize(request).objective
+    assert resumed.loss_dtype == torch.float32 and resumed.settings.style_detail == "full"
+
+
+def test_the_paintings_targets_keep_the_detail_a_view_can_show_as_the_evaluation_sees_it(content_run):
+    """With style_detail "view" the Gram targets are those of the painting as the evaluation's
+    `painting_as_seen` shows it at the render's size; with "full" those of the painting itself."""
+    targets = {}
+    for detail in ("view", "full"):
+        session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / f"detail_{detail}",
+                                               device="cpu", settings={"steps": 1, "vgg_size": 64, "loss_precision": "float32",
+                                                                       "style_detail": detail}, force=True))
+        objective = session.objective
+        targets[detail] = objective.targets[0].grams
+        painting = torch.from_numpy(objective.style_pixels[0])
+    views = objective.views
+    assert max(views.height, views.width) < 64  # so a view shows less than the painting's detail
+    for detail, image in (("full", painting), ("view", painting_as_seen(painting, max(views.height, views.width), 64))):
+        expected = StyleTarget.compute(image.permute(2, 0, 1)[None], objective.extractor, GRAM_LAYERS).grams
+        for name in GRAM_LAYERS:
+            assert torch.allclose(targets[detail][name], expected[name], rtol=1e-4, atol=1e-7), (detail, name)
+    assert not torch.allclose(targets["view"][GRAM_LAYERS[0]], targets["full"][GRAM_LAYERS[0]], rtol=1e-2)
 
 
 def test_the_cli_passes_the_loss_network_precision(content_run):
@@ -366,6 +394,15 @@ def test_the_cli_passes_the_loss_network_precision(content_run):
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"), "--out", str(out),
                  "--steps", "1", "--vgg-size", "64", "--loss-precision", "float32", "--device", "cpu", "--force"]) == 0
     assert json.loads((out / "run.json").read_text())["stylize"]["loss_precision"] == "float32"
+
+
+def test_the_cli_passes_the_style_detail_and_refuses_an_unknown_one(content_run, capsys):
+    out = content_run / "cli_detail"
+    assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"), "--out", str(out),
+                 "--steps", "1", "--vgg-size", "64", "--style-detail", "full", "--device", "cpu", "--force"]) == 0
+    assert json.loads((out / "run.json").read_text())["stylize"]["style_detail"] == "full"
+    with pytest.raises(InputError, match="style detail 'fine' is not one of view, full"):
+        StylizeSettings.for_device(torch.device("cpu"), style_detail="fine")
 
 
 def _stripe_period(row: np.ndarray) -> float:
@@ -408,6 +445,19 @@ def test_the_painting_in_a_view_is_the_crop_the_loss_network_compares_it_with():
     assert direct[..., 0].max() - direct[..., 0].min() == pytest.approx(39 / 255, abs=0.01)
 
 
+def test_the_painting_as_a_small_view_shows_it_keeps_its_broad_strokes_and_loses_the_finest():
+    # 128 x 128: one-pixel stripes (detail no 40 px view enlarged to 128 can hold) over a ramp (broad).
+    ramp = torch.linspace(0, 1, 128).expand(128, 128)
+    fine = (torch.arange(128) % 2).float().expand(128, 128) * 0.4 - 0.2
+    painting = (0.1 + 0.8 * ramp.T + fine)[..., None].expand(128, 128, 3).contiguous()
+    seen = painting_as_seen(painting, view_side=40, working_size=128)
+    assert seen.shape == painting.shape
+    assert (seen - (0.1 + 0.8 * ramp.T)[..., None]).abs()[8:-8, 8:-8].max() < 0.05  # the stripes are gone, the ramp kept
+    # a view as large as the working size (or no working size) shows the painting as it is
+    assert torch.equal(painting_as_seen(painting, view_side=128, working_size=128), painting)
+    assert torch.equal(painting_as_seen(painting, view_side=40, working_size=None), painting)
+
+
 def test_the_palette_term_widens_the_fields_own_colours_to_the_paintings_range(content_run):
     """Without the match after training, what the field renders is what it learnt: with the palette
     term its object spreads its colours over more of the painting's range than without (the demo
@@ -431,7 +481,9 @@ def _train_one_view_beside_a_white_neighbour(content_run, weight: float, steps: 
     returns the mean brightness of its pixels that neighbour sees, and the last step's terms."""
     session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / f"pull_{weight}",
                                            device="cpu", force=True,
-                                           settings={"steps": steps, "vgg_size": 64, "consistency_weight": weight, "color_transfer": False}))
+                                           # at the painting's full detail the view stays darker on its own, so a pull towards white shows plainly
+                                           settings={"steps": steps, "vgg_size": 64, "consistency_weight": weight, "color_transfer": False,
+                                                     "style_detail": "full"}))
     objective = session.objective
     nearest = int(objective.neighbours[0, 0])
     view, neighbour = objective.view_indices[0], objective.view_indices[nearest]
@@ -473,7 +525,7 @@ def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run,
     assert "palette gain cap must be a positive number" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option", [("--palette-weight", "1"), ("--render-scale", "2"), ("--consistency-weight", "10")])
+@pytest.mark.parametrize("option", [("--palette-weight", "1"), ("--render-scale", "2"), ("--consistency-weight", "10"), ("--style-detail", "view")])
 def test_a_view_mode_option_with_patch_mode_is_refused_not_ignored(content_run, capsys, option):
     """Patch mode has no object mask, no whole view and no neighbouring view: a palette weight,
     render scale or consistency weight there would do nothing, so the user is told instead of

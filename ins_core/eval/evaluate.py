@@ -81,7 +81,8 @@ def stylized_picture(renders: dict, styles: list[torch.Tensor], names: list[str]
     lines = [f"content: warp RMSE {result['content']['short_range_rmse']:.3f} / {result['content']['long_range_rmse']:.3f}"]
     for m in result["styles"]:
         lines += [f"{names[m['style']]}:",
-                  f"  Gram fall {gram_fall(m, 'style_distance_after'):.0%} (painting {gram_fall(m, 'style_distance_painting'):.0%})",
+                  f"  Gram fall {gram_fall(m, 'style_distance_after'):.0%} (painting {gram_fall(m, 'style_distance_painting'):.0%}),",
+                  f"  at the view's detail {gram_fall(m, 'style_distance_seen_after'):.0%} (painting {gram_fall(m, 'style_distance_seen_painting'):.0%})",
                   f"  colour distance {m['color_distance_before']:.3g} -> {m['color_distance_after']:.3g}",
                   f"  silhouette IoU {m['silhouette_iou']:.3f}, saturated {100 * m['saturated_fraction']:.1f} %",
                   f"  depth change {m['depth_l1_vs_content']:.2g}, warp RMSE {m['short_range_rmse']:.3f} / {m['long_range_rmse']:.3f}",
@@ -90,8 +91,9 @@ def stylized_picture(renders: dict, styles: list[torch.Tensor], names: list[str]
 
 
 def gram_fall(metrics: dict, key: str) -> float:
-    """How far a Gram distance (`key`) fell from the content render's: 1 - after / before."""
-    return 1.0 - metrics[key] / metrics["style_distance_before"]
+    """How far a Gram distance (`key`, e.g. "style_distance_after" or "style_distance_seen_painting")
+    fell from the content render's, measured the same way: 1 - after / before."""
+    return 1.0 - metrics[key] / metrics[key.rsplit("_", 1)[0] + "_before"]
 
 
 def _thumbnail(style: torch.Tensor, height: int):

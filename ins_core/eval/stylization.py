@@ -4,6 +4,11 @@
   (the content run) and after stylization, and for the painting itself pasted into the content's
   silhouette at the render's size: what a perfect stylization of those pixels would score, since
   the object's outline and a small render keep even the painting's own Gram distance well above 0.
+- The same three Gram distances to the painting as the view can show it (`painting_as_seen`,
+  `style_distance_seen_*`): a view rendered smaller than the loss network's working size is
+  enlarged for it and carries none of the painting's finer detail, so against the painting at its
+  own detail even the pasted painting keeps half of the distance (lego, 100 px); against the
+  painting as seen, a perfect stylization of those pixels is what falls to (near) 0.
 - Content kept: VGG content loss of stylized renders against the photographs.
 - Geometry kept: mean |depth difference| between stylized and content renders where both see
   the object.
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.cameras import image_pixels, look_at, rays_from_pixels
-from ..losses.style import CONTENT_LAYER, content_loss, object_style_distance
+from ..losses.style import CONTENT_LAYER, band_limited, content_loss, object_style_distance
 from ..render.reprojection import reproject
 from ..render.views import ViewRender, render_view
 
@@ -97,11 +102,16 @@ def through_palette(renders: list[ViewRender], field) -> list[ViewRender]:
     return out
 
 
+def object_distance(renders: list[torch.Tensor], masks: list[torch.Tensor], style: torch.Tensor, extractor, size: int | None) -> float:
+    """Gram distance of the rendered object (`masks`) to the style at the loss network's working size, over the views."""
+    return sum(object_style_distance(r, m, style, extractor, size) for r, m in zip(renders, masks)) / len(renders)
+
+
 def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], style: torch.Tensor, extractor,
                       masks: list[torch.Tensor], size: int | None) -> dict:
     """Gram distance of the rendered object (`masks`) to the style, at the loss network's working
     size, and content loss of renders against photographs."""
-    style_distance = sum(object_style_distance(r, m, style, extractor, size) for r, m in zip(renders, masks)) / len(renders)
+    style_distance = object_distance(renders, masks, style, extractor, size)
     with torch.no_grad():
         content = sum(float(content_loss(extractor(r.permute(2, 0, 1)[None], [CONTENT_LAYER]), extractor(p.permute(2, 0, 1)[None], [CONTENT_LAYER]))) for r, p in zip(renders, photos)) / len(renders)
     return {"style_distance": style_distance, "content_loss": content}
@@ -122,15 +132,26 @@ def painting_in_view(style: torch.Tensor, height: int, width: int, working_size:
     return view[0].permute(1, 2, 0).clamp(0, 1)
 
 
-def painting_pasted_distance(style: torch.Tensor, masks: list[torch.Tensor], extractor, working_size: int | None) -> float:
+def painting_pasted_distance(style: torch.Tensor, masks: list[torch.Tensor], extractor, working_size: int | None,
+                             target: torch.Tensor | None = None) -> float:
     """Gram distance of the painting itself, pasted over white into each silhouette (`masks`,
-    opacities [H, W]) at the render's size: the score of a perfect stylization of those pixels."""
+    opacities [H, W]) at the render's size, to `target` (default: the painting): the score of a
+    perfect stylization of those pixels."""
     total = 0.0
     for mask in masks:
         painting = painting_in_view(style.to(mask), mask.shape[0], mask.shape[1], working_size)
         pasted = painting * mask[..., None] + (1 - mask[..., None])
-        total += object_style_distance(pasted, mask, style, extractor, working_size)
+        total += object_style_distance(pasted, mask, style if target is None else target, extractor, working_size)
     return total / len(masks)
+
+
+def painting_as_seen(style: torch.Tensor, view_side: int, working_size: int | None) -> torch.Tensor:
+    """The painting [H, W, 3] with only the detail that a view `view_side` pixels on its longer
+    side keeps once the loss network enlarges it to `working_size`: resized down by that ratio and
+    back up, as the view itself is."""
+    if working_size is None:
+        return style
+    return band_limited(style.permute(2, 0, 1)[None], view_side / working_size)[0].permute(1, 2, 0)
 
 
 def color_statistics_distance(images: list[torch.Tensor], masks: list[torch.Tensor], style: torch.Tensor) -> float:
@@ -214,6 +235,10 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
         before = style_and_content([r.rgb for r in content_renders], photos, style, extractor, masks, working_size)
         painting_distance = painting_pasted_distance(style, masks, extractor, working_size)
         after = style_and_content([r.rgb for r in stylized_renders], photos, style, extractor, masks, working_size)
+        seen = painting_as_seen(style, max(views.width, views.height), working_size)
+        seen_distances = {f"style_distance_seen_{when}": object_distance([r.rgb for r in model_renders], masks, seen, extractor, working_size)
+                          for when, model_renders in (("before", content_renders), ("after", stylized_renders))}
+        seen_distances["style_distance_seen_painting"] = painting_pasted_distance(style, masks, extractor, working_size, target=seen)
         color_before = color_statistics_distance([r.rgb for r in content_renders], [r.opacity > 0.5 for r in content_renders], style)
         color_after = color_statistics_distance([r.rgb for r in stylized_renders], [r.opacity > 0.5 for r in stylized_renders], style)
         depth = [depth_difference(a, b) for a, b in zip(stylized_renders, content_renders)]
@@ -224,6 +249,7 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
             "style_distance_before": before["style_distance"],
             "style_distance_after": after["style_distance"],
             "style_distance_painting": painting_distance,
+            **seen_distances,
             "color_distance_before": color_before,
             "color_distance_after": color_after,
             "content_loss_before": before["content_loss"],

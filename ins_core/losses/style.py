@@ -214,6 +214,18 @@ def color_transfer(
     return out.reshape(images.shape).to(images.dtype)
 
 
+def band_limited(image: torch.Tensor, fraction: float) -> torch.Tensor:
+    """What of `image` [N, C, H, W] survives being seen at `fraction` of its size: resized down
+    (antialiased) and back up (bilinear), as a view rendered smaller than the loss network's
+    working size is enlarged for it. fraction >= 1 returns the image itself."""
+    if fraction >= 1.0:
+        return image
+    h, w = image.shape[-2:]
+    small = F.interpolate(image, size=(max(1, round(h * fraction)), max(1, round(w * fraction))), mode="bilinear",
+                          antialias=True, align_corners=False)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+
+
 # --- reporting and per-style targets ------------------------------------------------------
 
 

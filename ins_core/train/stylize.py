@@ -49,7 +49,7 @@ from ..fields.stylization import StylizationConfig
 from ..losses.consistency import reprojection_difference
 from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
-from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, color_transfer_matrix, gram_matrix, masked_gram_matrix,
+from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, band_limited, color_transfer_matrix, gram_matrix, masked_gram_matrix,
                             nnfm_loss, palette_shortfall, principal_colours, relative_content_loss, total_variation)
 from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
@@ -73,6 +73,13 @@ class StylizeSettings:
     and the painting at `vgg_size * stroke_scale` (`style_size`). Its features are the same size in
     pixels in both, so a painting shown larger lends the view larger strokes: 2 makes strokes twice
     as big against the view, 0.5 half as big.
+
+    Detail: a view rendered smaller than `vgg_size` is enlarged for the loss network and carries
+    none of the painting's finer texture, so with `style_detail` "view" (view mode) the targets are
+    the painting's as such a view can show it (resized down to the view's size and back up, as
+    `eval` measures it) instead of asking the views for texture they cannot hold (lego, 100 px,
+    against "full", two seeds: every warp 0.84-1.06x of the content's instead of 0.89-1.19x, the speckle
+    gone; see docs/stylization.md).
 
     Palette: after training one affine map per style gives the object the painting's colour mean
     and covariance (`color_transfer`). In view mode `palette_weight` also makes the rendered object
@@ -119,6 +126,7 @@ class StylizeSettings:
     tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
     max_views: int = 0  # view mode: stylize with at most this many training views, evenly spread (0: all)
     render_scale: float = 1.0  # view mode: render each view at this multiple of the photographs' size for the loss network
+    style_detail: str = "view"  # view mode: "view" (the painting's targets keep only the detail a view of the render's size can show) or "full"
     loss_precision: str = "auto"  # the loss network's dtype: "auto" (bfloat16 where the hardware has it), "float32", "bfloat16"
     patch: int = 32  # patch mode
     stride: int = 2  # patch mode
@@ -130,6 +138,9 @@ class StylizeSettings:
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
+        if base.style_detail not in STYLE_DETAILS:
+            raise InputError(f"The style detail '{base.style_detail}' is not one of {', '.join(STYLE_DETAILS)} (view: only what a view of the "
+                             f"render's size can show; full: the painting's own detail).")
         if base.mode not in STYLIZE_MODES:
             raise InputError(f"Stylization mode '{base.mode}' is not one of {', '.join(STYLIZE_MODES)}.")
         view = base.mode == "view"
@@ -148,17 +159,19 @@ class StylizeSettings:
         if not base.consistency_weight >= 0:
             raise InputError(f"The consistency weight must be 0 or more (0: views not compared while training), got {base.consistency_weight}.")
         # Patch mode renders scattered pixels, not views: it has no object mask to take a palette
-        # from, no view to render larger and no neighbouring view to compare with, so asking for
-        # these there would be silently ignored.
+        # from, no view to render larger, no view size to match the painting's detail to and no
+        # neighbouring view to compare with, so asking for these there would be silently ignored.
         if not view:
             asked = {key for key, value in overrides.items() if value is not None}
             wanted = {"--render-scale": base.render_scale != 1.0,
                       "--palette-weight": "palette_weight" in asked and base.palette_weight > 0,
-                      "--consistency-weight": "consistency_weight" in asked and base.consistency_weight > 0}
+                      "--consistency-weight": "consistency_weight" in asked and base.consistency_weight > 0,
+                      "--style-detail": "style_detail" in asked}
             refused = [option for option, asked_for in wanted.items() if asked_for]
             if refused:
                 raise InputError(f"{refused[0]} works in view mode only; leave it out with --mode patch, or use --mode view (the default).")
             base.palette_weight = base.consistency_weight = 0.0
+            base.style_detail = "full"
         if base.palette_max_gain is not None and not base.palette_max_gain > 0:
             raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
         if not base.style_size:
@@ -169,6 +182,7 @@ class StylizeSettings:
 
 
 STYLIZE_MODES = ("view", "patch")
+STYLE_DETAILS = ("view", "full")
 NEIGHBOURS = 3  # the consistency term compares a view with one of its nearest training views
 SAMPLE_CACHE_BYTES = 2 << 30  # the views' kept surface samples (lego at 100 px: about 4 MB a view)
 # The photographs' content features, kept per view and style (at vgg_size 256: 8 MB each); taking
@@ -227,7 +241,11 @@ class StyleObjective:
         self.views = views
         self.settings = settings
         self.device = device
+        self.render_scale = settings.render_scale if settings.mode == "view" else 1.0
+        self.render_size = (max(1, round(views.height * self.render_scale)), max(1, round(views.width * self.render_scale)))
         style_tensors = [_chw(torch.from_numpy(s).to(device)) for s in styles]
+        if settings.style_detail == "view" and settings.mode == "view":
+            style_tensors = [band_limited(t, max(self.render_size) / settings.vgg_size) for t in style_tensors]
         nnfm_layers = NNFM_LAYERS if settings.nnfm_weight > 0 else None
         self.targets = StyleTargets(self.extractor, style_tensors, GRAM_LAYERS, nnfm_layers)
         self.color_maps = None
@@ -241,8 +259,6 @@ class StyleObjective:
         self.n_styles = len(styles)
         self.next_style = 0
         self.white = torch.ones(3, device=device)
-        self.render_scale = settings.render_scale if settings.mode == "view" else 1.0
-        self.render_size = (max(1, round(views.height * self.render_scale)), max(1, round(views.width * self.render_scale)))
         self.pixels = image_pixels(self.render_size[1], self.render_size[0], device)
         self.sample_cache: dict[int, SurfaceSamples] = {}
         count = len(views) if settings.max_views <= 0 else min(settings.max_views, len(views))
@@ -450,6 +466,7 @@ class StylizeSession(RunSession):
         else:
             self.model = build_model("stylized", aabb, model_settings).to(device)
         config["stylize"].setdefault("loss_precision", "float32")  # runs from before the setting computed in float32
+        config["stylize"].setdefault("style_detail", "full")  # and matched the painting at its own detail
         settings = StylizeSettings(**config["stylize"])
         if not settings.tune_color_mlp:
             self.model.field.color_mlp.requires_grad_(False)
