@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
-from ins_core.eval.stylization import painting_pasted_distance  # noqa: E402
-from ins_core.losses.style import object_style_distance  # noqa: E402
+from ins_core.eval.stylization import object_distance, painting_pasted_distance  # noqa: E402
+from ins_core.losses.style import painting_grams  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
@@ -59,8 +59,9 @@ def main() -> None:
         masks = [r.opacity for r in renders]
         for path in args.style:
             style = torch.from_numpy(load_style_image(path, working, enlarge=True).pixels).to(content.device)
-            before = sum(object_style_distance(r.rgb, m, style, extractor, working) for r, m in zip(renders, masks)) / len(renders)
-            pasted = painting_pasted_distance(style, masks, extractor, working)
+            grams = painting_grams(style, extractor)
+            before = object_distance([r.rgb for r in renders], masks, grams, extractor, working)
+            pasted = painting_pasted_distance(style, masks, extractor, working, grams)
             emit("painting_pasted", style=path.stem, resolution=views.width * scale, working_size=working, views=len(chosen),
                  style_distance_content=round(before, 1), style_distance_painting=round(pasted, 1),
                  gram_fall_painting_pasted=round(1 - pasted / before, 3), render_seconds=round(seconds, 1))

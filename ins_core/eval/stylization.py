@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.cameras import image_pixels, look_at, rays_from_pixels
-from ..losses.style import CONTENT_LAYER, band_limited, content_loss, object_style_distance
+from ..losses.style import CONTENT_LAYER, band_limited, content_loss, object_style_distance, painting_grams
 from ..render.reprojection import reproject
 from ..render.views import ViewRender, render_view
 
@@ -102,16 +102,17 @@ def through_palette(renders: list[ViewRender], field) -> list[ViewRender]:
     return out
 
 
-def object_distance(renders: list[torch.Tensor], masks: list[torch.Tensor], style: torch.Tensor, extractor, size: int | None) -> float:
-    """Gram distance of the rendered object (`masks`) to the style at the loss network's working size, over the views."""
-    return sum(object_style_distance(r, m, style, extractor, size) for r, m in zip(renders, masks)) / len(renders)
+def object_distance(renders: list[torch.Tensor], masks: list[torch.Tensor], targets: dict, extractor, size: int | None) -> float:
+    """Gram distance of the rendered object (`masks`) to the painting's Grams (`painting_grams`) at
+    the loss network's working size, over the views."""
+    return sum(object_style_distance(r, m, targets, extractor, size) for r, m in zip(renders, masks)) / len(renders)
 
 
-def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], style: torch.Tensor, extractor,
+def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], targets: dict, extractor,
                       masks: list[torch.Tensor], size: int | None) -> dict:
-    """Gram distance of the rendered object (`masks`) to the style, at the loss network's working
-    size, and content loss of renders against photographs."""
-    style_distance = object_distance(renders, masks, style, extractor, size)
+    """Gram distance of the rendered object (`masks`) to the painting's Grams (`targets`), at the
+    loss network's working size, and content loss of renders against photographs."""
+    style_distance = object_distance(renders, masks, targets, extractor, size)
     with torch.no_grad():
         content = sum(float(content_loss(extractor(r.permute(2, 0, 1)[None], [CONTENT_LAYER]), extractor(p.permute(2, 0, 1)[None], [CONTENT_LAYER]))) for r, p in zip(renders, photos)) / len(renders)
     return {"style_distance": style_distance, "content_loss": content}
@@ -133,15 +134,16 @@ def painting_in_view(style: torch.Tensor, height: int, width: int, working_size:
 
 
 def painting_pasted_distance(style: torch.Tensor, masks: list[torch.Tensor], extractor, working_size: int | None,
-                             target: torch.Tensor | None = None) -> float:
+                             targets: dict | None = None) -> float:
     """Gram distance of the painting itself, pasted over white into each silhouette (`masks`,
-    opacities [H, W]) at the render's size, to `target` (default: the painting): the score of a
-    perfect stylization of those pixels."""
+    opacities [H, W]) at the render's size, to `targets` (default: the painting's own Grams): the
+    score of a perfect stylization of those pixels."""
+    targets = painting_grams(style, extractor) if targets is None else targets
     total = 0.0
     for mask in masks:
         painting = painting_in_view(style.to(mask), mask.shape[0], mask.shape[1], working_size)
         pasted = painting * mask[..., None] + (1 - mask[..., None])
-        total += object_style_distance(pasted, mask, style if target is None else target, extractor, working_size)
+        total += object_style_distance(pasted, mask, targets, extractor, working_size)
     return total / len(masks)
 
 
@@ -232,13 +234,14 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
         stylized.model.set_style(weights)
         stylized_renders = renders(stylized.model)
         masks = [r.opacity for r in content_renders]
-        before = style_and_content([r.rgb for r in content_renders], photos, style, extractor, masks, working_size)
-        painting_distance = painting_pasted_distance(style, masks, extractor, working_size)
-        after = style_and_content([r.rgb for r in stylized_renders], photos, style, extractor, masks, working_size)
-        seen = painting_as_seen(style, max(views.width, views.height), working_size)
+        grams = painting_grams(style, extractor)
+        before = style_and_content([r.rgb for r in content_renders], photos, grams, extractor, masks, working_size)
+        painting_distance = painting_pasted_distance(style, masks, extractor, working_size, grams)
+        after = style_and_content([r.rgb for r in stylized_renders], photos, grams, extractor, masks, working_size)
+        seen = painting_grams(painting_as_seen(style, max(views.width, views.height), working_size), extractor)
         seen_distances = {f"style_distance_seen_{when}": object_distance([r.rgb for r in model_renders], masks, seen, extractor, working_size)
                           for when, model_renders in (("before", content_renders), ("after", stylized_renders))}
-        seen_distances["style_distance_seen_painting"] = painting_pasted_distance(style, masks, extractor, working_size, target=seen)
+        seen_distances["style_distance_seen_painting"] = painting_pasted_distance(style, masks, extractor, working_size, seen)
         color_before = color_statistics_distance([r.rgb for r in content_renders], [r.opacity > 0.5 for r in content_renders], style)
         color_after = color_statistics_distance([r.rgb for r in stylized_renders], [r.opacity > 0.5 for r in stylized_renders], style)
         depth = [depth_difference(a, b) for a, b in zip(stylized_renders, content_renders)]

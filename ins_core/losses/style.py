@@ -259,17 +259,25 @@ def style_statistics_distance(
 
 
 @torch.no_grad()
+def painting_grams(style: torch.Tensor | np.ndarray, extractor: FeatureExtractor, layers: Sequence[str] = GRAM_LAYERS) -> dict[str, torch.Tensor]:
+    """The Gram matrices [1, C, C] of a style image [H, W, 3], per layer: what `object_style_distance`
+    compares with (computed once per painting, not once per view)."""
+    return style_grams(extractor(_to_batch(style, extractor.mean), layers), layers)
+
+
+@torch.no_grad()
 def object_style_distance(
     image: torch.Tensor,
     mask: torch.Tensor,
-    style: torch.Tensor,
+    targets: Mapping[str, torch.Tensor],
     extractor: FeatureExtractor,
     size: int | None = None,
-    layers: Sequence[str] = GRAM_LAYERS,
 ) -> float:
     """Like `style_statistics_distance`, but the Gram matrices of `image` [H, W, 3] are taken over
     the object (`mask` [H, W]) only, with the image resized to `size` on its longer side first: the
-    statistics a stylization optimises, without the empty background that it never paints."""
+    statistics a stylization optimises, without the empty background that it never paints.
+    `targets`: the painting's Grams per layer (`painting_grams`)."""
+    layers = list(targets)
     batch = _to_batch(image, extractor.mean)
     weights = mask.to(batch)[None, None]
     if size is not None:
@@ -277,7 +285,6 @@ def object_style_distance(
         shape = (max(1, round(batch.shape[-2] * scale)), max(1, round(batch.shape[-1] * scale)))
         batch = torch.nn.functional.interpolate(batch, size=shape, mode="bilinear", align_corners=False)
     image_feats = extractor(batch, layers)
-    targets = style_grams(extractor(_to_batch(style, extractor.mean), layers), layers)
     terms = [_mse(masked_gram_matrix(image_feats[name], weights), targets[name]) for name in layers]
     return float(torch.stack(terms).sum())
 

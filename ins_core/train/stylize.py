@@ -78,7 +78,7 @@ class StylizeSettings:
     none of the painting's finer texture, so with `style_detail` "view" (view mode) the targets are
     the painting's as such a view can show it (resized down to the view's size and back up, as
     `eval` measures it) instead of asking the views for texture they cannot hold (lego, 100 px,
-    against "full", two seeds: every warp 0.84-1.06x of the content's instead of 0.89-1.19x, the speckle
+    against "full", two seeds: every warp 0.84-1.06x of the content's instead of 0.88-1.19x, the speckle
     gone; see docs/stylization.md).
 
     Palette: after training one affine map per style gives the object the painting's colour mean
