@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
     p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 100; 200 steadies "
                                                     "them further from view to view, at some of the painting's texture)")
+    p.add_argument("--style-detail", choices=("view", "full"), help="match the painting with the detail a view of the training size "
+                                                                    "can show (view, the default) or at its own detail (full: finer "
+                                                                    "texture that flickers from view to view on small views)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
@@ -147,15 +150,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise InputError(f"--resolution is {args.resolution}; use at least 8 pixels.")
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples is {args.samples}; use at least 1.")
-    args.overrides = {}
-    if args.stroke_scale is not None:
-        args.overrides["stroke_scale"] = args.stroke_scale
-    if args.palette_weight is not None:
-        args.overrides["palette_weight"] = args.palette_weight
-    if args.consistency_weight is not None:
-        args.overrides["consistency_weight"] = args.consistency_weight
-    if args.tv_weight is not None:
-        args.overrides["tv_weight"] = args.tv_weight
+    # Options named as the job's overrides, passed on only when given (else the job's defaults hold).
+    args.overrides = {name: getattr(args, name) for name in ("stroke_scale", "palette_weight", "consistency_weight", "tv_weight", "style_detail")
+                      if getattr(args, name) is not None}
     if args.steps is not None:
         parts = args.steps.split(",")
         if len(parts) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in parts):

@@ -40,6 +40,11 @@ OUTPUTS = [("MESH", "Textured Mesh", "A mesh with a baked stylized texture in th
 SOURCES = [("CAMERAS", "Scene Cameras", "Every camera of a collection (or of the scene)"),
            ("ANIMATION", "Camera Animation", "The active camera at each frame of the scene's frame range"),
            ("AUTO_RIG", "Automatic Rig", "Cameras placed automatically around the objects")]
+# The painting's detail the style is matched at (the core's `style_detail`).
+DETAILS = [("VIEW", "View", "Match the painting as a view of the training size can show it: broad strokes that hold still "
+                            "from view to view (the default)"),
+           ("FULL", "Full", "Match the painting's own finest texture too: on small training views it comes out as speckle "
+                            "that flickers from view to view")]
 STATUSES = [("IDLE", "Idle", ""), ("CAPTURING", "Capturing", ""), ("RUNNING", "Running", ""),
             ("CANCELLING", "Cancelling", ""), ("FINISHED", "Finished", ""),
             ("CANCELLED", "Cancelled", ""), ("FAILED", "Failed", "")]
@@ -75,6 +80,8 @@ class INS_SceneSettings(PropertyGroup):
                                   description="Make the scene reach the painting's range of colours while training, so it is painted "
                                               "in the painting's own colours rather than a stretched copy of the scene's (2, the "
                                               "default); 0 leaves the colours to the match after training")
+    style_detail: EnumProperty(name="Detail", items=DETAILS, default="VIEW",
+                               description="Which of the painting's detail the scene is asked for while training")
     device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")
     outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH")
     capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG")

@@ -420,6 +420,7 @@ OVERRIDES: dict[str, Check] = {
     "stroke_scale": number_field(0.0, above=True),  # 1: the painting's own scale against the view; 2: strokes twice as big
     "palette_weight": number_field(0.0),  # view mode: the painting's colour range as a loss while training (0: off)
     "consistency_weight": number_field(0.0),  # view mode: neighbouring views made to agree while training (0: off, the default)
+    "style_detail": choice_field(("view", "full")),  # view mode: the painting's detail as a view can show it, or its own
     "stylize_mode": choice_field(("view", "patch")),
     "vgg_size": int_field(32),
 }

@@ -23,7 +23,7 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-from ins_blender import jobs, preferences  # noqa: E402
+from ins_blender import jobs, preferences, properties  # noqa: E402
 from ins_core.job import JobPaths  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -419,7 +419,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     s = scene.ins
     s.output_dir, s.outputs, s.capture_source = str(tmp_path / "jobs"), "RENDER_ENGINE", "AUTO_RIG"
     s.n_views, s.capture_resolution, s.capture_samples = 3, 16, 1
-    s.stroke_scale, s.palette_weight = 1.5, 1.0
+    s.stroke_scale, s.palette_weight, s.style_detail = 1.5, 1.0, "FULL"
     before = scene_state(scene)
     assert bpy.ops.ins.stylize_scene() == {"FINISHED"}
     assert s.status == "FINISHED", s.message
@@ -428,7 +428,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     assert spec["styles"] == ["styles/00_style.png"] and (job.root / spec["styles"][0]).is_file()
     assert spec["outputs"] == ["render_engine"] and spec["preset"] == "preview"
     assert spec["overrides"]["train_resolution"] == 16 and spec["overrides"]["stroke_scale"] == 1.5
-    assert spec["overrides"]["palette_weight"] == 1.0
+    assert spec["overrides"]["palette_weight"] == 1.0 and spec["overrides"]["style_detail"] == "full"
     train = json.loads((job.dataset_dir / "transforms_train.json").read_text())
     assert len(train["frames"]) + len(json.loads((job.dataset_dir / "transforms_test.json").read_text())["frames"]) == 3
     assert s.render_job_dir == str(job.root)
@@ -445,11 +445,13 @@ def test_a_reopened_file_does_not_show_a_dead_job_as_running(addon):
     assert "press Resume" in scene.ins.message
 
 
-def test_the_panels_stroke_scale_and_palette_weight_start_at_the_cores_defaults(addon):
+def test_the_panels_stroke_scale_palette_weight_and_detail_start_at_the_cores_defaults(addon):
     """The N-panel always sends its values, so its defaults are the defaults an artist gets."""
     pytest.importorskip("torch")  # the core's settings; the Python 3.13 venv has the add-on only
-    from ins_core.train.stylize import StylizeSettings
+    from ins_core.train.stylize import STYLE_DETAILS, StylizeSettings
 
     core = StylizeSettings()
     assert addon.ins.palette_weight == pytest.approx(core.palette_weight) and core.palette_weight > 0
     assert addon.ins.stroke_scale == pytest.approx(core.stroke_scale)
+    assert addon.ins.style_detail.lower() == core.style_detail
+    assert {key.lower() for key, _, _ in properties.DETAILS} == set(STYLE_DETAILS)
