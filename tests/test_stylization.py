@@ -467,7 +467,9 @@ def test_the_palette_term_widens_the_fields_own_colours_to_the_paintings_range(c
     style = torch.from_numpy(load_style_image(content_run / "style_a.png").pixels).reshape(-1, 3)
     variances, axes = principal_colours(style)
     shortfalls = {}
-    for weight in (0.0, 5.0):
+    # At 5 the 30 steps left half the shortfall (0.50-0.51 of it on a 2-core EPYC, at this bar);
+    # at 10 they leave 0.40, so the test is about the term rather than about the last step.
+    for weight in (0.0, 10.0):
         trained = _stylize(content_run, f"palette_weight_{weight}", ["style_a.png"], palette_weight=weight, color_transfer=False)
         views = trained.data.test
         renders = [render_view(trained.model, views.c2w[k], views.intrinsics[k], views.width, views.height) for k in range(len(views))]
@@ -475,7 +477,7 @@ def test_the_palette_term_widens_the_fields_own_colours_to_the_paintings_range(c
         shortfalls[weight] = float(palette_shortfall(pixels, variances, axes))
         history = json.loads((content_run / f"palette_weight_{weight}" / "history.json").read_text())
         assert all(("palette" in entry) == (weight > 0) for entry in history) and history
-    assert shortfalls[5.0] < 0.5 * shortfalls[0.0]
+    assert shortfalls[10.0] < 0.5 * shortfalls[0.0]
 
 
 def _train_one_view_beside_a_white_neighbour(content_run, weight: float, steps: int = 8) -> tuple[float, dict]:
