@@ -426,6 +426,14 @@ OVERRIDES: dict[str, Check] = {
 }
 
 
+# Overrides that only view-mode stylization has, with when a value asks for them.
+_VIEW_MODE_ONLY: dict[str, Callable[[Any], bool]] = {
+    "style_detail": lambda value: True,
+    "palette_weight": lambda value: value > 0,
+    "consistency_weight": lambda value: value > 0,
+}
+
+
 _JOB_FIELDS: dict[str, Check] = {
     "version": version_field(JOB_VERSION),
     "mode": choice_field(MODES),
@@ -494,6 +502,13 @@ class JobSpec(_JsonFile):
         require(self.style_mix is None or len(self.style_mix) == len(self.styles),
                 f"{source}: field 'style_mix' has {len(self.style_mix or ())} weight(s) for "
                 f"{len(self.styles)} style(s); give one weight per style.")
+        if self.overrides.get("stylize_mode") == "patch":
+            # Patch mode renders scattered pixels, not views: these would be refused by the
+            # stylization later in the CLI's words, so name the job's own field here instead.
+            for key, asked in _VIEW_MODE_ONLY.items():
+                require(key not in self.overrides or not asked(self.overrides[key]),
+                        f"{source}: field 'overrides.{key}' works in view mode only; remove it, or set "
+                        f"'overrides.stylize_mode' to 'view'.")
 
 
 def _now_iso() -> str:

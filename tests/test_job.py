@@ -126,6 +126,11 @@ def test_every_override_key_accepts_a_sensible_value() -> None:
     assert JobSpec(mode="nerf", styles=["styles/a.jpg"], overrides=overrides).overrides == overrides
 
 
+def test_a_patch_mode_job_may_turn_the_view_mode_terms_off() -> None:
+    overrides = {"stylize_mode": "patch", "palette_weight": 0.0, "consistency_weight": 0.0}
+    assert JobSpec(mode="nerf", styles=["styles/a.jpg"], overrides=overrides).overrides == overrides
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [
@@ -160,6 +165,9 @@ def test_every_override_key_accepts_a_sensible_value() -> None:
         ({"overrides": {"nnfm": 1}}, "field 'overrides.nnfm' is 1; use true or false"),
         ({"overrides": {"style_weight": float("inf")}}, "field 'overrides.style_weight'.*finite"),
         ({"overrides": [1, 2]}, "field 'overrides' is \\[1, 2\\]; use a JSON object"),
+        ({"overrides": {"stylize_mode": "patch", "style_detail": "full"}},
+         r"field 'overrides.style_detail' works in view mode only; remove it, or set 'overrides.stylize_mode' to 'view'\.$"),
+        ({"overrides": {"stylize_mode": "patch", "palette_weight": 2.0}}, "field 'overrides.palette_weight' works in view mode only"),
     ],
 )
 def test_job_rejections_name_the_field(change: dict, expected: str) -> None:
