@@ -292,9 +292,11 @@ def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
         return float((rgb[1:] - rgb[:-1]).abs().mean() + (rgb[:, 1:] - rgb[:, :-1]).abs().mean())
 
     # at the painting's full detail the run without the term paints fine speckle for it to remove
-    # (with the view's detail it is smoother by itself, and the gap too near the bar to hold)
+    # (with the view's detail it is smoother by itself, and the gap too near the bar to hold). The
+    # object's own edges count too, so at 2000 the smooth run kept 0.73-0.90 of the roughness from
+    # run to run (at this bar); at 10000 it keeps 0.60.
     rough = _stylize(content_run, "tv_off", ["style_a.png"], tv_weight=0.0, lr=0.05, style_detail="full")
-    smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=2000.0, lr=0.05, style_detail="full")
+    smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=10000.0, lr=0.05, style_detail="full")
     assert roughness(smooth) < 0.9 * roughness(rough)
 
 
