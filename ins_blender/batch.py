@@ -58,6 +58,7 @@ from ins_core import throughput
 from ins_core.errors import InputError
 from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, StageEvent, write_message
+from ins_core.stylize_options import STYLE_DETAILS
 
 from . import jobs, preferences, presets
 from .operators import Request, StyleSource, capture_in_process, check_writable, create_job, validate
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
     p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 100; 200 steadies "
                                                     "them further from view to view, at some of the painting's texture)")
-    p.add_argument("--style-detail", choices=("view", "full"), help="match the painting with the detail a view of the training size "
+    p.add_argument("--style-detail", choices=STYLE_DETAILS, help="match the painting with the detail a view of the training size "
                                                                     "can show (view, the default) or at its own detail (full: finer "
                                                                     "texture that flickers from view to view on small views)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",

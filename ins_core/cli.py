@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
+from .stylize_options import STYLE_DETAILS, STYLIZE_MODES
 from .train.settings import FIELD_KINDS
 
 EXIT_INPUT = 2
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--style", required=True, action="append", type=Path, dest="styles", help="a style image; repeat for several styles in one model")
     stylize.add_argument("--out", required=True, type=Path, help="the stylized run folder to create")
     stylize.add_argument("--steps", type=_positive_int)
-    stylize.add_argument("--mode", choices=("view", "patch"), help="view: the loss network sees whole views (deferred back-propagation, "
+    stylize.add_argument("--mode", choices=STYLIZE_MODES, help="view: the loss network sees whole views (deferred back-propagation, "
                                                                     "geometry kept exactly; the default); patch: INS's sampling-stride patches")
     stylize.add_argument("--stroke-scale", type=float, help="how big brush strokes are: 1 is the painting's own scale against the view, 2 twice as big")
     stylize.add_argument("--vgg-size", type=_positive_int, help="view mode: the longer side, in pixels, at which the loss network sees a view")
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--nnfm-weight", type=float, help="nearest-neighbour feature matching (sharper strokes)")
     stylize.add_argument("--tv-weight", type=float, help="how smooth the strokes are made (total variation; view mode 100, patch 0; "
                                                          "200 steadies them further from view to view, at some of the painting's texture)")
-    stylize.add_argument("--style-detail", choices=("view", "full"), help="view mode: match the painting with only the detail a view of the "
+    stylize.add_argument("--style-detail", choices=STYLE_DETAILS, help="view mode: match the painting with only the detail a view of the "
                                                                          "render's size can show (view, the default) or at its own detail "
                                                                          "(full: finer texture asked of the views than they can hold; see the README)")
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,

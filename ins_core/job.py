@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from .errors import InputError, require
+from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, view_mode_only_asked
 
 JOB_VERSION = 1
 MODES = ("nerf", "sdf")
@@ -420,17 +421,9 @@ OVERRIDES: dict[str, Check] = {
     "stroke_scale": number_field(0.0, above=True),  # 1: the painting's own scale against the view; 2: strokes twice as big
     "palette_weight": number_field(0.0),  # view mode: the painting's colour range as a loss while training (0: off)
     "consistency_weight": number_field(0.0),  # view mode: neighbouring views made to agree while training (0: off, the default)
-    "style_detail": choice_field(("view", "full")),  # view mode: the painting's detail as a view can show it, or its own
-    "stylize_mode": choice_field(("view", "patch")),
+    "style_detail": choice_field(STYLE_DETAILS),  # view mode: the painting's detail as a view can show it, or its own
+    "stylize_mode": choice_field(STYLIZE_MODES),
     "vgg_size": int_field(32),
-}
-
-
-# Overrides that only view-mode stylization has, with when a value asks for them.
-_VIEW_MODE_ONLY: dict[str, Callable[[Any], bool]] = {
-    "style_detail": lambda value: True,
-    "palette_weight": lambda value: value > 0,
-    "consistency_weight": lambda value: value > 0,
 }
 
 
@@ -505,10 +498,10 @@ class JobSpec(_JsonFile):
         if self.overrides.get("stylize_mode") == "patch":
             # Patch mode renders scattered pixels, not views: these would be refused by the
             # stylization later in the CLI's words, so name the job's own field here instead.
-            for key, asked in _VIEW_MODE_ONLY.items():
-                require(key not in self.overrides or not asked(self.overrides[key]),
-                        f"{source}: field 'overrides.{key}' works in view mode only; remove it, or set "
-                        f"'overrides.stylize_mode' to 'view'.")
+            asked = view_mode_only_asked(self.overrides)
+            if asked:
+                raise InputError(f"{source}: field 'overrides.{asked[0]}' works in view mode only; remove it, or set "
+                                 f"'overrides.stylize_mode' to 'view'.")
 
 
 def _now_iso() -> str:

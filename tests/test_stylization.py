@@ -1,5 +1,6 @@
 """INS stylization on a tiny real content run: blend initialisation, style mixes, geometry term."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from ins_core.eval.stylization import depth_difference, painting_as_seen, painti
 from ins_core.losses.style import GRAM_LAYERS, StyleTarget, palette_shortfall, principal_colours
 from ins_core.fields.stylization import StylizationConfig
 from ins_core.render.views import render_view
+from ins_core.stylize_options import VIEW_MODE_ONLY
 from ins_core.train.loading import open_run
 from ins_core.train.scene_models import StylizedModel
 from ins_core.train.stylize import StylizeRequest, StylizeSettings, start_stylize
@@ -529,6 +531,12 @@ def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run,
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
                  "--out", str(content_run / "palette_bad"), "--palette-max-gain", "0", "--device", "cpu"]) == 2
     assert "palette gain cap must be a positive number" in capsys.readouterr().err
+
+
+def test_the_view_mode_only_list_names_the_stylizations_own_settings():
+    """The job file and the CLI refuse these in patch mode by name: a setting renamed in the
+    stylization must not drop out of that check unnoticed."""
+    assert set(VIEW_MODE_ONLY) <= {field.name for field in dataclasses.fields(StylizeSettings)}
 
 
 @pytest.mark.parametrize("option", [("--palette-weight", "1"), ("--render-scale", "2"), ("--consistency-weight", "10"), ("--style-detail", "view")])

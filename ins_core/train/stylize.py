@@ -56,6 +56,7 @@ from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples
 from ..render.views import render_view
+from ..stylize_options import STYLE_DETAILS, STYLIZE_MODES, view_mode_only_asked
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
 from .patches import Patch, sample_patch
@@ -158,18 +159,11 @@ class StylizeSettings:
             raise InputError(f"The smoothness (total variation) weight must be 0 or more (0: none; the default is 100 in view mode), got {base.tv_weight}.")
         if not base.consistency_weight >= 0:
             raise InputError(f"The consistency weight must be 0 or more (0: views not compared while training), got {base.consistency_weight}.")
-        # Patch mode renders scattered pixels, not views: it has no object mask to take a palette
-        # from, no view to render larger, no view size to match the painting's detail to and no
-        # neighbouring view to compare with, so asking for these there would be silently ignored.
         if not view:
-            asked = {key for key, value in overrides.items() if value is not None}
-            wanted = {"--render-scale": base.render_scale != 1.0,
-                      "--palette-weight": "palette_weight" in asked and base.palette_weight > 0,
-                      "--consistency-weight": "consistency_weight" in asked and base.consistency_weight > 0,
-                      "--style-detail": "style_detail" in asked}
-            refused = [option for option, asked_for in wanted.items() if asked_for]
+            refused = view_mode_only_asked(overrides)
             if refused:
-                raise InputError(f"{refused[0]} works in view mode only; leave it out with --mode patch, or use --mode view (the default).")
+                option = "--" + refused[0].replace("_", "-")
+                raise InputError(f"{option} works in view mode only; leave it out with --mode patch, or use --mode view (the default).")
             base.palette_weight = base.consistency_weight = 0.0
             base.style_detail = "full"
         if base.palette_max_gain is not None and not base.palette_max_gain > 0:
@@ -181,8 +175,6 @@ class StylizeSettings:
         return base
 
 
-STYLIZE_MODES = ("view", "patch")
-STYLE_DETAILS = ("view", "full")
 NEIGHBOURS = 3  # the consistency term compares a view with one of its nearest training views
 SAMPLE_CACHE_BYTES = 2 << 30  # the views' kept surface samples (lego at 100 px: about 4 MB a view)
 # The photographs' content features, kept per view and style (at vgg_size 256: 8 MB each); taking
