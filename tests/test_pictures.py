@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ins_core.errors import InputError
-from ins_core.eval.pictures import MASK_GREY, colorize_depth, image_grid, plot_curves, save_png, write_video
+from ins_core.eval.pictures import MASK_GREY, colorize_depth, image_grid, plot_curves, save_png, with_caption, write_video
 
 
 def _gradient(height: int, width: int) -> np.ndarray:
@@ -90,6 +90,20 @@ def test_a_long_label_wraps_onto_a_second_line_instead_of_losing_its_end():
     assert two_lines.shape[1] == one_line.shape[1] and two_lines.shape[0] > one_line.shape[0]
     band = two_lines[100 + 4:, 100 + 2 * 4:]  # under the second image
     assert (band.min(axis=-1) < 128).any(axis=1).sum() > (one_line[100 + 4:, 100 + 2 * 4:].min(axis=-1) < 128).any(axis=1).sum()
+
+
+def test_a_caption_wider_than_its_image_widens_the_picture_instead_of_losing_its_end():
+    """A quick run's eval picture is a few dozen pixels wide; its metrics must still be readable
+    to the last figure, so the canvas grows to the caption and the image stays whole below it."""
+    image = _gradient(24, 40)
+    long_line = "shipwreck: warp RMSE 0.041 / 0.076 (content via its colour map 0.046 / 0.098)"
+    captioned = with_caption(image, ["short", long_line])
+    assert captioned.shape[1] > 300
+    ink = (captioned[:-24].min(axis=-1) < 128).any(axis=0).nonzero()[0]
+    assert ink.max() > 0.9 * captioned.shape[1]  # the line runs to the widened edge: nothing cut off
+    left = (captioned.shape[1] - 40) // 2
+    assert np.array_equal(captioned[-24:, left:left + 40], (image * 255).round().astype(np.uint8))
+    assert with_caption(_gradient(24, 400), ["short"]).shape[1] == 400  # a wide image keeps its width
 
 
 def test_plot_curves_draws_a_coloured_chart(tmp_path):

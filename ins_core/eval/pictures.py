@@ -261,15 +261,17 @@ def image_grid(
 
 
 def with_caption(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """The image with a band of text lines above it (each shortened to fit the width)."""
+    """The image with a band of text lines above it. The canvas widens to the longest line, so a
+    small image (a quick run's renders) keeps its whole caption; the image sits centred below."""
     tile = _to_rgb8(image)
     pad = 4
     band = len(lines) * (_line_height() + pad) + pad
-    canvas = Image.new("RGB", (tile.shape[1], tile.shape[0] + band), BACKGROUND)
+    width = max([tile.shape[1]] + [_text_size(line)[0] + 2 * pad for line in lines])
+    canvas = Image.new("RGB", (width, tile.shape[0] + band), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for k, line in enumerate(lines):
-        draw.text((pad, pad + k * (_line_height() + pad)), _fit_text(line, tile.shape[1] - 2 * pad), fill=INK, font=_font())
-    canvas.paste(Image.fromarray(tile), (0, band))
+        draw.text((pad, pad + k * (_line_height() + pad)), line, fill=INK, font=_font())
+    canvas.paste(Image.fromarray(tile), ((width - tile.shape[1]) // 2, band))
     return np.asarray(canvas)
 
 
