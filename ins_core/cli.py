@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--nnfm-weight", type=float, help="nearest-neighbour feature matching (sharper strokes)")
     stylize.add_argument("--tv-weight", type=float, help="how smooth the strokes are made (total variation; view mode 100, patch 0; "
                                                          "200 steadies them further from view to view, at some of the painting's texture)")
-    stylize.add_argument("--style-detail", choices=STYLE_DETAILS, help="view mode: match the painting with only the detail a view of the "
-                                                                         "render's size can show (view, the default) or at its own detail "
+    stylize.add_argument("--style-detail", choices=STYLE_DETAILS, help="view mode: match the painting (its strokes and its colours) with only "
+                                                                         "the detail a view of the render's size can show (view, the default) or at its own detail "
                                                                          "(full: finer texture asked of the views than they can hold; see the README)")
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,
                          help="match the photographs' colours to each style first (on by default)")

@@ -468,8 +468,6 @@ def test_the_palette_term_widens_the_fields_own_colours_to_the_paintings_range(c
     """Without the match after training, what the field renders is what it learnt: with the palette
     term its object spreads its colours over more of the painting's range than without (the demo
     style is far more colourful than the demo scene), and the term is in the history."""
-    style = torch.from_numpy(load_style_image(content_run / "style_a.png").pixels).reshape(-1, 3)
-    variances, axes = principal_colours(style)
     shortfalls = {}
     # 30 steps left the term mid-way: at 5 half the shortfall (0.50-0.51 of it, at this bar), at 10
     # 0.30-0.62 of it from run to run. After 60 steps at 10 it has settled at 0.35-0.38.
@@ -478,10 +476,31 @@ def test_the_palette_term_widens_the_fields_own_colours_to_the_paintings_range(c
         views = trained.data.test
         renders = [render_view(trained.model, views.c2w[k], views.intrinsics[k], views.width, views.height) for k in range(len(views))]
         pixels = torch.cat([r.rgb[r.opacity > 0.5] for r in renders])
+        # the range the term reaches for: the painting as these views can show it (the default detail)
+        painting = torch.from_numpy(load_style_image(trained.run.root / trained.config["styles"][0]["file"]).pixels)
+        variances, axes = principal_colours(painting_as_seen(painting, views.width, 64).reshape(-1, 3))
         shortfalls[weight] = float(palette_shortfall(pixels, variances, axes))
         history = json.loads((content_run / f"palette_weight_{weight}" / "history.json").read_text())
         assert all(("palette" in entry) == (weight > 0) for entry in history) and history
     assert shortfalls[10.0] < 0.5 * shortfalls[0.0]
+
+
+def test_at_the_views_detail_the_palette_is_the_paintings_as_a_view_shows_it(content_run):
+    """With style detail "view" the colours the palette term reaches for, the photographs' colour
+    pre-transfer and the match after training all take the painting as the loss network's targets
+    do (and as `eval` measures it): without the finest strokes, which a view cannot hold and whose
+    colour variance would otherwise be stretched onto what detail the view has."""
+    variances = {}
+    for detail in ("view", "full"):
+        session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / f"palette_{detail}",
+                                               device="cpu", settings={"steps": 1, "vgg_size": 64, "style_detail": detail}, force=True))
+        painting = torch.from_numpy(load_style_image(session.run.root / session.config["styles"][0]["file"]).pixels)
+        as_seen = painting_as_seen(painting, session.data.train.width, 64)
+        used = torch.as_tensor(session.objective.style_pixels[0])
+        assert not torch.allclose(painting, as_seen, atol=0.05)  # the demo painting has detail a 32 px view loses
+        assert torch.allclose(used, as_seen if detail == "view" else painting, atol=1 / 255)
+        variances[detail] = float(session.objective.palettes[0][0].sum())
+    assert variances["view"] < variances["full"]
 
 
 def _train_one_view_beside_a_white_neighbour(content_run, weight: float, steps: int = 8) -> tuple[float, dict]:
