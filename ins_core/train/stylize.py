@@ -83,7 +83,8 @@ class StylizeSettings:
     gone; see docs/stylization.md).
 
     Palette: after training one affine map per style gives the object the painting's colour mean
-    and covariance (`color_transfer`; with `style_detail` "view", the painting's as a view shows it). In view mode `palette_weight` also makes the rendered object
+    and covariance (`color_transfer`; with `style_detail` "view", the painting's as a view shows
+    it). In view mode `palette_weight` also makes the rendered object
     reach the painting's colour range while training (`palette_shortfall`: one-sided, no mean), so
     the field paints with the painting's colours instead of leaving that map to stretch its own
     (lego, 100 px, weight 2 against 0: Matisse's warp 1.42x -> 1.29x of the content's and Gram fall
