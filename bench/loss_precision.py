@@ -5,7 +5,9 @@
     python bench/loss_precision.py ... --image ../shared/data/nerf_synthetic_lego/train/r_0.png
 
 Prints JSON lines (hardware first): `vgg_pass` (a 256 px view through relu4_3 and back, per
-precision, median of 5) and `stylize_step` (a view-mode step on the run's first training views with
+precision, median of 5), `nnfm_term` (ARF's nearest-neighbour term of such a view against a 256 px
+painting, the neighbours searched in float32 or in bfloat16; the loss network in bfloat16 where
+the hardware has it) and `stylize_step` (a view-mode step on the run's first training views with
 each precision, interleaved round by round so that a machine whose speed drifts treats both alike);
 with --image, `stylize_image_step` (a `stylize-image` step, loss and gradient, on that photograph).
 """
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware, sync  # noqa: E402
 from ins_core.device import resolve_device  # noqa: E402
-from ins_core.losses.style import CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, gram_matrix  # noqa: E402
+from ins_core.losses.style import CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, gram_matrix, nnfm_loss  # noqa: E402
 from ins_core.losses.vgg import loss_network_dtype, resolve_backbone  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 from ins_core.train.stylize_image import start_image_stylize  # noqa: E402
@@ -65,6 +67,20 @@ def main() -> None:
     for precision in PRECISIONS:
         seconds = vgg_pass_seconds(extractor, loss_network_dtype(precision, device), 256, device)
         emit("vgg_pass", precision=precision, size=256, seconds_median=round(seconds, 4))
+
+    auto = loss_network_dtype("auto", device)
+    generator = torch.Generator(device).manual_seed(1)
+    view, painting = (torch.rand(1, 3, 256, 256, device=device, generator=generator) for _ in range(2))
+    painting_features = extractor(painting, NNFM_LAYERS, auto)
+    # The term and its gradient down to the features (the loss network's own pass is `vgg_pass`).
+    view_features = {layer: f.detach().requires_grad_(True) for layer, f in extractor(view, NNFM_LAYERS, auto).items()}
+
+    def nnfm_step(search: torch.dtype) -> None:
+        nnfm_loss(view_features, painting_features, search_dtype=search).backward()
+
+    searches = {str(search).removeprefix("torch."): (lambda search=search: nnfm_step(search)) for search in (torch.float32, torch.bfloat16)}
+    for search, values in interleaved_seconds(searches, 2 * args.rounds * args.views, device).items():
+        emit("nnfm_term", search=search, loss_network=str(auto).removeprefix("torch."), size=256, seconds_median=round(statistics.median(values[1:]), 4))
 
     objectives = {}
     for precision in PRECISIONS:

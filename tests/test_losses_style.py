@@ -26,7 +26,7 @@ from ins_core.losses.style import (
     style_statistics_distance,
     total_variation,
 )
-from ins_core.losses.vgg import FeatureExtractor, build_offline_vgg16
+from ins_core.losses.vgg import BUNDLED_WEIGHTS, FeatureExtractor, build_offline_vgg16, features_from_weights, load_vgg_file
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -135,6 +135,35 @@ def test_nnfm_is_zero_for_the_style_itself_and_chunking_changes_nothing(extracto
     torch.testing.assert_close(whole, chunked)
     whole.backward()
     assert float(render.grad.abs().sum()) > 0
+
+
+def test_nnfm_searched_in_bfloat16_takes_nearly_the_best_neighbours_and_gives_nearly_the_same_gradient():
+    """Stylization searches NNFM's neighbours in bfloat16 when the loss network runs in it: on the
+    real ImageNet features each location's pick must be within rounding of its best match."""
+    assert BUNDLED_WEIGHTS.is_file(), "run `python -m ins_core weights` (the set-up does) first"
+    weights, preprocessing = load_vgg_file(BUNDLED_WEIGHTS)
+    extractor = FeatureExtractor(features_from_weights(weights), preprocessing=preprocessing)
+    style_feats = extractor(_stripes_style(64), NNFM_LAYERS, torch.bfloat16)
+    results = {}
+    for dtype in (None, torch.bfloat16):
+        render = _blobs_image(64).requires_grad_(True)
+        render_feats = extractor(render, NNFM_LAYERS, torch.bfloat16)
+        loss = nnfm_loss(render_feats, style_feats, search_dtype=dtype)
+        loss.backward()
+        results[dtype] = (float(loss.detach()), render.grad.flatten())
+    (full, full_grad), (half, half_grad) = results[None], results[torch.bfloat16]
+    assert full <= half <= full + 1e-3, (full, half)
+    assert float(torch.nn.functional.cosine_similarity(full_grad, half_grad, dim=0)) > 0.99
+    render_unit = _unit_rows(render_feats)
+    similarity = render_unit @ _unit_rows(style_feats).T
+    picked = similarity.gather(1, (render_unit.bfloat16() @ _unit_rows(style_feats).bfloat16().T).argmax(1, keepdim=True))[:, 0]
+    assert float((similarity.max(dim=1).values - picked).max()) < 0.01
+
+
+def _unit_rows(features: dict) -> torch.Tensor:
+    """[locations, channels] of NNFM's layers side by side, each row of unit length."""
+    rows = torch.cat([features[layer].detach()[0].flatten(1) for layer in NNFM_LAYERS]).T
+    return torch.nn.functional.normalize(rows, dim=1)
 
 
 def test_nnfm_by_hand_on_tiny_features():

@@ -344,7 +344,7 @@ class StyleObjective:
         total = s.style_weight * style + s.content_weight * content
         terms = {"style": style.detach(), "content": content.detach()}
         if s.nnfm_weight > 0:
-            nnfm = nnfm_loss(feats, target.nnfm_features)
+            nnfm = nnfm_loss(feats, target.nnfm_features, search_dtype=self.loss_dtype)
             total = total + s.nnfm_weight * nnfm
             terms["nnfm"] = nnfm.detach()
         if s.tv_weight > 0:
