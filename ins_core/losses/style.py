@@ -89,6 +89,18 @@ def _unit(vectors: torch.Tensor) -> torch.Tensor:
     return vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
+def nearest_neighbours(queries: torch.Tensor, keys: torch.Tensor, chunk_elements: int = NNFM_CHUNK_ELEMENTS,
+                       search_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """For each unit vector in `queries` [N, D], the index of the most similar (largest dot product)
+    of the unit vectors `keys` [M, D]; in chunks of at most `chunk_elements` similarity entries,
+    computed in `search_dtype` when given (see `nnfm_loss`)."""
+    if search_dtype is not None:
+        keys = keys.to(search_dtype)
+    rows = max(1, chunk_elements // max(1, keys.shape[0]))
+    with torch.no_grad():
+        return torch.cat([(queries[start : start + rows].to(keys.dtype) @ keys.T).argmax(dim=1) for start in range(0, queries.shape[0], rows)])
+
+
 def nnfm_loss(
     render_feats: Features,
     style_feats: Features,
@@ -111,12 +123,7 @@ def nnfm_loss(
     render = _concat_layers(render_feats, layers)
     style = _unit(_concat_layers(style_feats, layers).detach().to(render.dtype))
     render_unit = _unit(render)
-    rows = max(1, chunk_elements // max(1, style.shape[0]))
-    with torch.no_grad():
-        search_style = style if search_dtype is None else style.to(search_dtype)
-        nearest = torch.cat(
-            [(render_unit[start : start + rows].to(search_style.dtype) @ search_style.T).argmax(dim=1) for start in range(0, render.shape[0], rows)]
-        )
+    nearest = nearest_neighbours(render_unit.detach(), style, chunk_elements, search_dtype)
     cosine = (render_unit * style[nearest]).sum(dim=1)
     return (1.0 - cosine).mean()
 

@@ -110,8 +110,9 @@ class StylizeSettings:
     against 62-63 %). 200 steadies strokes further (Matisse 1.05-1.09x) at more of the texture.
 
     Steps: 120 on a CPU. On lego at 100 px, 200 gave the Scream's Gram fall at the view's detail
-    59-70 % over five seeds against 48-67 % (160: no change) in 1.6 times the time, over the 3 minutes
-    on a slower 2-core CPU; `--steps 200` where the time is. See docs/stylization.md.
+    59-70 % over five seeds against 48-67 % (160: no change) in 1.6 times the time, which by estimate
+    (not run there) is over 3 minutes on a slower 2-core CPU; `--steps 200` where the time is. See
+    docs/stylization.md.
     """
 
     steps: int = 0  # 0: by mode and device (view: 120 CPU / 400 GPU; patch: 300 / 1000)
