@@ -17,6 +17,8 @@ same two falls against the painting as a view of the render's size can show it (
               detail (no NNFM, no palette, no colour transfer)
   no_palette  the defaults without the palette term while training (--palette-weight 0)
   patch       INS's sampling-stride patches (32 px, stride 2) with the geometry term
+  gpu512      the defaults with a GPU's loss-network size (512 px) and all training views, to see on
+              a CPU what a GPU run gives (at its own step count: pass --steps 400 for the GPU's)
 With --pictures, `lego_styles.png` shows the content and each painting for two views and each variant.
 """
 
@@ -47,6 +49,7 @@ VARIANTS = {
              "style_detail": "full"},
     "no_palette": {"palette_weight": 0.0},
     "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
+    "gpu512": {"vgg_size": 512, "max_views": 0},
 }
 
 
