@@ -19,7 +19,7 @@ same two falls against the painting as a view of the render's size can show it (
   patch       INS's sampling-stride patches (32 px, stride 2) with the geometry term
   gpu512      the defaults with a GPU's loss-network size (512 px) and all training views, to see on
               a CPU what a GPU run gives (at its own step count: pass --steps 400 for the GPU's)
-With --pictures, `lego_styles.png` shows the content and each painting for two views and each variant.
+With --pictures, `lego_styles.png` (or --picture-name) shows the content and each painting for two views and each variant.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ VARIANTS = {
     "no_palette": {"palette_weight": 0.0},
     "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
     "gpu512": {"vgg_size": 512, "max_views": 0},
+    "gpu512_full": {"vgg_size": 512, "max_views": 0, "style_detail": "full"},
 }
 
 
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, required=True, help="where the stylized runs are kept")
     parser.add_argument("--pictures", type=Path)
+    parser.add_argument("--picture-name", default="lego_styles.png", help="file name of the grid in --pictures")
     parser.add_argument("--views", type=int, nargs="+", default=[0, 5], help="held-out views shown in the picture")
     parser.add_argument("--picture-scale", type=int, default=2, help="pictures at this many times the training resolution")
     args = parser.parse_args()
@@ -120,7 +122,7 @@ def main() -> None:
             labels += [f"{style.stem} {variant}, view {k}" for k in args.views]
     emit("memory", **peak_memory_mb(content.device))
     if args.pictures:
-        save_png(args.pictures / "lego_styles.png", image_grid(tiles, labels, columns=columns))
+        save_png(args.pictures / args.picture_name, image_grid(tiles, labels, columns=columns))
 
 
 if __name__ == "__main__":
