@@ -19,6 +19,8 @@ same two falls against the painting as a view of the render's size can show it (
   patch       INS's sampling-stride patches (32 px, stride 2) with the geometry term
   gpu512      the defaults with a GPU's loss-network size (512 px) and all training views, to see on
               a CPU what a GPU run gives (at its own step count: pass --steps 400 for the GPU's)
+  gpu512_full gpu512 with the painting's full detail as the target (style_detail "full") instead of
+              what a view of the render's size can show
 With --pictures, `lego_styles.png` (or --picture-name) shows the content and each painting for two views and each variant.
 """
 
