@@ -21,12 +21,15 @@ same two falls against the painting as a view of the render's size can show it (
               a CPU what a GPU run gives (at its own step count: pass --steps 400 for the GPU's)
   gpu512_full gpu512 with the painting's full detail as the target (style_detail "full") instead of
               what a view of the render's size can show
-With --pictures, `lego_styles.png` (or --picture-name) shows the content and each painting for two views and each variant.
+`--set KEY=VALUE` changes one more setting over every variant (e.g. `--set tv_weight=25`; the run's
+directory and picture label name it). With --pictures, `lego_styles.png` (or --picture-name) shows
+the content and each painting for two views and each variant.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +46,7 @@ from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
-from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
+from ins_core.train.stylize import StylizeRequest, StylizeSettings, start_stylize  # noqa: E402
 
 VARIANTS = {
     "default": {},
@@ -54,6 +57,16 @@ VARIANTS = {
     "gpu512": {"vgg_size": 512, "max_views": 0},
     "gpu512_full": {"vgg_size": 512, "max_views": 0, "style_detail": "full"},
 }
+
+
+def setting(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    if key not in StylizeSettings.__dataclass_fields__ or not value:
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE with KEY a stylization setting")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def stylize(content_run: Path, style: Path, out: Path, device: str, settings: dict, seed: int) -> tuple[float, int]:
@@ -72,6 +85,8 @@ def main() -> None:
     parser.add_argument("--style", type=Path, nargs="+", required=True)
     parser.add_argument("--variant", action="append", choices=tuple(VARIANTS), help="default: only `default`")
     parser.add_argument("--steps", type=int)
+    parser.add_argument("--set", dest="overrides", type=setting, action="append", default=[], metavar="KEY=VALUE",
+                        help="one more stylization setting over the variant's, e.g. tv_weight=25 (kept in the run's name)")
     parser.add_argument("--seed", type=int, default=0, help="the style modules' initialisation (runs of seed k > 0 are kept as NAME_VARIANT_seedk)")
     parser.add_argument("--no-eval", action="store_true", help="pictures and time only")
     parser.add_argument("--reuse", action="store_true", help="draw (and evaluate) finished runs already in --out instead of training them again")
@@ -101,12 +116,13 @@ def main() -> None:
     labels += [""] * (columns - len(labels))
     for style in args.style:
         for variant in args.variant or ["default"]:
-            settings = {**VARIANTS[variant], **({"steps": args.steps} if args.steps else {})}
-            out = args.out / (f"{style.stem}_{variant}" + (f"_seed{args.seed}" if args.seed else ""))
+            settings = {**VARIANTS[variant], **({"steps": args.steps} if args.steps else {}), **dict(args.overrides)}
+            name = "".join([variant, *(f"_{key}{value}" for key, value in args.overrides)])
+            out = args.out / (f"{style.stem}_{name}" + (f"_seed{args.seed}" if args.seed else ""))
             reused = args.reuse and (out / "run.json").is_file() and open_run(out, args.device, load_data=False).config.get("status") == "done"
             seconds, steps = (None, None) if reused else stylize(args.content_run, style, out, args.device, settings, args.seed)
             stylized = open_run(out, args.device)
-            record = {"style": style.stem, "variant": variant, "seed": args.seed, "seconds": None if reused else round(seconds, 1), "steps": steps,
+            record = {"style": style.stem, "variant": variant, **({"settings": dict(args.overrides)} if args.overrides else {}), "seed": args.seed, "seconds": None if reused else round(seconds, 1), "steps": steps,
                       "resolution": views.width}
             if not args.no_eval:
                 pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
@@ -121,7 +137,7 @@ def main() -> None:
                               gram_fall_seen_painting_pasted=round(gram_fall(metrics["styles"][0], "style_distance_seen_painting"), 3))
             emit("stylize", **record)
             tiles += [draw(stylized.model, k) for k in args.views]
-            labels += [f"{style.stem} {variant}, view {k}" for k in args.views]
+            labels += [f"{style.stem} {name}, view {k}" for k in args.views]
     emit("memory", **peak_memory_mb(content.device))
     if args.pictures:
         save_png(args.pictures / args.picture_name, image_grid(tiles, labels, columns=columns))

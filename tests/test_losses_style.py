@@ -19,6 +19,9 @@ from ins_core.losses.style import (
     gram_matrix,
     nearest_neighbours,
     nnfm_loss,
+    object_style_distance,
+    object_style_distances,
+    painting_grams,
     palette_shortfall,
     principal_colours,
     relative_content_loss,
@@ -77,6 +80,24 @@ def test_style_loss_zero_for_identical_and_positive_otherwise(extractor):
     assert float(style_loss(extractor(other, GRAM_LAYERS), target)) > 1e-8
     assert style_statistics_distance(style[0].permute(1, 2, 0).numpy(), style[0].permute(1, 2, 0), extractor) == pytest.approx(0.0, abs=1e-12)
     assert style_statistics_distance(other[0].permute(1, 2, 0), style[0].permute(1, 2, 0), extractor) > 1e-8
+
+
+def test_the_object_style_distance_is_the_sum_of_its_layers_and_ignores_what_the_mask_leaves_out(extractor):
+    style = _stripes_style(64)[0].permute(1, 2, 0)
+    targets = painting_grams(style, extractor)
+    everywhere = torch.ones(64, 64)
+    same = object_style_distances(style, everywhere, targets, extractor)
+    assert list(same) == list(GRAM_LAYERS) and max(same.values()) == pytest.approx(0.0, abs=1e-9)
+    blobs = _blobs_image(64)[0].permute(1, 2, 0)
+    layers = object_style_distances(blobs, everywhere, targets, extractor, size=48)
+    assert min(layers.values()) > 0
+    assert object_style_distance(blobs, everywhere, targets, extractor, size=48) == pytest.approx(sum(layers.values()), rel=1e-6)
+    # the stripes on the left half, white on the right: over the left half only, the Grams are
+    # nearly the stripes' own; over the whole image the white pulls them far off
+    half = torch.zeros(64, 64)
+    half[:, :32] = 1
+    pasted = torch.where(half[..., None] > 0, style, torch.ones_like(style))
+    assert object_style_distance(pasted, half, targets, extractor) < 0.2 * object_style_distance(pasted, everywhere, targets, extractor)
 
 
 def test_content_loss_and_total_variation_by_hand():

@@ -36,22 +36,34 @@ def evaluate_views(trained: TrainedRun, views, progress=None) -> dict:
     }
 
 
-def _evaluate_stylized_run(trained: TrainedRun, progress=None) -> dict:
-    """Style match, content kept, geometry kept and consistency, against the run's content run."""
-    import numpy as np
-    from PIL import Image
-
-    from ..losses.vgg import resolve_backbone
+def content_run_of(trained: TrainedRun) -> TrainedRun:
+    """The content run a stylized run was made from (found beside it if both were moved together)."""
     from ..train.loading import open_run
-    from .stylization import evaluate_stylized
 
     config = trained.config
     relative = config.get("signature", {}).get("base_run")
     moved = trained.run.root / relative if relative else None
-    content = open_run(moved if moved is not None and (moved / "run.json").is_file() else config["base_run"], str(trained.device))
+    return open_run(moved if moved is not None and (moved / "run.json").is_file() else config["base_run"], str(trained.device))
+
+
+def styles_of(trained: TrainedRun) -> list[torch.Tensor]:
+    """A stylized run's paintings [H, W, 3] in [0, 1], as it kept them (at their working size)."""
+    import numpy as np
+    from PIL import Image
+
+    return [torch.from_numpy(np.asarray(Image.open(trained.run.root / s["file"]).convert("RGB"), dtype=np.float32) / 255.0).to(trained.device)
+            for s in trained.config["styles"]]
+
+
+def _evaluate_stylized_run(trained: TrainedRun, progress=None) -> dict:
+    """Style match, content kept, geometry kept and consistency, against the run's content run."""
+    from ..losses.vgg import resolve_backbone
+    from .stylization import evaluate_stylized
+
+    config = trained.config
+    content = content_run_of(trained)
     views = trained.data.test if trained.data.test is not None and len(trained.data.test) else trained.data.train
-    styles = [torch.from_numpy(np.asarray(Image.open(trained.run.root / s["file"]).convert("RGB"), dtype=np.float32) / 255.0).to(trained.device)
-              for s in config["styles"]]
+    styles = styles_of(trained)
     backbone = resolve_backbone(config.get("vgg_weights"), config.get("cache_dir"), False, log=lambda message: None)
     renders: dict = {}
     working_size = config.get("stylize", {}).get("vgg_size")

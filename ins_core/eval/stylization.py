@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.cameras import image_pixels, look_at, rays_from_pixels
-from ..losses.style import CONTENT_LAYER, band_limited, content_loss, object_style_distance, painting_grams
+from ..losses.style import CONTENT_LAYER, band_limited, content_loss, object_style_distances, painting_grams
 from ..render.reprojection import reproject
 from ..render.views import ViewRender, render_view
 
@@ -102,10 +102,19 @@ def through_palette(renders: list[ViewRender], field) -> list[ViewRender]:
     return out
 
 
+def _mean_per_layer(per_view: list[dict[str, float]]) -> dict[str, float]:
+    return {name: sum(view[name] for view in per_view) / len(per_view) for name in per_view[0]}
+
+
+def object_distances(renders: list[torch.Tensor], masks: list[torch.Tensor], targets: dict, extractor, size: int | None) -> dict[str, float]:
+    """Gram distance per layer of the rendered object (`masks`) to the painting's Grams
+    (`painting_grams`) at the loss network's working size, averaged over the views."""
+    return _mean_per_layer([object_style_distances(r, m, targets, extractor, size) for r, m in zip(renders, masks)])
+
+
 def object_distance(renders: list[torch.Tensor], masks: list[torch.Tensor], targets: dict, extractor, size: int | None) -> float:
-    """Gram distance of the rendered object (`masks`) to the painting's Grams (`painting_grams`) at
-    the loss network's working size, over the views."""
-    return sum(object_style_distance(r, m, targets, extractor, size) for r, m in zip(renders, masks)) / len(renders)
+    """`object_distances` summed over the layers: the Gram distance `eval` reports."""
+    return sum(object_distances(renders, masks, targets, extractor, size).values())
 
 
 def style_and_content(renders: list[torch.Tensor], photos: list[torch.Tensor], targets: dict, extractor,
@@ -133,18 +142,23 @@ def painting_in_view(style: torch.Tensor, height: int, width: int, working_size:
     return view[0].permute(1, 2, 0).clamp(0, 1)
 
 
-def painting_pasted_distance(style: torch.Tensor, masks: list[torch.Tensor], extractor, working_size: int | None,
-                             targets: dict | None = None) -> float:
-    """Gram distance of the painting itself, pasted over white into each silhouette (`masks`,
-    opacities [H, W]) at the render's size, to `targets` (default: the painting's own Grams): the
-    score of a perfect stylization of those pixels."""
+def painting_pasted_distances(style: torch.Tensor, masks: list[torch.Tensor], extractor, working_size: int | None,
+                              targets: dict | None = None) -> dict[str, float]:
+    """Gram distance per layer of the painting itself, pasted over white into each silhouette
+    (`masks`, opacities [H, W]) at the render's size, to `targets` (default: the painting's own
+    Grams): the score of a perfect stylization of those pixels."""
     targets = painting_grams(style, extractor) if targets is None else targets
-    total = 0.0
+    pasted = []
     for mask in masks:
         painting = painting_in_view(style.to(mask), mask.shape[0], mask.shape[1], working_size)
-        pasted = painting * mask[..., None] + (1 - mask[..., None])
-        total += object_style_distance(pasted, mask, targets, extractor, working_size)
-    return total / len(masks)
+        pasted.append(painting * mask[..., None] + (1 - mask[..., None]))
+    return object_distances(pasted, masks, targets, extractor, working_size)
+
+
+def painting_pasted_distance(style: torch.Tensor, masks: list[torch.Tensor], extractor, working_size: int | None,
+                             targets: dict | None = None) -> float:
+    """`painting_pasted_distances` summed over the layers."""
+    return sum(painting_pasted_distances(style, masks, extractor, working_size, targets).values())
 
 
 def painting_as_seen(style: torch.Tensor, view_side: int, working_size: int | None) -> torch.Tensor:

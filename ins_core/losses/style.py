@@ -280,17 +280,17 @@ def painting_grams(style: torch.Tensor | np.ndarray, extractor: FeatureExtractor
 
 
 @torch.no_grad()
-def object_style_distance(
+def object_style_distances(
     image: torch.Tensor,
     mask: torch.Tensor,
     targets: Mapping[str, torch.Tensor],
     extractor: FeatureExtractor,
     size: int | None = None,
-) -> float:
-    """Like `style_statistics_distance`, but the Gram matrices of `image` [H, W, 3] are taken over
-    the object (`mask` [H, W]) only, with the image resized to `size` on its longer side first: the
-    statistics a stylization optimises, without the empty background that it never paints.
-    `targets`: the painting's Grams per layer (`painting_grams`)."""
+) -> dict[str, float]:
+    """MSE between the Gram matrices of `image` [H, W, 3], taken over the object (`mask` [H, W])
+    only, and the painting's (`targets`, per layer: `painting_grams`), per layer; the image is
+    resized to `size` on its longer side first. The statistics a stylization optimises, without the
+    empty background that it never paints."""
     layers = list(targets)
     batch = _to_batch(image, extractor.mean)
     weights = mask.to(batch)[None, None]
@@ -299,8 +299,20 @@ def object_style_distance(
         shape = (max(1, round(batch.shape[-2] * scale)), max(1, round(batch.shape[-1] * scale)))
         batch = torch.nn.functional.interpolate(batch, size=shape, mode="bilinear", align_corners=False)
     image_feats = extractor(batch, layers)
-    terms = [_mse(masked_gram_matrix(image_feats[name], weights), targets[name]) for name in layers]
-    return float(torch.stack(terms).sum())
+    return {name: float(_mse(masked_gram_matrix(image_feats[name], weights), targets[name])) for name in layers}
+
+
+def object_style_distance(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    targets: Mapping[str, torch.Tensor],
+    extractor: FeatureExtractor,
+    size: int | None = None,
+) -> float:
+    """Like `style_statistics_distance`, but over the object only: the sum over layers of
+    `object_style_distances` (raw MSEs, so the layers with the largest Grams, relu1_2 and relu2_2,
+    weigh most)."""
+    return sum(object_style_distances(image, mask, targets, extractor, size).values())
 
 
 @dataclass
