@@ -40,13 +40,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    extractor, hardware_shown, content_renders = None, False, {}
-    white = None
+    extractor, content_renders = None, {}  # content renders kept per content run, for runs that share one
     for path in args.stylized_run:
         stylized = open_run(path, args.device)
-        if not hardware_shown:
+        if extractor is None:
             emit_hardware(stylized.device)
-            hardware_shown = True
             extractor = resolve_backbone(log=lambda m: None).extractor.to(stylized.device)
             white = torch.ones(3, device=stylized.device)
         content = content_run_of(stylized)
