@@ -1,7 +1,9 @@
 """Hash-grid interpolation and gradients, Fourier features, spherical harmonics."""
 
+import itertools
 import math
 
+import pytest
 import torch
 
 from ins_core.fields.encodings import FourierEncoding, HashGridEncoding, SphericalHarmonicsEncoding
@@ -84,3 +86,45 @@ def test_spherical_harmonics_are_orthonormal_on_the_sphere():
     basis = SphericalHarmonicsEncoding(4)(d)
     gram = basis.T @ basis * (4 * math.pi / d.shape[0])
     assert torch.allclose(gram, torch.eye(16), atol=0.03)
+
+
+def _spatial_hash_rows(grid: HashGridEncoding, level: int, cells: list[tuple[int, ...]]) -> list[list[int]]:
+    """Each cell's corner rows from the published hash in Python integers (no overflow, no tricks)."""
+    size = grid.hash_mask + 1
+    rows = []
+    for cell in cells:
+        corner_rows = []
+        for corner in itertools.product((0, 1), repeat=grid.in_dim):
+            coords = [c + o for c, o in zip(cell, corner)]
+            index = 0
+            for coordinate, prime in zip(coords, (1, 2654435761, 805459861, 3674653429)):
+                index ^= coordinate * prime
+            corner_rows.append((index % size) + int(grid.level_offset[level]))
+        rows.append(sorted(corner_rows))
+    return rows
+
+
+@pytest.mark.parametrize("log2_table", [19, 22], ids=["int32-products", "int64-products"])
+def test_hashed_rows_are_the_spatial_hash_even_at_the_finest_cells(log2_table):
+    grid = HashGridEncoding(3, n_levels=2, features_per_level=2, log2_table_size=log2_table, base_resolution=1024, max_resolution=2048)
+    level = 1
+    assert not bool(grid.level_dense[level])
+    cells = [(0, 0, 0), (2047, 2047, 2047), (1, 1500, 2047), (1234, 5, 999)]
+    rows = grid.level_rows(torch.tensor(cells, dtype=torch.float32), level)
+    assert sorted(map(sorted, rows.tolist())) == sorted(_spatial_hash_rows(grid, level, cells))
+
+
+def test_all_levels_at_once_equal_each_level_read_alone_with_the_same_gradients():
+    torch.manual_seed(0)
+    grid = HashGridEncoding(3, n_levels=5, features_per_level=2, log2_table_size=11, base_resolution=4, max_resolution=96)
+    assert bool(grid.level_dense[0]) and not bool(grid.level_dense[-1])  # both kinds of level
+    with torch.no_grad():
+        grid.table.normal_()
+    x = torch.rand(300, 3, requires_grad=True)
+    together = grid(x)
+    alone = torch.cat([grid.read_level(x, level) for level in range(grid.n_levels)], dim=1)
+    assert torch.allclose(together, alone, atol=1e-6)
+    weights = torch.randn(grid.output_dim)
+    (together_grad,) = torch.autograd.grad((together * weights).sum(), x)
+    (alone_grad,) = torch.autograd.grad((alone * weights).sum(), x)
+    assert torch.allclose(together_grad, alone_grad, atol=1e-5)

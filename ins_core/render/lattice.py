@@ -69,33 +69,6 @@ class LatticeEncoding(nn.Module):
                     spent += corners
         self.corners_written = spent
 
-    def _table_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        """One level read from the table: the 2^D corner rows of each point's cell, blended: [N, F]."""
-        enc = self.source
-        n, dims = x.shape
-        position = x * enc.resolutions[level]
-        cell = position.floor()
-        frac = position - cell
-        dense = bool(enc.level_dense[level])
-        # Only the index bits under the mask matter, so the primes can be reduced modulo the table
-        # size; the products then fit in int32 for every resolution a table of this size is used at.
-        multiplier = enc.dense_stride[level] if dense else enc.primes & enc.hash_mask
-        small = (enc.resolutions[level] + 1) * (enc.hash_mask + 1) < 2**31
-        multiplier = multiplier.int() if small else multiplier
-        # Each corner's index combines one term per dimension, low or high: D x 2 products, not 2^D x D.
-        low = cell.to(multiplier.dtype) * multiplier
-        terms = torch.stack([low, low + multiplier], dim=-1)  # [N, D, 2]
-        blend = torch.stack([1 - frac, frac], dim=-1)
-        combine = torch.add if dense else torch.bitwise_xor
-        index, weight = terms[:, 0], blend[:, 0]
-        # Sizes spelt out, not -1: a block of rays that sees nothing brings no points (n = 0).
-        for d in range(1, dims):
-            index = combine(index[:, :, None], terms[:, d, None, :]).reshape(n, 2 ** (d + 1))
-            weight = (weight[:, :, None] * blend[:, d, None, :]).reshape(n, 2 ** (d + 1))
-        rows = (index & enc.hash_mask) + int(enc.level_offset[level])
-        features = enc.table.index_select(0, rows.reshape(-1)).view(n, 2 ** dims, enc.features_per_level)
-        return torch.bmm(weight[:, None, :], features)[:, 0]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().clamp(0.0, 1.0 - 1e-6)  # as the hash grid does
         n = x.shape[0]
@@ -108,7 +81,7 @@ class LatticeEncoding(nn.Module):
             volume = self.volumes.get(level)
             rows = out[level * f:(level + 1) * f]
             if volume is None:
-                rows.copy_(self._table_level(x, level).T)
+                rows.copy_(self.source.read_level(x, level).T)
             else:
                 rows.copy_(F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True).view(f, n))
         return out.T.contiguous()
