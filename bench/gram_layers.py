@@ -74,12 +74,12 @@ def main() -> None:
             for detail, grams in targets.items():
                 stylized_d = object_distances([r.rgb for r in after], masks, grams, extractor, working)
                 total = sum(content_d[detail].values())
-                for layer, content in content_d[detail].items():
+                for layer, content_layer in content_d[detail].items():
                     pasted = pasted_d[detail][layer]
                     emit("gram_layer", run=path.name, map_strength=strength, detail=detail, layer=layer, resolution=views.width,
-                         working_size=working, views=len(chosen), share_of_content=round(content / total, 3),
-                         content=float(f"{content:.4g}"), stylized=float(f"{stylized_d[layer]:.4g}"), painting_pasted=float(f"{pasted:.4g}"),
-                         fall_stylized=round(1 - stylized_d[layer] / content, 3), fall_painting_pasted=round(1 - pasted / content, 3))
+                         working_size=working, views=len(chosen), share_of_content=round(content_layer / total, 3),
+                         content=float(f"{content_layer:.4g}"), stylized=float(f"{stylized_d[layer]:.4g}"), painting_pasted=float(f"{pasted:.4g}"),
+                         fall_stylized=round(1 - stylized_d[layer] / content_layer, 3), fall_painting_pasted=round(1 - pasted / content_layer, 3))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def test_output_matches_corner_values_at_grid_vertices():
 
 def test_hashed_levels_stay_inside_their_table_and_collide_deterministically():
     grid = HashGridEncoding(3, n_levels=4, features_per_level=2, log2_table_size=10, base_resolution=16, max_resolution=128)
-    assert not bool(grid.level_dense[-1])  # 129^3 corners cannot fit 2^10 slots
+    assert not grid.dense_levels[-1]  # 129^3 corners cannot fit 2^10 slots
     x = torch.rand(5000, 3)
     out1, out2 = grid(x), grid(x)
     assert torch.equal(out1, out2)
@@ -99,7 +99,7 @@ def _spatial_hash_rows(grid: HashGridEncoding, level: int, cells: list[tuple[int
             index = 0
             for coordinate, prime in zip(coords, (1, 2654435761, 805459861, 3674653429)):
                 index ^= coordinate * prime
-            corner_rows.append((index % size) + int(grid.level_offset[level]))
+            corner_rows.append((index % size) + grid.level_offsets[level])
         rows.append(sorted(corner_rows))
     return rows
 
@@ -108,7 +108,7 @@ def _spatial_hash_rows(grid: HashGridEncoding, level: int, cells: list[tuple[int
 def test_hashed_rows_are_the_spatial_hash_even_at_the_finest_cells(log2_table):
     grid = HashGridEncoding(3, n_levels=2, features_per_level=2, log2_table_size=log2_table, base_resolution=1024, max_resolution=2048)
     level = 1
-    assert not bool(grid.level_dense[level])
+    assert not grid.dense_levels[level]
     cells = [(0, 0, 0), (2047, 2047, 2047), (1, 1500, 2047), (1234, 5, 999)]
     rows = grid.level_rows(torch.tensor(cells, dtype=torch.float32), level)
     assert sorted(map(sorted, rows.tolist())) == sorted(_spatial_hash_rows(grid, level, cells))
@@ -117,7 +117,7 @@ def test_hashed_rows_are_the_spatial_hash_even_at_the_finest_cells(log2_table):
 def test_all_levels_at_once_equal_each_level_read_alone_with_the_same_gradients():
     torch.manual_seed(0)
     grid = HashGridEncoding(3, n_levels=5, features_per_level=2, log2_table_size=11, base_resolution=4, max_resolution=96)
-    assert bool(grid.level_dense[0]) and not bool(grid.level_dense[-1])  # both kinds of level
+    assert grid.dense_levels[0] and not grid.dense_levels[-1]  # both kinds of level
     with torch.no_grad():
         grid.table.normal_()
     x = torch.rand(300, 3, requires_grad=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -78,12 +79,10 @@ class HashGridEncoding(nn.Module):
         self.features_per_level = features_per_level
         self.output_dim = n_levels * features_per_level
         self.resolutions = resolutions
-        # Python copies of what each level's indexing branches on: no device sync per level on a GPU.
+        # Plain Python, not buffers: what each level's indexing branches on costs no device sync.
         self.dense_levels = dense
         self.level_offsets = offsets[:-1]
         self.register_buffer("level_resolution", torch.tensor(resolutions, dtype=torch.float32), persistent=False)
-        self.register_buffer("level_offset", torch.tensor(offsets[:-1], dtype=torch.int64), persistent=False)
-        self.register_buffer("level_dense", torch.tensor(dense), persistent=False)
         # Hashed levels never use the dense index (and their strides would overflow), so they get 0.
         strides = torch.tensor([[(res + 1) ** d if dense[i] else 0 for d in range(in_dim)] for i, res in enumerate(resolutions)], dtype=torch.int64)
         self.register_buffer("dense_stride", strides, persistent=False)
@@ -103,22 +102,25 @@ class HashGridEncoding(nn.Module):
             out = combine(out.unsqueeze(-1), per_dim[:, :, d].view(n, levels, *([1] * d), 2))
         return out.reshape(n, levels, 2**self.in_dim)
 
-    @torch.no_grad()
-    def level_rows(self, cell: torch.Tensor, level: int) -> torch.Tensor:
-        """Table rows [N, 2^D] of the corners of integer cells [N, D] (float or int) at one level.
-
-        Only the index bits under the mask matter, so the primes are reduced modulo the table size;
-        the products then fit in int32 for every resolution a table of this size is used at, and
-        each corner's index combines one term per dimension (D x 2 products, not 2^D x D).
-        """
-        n = cell.shape[0]
+    def level_multiplier(self, level: int) -> tuple[torch.Tensor, Callable]:
+        """How a level turns integer corner coordinates into an index before the mask: per-dimension
+        multipliers [D] and the way their products combine (dense: strides and +, hashed: primes
+        and xor). Only the index bits under the mask matter, so the primes are reduced modulo the
+        table size; the products then fit in int32 for every resolution a table of this size is used at."""
         dense = self.dense_levels[level]
         multiplier = self.dense_stride[level] if dense else self.primes & self.hash_mask
         if (self.resolutions[level] + 1) * (self.hash_mask + 1) < 2**31:
             multiplier = multiplier.int()
+        return multiplier, torch.add if dense else torch.bitwise_xor
+
+    @torch.no_grad()
+    def level_rows(self, cell: torch.Tensor, level: int) -> torch.Tensor:
+        """Table rows [N, 2^D] of the corners of integer cells [N, D] (float or int) at one level.
+        Each corner's index combines one term per dimension (D x 2 products, not 2^D x D)."""
+        n = cell.shape[0]
+        multiplier, combine = self.level_multiplier(level)
         low = cell.to(multiplier.dtype) * multiplier
         terms = torch.stack([low, low + multiplier], dim=-1)  # [N, D, 2]
-        combine = torch.add if dense else torch.bitwise_xor
         index = terms[:, 0]
         # Sizes spelt out, not -1: a block of rays that sees nothing brings no points (n = 0).
         for d in range(1, self.in_dim):
@@ -147,7 +149,7 @@ class HashGridEncoding(nn.Module):
         cell = position.detach().floor()
         frac = position - cell
         # The rows level by level (a dense level needs no hash, a hashed one no strides), then one
-        # gather and one blend for all levels: 2.5x faster than every index for every level at once.
+        # gather and one blend for all levels: 2-2.6x faster than every index for every level at once.
         rows = torch.empty(n, self.n_levels, corners, dtype=torch.long, device=x.device)
         for level in range(self.n_levels):
             rows[:, level] = self.level_rows(cell[:, level], level)

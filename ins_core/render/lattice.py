@@ -28,14 +28,12 @@ DEFAULT_BUDGET = 1 << 25
 
 def _corner_index(encoding: HashGridEncoding, level: int, corners: torch.Tensor) -> torch.Tensor:
     """Table rows [N] of integer lattice corners [N, D] at one level, exactly as the encoding indexes them."""
-    if bool(encoding.level_dense[level]):
-        index = (corners * encoding.dense_stride[level]).sum(-1)
-    else:
-        hashed = corners * encoding.primes
-        index = hashed[:, 0]
-        for d in range(1, encoding.in_dim):
-            index = index ^ hashed[:, d]
-    return (index & encoding.hash_mask) + encoding.level_offset[level]
+    multiplier, combine = encoding.level_multiplier(level)
+    terms = corners.to(multiplier.dtype) * multiplier
+    index = terms[:, 0]
+    for d in range(1, encoding.in_dim):
+        index = combine(index, terms[:, d])
+    return (index & encoding.hash_mask) + encoding.level_offsets[level]
 
 
 def _lattice_volume(encoding: HashGridEncoding, level: int) -> torch.Tensor:
