@@ -6,21 +6,27 @@ stylized with the same pipeline as the Stylize Scene button, then rendered.
 Writes into --out: style.png (the generated demo painting), job/ (the INS job folder: dataset,
 checkpoints, result with the textured mesh and renders), demo.blend (the scene with the imported
 stylized mesh, render engine set to INS), cycles_mesh.png (Cycles render of the imported mesh),
-ins_engine.png (the INS render engine's F12 of the same camera) and content_vs_stylized.png.
+ins_engine.png (the INS render engine's F12 of the same camera) and overview.png (the training view
+nearest the scene camera, the painting, and those two renders side by side: the README's picture).
 Nothing is downloaded; it runs on the CPU in a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import bpy
+import numpy as np
+from PIL import Image
 
 from ins_core.data.demo_scene import write_demo_style
+from ins_core.data.images import load_rgb
 from ins_core.errors import InputError
+from ins_core.eval.pictures import image_grid, save_png
 
 from . import register, unregister
 from .batch import BatchError, run_batch
@@ -32,6 +38,33 @@ def _render(scene, engine: str, path: Path) -> None:
     scene.render.filepath = str(path)
     scene.render.image_settings.file_format = "PNG"
     bpy.ops.render.render(write_still=True)
+
+
+def nearest_training_view(dataset: Path, camera_location) -> Path:
+    """The training view (transforms_train.json under `dataset`) whose camera looks at the scene from
+    the direction nearest to `camera_location`'s, both seen from the origin."""
+    frames = json.loads((dataset / "transforms_train.json").read_text())["frames"]
+    positions = np.array([[row[3] for row in frame["transform_matrix"][:3]] for frame in frames], dtype=np.float64)
+    target = np.asarray(camera_location, dtype=np.float64)
+    cosines = positions @ target / (np.linalg.norm(positions, axis=1) * np.linalg.norm(target) + 1e-12)
+    return dataset / frames[int(np.argmax(cosines))]["file_path"]
+
+
+def write_overview(out: Path, training_view: Path, size: int) -> Path:
+    """overview.png in `out`: the training view, the painting (style.png), the stylized mesh in Cycles
+    (cycles_mesh.png) and the INS render engine (ins_engine.png), each `size` pixels on its longer
+    side, transparent pixels over white."""
+    tiles, labels = [], []
+    for path, label in ((training_view, "a training view (Cycles)"), (out / "style.png", "the generated painting"),
+                        (out / "cycles_mesh.png", "stylized mesh in Cycles"), (out / "ins_engine.png", "INS render engine")):
+        rgb = load_rgb(path, label)
+        scale = size / max(rgb.shape[:2])
+        shape = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        tiles.append(np.asarray(Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).resize(shape, Image.Resampling.BICUBIC)))
+        labels.append(f"{label}, {rgb.shape[1]}x{rgb.shape[0]}")
+    path = out / "overview.png"
+    save_png(path, image_grid(tiles, labels))
+    return path
 
 
 def run_demo(out: Path, preset: str = "preview", device: str = "auto", force: bool = False) -> int:
@@ -61,6 +94,8 @@ def run_demo(out: Path, preset: str = "preview", device: str = "auto", force: bo
         for obj in scene.objects:
             obj.hide_render = False
         scene.camera = camera
+        write_overview(out, nearest_training_view(result.job_dir / "dataset", camera.matrix_world.translation),
+                       max(scene.render.resolution_x, scene.render.resolution_y))
         bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"), copy=True)
         print(f"demo: stylized in {result.seconds:.0f} s; results in {out}")
         return 0

@@ -56,6 +56,6 @@ def build_demo_scene() -> bpy.types.Scene:
     direction = -camera.location.normalized()
     camera.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
     scene.camera = camera
-    scene.render.resolution_x = scene.render.resolution_y = 128
+    scene.render.resolution_x = scene.render.resolution_y = 256  # the demo's pictures (training views: the preset's size)
     scene.cycles.samples = 16
     return scene

@@ -85,7 +85,7 @@ def test_presets_give_capture_and_job_settings_and_estimates():
             assert p.cpu_minutes[0] > previous.cpu_minutes[0] and p.gpu_minutes[0] > previous.gpu_minutes[0]
         previous = p
     preview = presets.get("preview")
-    assert presets.capture_resolution(preview, 16 / 9) == (64, 36)
+    assert presets.capture_resolution(preview, 16 / 9) == (128, 72)
     assert presets.capture_resolution(preview, 0.5, override=100) == (50, 100)
     assert presets.job_overrides(preview, 64) == {"pretrain_steps": 1500, "stylize_steps": 120,
                                                   "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30_000,
