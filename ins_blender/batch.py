@@ -200,9 +200,7 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
     python_path, bundled = jobs.resolve_python(python) if python else preferences.worker_python()
     if source is None:
         source = "cameras" if _scene_has_cameras(scene) else "auto_rig"
-    render = scene.render
-    aspect = (render.resolution_x * render.pixel_aspect_x) / max(1e-6, render.resolution_y * render.pixel_aspect_y)
-    size = presets.capture_resolution(preset_obj, aspect, resolution or 0)
+    size = presets.scene_view_size(preset_obj, scene.render, resolution or 0)
     job_overrides = {**presets.job_overrides(preset_obj, max(size)), **(overrides or {})}
     request = Request(
         scene=scene, styles=[StyleSource(path=Path(bpy.path.abspath(str(s)))) for s in styles],

@@ -1,7 +1,8 @@
 """The panel's time estimate: this machine's measured throughput, else the presets' rough figures.
 
 The worker records its steps/s per (device, mode, preset) in a small file (ins_core.throughput);
-here a preset's step counts become "About 7 min here". Without a record for that choice, the
+here a preset's step counts become "About 7 min here" (its stylization scaled to the size of the
+views the job will train on, when the record says what size it was measured at). Without a record for that choice, the
 presets' constant ranges are shown and say that nothing was measured yet. The file is read again
 only when it changes (the panel draws often). Plain Python: no bpy, no torch.
 """
@@ -30,12 +31,15 @@ def _records(path: Path | None = None) -> dict[str, dict]:
     return _cache["records"]
 
 
-def measured_seconds(preset: QualityPreset, mode: str, device: str, path: Path | None = None) -> float | None:
-    """Seconds the preset's job takes here at the recorded rates; None when not measured yet."""
+def measured_seconds(preset: QualityPreset, mode: str, device: str, path: Path | None = None,
+                     view_size: tuple[int, int] | None = None) -> float | None:
+    """Seconds the preset's job takes here at the recorded rates, training on views of `view_size`
+    (width, height; None: as measured); None when not measured yet."""
     record = _records(path).get(throughput.key(device, mode, preset.key))
     if record is None:
         return None
-    return throughput.estimate_s(record, preset.pretrain_steps, preset.stylize_steps)
+    pixels = view_size[0] * view_size[1] if view_size else None
+    return throughput.estimate_s(record, preset.pretrain_steps, preset.stylize_steps, pixels)
 
 
 def _about(seconds: float) -> str:
@@ -47,9 +51,10 @@ def _about(seconds: float) -> str:
     return f"About {minutes / 60:.1f} h here"
 
 
-def estimate_lines(preset: QualityPreset, mode: str, device: str, path: Path | None = None) -> list[str]:
+def estimate_lines(preset: QualityPreset, mode: str, device: str, path: Path | None = None,
+                   view_size: tuple[int, int] | None = None) -> list[str]:
     """Short lines for the sidebar: the measured estimate, or the rough ranges marked as such."""
-    seconds = measured_seconds(preset, mode, device, path)
+    seconds = measured_seconds(preset, mode, device, path, view_size)
     if seconds is not None:
         return [_about(seconds), "(measured on this machine)"]
     return [*preset.estimate_lines(), "Not measured here yet"]

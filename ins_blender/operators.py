@@ -93,9 +93,7 @@ def request_from_scene(context, scene=None) -> Request:
         elif item.filepath.strip():
             styles.append(StyleSource(path=Path(bpy.path.abspath(item.filepath.strip()))))
     preset = presets.get(settings.preset)
-    render = scene.render
-    aspect = (render.resolution_x * render.pixel_aspect_x) / max(1e-6, render.resolution_y * render.pixel_aspect_y)
-    resolution = presets.capture_resolution(preset, aspect, settings.capture_resolution)
+    resolution = presets.scene_view_size(preset, scene.render, settings.capture_resolution)
     objects = None
     if settings.only_selected:
         objects = list(getattr(context, "selected_objects", []) or [])

@@ -98,7 +98,9 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         layout.prop(settings, "preset")
         # This machine's measured speed when there is one (the worker records it), else the rough ranges.
         device = device_for_job(settings, preferences.get().device)
-        _column(layout, estimates.estimate_lines(presets.get(settings.preset), settings.mode.lower(), device), "TIME")
+        preset = presets.get(settings.preset)
+        view_size = presets.scene_view_size(preset, context.scene.render, settings.capture_resolution)
+        _column(layout, estimates.estimate_lines(preset, settings.mode.lower(), device, view_size=view_size), "TIME")
         layout.prop(settings, "stroke_scale", text="Strokes")
         layout.prop(settings, "palette_weight", text="Palette")
         layout.prop(settings, "style_detail", text="Detail", expand=True)

@@ -111,6 +111,13 @@ def capture_resolution(preset: QualityPreset, aspect: float, override: int = 0) 
     return max(8, round(side * aspect)), side
 
 
+def scene_view_size(preset: QualityPreset, render, override: int = 0) -> tuple[int, int]:
+    """`capture_resolution` for a scene's render settings (`scene.render`: its pixel size and
+    pixel aspect give the views' shape)."""
+    aspect = (render.resolution_x * render.pixel_aspect_x) / max(1e-6, render.resolution_y * render.pixel_aspect_y)
+    return capture_resolution(preset, aspect, override)
+
+
 def job_overrides(preset: QualityPreset, train_resolution: int | None = None) -> dict[str, int]:
     """job.json `overrides` for a preset: step counts, training width and export sizes."""
     overrides = {

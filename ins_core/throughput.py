@@ -6,7 +6,12 @@ into one small JSON file in the user's cache folder; the add-on reads it (plain 
 step counts into minutes. A missing, unreadable or malformed file means "not measured yet".
 
     {"version": 1, "records": {"cpu/nerf/preview": {"pretrain_steps_per_s": 6.1,
-        "stylize_steps_per_s": 0.9, "other_s": 40.0, "capture_s": 12.0, "threads": 1, "updated": "2026-11-30T21:00:00"}}}
+        "stylize_steps_per_s": 0.9, "stylize_view_pixels": 16384, "other_s": 40.0, "capture_s": 12.0,
+        "threads": 1, "updated": "2026-11-30T21:00:00"}}}
+
+A stylization step renders one whole training view, so its time grows with the view's pixels (a
+pre-training step takes a fixed batch of rays, whatever the views' size): the stylization rate is
+recorded with the view size it ran at, and an estimate for another size scales it (`view_cost`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ PATH_ENV = "INS_THROUGHPUT_FILE"
 VERSION = 1
 RATE_FIELDS = ("pretrain_steps_per_s", "stylize_steps_per_s")
 SECONDS_FIELDS = ("other_s", "capture_s")  # the worker's time outside training; the add-on's capture
+SIZE_FIELDS = ("stylize_view_pixels",)  # the training views' pixels (width x height) the stylization rate ran at
+# A stylization step costs about (FIXED_VIEW_PIXELS + the view's pixels) x a machine's own factor:
+# the loss network and the optimiser cost the same at every view size. Measured on a 2-core Xeon:
+# 0.38 s a step at 64x64 and 0.62 s at 128x128 (the demo), 0.53 s at 100x100 and 3.8 s at 400x400
+# (lego; the loss network at 256 px, then 512), both fitted by about 15 000 pixels' worth of fixed cost.
+FIXED_VIEW_PIXELS = 15_000
 MIN_STEPS = 20  # fewer measured steps than this say little about the rate (start-up dominates)
 
 
@@ -58,6 +69,7 @@ def _clean(record) -> dict | None:
             clean[name] = float(record[name])
     if not clean:
         return None
+    clean.update({name: int(record[name]) for name in SIZE_FIELDS if _positive(record.get(name))})
     for name in ("threads", "updated"):
         if isinstance(record.get(name), (int, str)) and not isinstance(record.get(name), bool):
             clean[name] = record[name]
@@ -101,12 +113,20 @@ def stage_rate(steps: int, seconds: float) -> float | None:
     return steps / seconds
 
 
-def estimate_s(rec: dict, pretrain_steps: int, stylize_steps: int) -> float | None:
-    """Seconds for a job of these step counts at the recorded rates; None without both rates."""
+def view_cost(view_pixels: float, measured_pixels: float) -> float:
+    """How many times a stylization step's time at `measured_pixels` one at `view_pixels` takes."""
+    return (FIXED_VIEW_PIXELS + view_pixels) / (FIXED_VIEW_PIXELS + measured_pixels)
+
+
+def estimate_s(rec: dict, pretrain_steps: int, stylize_steps: int, view_pixels: int | None = None) -> float | None:
+    """Seconds for a job of these step counts at the recorded rates, its stylization on views of
+    `view_pixels` (width x height; None: the size the rate was measured at); None without both rates."""
     pretrain, stylize = rec.get("pretrain_steps_per_s"), rec.get("stylize_steps_per_s")
     if not (_positive(pretrain) and _positive(stylize)):
         return None
-    return pretrain_steps / pretrain + stylize_steps / stylize + sum(rec.get(name, 0.0) for name in SECONDS_FIELDS)
+    measured = rec.get("stylize_view_pixels")
+    scale = view_cost(view_pixels, measured) if view_pixels and measured else 1.0
+    return pretrain_steps / pretrain + stylize_steps / stylize * scale + sum(rec.get(name, 0.0) for name in SECONDS_FIELDS)
 
 
 def record_capture(job_json: Path, seconds: float, path: Path | None = None) -> bool:

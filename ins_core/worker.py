@@ -159,7 +159,9 @@ class JobRunner:
         outcome = session.run_loop(on_step=on_step, should_stop=self.cancel)
         seconds = time.perf_counter() - start
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
-        self._record_rate(stage, session.step - first_step, seconds - preview_s)
+        train = getattr(session.data, "train", None)
+        size = {"stylize_view_pixels": train.width * train.height} if stage == "stylize" and train is not None else {}
+        self._record_rate(stage, session.step - first_step, seconds - preview_s, size)
         return outcome != "stopped"
 
     def _speed(self, stage: str, rate: float, step: int, total: int) -> None:
@@ -169,14 +171,15 @@ class JobRunner:
         log.info(message)
         self.events.send(LogEvent(level="debug", message=message))
 
-    def _record_rate(self, stage: str, steps: int, seconds: float) -> None:
-        """Steps/s of this stage into the throughput file the panel's estimate reads."""
+    def _record_rate(self, stage: str, steps: int, seconds: float, size: dict) -> None:
+        """Steps/s of this stage (with the view size it ran at, `size`) into the throughput file the
+        panel's estimate reads."""
         rate = throughput.stage_rate(steps, seconds)
         if rate is None:
             return
         log.info("%s: %d steps in %.1f s, %.2f steps/s (%s)", stage, steps, seconds, rate,
                  self.share.describe() if self.share else "default threads")
-        values = {f"{stage}_steps_per_s": round(rate, 4), "threads": self.share.threads if self.share else 0}
+        values = {f"{stage}_steps_per_s": round(rate, 4), "threads": self.share.threads if self.share else 0, **size}
         if not throughput.record(self.throughput_key, values):
             log.warning("could not write the throughput file %s", throughput.default_path())
 

@@ -387,6 +387,13 @@ def test_the_panel_estimate_comes_from_this_machines_recorded_speed(tmp_path, mo
         # What a finished CPU job records: 1500 / 2.5 + 120 / 0.5 + 60 s = 15 min.
         throughput.record("cpu/nerf/preview", {"pretrain_steps_per_s": 2.5, "stylize_steps_per_s": 0.5, "other_s": 60.0})
         assert "About 15 min here" in labels() and "Not measured here yet" not in labels()
+        # Measured on the preset's views (128x72 for the default 16:9 render); 400 px views (View Size)
+        # make each stylization step (15 000 + 400 x 225) / (15 000 + 128 x 72) times as long: 28 min.
+        throughput.record("cpu/nerf/preview", {"stylize_view_pixels": 128 * 72})
+        assert "About 15 min here" in labels()
+        scene.ins.capture_resolution = 400
+        assert "About 28 min here" in labels()
+        scene.ins.capture_resolution = 0
         scene.ins.mode = "SDF"  # measured for NeRF only
         assert "Not measured here yet" in labels()
         scene.ins.mode = "NERF"

@@ -51,6 +51,28 @@ def test_throughput_records_merge_and_give_an_estimate(tmp_path):
     assert throughput.stage_rate(10, 1.0) is None and throughput.stage_rate(100, 20.0) == 5.0
 
 
+def test_the_stylization_estimate_follows_the_views_size(tmp_path):
+    path = tmp_path / "throughput.json"
+    throughput.record("cpu/nerf/preview", {"pretrain_steps_per_s": 10.0, "stylize_steps_per_s": 2.0,
+                                           "stylize_view_pixels": 64 * 64, "other_s": 30}, path)
+    rec = throughput.load(path)["cpu/nerf/preview"]
+    assert rec["stylize_view_pixels"] == 4096
+    # 1500 / 10 + 120 / 2 + 30 at the measured size; at 128x128 the 60 s of stylization grow by
+    # (15 000 + 16 384) / (15 000 + 4 096): the demo's 0.38 -> 0.62 s a step on the 2-core Xeon.
+    assert throughput.estimate_s(rec, 1500, 120) == pytest.approx(240)
+    assert throughput.estimate_s(rec, 1500, 120, 64 * 64) == pytest.approx(240)
+    assert throughput.estimate_s(rec, 1500, 120, 128 * 128) == pytest.approx(180 + 60 * 31384 / 19096)
+    assert throughput.estimate_s(rec, 1500, 120, 32 * 32) < 240
+    preview = presets.get("preview")
+    small, large = (estimates.measured_seconds(preview, "nerf", "cpu", path, size) for size in ((64, 64), (400, 400)))
+    assert small == pytest.approx(240) and large == pytest.approx(180 + 60 * 175000 / 19096)
+    assert estimates.estimate_lines(preview, "nerf", "cpu", path, view_size=(400, 400))[0] == "About 12 min here"
+    # A record from before the size was kept (or a bad size) is taken as measured at the size asked for.
+    throughput.record("cpu/sdf/preview", {"pretrain_steps_per_s": 10.0, "stylize_steps_per_s": 2.0, "stylize_view_pixels": -5}, path)
+    rec = throughput.load(path)["cpu/sdf/preview"]
+    assert "stylize_view_pixels" not in rec and throughput.estimate_s(rec, 1500, 120, 400 * 400) == pytest.approx(210)
+
+
 @pytest.mark.parametrize("text", ["", "{not json", "[1, 2]", '{"version": 99, "records": {}}', b"\xff\xfe".decode("latin-1"),
                                   '{"version": 1, "records": {"cpu/nerf/preview": {"pretrain_steps_per_s": "fast"}}}',
                                   '{"version": 1, "records": {"cpu/nerf/preview": {"pretrain_steps_per_s": -1, "stylize_steps_per_s": NaN}}}'])
