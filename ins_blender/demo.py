@@ -21,10 +21,9 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from PIL import Image
 
 from ins_core.data.demo_scene import write_demo_style
-from ins_core.data.images import load_rgb
+from ins_core.data.images import load_rgb, resize_rgba
 from ins_core.errors import InputError
 from ins_core.eval.pictures import image_grid, save_png
 
@@ -58,10 +57,10 @@ def write_overview(out: Path, training_view: Path, size: int) -> Path:
     for path, label in ((training_view, "a training view (Cycles)"), (out / "style.png", "the generated painting"),
                         (out / "cycles_mesh.png", "stylized mesh in Cycles"), (out / "ins_engine.png", "INS render engine")):
         rgb = load_rgb(path, label)
-        scale = size / max(rgb.shape[:2])
-        shape = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-        tiles.append(np.asarray(Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).resize(shape, Image.Resampling.BICUBIC)))
-        labels.append(f"{label}, {rgb.shape[1]}x{rgb.shape[0]}")
+        height, width = rgb.shape[:2]
+        scale = size / max(height, width)
+        tiles.append(resize_rgba((rgb * 255 + 0.5).astype(np.uint8), max(1, round(width * scale)), max(1, round(height * scale))))
+        labels.append(f"{label}, {width}x{height}")
     path = out / "overview.png"
     save_png(path, image_grid(tiles, labels))
     return path

@@ -36,7 +36,7 @@ def to_rgba8(image: Image.Image, path: Path, what: str) -> np.ndarray:
 
 
 def resize_rgba(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize RGBA with area averaging when shrinking (Pillow premultiplies alpha for RGBA)."""
+    """Resize uint8 RGBA (or RGB) with area averaging when shrinking (Pillow premultiplies alpha for RGBA)."""
     if pixels.shape[1] == width and pixels.shape[0] == height:
         return pixels
     image = Image.fromarray(pixels)

@@ -98,6 +98,7 @@ class HashGridEncoding(nn.Module):
         """
         n, levels = per_dim.shape[:2]
         out = per_dim[:, :, 0]
+        # Sizes spelt out, not -1: a block of rays that sees nothing brings no points (n = 0).
         for d in range(1, self.in_dim):
             out = combine(out.unsqueeze(-1), per_dim[:, :, d].view(n, levels, *([1] * d), 2))
         return out.reshape(n, levels, 2**self.in_dim)
@@ -117,15 +118,10 @@ class HashGridEncoding(nn.Module):
     def level_rows(self, cell: torch.Tensor, level: int) -> torch.Tensor:
         """Table rows [N, 2^D] of the corners of integer cells [N, D] (float or int) at one level.
         Each corner's index combines one term per dimension (D x 2 products, not 2^D x D)."""
-        n = cell.shape[0]
         multiplier, combine = self.level_multiplier(level)
         low = cell.to(multiplier.dtype) * multiplier
         terms = torch.stack([low, low + multiplier], dim=-1)  # [N, D, 2]
-        index = terms[:, 0]
-        # Sizes spelt out, not -1: a block of rays that sees nothing brings no points (n = 0).
-        for d in range(1, self.in_dim):
-            index = combine(index[:, :, None], terms[:, d, None, :]).reshape(n, 2 ** (d + 1))
-        return (index & self.hash_mask) + self.level_offsets[level]
+        return (self._per_corner(terms[:, None], combine)[:, 0] & self.hash_mask) + self.level_offsets[level]
 
     def read_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
         """One level alone at positions [N, D] already in [0, 1): its features [N, F]."""
@@ -133,10 +129,7 @@ class HashGridEncoding(nn.Module):
         position = x * self.resolutions[level]
         cell = position.floor()
         frac = position - cell
-        blend = torch.stack([1 - frac, frac], dim=-1)  # [N, D, 2]
-        weight = blend[:, 0]
-        for d in range(1, dims):
-            weight = (weight[:, :, None] * blend[:, d, None, :]).reshape(n, 2 ** (d + 1))
+        weight = self._per_corner(torch.stack([1 - frac, frac], dim=-1)[:, None], torch.mul)[:, 0]  # [N, 2^D]
         features = self.table.index_select(0, self.level_rows(cell, level).reshape(-1)).view(n, 2**dims, self.features_per_level)
         return torch.bmm(weight[:, None, :], features)[:, 0]
 
