@@ -1,7 +1,9 @@
 """Time-to-PSNR of NeRF reconstruction on NeRF-synthetic lego (held-out views r_0, r_10, ..., r_90).
 
-    python bench/fit_lego.py --resolution 100 --time-budget 600              # CPU target: >= 25 dB
-    python bench/fit_lego.py --resolution 400 --time-budget 60 --device cuda # H100 target: >= 30 dB
+    python bench/fit_lego.py --resolution 100 --time-budget 60               # CPU target: >= 30 dB
+    python bench/fit_lego.py --resolution 800 --time-budget 60 --device cuda # H100 target: >= 33 dB
+    python bench/fit_lego.py --resolution 100 --time-budget 60 --set n_levels=12 --set log2_table_size=17 \
+        --set lr=0.01 --set final_lr_fraction=0.1                          # the CPU's settings before 2026-12-03
 
 Prints JSON lines: the hardware, then PSNR/SSIM on the held-out views at several training times
 (evaluation time is not counted), then peak memory. Reads ../shared/data; the project itself never does.
@@ -18,10 +20,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Stopwatch, emit, emit_hardware, peak_memory_mb  # noqa: E402
 from ins_core.eval.evaluate import evaluate_views  # noqa: E402
-from ins_core.train.fit import FitRequest, start_fit  # noqa: E402
+from ins_core.train.fit import TUNABLE, FitRequest, start_fit  # noqa: E402
 from ins_core.train.loading import TrainedRun  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nerf_synthetic_lego"
+
+
+def setting(text: str) -> tuple[str, float | int]:
+    key, _, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if key not in TUNABLE or number is None:
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=NUMBER with KEY one of {', '.join(TUNABLE)}")
+    return key, int(number) if number.is_integer() and key in ("n_levels", "log2_table_size") else number
 
 
 def main() -> None:
@@ -33,6 +46,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-rays", type=int)
     parser.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
+    parser.add_argument("--set", dest="tuning", type=setting, action="append", default=[], metavar="KEY=VALUE",
+                        help=f"replace one of the device's defaults ({', '.join(TUNABLE)}), e.g. n_levels=12")
     args = parser.parse_args()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="fit_lego_")) / "run"
@@ -40,11 +55,13 @@ def main() -> None:
     # Steps are an upper bound here; the time budget ends the run. The learning-rate decay is set for
     # roughly the number of steps the budget allows (measured after the first steps).
     request = FitRequest(data=args.data, kind="nerf", out=out, device=args.device, resolution=args.resolution,
-                         steps=10**6, batch_rays=args.batch_rays, holdout_names=holdout, force=True)
+                         steps=10**6, batch_rays=args.batch_rays, holdout_names=holdout, force=True, tuning=dict(args.tuning))
     session = start_fit(request)
     device = session.device
     emit_hardware(device)
-    emit("setup", resolution=args.resolution, train_views=len(session.data.train), test_views=len(session.data.test),
+    field = session.config["model"]["field"]
+    emit("setup", resolution=args.resolution, lr=session.config["lr"], final_lr_fraction=session.config.get("final_lr_fraction", 0.1),
+         n_levels=field["n_levels"], log2_table_size=field["log2_table_size"], train_views=len(session.data.train), test_views=len(session.data.test),
          batch_rays=session.config["batch_rays"], n_samples=session.config["model"]["n_samples"], aabb=session.config["aabb"])
     trained = TrainedRun(session.run, session.config, session.model, session.data, device)
     marks = [args.time_budget * (k + 1) / args.evaluations for k in range(args.evaluations)]

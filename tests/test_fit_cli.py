@@ -117,9 +117,10 @@ def test_eval_compares_the_exported_mesh_with_the_field(trained_run, tmp_path, c
     assert mesh["psnr_vs_field"] > 14.0, mesh
     assert mesh["psnr_vs_photo"] <= mesh["field_psnr_vs_photo"] + 1.0  # the mesh copies the field, it cannot beat it by much
     # The default colour look-up (a short rendered ray) follows a soft field's renders more closely
-    # than the field's colour at the surface point (measured: about +1.8 dB here).
+    # than the field's colour at the surface point (measured here: +0.4 dB with the CPU's small hash
+    # grid of 2026-12-03, whose 300 steps give a sharper field; +1.8 dB before).
     point = mesh_metrics(tmp_path / "point", "--color-lookup", "point")
-    assert mesh["psnr_vs_field"] > point["psnr_vs_field"] + 0.5, (mesh["psnr_vs_field"], point["psnr_vs_field"])
+    assert mesh["psnr_vs_field"] > point["psnr_vs_field"] + 0.2, (mesh["psnr_vs_field"], point["psnr_vs_field"])
 
     # The score measures the texture: the same mesh with its texture's colours inverted scores far worse.
     texture = tmp_path / "mesh" / "texture.png"

@@ -540,11 +540,14 @@ def test_the_consistency_term_pulls_a_view_towards_its_neighbours_last_render(co
 
 
 def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run, capsys):
-    """The demo style is far more colourful than the demo scene: uncapped, the palette map
-    stretches some colour direction well beyond 1.25x; capped, no direction is stretched more."""
+    """Blocks of pure red, green, blue and yellow are far more colourful than the demo scene:
+    uncapped, the palette map stretches some colour direction well beyond 1.25x; capped, no
+    direction is stretched more."""
+    blocks = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], dtype=np.uint8)
+    Image.fromarray(np.kron(blocks.reshape(2, 2, 3), np.ones((48, 48, 1), dtype=np.uint8))).save(content_run / "vivid.png")
     gains = {}
     for cap in (None, 1.25):
-        run = _stylize(content_run, f"palette_{cap}", ["style_a.png"], steps=2, palette_max_gain=cap)
+        run = _stylize(content_run, f"palette_{cap}", ["vivid.png"], steps=2, palette_max_gain=cap)
         gains[cap] = float(torch.linalg.svdvals(run.model.field.color_maps[0][:, :3]).max())
     assert gains[None] > 1.3 and gains[1.25] <= 1.25 + 1e-4
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),

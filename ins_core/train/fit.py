@@ -46,6 +46,12 @@ class FitRequest:
     seed: int = 0
     force: bool = False
     image_backbone: str = "hashgrid"
+    # For benchmarks that compare settings: replaces the device's defaults (`TUNABLE` keys only).
+    tuning: dict | None = None
+
+
+# What `FitRequest.tuning` may replace: the optimiser's keys, and the field's grid.
+TUNABLE = {"lr": (), "final_lr_fraction": (), "n_levels": ("model", "field"), "log2_table_size": ("model", "field")}
 
 
 @dataclass
@@ -112,6 +118,13 @@ def _new_config(request: FitRequest, device: torch.device) -> dict:
         settings["model"]["field"]["backbone"] = request.image_backbone
         if request.image_backbone == "siren":
             settings["lr"] = 3e-4  # sine networks diverge at hash-grid learning rates
+    for key, value in (request.tuning or {}).items():
+        if key not in TUNABLE:
+            raise ValueError(f"tuning key {key!r} is not one of {', '.join(TUNABLE)}")
+        target = settings
+        for part in TUNABLE[key]:
+            target = target[part]
+        target[key] = value
     for key in ("steps", "batch_rays"):
         value = getattr(request, key)
         if value is not None:
@@ -209,7 +222,8 @@ class FitSession(RunSession):
             batches = RayBatcher(self.data.train, config["batch_rays"])
             if config["kind"] == "nerf":
                 self._seed_occupancy()
-        self.trainer = Trainer(self.model, batches, config["lr"], config["steps"])
+        # Runs from before the setting decayed to a tenth.
+        self.trainer = Trainer(self.model, batches, config["lr"], config["steps"], final_lr_fraction=config.get("final_lr_fraction", 0.1))
         self._resume()
 
     def _seed_occupancy(self) -> None:
