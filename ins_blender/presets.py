@@ -119,8 +119,10 @@ def scene_view_size(preset: QualityPreset, render, override: int = 0) -> tuple[i
     return capture_resolution(preset, aspect, override)
 
 
-def job_overrides(preset: QualityPreset, train_resolution: int | None = None) -> dict[str, int]:
-    """job.json `overrides` for a preset: step counts, training width and export sizes."""
+def job_overrides(preset: QualityPreset, view_size: tuple[int, int] | None = None) -> dict[str, int]:
+    """job.json `overrides` for a preset: step counts, export sizes and, from the captured views'
+    (width, height), the training width (the worker resizes views to a width, so a portrait view's
+    longer side would enlarge it)."""
     overrides = {
         "pretrain_steps": preset.pretrain_steps,
         "stylize_steps": preset.stylize_steps,
@@ -128,6 +130,6 @@ def job_overrides(preset: QualityPreset, train_resolution: int | None = None) ->
         "texture_size": preset.texture_size,
         "mesh_faces": preset.mesh_faces,
     }
-    if train_resolution:
-        overrides["train_resolution"] = max(8, int(train_resolution))
+    if view_size:
+        overrides["train_resolution"] = max(8, int(view_size[0]))
     return overrides

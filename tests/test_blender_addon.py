@@ -87,9 +87,11 @@ def test_presets_give_capture_and_job_settings_and_estimates():
     preview = presets.get("preview")
     assert presets.capture_resolution(preview, 16 / 9) == (128, 72)
     assert presets.capture_resolution(preview, 0.5, override=100) == (50, 100)
-    assert presets.job_overrides(preview, 64) == {"pretrain_steps": 1500, "stylize_steps": 120,
-                                                  "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30_000,
-                                                  "train_resolution": 64}
+    assert presets.job_overrides(preview, (64, 36)) == {"pretrain_steps": 1500, "stylize_steps": 120,
+                                                        "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30_000,
+                                                        "train_resolution": 64}
+    # The worker resizes views to a width: a portrait view trains at its own width, not its height.
+    assert presets.job_overrides(preview, (36, 64))["train_resolution"] == 36
     with pytest.raises(ValueError, match="use one of preview, standard, high"):
         presets.get("ultra")
 

@@ -260,6 +260,17 @@ def tiny_job_argv(style, out) -> list[str]:
             "--resolution", "16", "--samples", "1"]
 
 
+def test_a_portrait_scene_trains_on_its_views_at_their_own_width(scene, style, tmp_path, fake_worker):
+    add_cube()
+    scene.render.resolution_x, scene.render.resolution_y = 900, 1600
+    out = tmp_path / "portrait"
+    assert batch.main([*tiny_job_argv(style, out), "--outputs", "mesh"], exit=False) == batch.EXIT_OK
+    spec = json.loads((out / "job.json").read_text())
+    frame = json.loads((out / "dataset" / "transforms_train.json").read_text())["frames"][0]
+    width, height = Image.open(out / "dataset" / frame["file_path"]).size
+    assert (width, height) == (9, 16) and spec["overrides"]["train_resolution"] == width
+
+
 def test_batch_runs_capture_worker_and_import(scene, style, tmp_path, fake_worker, capsys):
     add_cube()
     out = tmp_path / "job"
