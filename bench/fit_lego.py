@@ -60,7 +60,7 @@ def main() -> None:
     device = session.device
     emit_hardware(device)
     field = session.config["model"]["field"]
-    emit("setup", resolution=args.resolution, lr=session.config["lr"], final_lr_fraction=session.config.get("final_lr_fraction", 0.1),
+    emit("setup", resolution=args.resolution, lr=session.trainer.base_lr, final_lr_fraction=session.trainer.final_lr_fraction,
          n_levels=field["n_levels"], log2_table_size=field["log2_table_size"], train_views=len(session.data.train), test_views=len(session.data.test),
          batch_rays=session.config["batch_rays"], n_samples=session.config["model"]["n_samples"], aabb=session.config["aabb"])
     trained = TrainedRun(session.run, session.config, session.model, session.data, device)

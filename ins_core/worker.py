@@ -159,7 +159,7 @@ class JobRunner:
         outcome = session.run_loop(on_step=on_step, should_stop=self.cancel)
         seconds = time.perf_counter() - start
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
-        train = getattr(session.data, "train", None)
+        train = session.data.train
         size = {"stylize_view_pixels": train.width * train.height} if stage == "stylize" and train is not None else {}
         self._record_rate(stage, session.step - first_step, seconds - preview_s, size)
         return outcome != "stopped"

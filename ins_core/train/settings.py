@@ -18,8 +18,8 @@ def default_settings(kind: str, device: torch.device, width: int) -> dict:
             levels, table = 16, 19
         elif width <= SMALL_VIEWS:
             # On a CPU a step writes the whole table's gradient and Adam update, so a small table is a
-            # fast step: lego at 100 px reached 30.4 dB in 60 s with 8 levels of 2^15 against 26.2 dB
-            # with 12 of 2^17 (24 steps/s against 10), the demo scene at 128 px 36.0 dB against 35.5
+            # fast step: lego at 100 px reached 30.1-30.4 dB in 60 s with 8 levels of 2^15 against
+            # 25.7-26.2 dB with 12 of 2^17 (23-24 steps/s against 9-10), the demo scene at 128 px 36.0 dB against 35.5
             # in 1500 steps (49 s against 136 s). At 256 px the larger table keeps 0.8 dB more.
             levels, table = 8, 15
         else:
