@@ -4,7 +4,7 @@ Samples p_0..p_S along each ray; opacity of interval i from the SDF at its two e
 `neus_alpha`); its colour from the field at the interval's middle (features and normals averaged
 from the ends, so each point is evaluated once).
 
-For training, `prune=True` takes the SDF's gradient (a second-order graph, most of a CPU step's
+For training on a CPU, `prune=True` takes the SDF's gradient (a second-order graph, most of a CPU step's
 cost) only at the samples whose value can move the picture: those where NeuS's logistic CDF is not
 saturated and light still reaches, and the ends of the intervals that carry weight. Elsewhere the
 opacity's derivative is below 3.4e-4 of its peak or the sample is hidden, so a value computed

@@ -84,15 +84,20 @@ class SdfModel(nn.Module):
         return render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter)
 
     def training_loss(self, origins, directions, rgba, background) -> LossTerms:
-        out = render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter=True, prune=True)
+        # Pruned where it was measured (a CPU step 2.7x faster); a GPU keeps the reference render.
+        prune = origins.device.type == "cpu"
+        out = render_sdf_rays(self.field, origins, directions, self.n_samples, background, jitter=True, prune=prune)
         mse = F.mse_loss(out.rgb, composite_target(rgba, background))
-        # The eikonal term over all of the rays' samples in the box, as the reference renders had it,
-        # estimated from a few random ones per ray (the pruned render has gradients near surfaces only).
-        rays, columns = out.inside_box.shape
-        picked = torch.randint(0, columns, (rays, EIKONAL_SAMPLES_PER_RAY), device=origins.device)
-        inside = out.inside_box.gather(1, picked)
-        points = out.points.gather(1, picked[..., None].expand(-1, -1, 3))[inside]
-        grad_norm = self.field.sdf_with_gradient(points, create_graph=True)[2].norm(dim=-1)
+        if not prune:
+            gradients = out.gradients[out.inside_box]
+        else:
+            # The eikonal term over all of the rays' samples in the box, as the reference has it,
+            # estimated from a few random ones per ray (the pruned render has gradients near surfaces only).
+            rays, columns = out.inside_box.shape
+            picked = torch.randint(0, columns, (rays, EIKONAL_SAMPLES_PER_RAY), device=origins.device)
+            points = out.points.gather(1, picked[..., None].expand(-1, -1, 3))[out.inside_box.gather(1, picked)]
+            gradients = self.field.sdf_with_gradient(points, create_graph=True)[2]
+        grad_norm = gradients.norm(dim=-1)
         eikonal = ((grad_norm - 1.0) ** 2).mean() if grad_norm.numel() else grad_norm.sum()  # no sample in the box: none
         opacity = out.opacity.clamp(1e-4, 1 - 1e-4)
         mask = F.binary_cross_entropy(opacity, rgba[:, 3].clamp(0, 1))
