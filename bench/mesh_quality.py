@@ -7,9 +7,11 @@ For each export variant (colour from a short volume-rendered ray or from the fie
 one look-up direction or three; no face budget or a budget), it exports the run, rasterizes the
 mesh through the run's held-out cameras and compares with the field's own renders (PSNR over
 white, silhouette IoU), and with the photographs. It also reports the share of the texture the
-UV charts cover. With `--reference demo` (a run trained on the built-in demo scene) it measures
-the Chamfer distance from the mesh to the demo scene's exact shape (marching cubes of its
-analytic SDF at 384^3). One JSON line per figure, the hardware first.
+UV charts cover. With `--reference demo` it measures the Chamfer distance from the mesh to the
+exact shape of the core's demo scene (marching cubes of its analytic SDF at 384^3): only for a run
+trained on that scene (`python -m ins_core demo`'s dataset), not on the Blender demo `make demo`
+builds, whose primitives lie elsewhere (a Chamfer distance of 0.14-0.15 there says nothing).
+One JSON line per figure, the hardware first.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--texture", type=int, default=1024)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
-    parser.add_argument("--reference", choices=("demo",), help="also measure the Chamfer distance to this known shape")
+    parser.add_argument("--reference", choices=("demo",), help="also measure the Chamfer distance to this known shape (the core demo's, `python -m ins_core demo`)")
     parser.add_argument("--pictures", type=Path, help="write field-vs-mesh pictures of the first variant here")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()

@@ -41,7 +41,7 @@ def default_settings(kind: str, device: torch.device, width: int) -> dict:
             "model": {"field": field, "n_samples": 128 if gpu else 64, "eikonal_weight": 0.1, "mask_weight": 0.1},
             # A CPU step takes the SDF's gradient graph only where it moves the picture (2.6-2.7x faster,
             # render/sdf_renderer.py), so a CPU run takes more of them: the demo scene at 128 px
-            # reached 30.6 dB held out in 2500 steps (538 s) against 29.9-30.3 dB in 1500 before (790-810 s).
+            # reached 30.1-30.6 dB held out in 2500 steps (460-538 s) against 29.9-30.3 dB in 1500 before (790-810 s).
             "steps": 5000 if gpu else 2500,
             "batch_rays": 4096 if gpu else 512,
             "lr": 5e-3,
