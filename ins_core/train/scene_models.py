@@ -93,7 +93,7 @@ class SdfModel(nn.Module):
         else:
             # The eikonal term over all of the rays' samples in the box, as the reference has it,
             # estimated from a few random ones per ray (the pruned render has gradients near surfaces only).
-            # Its noise costs 0.4-1 dB at equal steps, but at equal time it beats the whole term
+            # It costs 0.4-1 dB at equal steps, but at equal time it beats the whole term
             # (docs/performance.md, "Where the pruned fit's 0.4-1.0 dB at equal steps goes").
             rays, columns = out.inside_box.shape
             picked = torch.randint(0, columns, (rays, EIKONAL_SAMPLES_PER_RAY), device=origins.device)
