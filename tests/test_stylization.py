@@ -289,14 +289,20 @@ def test_a_negative_loss_weight_is_refused_with_its_name(key, sentence):
 
 def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
     def roughness(run):
+        """The squared neighbour differences the term itself minimises, over both held-out views."""
         views = run.data.test
-        rgb = render_view(run.model, views.c2w[0], views.intrinsics[0], views.width, views.height, torch.ones(3)).rgb
-        return float((rgb[1:] - rgb[:-1]).abs().mean() + (rgb[:, 1:] - rgb[:, :-1]).abs().mean())
+        total = 0.0
+        for index in range(len(views)):
+            rgb = render_view(run.model, views.c2w[index], views.intrinsics[index], views.width, views.height, torch.ones(3)).rgb
+            total += float((rgb[1:] - rgb[:-1]).pow(2).mean() + (rgb[:, 1:] - rgb[:, :-1]).pow(2).mean())
+        return total
 
     # at the painting's full detail the run without the term paints fine speckle for it to remove
     # (with the view's detail it is smoother by itself, and the gap too near the bar to hold). The
-    # object's own edges count too, so at 2000 the smooth run kept 0.73-0.90 of the roughness from
-    # run to run (at this bar); at 10000 it keeps 0.60.
+    # object's own edges count too, and the content fixture differs a little from fit to fit (its
+    # training is not bit-reproducible): over five fits the smooth run kept 0.60-0.73 of view 0's
+    # mean absolute differences (once 0.95 in CI) but 0.44-0.54 of its squared ones; of both
+    # views' squared ones, 0.50-0.58 over three more fits.
     rough = _stylize(content_run, "tv_off", ["style_a.png"], tv_weight=0.0, lr=0.05, style_detail="full")
     smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=10000.0, lr=0.05, style_detail="full")
     assert roughness(smooth) < 0.9 * roughness(rough)
