@@ -56,7 +56,9 @@ class OccupancyGrid(nn.Module):
         """
         candidates = self.allowed.nonzero(as_tuple=True)[0]
         if fraction < 1.0:
-            pick = torch.randint(0, candidates.shape[0], (max(1, int(candidates.shape[0] * fraction)),), device=candidates.device)
+            # Without replacement: a cell drawn twice would get two writes in one scatter, and which
+            # one lands is up to the threads (a fit with the same seed came out different).
+            pick = torch.randperm(candidates.shape[0], device=candidates.device)[:max(1, int(candidates.shape[0] * fraction))]
             candidates = candidates[pick]
         index = candidates
         for start in range(0, index.shape[0], chunk):
