@@ -101,12 +101,16 @@ class INS_SceneSettings(PropertyGroup):
                                description="Where job folders go (empty: 'ins_jobs' next to the .blend file, or the temporary folder for an unsaved file)")
     auto_import: BoolProperty(name="Auto Import", default=True,
                               description="Add the stylized mesh to the scene when the job finishes")
-    seed: IntProperty(name="Seed", default=0, min=0)
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Turns the automatic rig and starts the training's random draws: another seed gives "
+                                  "another take on the same painting. The same seed repeats a job exactly only with the "
+                                  "worker's thread count fixed (INS_WORKER_THREADS)")
 
     # -- status (written by the job poller) --------------------------------------------------
     status: EnumProperty(name="Status", items=STATUSES, default="IDLE")
     stage: StringProperty(name="Stage", default="")
-    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR",
+                            description="How far the running stage has come (written by the job's background process)")
     eta_text: StringProperty(name="Time Left", default="")
     message: StringProperty(name="Message", default="")
     preview_image: StringProperty(name="Preview Image", default="")
