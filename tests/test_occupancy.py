@@ -9,7 +9,7 @@ def test_a_partial_update_measures_that_share_of_distinct_cells_once_each():
     # Cells drawn twice in one refresh got two writes in one scatter, and which one landed was up to
     # the threads: a fit with the same seed came out different from run to run.
     grid = OccupancyGrid(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), resolution=16)
-    grid.seed(lambda points: points.norm(dim=-1) < 0.8)  # a ball of the 4096 cells
+    grid.seed(lambda points: points.norm(dim=-1) < 0.8)  # the cells of a ball, of 4096
     allowed = int(grid.allowed.sum())
     torch.manual_seed(0)
     calls = []

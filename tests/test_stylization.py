@@ -314,7 +314,7 @@ def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
     # occupancy grid's refresh, since mended), the content fixture differed from fit to fit: over
     # five fits the smooth run kept 0.60-0.73 of view 0's mean absolute differences (once 0.95 in
     # CI) but 0.44-0.54 of its squared ones; of both views' squared ones, 0.50-0.58 over three more
-    # fits. Now it keeps 0.47, every time.
+    # fits. Now it keeps 0.47 on the 2-core Xeon, every run.
     rough = _stylize(content_run, "tv_off", ["style_a.png"], tv_weight=0.0, lr=0.05, style_detail="full")
     smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=10000.0, lr=0.05, style_detail="full")
     assert roughness(smooth) < 0.9 * roughness(rough)
