@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 
 from ins_core.cli import main
@@ -137,8 +138,6 @@ def test_eval_compares_the_exported_mesh_with_the_field(trained_run, tmp_path, c
 
 def test_a_fit_with_the_same_seed_is_the_same_fit_bit_for_bit(demo_data, tmp_path):
     """48 steps include two refreshes of the occupancy grid (steps 16 and 32), which once made runs with the same seed differ."""
-    import torch
-
     def fit(name: str, seed: int) -> dict:
         out = tmp_path / name
         assert main(["fit", "--data", str(demo_data), "--out", str(out), "--steps", "48", "--batch-rays", "256",
