@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "but smooths away some of the painting's texture; see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
+    stylize.add_argument("--palette-search-steps", type=_count, help="steps searching the palette match after training for the map "
+                                                                    "(among those giving the painting's colour statistics) that best suits "
+                                                                    "the painting's strokes (default 15; 0: ARF's colour transfer as it is)")
     stylize.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
     stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")

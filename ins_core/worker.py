@@ -249,6 +249,7 @@ class JobRunner:
         stylize = start_stylize(StylizeRequest(run=content_dir, styles=styles, out=stylized_dir, device=spec.device, settings=stylize_settings,
                                                vgg_weights=spec.vgg_weights, cache_dir=spec.cache_dir, allow_download=spec.allow_download, seed=spec.seed),
                                 log=backbone_log)
+        stylize.note = lambda message: self._log("info", message)
         if not self._train("stylize", stylize):
             return self._cancelled()
         return self._finish(fit, stylize, settings)

@@ -17,6 +17,7 @@ from ins_core.losses.style import (
     color_transfer_matrix,
     content_loss,
     gram_matrix,
+    moment_match,
     nearest_neighbours,
     nnfm_loss,
     object_style_distance,
@@ -232,6 +233,23 @@ def test_color_transfer_statistics_ignore_masked_out_pixels():
     np.testing.assert_allclose(
         color_transfer_matrix(with_bg, style, mask).numpy(), color_transfer_matrix(images, style, mask).numpy(), atol=1e-12
     )
+
+
+@pytest.mark.parametrize("angles, mirror", [((0.0, 0.0, 0.0), 1.0), ((0.9, -0.4, 1.7), 1.0), ((0.3, 0.2, -0.5), -1.0)])
+def test_every_map_of_the_moment_match_gives_the_paintings_colour_mean_and_covariance(angles, mirror):
+    rng = np.random.default_rng(3)
+    images = np.clip(0.5 + 0.1 * rng.standard_normal((2, 16, 16, 3)) * [1.0, 0.5, 0.2], 0, 1)
+    style = np.clip(0.4 + 0.2 * rng.standard_normal((16, 16, 3)) * [0.3, 1.0, 0.6], 0, 1)
+    match = moment_match(images, style)
+    a, b, c = angles
+    skew = torch.tensor([[0.0, a, b], [-a, 0.0, c], [-b, -c, 0.0]], dtype=torch.float64)
+    q = torch.linalg.matrix_exp(skew) @ torch.diag(torch.tensor([1.0, 1.0, mirror], dtype=torch.float64))
+    affine = match.matrix(q)
+    mapped = torch.from_numpy(images.reshape(-1, 3)) @ affine[:, :3].T + affine[:, 3]
+    for got, expected in zip(color_statistics(mapped), color_statistics(torch.from_numpy(style.reshape(-1, 3)))):
+        torch.testing.assert_close(got, expected, atol=1e-9, rtol=0)
+    if angles == (0.0, 0.0, 0.0):  # no rotation: ARF's colour transfer
+        torch.testing.assert_close(affine, color_transfer_matrix(images, style), atol=1e-12, rtol=0)
 
 
 def test_a_capped_palette_map_stretches_colours_at_most_that_much_and_keeps_the_mean():

@@ -271,6 +271,39 @@ def test_an_interrupted_stylization_resumes(content_run):
     assert history_steps == sorted(set(history_steps))
 
 
+def test_a_palette_match_stopped_during_its_search_is_not_done_and_resumes_to_the_same_map(content_run, capsys):
+    request = StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "match_stopped", device="cpu",
+                             settings={"steps": 4, "vgg_size": 64}, force=True)
+    session = start_stylize(request)
+    calls = iter(range(1000))
+    # 4 training steps ask once each, and once more to see that they are done; then the search asks each step
+    assert session.run_loop(should_stop=lambda: next(calls) >= 8) == "stopped"
+    config = json.loads((content_run / "match_stopped" / "run.json").read_text())
+    assert config["step"] == 4 and config["status"] == "training" and not config.get("recolored")
+    assert torch.equal(session.model.field.color_maps[0], torch.eye(3, 4))  # nothing half-applied
+    # the CLI does not call it "already stylized": it finishes the match
+    assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
+                 "--out", str(content_run / "match_stopped"), "--vgg-size", "64", "--steps", "4", "--device", "cpu"]) == 0
+    assert "Matching each painting's palette, searching" in capsys.readouterr().err
+    resumed = open_run(content_run / "match_stopped", "cpu", load_data=False)
+    assert resumed.config["recolored"] is True and resumed.config["status"] == "done"
+    request.out = content_run / "match_whole"
+    whole = start_stylize(request)
+    assert whole.run_loop() == "done"
+    torch.testing.assert_close(resumed.model.field.color_maps, whole.model.field.color_maps, atol=1e-6, rtol=0)
+    # and the search moved the map away from ARF's (the search's own tests say it lowers the loss)
+    request.out, request.settings = content_run / "match_arf", {**request.settings, "palette_search_steps": 0}
+    arf = start_stylize(request)
+    assert arf.run_loop() == "done"
+    assert (arf.model.field.color_maps - whole.model.field.color_maps).abs().max() > 1e-3
+    with pytest.raises(SystemExit) as refused:
+        main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
+              "--out", str(content_run / "match_bad"), "--palette-search-steps", "-1", "--device", "cpu"])
+    assert refused.value.code == 2
+    with pytest.raises(InputError, match="palette search steps must be a whole number, 0 or more"):
+        StylizeSettings.for_device(torch.device("cpu"), palette_search_steps=-1)
+
+
 def test_a_stylization_with_the_same_seed_is_the_same_bit_for_bit(content_run):
     def stylized_state(out: str, seed: int) -> dict:
         session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / out,

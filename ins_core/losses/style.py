@@ -157,6 +157,54 @@ def _cpu64(array: torch.Tensor | np.ndarray) -> torch.Tensor:
     return tensor.to(device="cpu", dtype=torch.float64)
 
 
+@dataclass(frozen=True)
+class MomentMatch:
+    """The affine colour maps x -> A x + b that give colours of mean mu_c and covariance C_c the
+    style's mu_s and C_s: A = C_s^(1/2) Q C_c^(-1/2) for any orthogonal Q, b = mu_s - A mu_c.
+    ARF's colour transfer takes Q = I; Q only decides which of the content's colour directions
+    becomes which of the painting's (float64 factors on the CPU)."""
+
+    style_root: torch.Tensor  # C_s^(1/2) [3, 3]
+    content_inverse_root: torch.Tensor  # C_c^(-1/2) [3, 3]
+    content_mean: torch.Tensor  # [3]
+    style_mean: torch.Tensor  # [3]
+
+    def matrix(self, q: torch.Tensor | None = None) -> torch.Tensor:
+        """The map [3, 4] (A | b) for the orthogonal `q` [3, 3] (None: the identity), in `q`'s dtype
+        and device and differentiable in it."""
+        like = q if q is not None else self.style_root
+        left, right = self.style_root.to(like), self.content_inverse_root.to(like)
+        matrix = left @ right if q is None else left @ q @ right
+        offset = self.style_mean.to(like) - matrix @ self.content_mean.to(like)
+        return torch.cat([matrix, offset[:, None]], dim=1)
+
+
+def moment_match(
+    images: torch.Tensor | np.ndarray, style: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None
+) -> MomentMatch:
+    """The maps that give the images' colours the style's mean and covariance (`MomentMatch`).
+    `mask` ([N, H, W], optional) selects the image pixels the statistics are taken from (say, the
+    foreground of RGBA views)."""
+    pixels = _cpu64(images).reshape(-1, 3)
+    if mask is not None:
+        pixels = pixels[_cpu64(mask).reshape(-1) > 0.5]
+    style_px = _cpu64(style).reshape(-1, 3)
+    if pixels.shape[0] == 0 or style_px.shape[0] == 0:
+        raise ValueError("colour transfer needs at least one content pixel and one style pixel")
+    mu_c, cov_c = color_statistics(pixels)
+    mu_s, cov_s = color_statistics(style_px)
+    return MomentMatch(_sym_power(cov_s, 0.5), _sym_power(cov_c, -0.5), mu_c, mu_s)
+
+
+def cap_gain(affine: torch.Tensor, max_gain: float, content_mean: torch.Tensor) -> torch.Tensor:
+    """The map [3, 4] with its matrix's singular values (how much it stretches any colour
+    difference) capped at `max_gain`, re-offset so that `content_mean` still lands where it did."""
+    u, gains, vh = torch.linalg.svd(affine[:, :3])
+    matrix = u @ torch.diag(gains.clamp(max=max_gain)) @ vh
+    target = affine[:, :3] @ content_mean + affine[:, 3]
+    return torch.cat([matrix, (target - matrix @ content_mean)[:, None]], dim=1)
+
+
 def color_transfer_matrix(
     images: torch.Tensor | np.ndarray, style: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None,
     max_gain: float | None = None,
@@ -169,20 +217,9 @@ def color_transfer_matrix(
     any colour difference may be stretched; the mean still goes to the style's). Computed in float64
     on the CPU.
     """
-    pixels = _cpu64(images).reshape(-1, 3)
-    if mask is not None:
-        pixels = pixels[_cpu64(mask).reshape(-1) > 0.5]
-    style_px = _cpu64(style).reshape(-1, 3)
-    if pixels.shape[0] == 0 or style_px.shape[0] == 0:
-        raise ValueError("colour transfer needs at least one content pixel and one style pixel")
-    mu_c, cov_c = color_statistics(pixels)
-    mu_s, cov_s = color_statistics(style_px)
-    matrix = _sym_power(cov_s, 0.5) @ _sym_power(cov_c, -0.5)
-    if max_gain is not None:
-        u, gains, vh = torch.linalg.svd(matrix)
-        matrix = u @ torch.diag(gains.clamp(max=max_gain)) @ vh
-    offset = mu_s - matrix @ mu_c
-    return torch.cat([matrix, offset[:, None]], dim=1)
+    match = moment_match(images, style, mask)
+    affine = match.matrix()
+    return affine if max_gain is None else cap_gain(affine, max_gain, match.content_mean)
 
 
 def principal_colours(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

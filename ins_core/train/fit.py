@@ -174,6 +174,10 @@ class RunSession:
     def step(self) -> int:
         return self.trainer.step_index
 
+    def finished(self) -> bool:
+        """Whether the run is done (saved as status "done"): trained to its step count."""
+        return self.step >= self.config["steps"]
+
     def save(self, status: str) -> None:
         save_checkpoint(self.run.checkpoint_path, {"trainer": self.trainer.state_dict(), "history": self.history})
         self.config.update(step=self.step, status=status)
@@ -201,7 +205,7 @@ class RunSession:
                 on_step(result, time.perf_counter() - start)
             if result.step % self.checkpoint_every == 0:
                 self.save("training")
-        self.save("done" if self.step >= self.config["steps"] else "training")
+        self.save("done" if self.finished() else "training")
         return outcome
 
 

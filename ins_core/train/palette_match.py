@@ -1,0 +1,84 @@
+"""The palette match after training: which of the maps that give the object the painting's colour
+mean and covariance to keep.
+
+Every A = C_s^(1/2) Q C_c^(-1/2) with Q orthogonal gives the painting's colour statistics
+(`MomentMatch`); ARF's colour transfer takes Q = I, which pairs the field's colour directions with
+the painting's in no particular way. Q decides which of the field's colours become the painting's
+oranges, blues or yellows, and so how its strokes read under the loss network. So Q is searched: a
+few Adam steps over its three rotation angles, from Q = I and from its mirror image (det Q = -1),
+for the lowest Gram loss of a few views seen through the map; the better of the two is kept. The
+colour statistics stay exactly the painting's whatever Q is found, and the map is still one affine
+function of colour for every view, so it cannot make views disagree.
+
+On lego at 100 px, on the same stylized runs, this took the Scream's Gram fall at the view's detail
+from 53-70 % to 62-71 % over five seeds and gave starry night's body the painting's yellows, in
+19 s on a 2-core CPU (docs/stylization.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..losses.style import MomentMatch
+
+# The mirror image of a rotation: det Q = -1 cannot be reached from the identity by rotating.
+_MIRROR = torch.tensor([1.0, 1.0, -1.0])
+
+
+@dataclass
+class SearchView:
+    """A view the search looks through: the object's colour premultiplied by its opacity (the
+    render minus the background's share) [H, W, 3], its opacity [H, W], the background [3]."""
+
+    premultiplied: torch.Tensor
+    opacity: torch.Tensor
+    background: torch.Tensor
+
+    @classmethod
+    def from_render(cls, rgb: torch.Tensor, opacity: torch.Tensor, background: torch.Tensor) -> "SearchView":
+        return cls(rgb - (1 - opacity[..., None]) * background, opacity, background)
+
+    def through(self, affine: torch.Tensor) -> torch.Tensor:
+        """The view [H, W, 3] as it renders with the colour map `affine` [3, 4] on the object."""
+        alpha = self.opacity[..., None]
+        return (self.premultiplied @ affine[:, :3].T + alpha * affine[:, 3] + (1 - alpha) * self.background).clamp(0.0, 1.0)
+
+
+def rotation(angles: torch.Tensor, mirrored: bool) -> torch.Tensor:
+    """The orthogonal matrix [3, 3] exp(K(angles)), K skew-symmetric, times a mirror when asked."""
+    a, b, c = angles
+    zero = angles.new_zeros(())
+    skew = torch.stack([torch.stack([zero, a, b]), torch.stack([-a, zero, c]), torch.stack([-b, -c, zero])])
+    q = torch.linalg.matrix_exp(skew)
+    return q * _MIRROR.to(q) if mirrored else q
+
+
+def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                       steps: int, lr: float = 0.1, should_stop: Callable[[], bool] | None = None) -> torch.Tensor | None:
+    """The map [3, 4] among `match`'s whose `views` score the lowest `style_loss(image [H, W, 3],
+    opacity [H, W])` (averaged over the views), after `steps` Adam steps from Q = I and from its
+    mirror. None when `should_stop()` turned true on the way."""
+    device = views[0].premultiplied.device
+    best_loss, best = None, None
+    for mirrored in (False, True):
+        angles = torch.zeros(3, device=device, requires_grad=True)
+        optimizer = torch.optim.Adam([angles], lr=lr)
+
+        def loss() -> torch.Tensor:
+            affine = match.matrix(rotation(angles, mirrored)).float()
+            return sum(style_loss(view.through(affine), view.opacity) for view in views) / len(views)
+
+        for _ in range(steps):
+            if should_stop is not None and should_stop():
+                return None
+            optimizer.zero_grad()
+            loss().backward()
+            optimizer.step()
+        with torch.no_grad():
+            final = float(loss())
+        if best_loss is None or final < best_loss:
+            best_loss, best = final, match.matrix(rotation(angles.detach().double().cpu(), mirrored))
+    return best

@@ -1,0 +1,63 @@
+"""The palette match's search: among the colour maps that give the painting's colour statistics,
+the one whose views a style loss likes best."""
+
+import numpy as np
+import pytest
+import torch
+
+from ins_core.losses.style import color_statistics, moment_match
+from ins_core.train.palette_match import SearchView, rotation, search_palette_map
+
+
+def _views_and_painting():
+    generator = torch.Generator().manual_seed(0)
+    white = torch.ones(3)
+    views = []
+    for _ in range(2):
+        colours = 0.3 + 0.2 * torch.rand(12, 12, 3, generator=generator) * torch.tensor([1.0, 0.6, 0.3])
+        opacity = torch.ones(12, 12)
+        opacity[:, :3] = 0.0  # background, which no map may touch
+        views.append(SearchView.from_render(colours * opacity[..., None] + (1 - opacity[..., None]) * white, opacity, white))
+    painting = torch.rand(16, 16, 3, generator=generator) * torch.tensor([0.5, 0.9, 0.7]) + 0.05
+    object_pixels = torch.cat([v.premultiplied[v.opacity > 0.5] for v in views])
+    return views, painting, moment_match(object_pixels, painting)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_rotations_are_orthogonal_and_mirrored_ones_flip_handedness(mirrored):
+    q = rotation(torch.tensor([0.7, -1.2, 0.4]), mirrored)
+    torch.testing.assert_close(q @ q.T, torch.eye(3), atol=1e-6, rtol=0)
+    assert float(torch.linalg.det(q)) == pytest.approx(-1.0 if mirrored else 1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_the_search_finds_the_map_a_loss_asks_for_and_keeps_the_paintings_colour_statistics(mirrored):
+    """The loss asks for the views as one particular map (not ARF's) would show them; when that map
+    is a mirror image, no rotation from ARF's reaches it and only the mirrored start can."""
+    views, painting, match = _views_and_painting()
+    wanted = match.matrix(rotation(torch.tensor([0.5, -0.4, 0.3], dtype=torch.float64), mirrored)).float()
+    targets = [view.through(wanted) for view in views]
+
+    def style_loss(image, opacity):
+        target = next(t for v, t in zip(views, targets) if v.opacity is opacity)
+        return (image - target).pow(2).mean()
+
+    def mean_loss(affine):
+        return float(sum(style_loss(v.through(affine.float()), v.opacity) for v in views) / len(views))
+
+    found = search_palette_map(match, views, style_loss, steps=150, lr=0.05)
+    assert mean_loss(found) < 0.001 * mean_loss(match.matrix())
+    torch.testing.assert_close(found, wanted.double(), atol=0.01, rtol=0)
+    # whatever map was found, the object's colours get the painting's mean and covariance
+    pixels = torch.cat([v.premultiplied[v.opacity > 0.5] for v in views]).double()
+    mapped = pixels @ found[:, :3].T + found[:, 3]
+    for got, expected in zip(color_statistics(mapped), color_statistics(painting.reshape(-1, 3).double())):
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    # the background stays as it was
+    assert torch.equal(views[0].through(found.float())[:, :3], torch.ones(12, 3, 3))
+
+
+def test_the_search_stops_when_asked():
+    views, _, match = _views_and_painting()
+    calls = iter(range(100))
+    assert search_palette_map(match, views, lambda image, opacity: image.mean(), steps=10, should_stop=lambda: next(calls) >= 3) is None
