@@ -6,7 +6,10 @@
 #   PART=2, the older figures: lego 400x400 time-to-PSNR, stylization, an SDF fit, hash-grid rate.
 #   PART=3, issue 10: lego 400x400 pre-trained for 60 s, then each of the four paintings stylized
 #          with the defaults (time, eval's collapse / style / geometry / warp figures, the grid of
-#          pictures), and the painting itself pasted at 400 px. About 7 minutes on an H100.
+#          pictures), and the painting itself pasted at 400 px; before them a toy-size run of fit,
+#          stylize and eval through the CLI that stops the script if it fails. At most 10 minutes.
+#   PART=4, a short lease's issue-10 figures: a 40 s fit at 400 px, the Scream and starry night (PART=3's
+#          stylize step, two paintings, cut at STYLE_S seconds, default 160).
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
 # .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder).
@@ -47,10 +50,27 @@ if [ "$PART" = 1 ]; then
   fi
   timeout 60 $PY bench/render_speed.py --sdf-like "$W/lego800" --size $SDF_SIZE --frames 3 --threads 1 --device $DEVICE 2>&1 | tee -a "$log"
 elif [ "$PART" = 3 ]; then
+  # First the whole path through the CLI at a toy size (about half a minute), so that a fault on the
+  # GPU ends the run while enough of the lease is left to mend it and run again.
+  quick="$W/quick"
+  set -o pipefail
+  if ! { timeout 60 $PY -m ins_core fit --data "$LEGO400" --resolution 32 --steps 60 --device $DEVICE --out "$quick/fit" --force &&
+         timeout 60 $PY -m ins_core stylize --run "$quick/fit" --style "$STYLE" --steps 3 --device $DEVICE --out "$quick/style" --force &&
+         timeout 60 $PY -m ins_core eval --run "$quick/style" --device $DEVICE; } > "$OUT/quick.log" 2>&1; then
+    tail -30 "$OUT/quick.log"; echo '{"figure": "gpu_session_error", "message": "the quick check failed: see quick.log"}' | tee -a "$log"; exit 3
+  fi
+  set +o pipefail
+  tail -3 "$OUT/quick.log"
   steps=$([ "${SMOKE:-0}" = 1 ] && echo "--steps $STYLE_STEPS")
-  timeout 150 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 3 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
-  timeout 420 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/*.jpg $steps --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
-  timeout 90 $PY bench/painting_pasted.py --content-run "$W/lego400" --style "$STYLES"/*.jpg --size 1:$([ "${SMOKE:-0}" = 1 ] && echo 64 || echo 512) --device $DEVICE 2>&1 | tee -a "$log"
+  timeout 130 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 3 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
+  timeout 330 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/*.jpg $steps --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
+  timeout 40 $PY bench/painting_pasted.py --content-run "$W/lego400" --style "$STYLES"/*.jpg --size 1:$([ "${SMOKE:-0}" = 1 ] && echo 64 || echo 512) --device $DEVICE 2>&1 | tee -a "$log"
+elif [ "$PART" = 4 ]; then
+  # What a lease's last four minutes allow: a 40 s fit, then the Scream and starry night with the
+  # defaults, one at a time, each picture and figure kept as it finishes.
+  steps=$([ "${SMOKE:-0}" = 1 ] && echo "--steps $STYLE_STEPS")
+  timeout 70 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S * 2 / 3)) --evaluations 1 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
+  timeout ${STYLE_S:-160} $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/the_scream.jpg "$STYLES"/starry_night.jpg $steps --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
 else
   timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 240 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" --variant default --variant gram --steps $STYLE_STEPS --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"

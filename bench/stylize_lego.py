@@ -138,9 +138,9 @@ def main() -> None:
             emit("stylize", **record)
             tiles += [draw(stylized.model, k) for k in args.views]
             labels += [f"{style.stem} {name}, view {k}" for k in args.views]
+            if args.pictures:  # after each run, so a run cut short by a time limit still leaves its picture
+                save_png(args.pictures / args.picture_name, image_grid(tiles, labels, columns=columns))
     emit("memory", **peak_memory_mb(content.device))
-    if args.pictures:
-        save_png(args.pictures / args.picture_name, image_grid(tiles, labels, columns=columns))
 
 
 if __name__ == "__main__":

@@ -226,3 +226,28 @@ def test_a_stylized_sdf_with_its_own_geometry_follows_the_style_mix():
         reference = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3), fast=False)
         fast = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3))
         assert psnr(fast.rgb, reference.rgb) > 40.0, mix
+
+
+def test_a_march_in_small_field_calls_draws_the_frame_of_one_call(monkeypatch):
+    """A GPU calls the field on far larger chunks than a CPU (`field_chunk`); the chunk size must
+    not change the picture, only how many calls draw it."""
+    from ins_core.render import nerf_march
+
+    assert nerf_march.field_chunk(torch.device("cpu")) == nerf_march.FIELD_CHUNK
+    assert nerf_march.field_chunk(torch.device("cuda")) > nerf_march.FIELD_CHUNK
+    model = _stylized(1.0)
+    c2w, intrinsics = _camera(0)
+    background = torch.tensor([1.0, 1.0, 1.0])
+    whole = render_view(model, c2w, intrinsics, SIZE, SIZE, background)
+    calls = []
+    in_chunks = nerf_march._in_chunks
+
+    def counted(fn, *inputs):
+        return in_chunks(lambda *rows: calls.append(len(rows[0])) or fn(*rows), *inputs)
+
+    monkeypatch.setattr(nerf_march, "FIELD_CHUNK", 37)
+    monkeypatch.setattr(nerf_march, "_in_chunks", counted)
+    pieces = render_view(model, c2w, intrinsics, SIZE, SIZE, background)
+    assert max(calls) <= 37 and len(calls) > 10  # the march did run in small calls
+    torch.testing.assert_close(pieces.rgb, whole.rgb, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pieces.opacity, whole.opacity, atol=1e-6, rtol=0)
