@@ -157,8 +157,11 @@ class JobRunner:
 
         start = time.perf_counter()
         outcome = session.run_loop(on_step=on_step, should_stop=self.cancel)
-        seconds = time.perf_counter() - start
+        # The stylization's palette match after its last step is timed apart: it is no step's cost.
+        seconds = time.perf_counter() - start - session.finishing_s
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        if session.finishing_s:
+            self.timings["palette_match"] = self.timings.get("palette_match", 0.0) + session.finishing_s
         train = session.data.train
         size = {"stylize_view_pixels": train.width * train.height} if stage == "stylize" and train is not None else {}
         self._record_rate(stage, session.step - first_step, seconds - preview_s, size)

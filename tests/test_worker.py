@@ -95,6 +95,12 @@ def test_the_worker_logs_its_thread_count_priority_and_speed(finished_job):
     assert record["threads"] in (chosen.threads, sharing.available_cores())  # all cores once the machine was idle for 10 s
     # The stylization rate goes with the size of the views it ran at (the demo dataset's 32x32).
     assert record["stylize_steps_per_s"] > 0 and record["stylize_view_pixels"] == 32 * 32
+    # The palette match after the last step is timed apart and left out of that rate (it goes to
+    # the time outside training): the rate's steps fit in the stylization's own seconds.
+    timings = ResultManifest.load(paths.root / events[-1].path).timings_s
+    steps = next(e.total_steps for e in events if e.event == "stage" and e.stage == "stylize")
+    assert timings["palette_match"] > 0
+    assert steps / record["stylize_steps_per_s"] <= timings["stylize"] + 0.01
 
 
 def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):

@@ -163,6 +163,9 @@ class RunSession:
         self.config = config
         self.device = device
         self.history: list[dict] = []
+        # Seconds the last run_loop spent after its last step (a stylization's palette match), which
+        # a rate of steps per second must leave out.
+        self.finishing_s = 0.0
 
     def _resume(self) -> None:
         if self.run.checkpoint_path.is_file():

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Callable
@@ -540,12 +541,16 @@ class StylizeSession(RunSession):
         return super().finished() and (self.config.get("recolored", False) or not self.objective.settings.color_transfer)
 
     def run_loop(self, time_budget=None, on_step=None, should_stop=None) -> str:
+        self.finishing_s = 0.0
         outcome = super().run_loop(time_budget, on_step, should_stop)
         settings = self.objective.settings
         if self.step >= self.config["steps"] and settings.color_transfer and not self.config.get("recolored"):
             searched = f", searching its map for the painting's strokes ({settings.palette_search_steps} steps)" if settings.palette_search_steps else ""
             self.note(f"Matching each painting's palette{searched}")
-            if not self.objective.match_palettes(should_stop=should_stop):
+            start = time.perf_counter()
+            matched = self.objective.match_palettes(should_stop=should_stop)
+            self.finishing_s = time.perf_counter() - start
+            if not matched:
                 return "stopped"
             self.config["recolored"] = True
             self.save("done")
