@@ -204,6 +204,8 @@ def sample_cache_bytes(device: torch.device) -> int:
         return SAMPLE_CACHE_BYTES
     free, _ = torch.cuda.mem_get_info(device)
     return free // 3
+
+
 # The photographs' content features, kept per view and style (at vgg_size 256: 8 MB each); taking
 # them again cost 0.1 s of a 1.2 s step on the 2-core CPU.
 CONTENT_CACHE_BYTES = 1 << 30
