@@ -128,3 +128,24 @@ def test_all_levels_at_once_equal_each_level_read_alone_with_the_same_gradients(
     (together_grad,) = torch.autograd.grad((together * weights).sum(), x)
     (alone_grad,) = torch.autograd.grad((alone * weights).sum(), x)
     assert torch.allclose(together_grad, alone_grad, atol=1e-5)
+
+
+def test_the_benchs_all_levels_at_once_lookups_give_the_same_features_and_gradients():
+    """bench/hashgrid_lookups.py times another way of indexing on a GPU; it must compute the same thing."""
+    from bench.hashgrid_lookups import all_levels_forward
+
+    torch.manual_seed(0)
+    grid = HashGridEncoding(3, n_levels=8, features_per_level=2, log2_table_size=12, base_resolution=4, max_resolution=256)
+    assert any(grid.dense_levels) and not all(grid.dense_levels)  # both kinds of level are compared
+    with torch.no_grad():
+        grid.table.normal_()
+    x = torch.rand(500, 3, requires_grad=True)
+    outputs, gradients = [], []
+    for forward in (grid.forward, lambda points: all_levels_forward(grid, points)):
+        out = forward(x)
+        weights = torch.linspace(-1, 1, out.numel()).view_as(out)
+        gradients.append(torch.autograd.grad((out * weights).sum(), [x, grid.table]))
+        outputs.append(out.detach())
+    torch.testing.assert_close(outputs[1], outputs[0])
+    for mine, default in zip(gradients[1], gradients[0]):
+        torch.testing.assert_close(mine, default)
