@@ -361,11 +361,20 @@ class StyleObjective:
 
     def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
         """The Gram term of `image_terms` alone, over the object (`opacity` [H, W]) of an image [H, W, 3]."""
-        chw = _chw(image)
-        if self.settings.vgg_size is not None:
-            chw = _resize_long_side(chw, self.settings.vgg_size)
-        feats = self.extractor(chw, list(GRAM_LAYERS), self.loss_dtype)
-        return self.targets[style_index].relative_gram_loss({layer: masked_gram_matrix(feats[layer], opacity[None, None]) for layer in GRAM_LAYERS})
+        _, feats = self._loss_network(image, self.settings.vgg_size, list(GRAM_LAYERS))
+        return self._gram_term(feats, opacity, style_index)
+
+    def _loss_network(self, render: torch.Tensor, size: int | None, layers: list[str]) -> tuple[torch.Tensor, dict]:
+        """The image [1, 3, h, w] the loss network sees (resized to `size` on its longer side) and its features."""
+        image = _chw(render)
+        if size is not None:
+            image = _resize_long_side(image, size)
+        return image, self.extractor(image, layers, self.loss_dtype)
+
+    def _gram_term(self, feats: dict, mask: torch.Tensor | None, style_index: int) -> torch.Tensor:
+        """The style's relative Gram loss, over the pixels of `mask` [H, W] (None: all)."""
+        grams = {layer: gram_matrix(feats[layer]) if mask is None else masked_gram_matrix(feats[layer], mask[None, None]) for layer in GRAM_LAYERS}
+        return self.targets[style_index].relative_gram_loss(grams)
 
     def _use_style(self, style_index: int) -> None:
         weights = torch.zeros(self.n_styles)
@@ -393,14 +402,10 @@ class StyleObjective:
         """Style, content, NNFM and TV losses of a rendered image [H, W, 3] (resized to `size` for the
         loss network); `photo_key` (view, style) lets the photograph's features be kept."""
         s = self.settings
-        image = _chw(render)
-        if size is not None:
-            image = _resize_long_side(image, size)
-        feats = self.extractor(image, self.layers, self.loss_dtype)
+        image, feats = self._loss_network(render, size, self.layers)
         photo_feats = self.photo_features(photo, size, photo_key)
         target = self.targets[style_index]
-        grams = {layer: gram_matrix(feats[layer]) if mask is None else masked_gram_matrix(feats[layer], mask[None, None]) for layer in GRAM_LAYERS}
-        style = target.relative_gram_loss(grams)
+        style = self._gram_term(feats, mask, style_index)
         content = relative_content_loss(feats[CONTENT_LAYER], photo_feats)
         total = s.style_weight * style + s.content_weight * content
         terms = {"style": style.detach(), "content": content.detach()}
