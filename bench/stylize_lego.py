@@ -69,14 +69,48 @@ def setting(text: str) -> tuple[str, object]:
         return key, value
 
 
-def stylize(content_run: Path, style: Path, out: Path, device: str, settings: dict, seed: int) -> tuple[float, int]:
+def timed_marches(session) -> dict[str, float]:
+    """Time the content geometry's marches (a view's visible samples, built when its cache misses)
+    apart from the steps: the session's `view_samples` is wrapped, synchronised on a GPU. Marches
+    during the palette match are left to the match's own time."""
+    spent = {"march": 0.0}
+    objective, view_samples, match_palettes = session.objective, session.objective.view_samples, session.objective.match_palettes
+
+    def timed(view: int):
+        if view in objective.sample_cache:
+            return view_samples(view)
+        sync(session.device)
+        start = time.perf_counter()
+        found = view_samples(view)
+        sync(session.device)
+        spent["march"] += time.perf_counter() - start
+        return found
+
+    def match(*args, **kwargs):
+        march = spent["march"]
+        try:
+            return match_palettes(*args, **kwargs)
+        finally:
+            spent["march"] = march
+
+    objective.view_samples, objective.match_palettes = timed, match
+    return spent
+
+
+def stylize(content_run: Path, style: Path, out: Path, device: str, settings: dict, seed: int) -> tuple[float, int, dict]:
+    """Seconds, steps, and how the seconds divide: marching the views, the palette match after the
+    last step, and the rest (the steps themselves)."""
     session = start_stylize(StylizeRequest(run=content_run, styles=[style], out=out, device=device, settings=settings, force=True,
                                            seed=seed))
+    spent = timed_marches(session)
     sync(session.device)
     start = time.perf_counter()
     session.run_loop()
     sync(session.device)
-    return time.perf_counter() - start, session.step
+    seconds = time.perf_counter() - start
+    split = {"march": round(spent["march"], 1), "palette_match": round(session.finishing_s, 1)}
+    split["steps"] = round(seconds - spent["march"] - session.finishing_s, 1)
+    return seconds, session.step, split
 
 
 def main() -> None:
@@ -120,10 +154,10 @@ def main() -> None:
             name = "".join([variant, *(f"_{key}{value}" for key, value in args.overrides)])
             out = args.out / (f"{style.stem}_{name}" + (f"_seed{args.seed}" if args.seed else ""))
             reused = args.reuse and (out / "run.json").is_file() and open_run(out, args.device, load_data=False).config.get("status") == "done"
-            seconds, steps = (None, None) if reused else stylize(args.content_run, style, out, args.device, settings, args.seed)
+            seconds, steps, split = (None, None, None) if reused else stylize(args.content_run, style, out, args.device, settings, args.seed)
             stylized = open_run(out, args.device)
             record = {"style": style.stem, "variant": variant, **({"settings": dict(args.overrides)} if args.overrides else {}), "seed": args.seed, "seconds": None if reused else round(seconds, 1), "steps": steps,
-                      "resolution": views.width}
+                      "seconds_split": split, "resolution": views.width}
             if not args.no_eval:
                 pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
