@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-rays", type=int)
     parser.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
-    parser.add_argument("--lookups", choices=LOOKUPS, default="levels",
-                        help="the hash grid's look-ups level by level (the product's) or all at once (bench/hashgrid_lookups.py)")
+    parser.add_argument("--lookups", choices=LOOKUPS, default="auto",
+                        help="the hash grid's look-ups: the product's choice (auto: all at once on a GPU, level by level on a CPU), or one way forced")
     parser.add_argument("--set", dest="tuning", type=setting, action="append", default=[], metavar="KEY=VALUE",
                         help=f"replace one of the device's defaults ({', '.join(TUNABLE)}), e.g. n_levels=12")
     args = parser.parse_args()

@@ -10,7 +10,7 @@
 #          stylize and eval through the CLI that stops the script if it fails. At most 10 minutes.
 #   PART=4, a short lease's issue-10 figures: a 40 s fit at 400 px, the Scream and starry night (PART=3's
 #          stylize step, two paintings, cut at STYLE_S seconds, default 160).
-#   PART=5, the GPU fit's speed: the hash grid's look-ups level by level against all at once
+#   PART=5, the GPU fit's speed: the hash grid's look-ups level by level against all at once (the default)
 #          (training-step rate, a 30 s fit at 400 px each); about 3 minutes.
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
@@ -74,8 +74,8 @@ elif [ "$PART" = 4 ]; then
   timeout 70 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S * 2 / 3)) --evaluations 1 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout ${STYLE_S:-160} $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/the_scream.jpg "$STYLES"/starry_night.jpg $steps --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
 elif [ "$PART" = 5 ]; then
-  # Whether the hash grid's level-by-level look-ups are what halved a GPU fit's steps since
-  # 2026-11-26 (bench/hashgrid_lookups.py): the training step's rate, then a 30 s lego fit, each way.
+  # The hash grid's two ways of finding its rows (bench/hashgrid_lookups.py; a GPU takes "all" since
+  # 2026-12-04): the training step's rate, then a 30 s lego fit, each way.
   timeout 120 $PY bench/hashgrid_speed.py --device $DEVICE --lookups levels --lookups all --no-compile \
     $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2) 2>&1 | tee -a "$log"
   for lookups in levels all; do

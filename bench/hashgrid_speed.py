@@ -51,13 +51,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--lookups", action="append", choices=LOOKUPS,
-                        help="level by level (the product's, the default) and/or all at once (bench/hashgrid_lookups.py); repeat for both")
+                        help="auto (the product's choice, the default), level by level and/or all at once; repeat for several")
     args = parser.parse_args()
     device = torch.device(args.device)
     emit_hardware(device)
     aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
     modes = ["eager"] + ([] if args.no_compile else ["compiled"])
-    for lookups, mode in ((lookups, mode) for lookups in args.lookups or ["levels"] for mode in modes):
+    for lookups, mode in ((lookups, mode) for lookups in args.lookups or ["auto"] for mode in modes):
         use_lookups(lookups)
         torch.manual_seed(0)
         field = NerfField(aabb, NerfFieldConfig()).to(device)

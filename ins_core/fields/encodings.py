@@ -49,6 +49,13 @@ class HashGridEncoding(nn.Module):
     differentiable with respect to both the table and the input positions (needed for SDF normals).
     """
 
+    # How the corners' table rows are found. "levels": each level in its own few operations (a dense
+    # level needs no hash, a hashed one no strides, int32 where it fits), 2-2.6x faster on the 2-core
+    # CPU. "all": every level both ways in one pass, fewer and larger kernel launches: 17 % more
+    # steps in a 30 s lego fit on an H200 (bench/results/gpu-h200-fit-lookups-2026-12-04.jsonl).
+    # "auto" takes "all" on a GPU and "levels" elsewhere. Both give the same rows.
+    lookups: str = "auto"
+
     def __init__(
         self,
         in_dim: int = 3,
@@ -82,6 +89,8 @@ class HashGridEncoding(nn.Module):
         # Plain Python, not buffers: what each level's indexing branches on costs no device sync.
         self.dense_levels = dense
         self.level_offsets = offsets[:-1]
+        self.register_buffer("dense_level_mask", torch.tensor(dense)[None, :, None], persistent=False)  # [1, L, 1]
+        self.register_buffer("level_offset", torch.tensor(offsets[:-1])[None, :, None], persistent=False)
         self.register_buffer("level_resolution", torch.tensor(resolutions, dtype=torch.float32), persistent=False)
         # Hashed levels never use the dense index (and their strides would overflow), so they get 0.
         strides = torch.tensor([[(res + 1) ** d if dense[i] else 0 for d in range(in_dim)] for i, res in enumerate(resolutions)], dtype=torch.int64)
@@ -133,6 +142,22 @@ class HashGridEncoding(nn.Module):
         features = self.table.index_select(0, self.level_rows(cell, level).reshape(-1)).view(n, 2**dims, self.features_per_level)
         return torch.bmm(weight[:, None, :], features)[:, 0]
 
+    @torch.no_grad()
+    def rows_level_by_level(self, cell: torch.Tensor) -> torch.Tensor:
+        """Table rows [N, L, 2^D] of the corners of every level's cells [N, L, D], a level at a time."""
+        rows = torch.empty(cell.shape[0], self.n_levels, 2**self.in_dim, dtype=torch.long, device=cell.device)
+        for level in range(self.n_levels):
+            rows[:, level] = self.level_rows(cell[:, level], level)
+        return rows
+
+    @torch.no_grad()
+    def rows_all_levels(self, cell: torch.Tensor) -> torch.Tensor:
+        """The same rows with every level's dense and hashed index computed in one pass each."""
+        low_high = torch.stack([cell.long(), cell.long() + 1], dim=-1)  # [N, L, D, 2]
+        dense_index = self._per_corner(low_high * self.dense_stride[None, :, :, None], torch.add)
+        hash_index = self._per_corner(low_high * self.primes[None, None, :, None], torch.bitwise_xor)
+        return (torch.where(self.dense_level_mask, dense_index, hash_index) & self.hash_mask) + self.level_offset
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         corners = 2**self.in_dim
@@ -141,11 +166,9 @@ class HashGridEncoding(nn.Module):
         position = x[:, None, :] * self.level_resolution[None, :, None]  # [N, L, D]
         cell = position.detach().floor()
         frac = position - cell
-        # The rows level by level (a dense level needs no hash, a hashed one no strides), then one
-        # gather and one blend for all levels: 2-2.6x faster than every index for every level at once.
-        rows = torch.empty(n, self.n_levels, corners, dtype=torch.long, device=x.device)
-        for level in range(self.n_levels):
-            rows[:, level] = self.level_rows(cell[:, level], level)
+        all_at_once = self.lookups == "all" or (self.lookups == "auto" and x.device.type != "cpu")
+        rows = self.rows_all_levels(cell) if all_at_once else self.rows_level_by_level(cell)
+        # One gather and one blend for all levels.
         weights = self._per_corner(torch.stack([1 - frac, frac], dim=-1), torch.mul)  # [N, L, C]
         features = self.table.index_select(0, rows.view(-1)).view(n * self.n_levels, corners, self.features_per_level)
         return torch.bmm(weights.reshape(n * self.n_levels, 1, corners), features).view(n, self.output_dim)
