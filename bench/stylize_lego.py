@@ -109,9 +109,9 @@ def stylize(content_run: Path, style: Path, out: Path, device: str, settings: di
     sync(session.device)
     seconds = time.perf_counter() - start
     # The first session of a process outlives this function until the cycle collector runs (torch's
-    # lazy import during the first optimizer's creation leaves frames in a reference cycle, and
-    # their calling frames hold the session):
-    # drop its kept samples now, so the next painting does not share the device's memory with them.
+    # lazy import during the first optimizer's creation leaves frames in a reference cycle, and their
+    # calling frames hold the session): drop its kept samples now, so that the next painting does not
+    # share the device's memory with them.
     session.objective.sample_cache.clear()
     split = {"march": round(spent["march"], 1), "palette_match": round(session.finishing_s, 1)}
     split["steps"] = round(seconds - spent["march"] - session.finishing_s, 1)

@@ -130,14 +130,16 @@ def test_all_levels_at_once_equal_each_level_read_alone_with_the_same_gradients(
     assert torch.allclose(together_grad, alone_grad, atol=1e-5)
 
 
-def test_the_grids_two_ways_of_finding_rows_give_the_same_features_and_gradients():
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_grids_two_ways_of_finding_rows_give_the_same_features_and_gradients(dims):
     """A GPU finds every level's rows in one pass, a CPU level by level: they must compute the same thing."""
     torch.manual_seed(0)
-    grid = HashGridEncoding(3, n_levels=8, features_per_level=2, log2_table_size=12, base_resolution=4, max_resolution=256)
+    grid = HashGridEncoding(dims, n_levels=8, features_per_level=2, log2_table_size=12 if dims == 3 else 9,
+                            base_resolution=4, max_resolution=256)
     assert any(grid.dense_levels) and not all(grid.dense_levels)  # both kinds of level are compared
     with torch.no_grad():
         grid.table.normal_()
-    x = torch.rand(500, 3, requires_grad=True)
+    x = torch.rand(500, dims, requires_grad=True)
     cells = (x.detach()[:, None] * grid.level_resolution[None, :, None]).floor()
     assert torch.equal(grid.rows_all_levels(cells), grid.rows_level_by_level(cells))
     outputs, gradients = [], []

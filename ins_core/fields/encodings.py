@@ -89,6 +89,7 @@ class HashGridEncoding(nn.Module):
         # Plain Python, not buffers: what each level's indexing branches on costs no device sync.
         self.dense_levels = dense
         self.level_offsets = offsets[:-1]
+        # The same on the device, for finding every level's rows at once (`rows_all_levels`).
         self.register_buffer("dense_level_mask", torch.tensor(dense)[None, :, None], persistent=False)  # [1, L, 1]
         self.register_buffer("level_offset", torch.tensor(offsets[:-1])[None, :, None], persistent=False)
         self.register_buffer("level_resolution", torch.tensor(resolutions, dtype=torch.float32), persistent=False)
