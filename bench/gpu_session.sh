@@ -10,7 +10,7 @@
 #          stylize and eval through the CLI that stops the script if it fails. At most 10 minutes.
 #   PART=4, a short lease's issue-10 figures: a 40 s fit at 400 px, the Scream and starry night (PART=3's
 #          stylize step, two paintings, cut at STYLE_S seconds, default 160).
-#   PART=5, the GPU fit's speed: the hash grid's look-ups level by level against all at once (the default)
+#   PART=5, the GPU fit's speed: the hash grid's look-ups level by level against all at once (a GPU's default since 2026-12-04)
 #          (training-step rate, a 30 s fit at 400 px each); about 3 minutes.
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and

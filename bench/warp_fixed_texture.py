@@ -22,8 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware  # noqa: E402
-from ins_core.data.cameras import image_pixels, rays_from_pixels  # noqa: E402
-from ins_core.eval.stylization import CameraView, typical_orbit, warp_consistency  # noqa: E402
+from ins_core.eval.stylization import CameraView, surface_points, typical_orbit, warp_consistency  # noqa: E402
 from ins_core.render.views import ViewRender, render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 
@@ -60,11 +59,6 @@ def fine_detail(renders: list[ViewRender]) -> float:
     return sum(values) / len(values)
 
 
-def surface_points(render: ViewRender, view: CameraView) -> torch.Tensor:
-    origins, directions = rays_from_pixels(image_pixels(view.width, view.height, render.rgb.device), view.c2w, view.intrinsics)
-    return (origins + directions * render.depth.reshape(-1)[:, None]).reshape(view.height, view.width, 3)
-
-
 def measured(name: str, renders: list[ViewRender], orbit: list[CameraView], **extra) -> None:
     warp = warp_consistency(renders, orbit)
     emit("warp_fixed_texture", case=name, **extra, fine_detail=round(fine_detail(renders), 4),
@@ -88,7 +82,7 @@ def main() -> None:
     white = torch.ones(3)
     renders = [render_view(content.model, v.c2w, v.intrinsics, v.width, v.height, white) for v in orbit]
     measured("content", renders, orbit)
-    points = [surface_points(r, v) for r, v in zip(renders, orbit)]
+    points = [surface_points(r, v).reshape(v.height, v.width, 3) for r, v in zip(renders, orbit)]
     # A pixel's footprint on the object, roughly: lego spans about three quarters of a view.
     aabb = content.model.field.aabb
     footprint = float((aabb[1] - aabb[0]).max()) / (0.75 * orbit[0].width)

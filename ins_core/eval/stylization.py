@@ -50,11 +50,15 @@ def orbit_views(aabb: torch.Tensor, template: CameraView, radius: float, elevati
     return views
 
 
+def surface_points(render: ViewRender, view: CameraView) -> torch.Tensor:
+    """The world point [H*W, 3] each pixel of a render sees, at its rendered depth."""
+    origins, directions = rays_from_pixels(image_pixels(view.width, view.height, render.rgb.device), view.c2w, view.intrinsics)
+    return origins + directions * render.depth.reshape(-1)[:, None]
+
+
 def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, target_view: CameraView, depth_tolerance: float = 0.03) -> tuple[float, int]:
     """RMSE between source pixels and the target pixels they land on, over visible, unoccluded points."""
-    pixels = image_pixels(source_view.width, source_view.height, source.rgb.device)
-    origins, directions = rays_from_pixels(pixels, source_view.c2w, source_view.intrinsics)
-    points = origins + directions * source.depth.reshape(-1)[:, None]
+    points = surface_points(source, source_view)
     solid = source.opacity.reshape(-1) > 0.9
     landing = reproject(points, solid, target_view.c2w, target_view.intrinsics, target.depth, target.opacity, depth_tolerance)
     if not landing.visible.any():
