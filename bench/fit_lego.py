@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Stopwatch, emit, emit_hardware, peak_memory_mb  # noqa: E402
-from bench.hashgrid_lookups import LOOKUPS, use_lookups  # noqa: E402
+from bench.hashgrid_lookups import BLENDS, LOOKUPS, use_blend, use_lookups  # noqa: E402
 from ins_core.eval.evaluate import evaluate_views  # noqa: E402
 from ins_core.train.fit import TUNABLE, FitRequest, start_fit  # noqa: E402
 from ins_core.train.loading import TrainedRun  # noqa: E402
@@ -49,11 +49,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
     parser.add_argument("--lookups", choices=LOOKUPS, default="auto",
                         help="the hash grid's look-ups: the product's choice (auto: all at once on a GPU, level by level on a CPU), or one way forced")
+    parser.add_argument("--blend", choices=BLENDS, default="auto",
+                        help="how the hash grid blends its corners: the product's choice (auto: sums on a GPU, matrix products on a CPU), or one way forced")
     parser.add_argument("--set", dest="tuning", type=setting, action="append", default=[], metavar="KEY=VALUE",
                         help=f"replace one of the device's defaults ({', '.join(TUNABLE)}), e.g. n_levels=12")
     args = parser.parse_args()
 
     use_lookups(args.lookups)
+    use_blend(args.blend)
     out = args.out or Path(tempfile.mkdtemp(prefix="fit_lego_")) / "run"
     holdout = [f"r_{i}" for i in range(0, 100, 10)]
     # Steps are an upper bound here; the time budget ends the run. The learning-rate decay is set for
@@ -64,7 +67,7 @@ def main() -> None:
     device = session.device
     emit_hardware(device)
     field = session.config["model"]["field"]
-    emit("setup", lookups=args.lookups, resolution=args.resolution, lr=session.trainer.base_lr, final_lr_fraction=session.trainer.final_lr_fraction,
+    emit("setup", lookups=args.lookups, blend=args.blend, resolution=args.resolution, lr=session.trainer.base_lr, final_lr_fraction=session.trainer.final_lr_fraction,
          n_levels=field["n_levels"], log2_table_size=field["log2_table_size"], train_views=len(session.data.train), test_views=len(session.data.test),
          batch_rays=session.config["batch_rays"], n_samples=session.config["model"]["n_samples"], aabb=session.config["aabb"])
     trained = TrainedRun(session.run, session.config, session.model, session.data, device)

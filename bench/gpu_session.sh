@@ -12,6 +12,10 @@
 #          stylize step, two paintings, cut at STYLE_S seconds, default 160).
 #   PART=5, the GPU fit's speed: the hash grid's look-ups level by level against all at once (a GPU's default since 2026-12-04)
 #          (training-step rate, a 30 s fit at 400 px each); about 3 minutes.
+#   PART=6, the GPU fit's speed again: the hash grid's corners blended by batched matrix products (the
+#          CPU's way since 2026-12-03) against multiplied and summed (a GPU's way since 2026-12-04,
+#          untimed there): the training-step rate, a 30 s fit at 400 px each, then a 60 s fit with
+#          the product's choices (2878 steps on an H200 on 2026-12-04, 5393 on an H100 on 2026-11-26); about 5 minutes.
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
 # .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder).
@@ -81,6 +85,13 @@ elif [ "$PART" = 5 ]; then
   for lookups in levels all; do
     timeout 90 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 2)) --evaluations 3 --lookups $lookups --device $DEVICE 2>&1 | tee -a "$log"
   done
+elif [ "$PART" = 6 ]; then
+  timeout 120 $PY bench/hashgrid_speed.py --device $DEVICE --lookups all --blend matmul --blend sum --no-compile \
+    $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2) 2>&1 | tee -a "$log"
+  for blend in matmul sum; do
+    timeout 90 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 2)) --evaluations 3 --blend $blend --device $DEVICE 2>&1 | tee -a "$log"
+  done
+  timeout 130 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE 2>&1 | tee -a "$log"
 else
   timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 240 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" --variant default --variant gram --steps $STYLE_STEPS --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"

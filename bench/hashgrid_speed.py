@@ -1,7 +1,7 @@
 """Points per second of one hash-grid + MLP training step (forward, backward, Adam), eager and
 `torch.compile`d, at several batch sizes.
 
-    python bench/hashgrid_speed.py --device cuda [--lookups levels --lookups all]
+    python bench/hashgrid_speed.py --device cuda [--lookups levels --lookups all] [--blend matmul --blend sum]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware, sync  # noqa: E402
-from bench.hashgrid_lookups import LOOKUPS, use_lookups  # noqa: E402
+from bench.hashgrid_lookups import BLENDS, LOOKUPS, use_blend, use_lookups  # noqa: E402
 from ins_core.fields.nerf import NerfField, NerfFieldConfig  # noqa: E402
 
 
@@ -52,13 +52,17 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--lookups", action="append", choices=LOOKUPS,
                         help="auto (the product's choice, the default), level by level and/or all at once; repeat for several")
+    parser.add_argument("--blend", action="append", choices=BLENDS,
+                        help="auto (the product's choice, the default), matrix products and/or multiply and sum; repeat for several")
     args = parser.parse_args()
     device = torch.device(args.device)
     emit_hardware(device)
     aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
     modes = ["eager"] + ([] if args.no_compile else ["compiled"])
-    for lookups, mode in ((lookups, mode) for lookups in args.lookups or ["auto"] for mode in modes):
+    ways = [(lookups, blend, mode) for lookups in args.lookups or ["auto"] for blend in args.blend or ["auto"] for mode in modes]
+    for lookups, blend, mode in ways:
         use_lookups(lookups)
+        use_blend(blend)
         torch.manual_seed(0)
         field = NerfField(aabb, NerfFieldConfig()).to(device)
         optimizer = torch.optim.Adam(field.parameters(), lr=1e-2, eps=1e-15)
@@ -68,9 +72,9 @@ def main() -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             try:
                 rate = measure(step, n, device, args.repeats)
-                emit("hashgrid_step", lookups=lookups, mode=mode, points=n, points_per_second=round(rate))
+                emit("hashgrid_step", lookups=lookups, blend=blend, mode=mode, points=n, points_per_second=round(rate))
             except Exception as error:  # report and go on: compile support differs between builds
-                emit("hashgrid_step", lookups=lookups, mode=mode, points=n, error=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+                emit("hashgrid_step", lookups=lookups, blend=blend, mode=mode, points=n, error=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
 
 
 if __name__ == "__main__":

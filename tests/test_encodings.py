@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ins_core.fields.encodings import FourierEncoding, HashGridEncoding, SphericalHarmonicsEncoding
+from ins_core.fields.encodings import FourierEncoding, HashGridEncoding, SphericalHarmonicsEncoding, blend_corners
 
 
 def _single_level(in_dim: int, resolution: int, log2_table: int = 18) -> HashGridEncoding:
@@ -142,13 +142,39 @@ def test_the_grids_two_ways_of_finding_rows_give_the_same_features_and_gradients
     x = torch.rand(500, dims, requires_grad=True)
     cells = (x.detach()[:, None] * grid.level_resolution[None, :, None]).floor()
     assert torch.equal(grid.rows_all_levels(cells), grid.rows_level_by_level(cells))
+    _assert_both_ways_agree(grid, x, "lookups", ("levels", "all"))
+
+
+def _assert_both_ways_agree(grid: HashGridEncoding, x: torch.Tensor, choice: str, ways: tuple[str, str]) -> None:
+    """The grid's features, and their gradients for the positions and the table, are the same whichever
+    of the two `ways` its attribute `choice` is set to (then set back to the class's)."""
     outputs, gradients = [], []
-    for lookups in ("levels", "all"):
-        grid.lookups = lookups
-        out = grid(x)
-        weights = torch.linspace(-1, 1, out.numel()).view_as(out)
-        gradients.append(torch.autograd.grad((out * weights).sum(), [x, grid.table]))
-        outputs.append(out.detach())
+    try:
+        for way in ways:
+            setattr(grid, choice, way)
+            out = grid(x)
+            weights = torch.linspace(-1, 1, out.numel()).view_as(out)
+            gradients.append(torch.autograd.grad((out * weights).sum(), [x, grid.table]))
+            outputs.append(out.detach())
+    finally:
+        delattr(grid, choice)
+    assert outputs[0].abs().max() > 0.1  # the table is not near zero, so the comparison means something
     torch.testing.assert_close(outputs[1], outputs[0])
-    for mine, default in zip(gradients[1], gradients[0]):
-        torch.testing.assert_close(mine, default)
+    for second, first in zip(gradients[1], gradients[0]):
+        torch.testing.assert_close(second, first)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_grids_two_ways_of_blending_corners_give_the_same_features_and_gradients(dims):
+    """A CPU blends with batched matrix products, a GPU multiplies and sums: the same features and gradients."""
+    torch.manual_seed(0)
+    grid = HashGridEncoding(dims, n_levels=6, features_per_level=2, log2_table_size=10, base_resolution=4, max_resolution=128)
+    with torch.no_grad():
+        grid.table.normal_()
+    x = torch.rand(400, dims, requires_grad=True)
+    _assert_both_ways_agree(grid, x, "blend", ("matmul", "sum"))
+
+
+def test_an_unknown_blend_is_refused_by_name():
+    with pytest.raises(ValueError, match="blend must be one of"):
+        blend_corners(torch.ones(2, 8), torch.ones(2, 8, 2), "fast")

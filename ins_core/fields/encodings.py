@@ -55,6 +55,9 @@ class HashGridEncoding(nn.Module):
     # steps in a 30 s lego fit on an H200 (bench/results/gpu-h200-fit-lookups-2026-12-04.jsonl).
     # "auto" takes "all" on a GPU and "levels" elsewhere. Both give the same rows.
     lookups: str = "auto"
+    # How each point's corner features are blended (`blend_corners`): "matmul" or "sum"; "auto" takes
+    # "matmul" on a CPU and "sum" elsewhere. Both give the same features and gradients.
+    blend: str = "auto"
 
     def __init__(
         self,
@@ -141,7 +144,7 @@ class HashGridEncoding(nn.Module):
         frac = position - cell
         weight = self._per_corner(torch.stack([1 - frac, frac], dim=-1)[:, None], torch.mul)[:, 0]  # [N, 2^D]
         features = self.table.index_select(0, self.level_rows(cell, level).reshape(-1)).view(n, 2**dims, self.features_per_level)
-        return torch.bmm(weight[:, None, :], features)[:, 0]
+        return blend_corners(weight, features, self.blend)
 
     @torch.no_grad()
     def rows_level_by_level(self, cell: torch.Tensor) -> torch.Tensor:
@@ -172,7 +175,27 @@ class HashGridEncoding(nn.Module):
         # One gather and one blend for all levels.
         weights = self._per_corner(torch.stack([1 - frac, frac], dim=-1), torch.mul)  # [N, L, C]
         features = self.table.index_select(0, rows.view(-1)).view(n * self.n_levels, corners, self.features_per_level)
-        return torch.bmm(weights.reshape(n * self.n_levels, 1, corners), features).view(n, self.output_dim)
+        return blend_corners(weights.reshape(n * self.n_levels, corners), features, self.blend).view(n, self.output_dim)
+
+
+BLENDS = ("auto", "matmul", "sum")
+
+
+def blend_corners(weights: torch.Tensor, features: torch.Tensor, way: str = "auto") -> torch.Tensor:
+    """Each point's corner features [M, C, F] weighted by its corner weights [M, C] and summed: [M, F].
+
+    "matmul" takes M batched 1 x C by C x F matrix products: on the 2-core CPU the hash grid's forward
+    pass 2.5x faster than multiplying and summing (2026-12-03). "sum" broadcasts and sums, as the
+    grid did when an H100 trained 40 M points/s (2026-11-26); since the batched products, H200s
+    trained 14-15 M (millions of tiny products are a batched GEMM's slow case), so "auto" keeps
+    "matmul" for the CPU and takes "sum" on a GPU. The two have not yet been timed against each
+    other on a GPU (`bench/gpu_session.sh` PART=6).
+    """
+    if way not in BLENDS:
+        raise ValueError(f"blend must be one of {BLENDS}, got {way!r}")
+    if way == "matmul" or (way == "auto" and weights.device.type == "cpu"):
+        return torch.bmm(weights[:, None, :], features)[:, 0]
+    return (features * weights[..., None]).sum(1)
 
 
 @dataclass
