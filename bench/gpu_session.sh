@@ -14,8 +14,9 @@
 #          (training-step rate, a 30 s fit at 400 px each); about 3 minutes.
 #   PART=6, the GPU fit's speed again: the hash grid's corners blended by batched matrix products (the
 #          CPU's way since 2026-12-03) against multiplied and summed (a GPU's way since 2026-12-04,
-#          untimed there): the training-step rate, a 30 s fit at 400 px each, then a 60 s fit with
-#          the product's choices (2878 steps on an H200 on 2026-12-04, 5393 on an H100 on 2026-11-26); about 5 minutes.
+#          untimed there): the training-step rate, a profile of fit steps (bench/fit_profile.py), a
+#          30 s fit at 400 px each way, then a 60 s fit with the product's choices (2878 steps on an
+#          H200 on 2026-12-04, 5393 on an H100 on 2026-11-26); about 6 minutes.
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
 # .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder).
@@ -88,6 +89,10 @@ elif [ "$PART" = 5 ]; then
 elif [ "$PART" = 6 ]; then
   timeout 120 $PY bench/hashgrid_speed.py --device $DEVICE --lookups all --blend matmul --blend sum --no-compile \
     $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2) 2>&1 | tee -a "$log"
+  for blend in matmul sum; do
+    timeout 60 $PY bench/fit_profile.py --data "$LEGO400" --resolution $R400 --blend $blend --device $DEVICE \
+      $([ "${SMOKE:-0}" = 1 ] && echo --warmup 10 --steps 4) 2>&1 | tee -a "$log"
+  done
   for blend in matmul sum; do
     timeout 90 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 2)) --evaluations 3 --blend $blend --device $DEVICE 2>&1 | tee -a "$log"
   done
