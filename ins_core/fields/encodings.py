@@ -184,12 +184,13 @@ BLENDS = ("auto", "matmul", "sum")
 def blend_corners(weights: torch.Tensor, features: torch.Tensor, way: str = "auto") -> torch.Tensor:
     """Each point's corner features [M, C, F] weighted by its corner weights [M, C] and summed: [M, F].
 
-    "matmul" takes M batched 1 x C by C x F matrix products: on the 2-core CPU the hash grid's forward
-    pass 2.5x faster than multiplying and summing (2026-12-03). "sum" broadcasts and sums, as the
-    grid did when an H100 trained 40 M points/s (2026-11-26); since the batched products, H200s
-    trained 14-15 M (millions of tiny products are a batched GEMM's slow case), so "auto" keeps
-    "matmul" for the CPU and takes "sum" on a GPU. The two have not yet been timed against each
-    other on a GPU (`bench/gpu_session.sh` PART=6).
+    "matmul" takes M batched 1 x C by C x F matrix products, part of the change that made the grid's
+    forward pass 2.5x faster on the 2-core CPU (2026-12-03); a whole training step there is about
+    as fast either way (within 7 %, 2026-12-04). "sum" broadcasts and sums, as the grid did when an
+    H100 trained 40 M points/s (2026-11-26); since the batched products, H200s trained 14-15 M
+    (millions of tiny products are a batched GEMM's slow case), so "auto" keeps "matmul" for the CPU
+    and takes "sum" on a GPU. The two have not yet been timed against each other on a GPU
+    (`bench/gpu_session.sh` PART=6).
     """
     if way not in BLENDS:
         raise ValueError(f"blend must be one of {BLENDS}, got {way!r}")
