@@ -25,6 +25,15 @@ from ins_core.train.fit import TUNABLE, FitRequest, start_fit  # noqa: E402
 from ins_core.train.loading import TrainedRun  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nerf_synthetic_lego"
+HOLDOUT = [f"r_{i}" for i in range(0, 100, 10)]
+
+
+def lego_fit_request(data: Path, out: Path, device: str, resolution: int, batch_rays: int | None = None,
+                     tuning: dict | None = None) -> FitRequest:
+    """A NeRF fit of lego with r_0, r_10, ..., r_90 held out. Its steps are an upper bound: the
+    caller's time budget (or step count) ends it."""
+    return FitRequest(data=data, kind="nerf", out=out, device=device, resolution=resolution, steps=10**6, batch_rays=batch_rays,
+                      holdout_names=HOLDOUT, force=True, tuning=tuning)
 
 
 def setting(text: str) -> tuple[str, float | int]:
@@ -58,12 +67,9 @@ def main() -> None:
     use_lookups(args.lookups)
     use_blend(args.blend)
     out = args.out or Path(tempfile.mkdtemp(prefix="fit_lego_")) / "run"
-    holdout = [f"r_{i}" for i in range(0, 100, 10)]
-    # Steps are an upper bound here; the time budget ends the run. The learning-rate decay is set for
-    # roughly the number of steps the budget allows (measured after the first steps).
-    request = FitRequest(data=args.data, kind="nerf", out=out, device=args.device, resolution=args.resolution,
-                         steps=10**6, batch_rays=args.batch_rays, holdout_names=holdout, force=True, tuning=dict(args.tuning))
-    session = start_fit(request)
+    # The time budget ends the run. The learning-rate decay is set for roughly the number of steps
+    # the budget allows (measured after the first steps).
+    session = start_fit(lego_fit_request(args.data, out, args.device, args.resolution, args.batch_rays, dict(args.tuning)))
     device = session.device
     emit_hardware(device)
     field = session.config["model"]["field"]

@@ -21,9 +21,9 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Stopwatch, emit, emit_hardware  # noqa: E402
-from bench.fit_lego import DEFAULT_DATA  # noqa: E402
+from bench.fit_lego import DEFAULT_DATA, lego_fit_request  # noqa: E402
 from bench.hashgrid_lookups import BLENDS, LOOKUPS, use_blend, use_lookups  # noqa: E402
-from ins_core.train.fit import FitRequest, start_fit  # noqa: E402
+from ins_core.train.fit import start_fit  # noqa: E402
 
 
 def main() -> None:
@@ -40,9 +40,7 @@ def main() -> None:
     use_lookups(args.lookups)
     use_blend(args.blend)
     out = Path(tempfile.mkdtemp(prefix="fit_profile_")) / "run"
-    request = FitRequest(data=args.data, kind="nerf", out=out, device=args.device, resolution=args.resolution, steps=10**6,
-                         holdout_names=[f"r_{i}" for i in range(0, 100, 10)], force=True)
-    session = start_fit(request)
+    session = start_fit(lego_fit_request(args.data, out, args.device, args.resolution))
     device = session.device
     emit_hardware(device)
     emit("setup", resolution=args.resolution, lookups=args.lookups, blend=args.blend, warmup=args.warmup, steps=args.steps,
