@@ -17,9 +17,13 @@
 #          untimed there): the training-step rate, a profile of fit steps (bench/fit_profile.py), a
 #          30 s fit at 400 px each way, then a 60 s fit with the product's choices (2878 steps on an
 #          H200 on 2026-12-04, 5393 on an H100 on 2026-11-26); about 6 minutes.
+#   PART=7, a whole lease's worth (about 8 minutes): PART=6 shortened, the Scream and starry night at
+#          seed 1, the demo scene's job (.benchdata/demo_job) at the GPU's preview budget, and starry
+#          night rendered at twice the views' size (render_scale 2).
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
-# .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder).
+# .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder); PART=7
+# wants .benchdata/demo_job and .benchdata/wheels (add `--demo-job runs/demo/job` after a `make demo`).
 # Carry .benchdata and ins_core/assets (the loss network's weights). Writes to $OUT (or ./gpu_out);
 # copy $OUT/bench.jsonl to bench/results/ afterwards. On the lent machine: `PART=3 bash bench/gpu_session.sh`
 # with carry [.benchdata, ins_core/assets] (about 28 MB with the lego at 400x400).
@@ -97,6 +101,30 @@ elif [ "$PART" = 6 ]; then
     timeout 90 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 2)) --evaluations 3 --blend $blend --device $DEVICE 2>&1 | tee -a "$log"
   done
   timeout 130 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE 2>&1 | tee -a "$log"
+elif [ "$PART" = 7 ]; then
+  # One lease, in the order of what matters: the blend's speed (PART=6, shortened: a 20 s fit with the
+  # products against the 60 s fit with the product's choices, whose field the rest use), then the
+  # Scream and starry night at seed 1, the demo scene's job at the GPU's preview budget (a copy of
+  # `make demo`'s job folder: .benchdata/demo_job), and starry night rendered at twice the views' size.
+  steps=$([ "${SMOKE:-0}" = 1 ] && echo "--steps $STYLE_STEPS")
+  timeout 90 $PY bench/hashgrid_speed.py --device $DEVICE --lookups all --blend matmul --blend sum --no-compile \
+    $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2) 2>&1 | tee -a "$log"
+  for blend in matmul sum; do
+    timeout 45 $PY bench/fit_profile.py --data "$LEGO400" --resolution $R400 --blend $blend --device $DEVICE \
+      $([ "${SMOKE:-0}" = 1 ] && echo --warmup 10 --steps 4) 2>&1 | tee -a "$log"
+  done
+  timeout 110 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
+  timeout 55 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 3)) --evaluations 1 --blend matmul --device $DEVICE 2>&1 | tee -a "$log"
+  timeout 110 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/the_scream.jpg "$STYLES"/starry_night.jpg $steps --seed 1 --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" --picture-name lego_seed1.png 2>&1 | tee -a "$log"
+  demo="$W/demo_job"; rm -rf "$demo"; cp -r "${DEMO_JOB:-.benchdata/demo_job}" "$demo"
+  if [ -d .benchdata/wheels ] && [ "${SMOKE:-0}" != 1 ]; then  # the export's packages, which the GPU machine lacks
+    $PY -m pip install --quiet --no-deps --no-index --target "$W/export_packages" .benchdata/wheels/*.whl
+    export PYTHONPATH="$W/export_packages${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  timeout 150 $PY -m ins_core.worker "$demo" > "$OUT/demo_worker.jsonl" 2>&1; echo "{\"figure\": \"demo_job\", \"rc\": $?}" | tee -a "$log"
+  tail -4 "$OUT/demo_worker.jsonl"; cp "$demo/log.txt" "$OUT/demo_log.txt"
+  mkdir -p "$OUT/demo_result"; cp -r "$demo/result/." "$OUT/demo_result/" 2>/dev/null; rm -f "$OUT/demo_result/mesh.obj" "$OUT/demo_result/mesh.npz"
+  timeout 130 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/starry_night.jpg $steps --set render_scale=2 --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" --picture-name lego_starry_scale2.png 2>&1 | tee -a "$log"
 else
   timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 240 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" --variant default --variant gram --steps $STYLE_STEPS --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
