@@ -14,7 +14,7 @@
 #          (training-step rate, a 30 s fit at 400 px each); about 3 minutes.
 #   PART=6, the GPU fit's speed again: the hash grid's corners blended by batched matrix products (the
 #          CPU's way since 2026-12-03) against multiplied and summed (a GPU's way since 2026-12-04,
-#          untimed there): the training-step rate, a profile of fit steps (bench/fit_profile.py), a
+#          timed there by PART=7 since): the training-step rate, a profile of fit steps (bench/fit_profile.py), a
 #          30 s fit at 400 px each way, then a 60 s fit with the product's choices (2878 steps on an
 #          H200 on 2026-12-04, 5393 on an H100 on 2026-11-26); about 6 minutes.
 #   PART=7, a whole lease's worth (about 8 minutes): PART=6 shortened, the Scream and starry night at

@@ -187,10 +187,10 @@ def blend_corners(weights: torch.Tensor, features: torch.Tensor, way: str = "aut
     "matmul" takes M batched 1 x C by C x F matrix products, part of the change that made the grid's
     forward pass 2.5x faster on the 2-core CPU (2026-12-03); a whole training step there is about
     as fast either way (within 7 %, 2026-12-04). "sum" broadcasts and sums, as the grid did when an
-    H100 trained 40 M points/s (2026-11-26); since the batched products, H200s trained 14-15 M
-    (millions of tiny products are a batched GEMM's slow case), so "auto" keeps "matmul" for the CPU
-    and takes "sum" on a GPU. The two have not yet been timed against each other on a GPU
-    (`bench/gpu_session.sh` PART=6).
+    H100 trained 40 M points/s (2026-11-26). On a GPU the products are a batched GEMM's slow case
+    (millions of tiny ones): on an H200 a training step made 14.7 M points/s with them and 50.0 M
+    with the sum at 1 M points, and a lego fit step took 22.6 ms against 10.8 ms (2026-12-04,
+    `bench/gpu_session.sh` PART=7). So "auto" keeps "matmul" for the CPU and takes "sum" on a GPU.
     """
     if way not in BLENDS:
         raise ValueError(f"blend must be one of {BLENDS}, got {way!r}")
