@@ -49,6 +49,17 @@ fi
 W=/tmp/ins_gpu_session
 mkdir -p "$W"
 
+# The hash grid's two corner blends: the training-step rate, then a profile of fit steps, each way
+# ($1 and $2: the two benches' time limits in seconds).
+blend_speed() {
+  timeout "$1" $PY bench/hashgrid_speed.py --device $DEVICE --lookups all --blend matmul --blend sum --no-compile \
+    $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2) 2>&1 | tee -a "$log"
+  for blend in matmul sum; do
+    timeout "$2" $PY bench/fit_profile.py --data "$LEGO400" --resolution $R400 --blend $blend --device $DEVICE \
+      $([ "${SMOKE:-0}" = 1 ] && echo --warmup 10 --steps 4) 2>&1 | tee -a "$log"
+  done
+}
+
 if [ "$PART" = 1 ]; then
   timeout 170 $PY bench/fit_lego.py --data "$LEGO800" --resolution $R800 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego800" 2>&1 | tee -a "$log"
   timeout 150 $PY bench/stylize_lego.py --content-run "$W/lego800" --style "$STYLE" --steps $STYLE_STEPS --no-eval --device $DEVICE --out "$W/lego800_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
@@ -91,12 +102,7 @@ elif [ "$PART" = 5 ]; then
     timeout 90 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 2)) --evaluations 3 --lookups $lookups --device $DEVICE 2>&1 | tee -a "$log"
   done
 elif [ "$PART" = 6 ]; then
-  timeout 120 $PY bench/hashgrid_speed.py --device $DEVICE --lookups all --blend matmul --blend sum --no-compile \
-    $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2) 2>&1 | tee -a "$log"
-  for blend in matmul sum; do
-    timeout 60 $PY bench/fit_profile.py --data "$LEGO400" --resolution $R400 --blend $blend --device $DEVICE \
-      $([ "${SMOKE:-0}" = 1 ] && echo --warmup 10 --steps 4) 2>&1 | tee -a "$log"
-  done
+  blend_speed 120 60
   for blend in matmul sum; do
     timeout 90 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 2)) --evaluations 3 --blend $blend --device $DEVICE 2>&1 | tee -a "$log"
   done
@@ -107,12 +113,7 @@ elif [ "$PART" = 7 ]; then
   # Scream and starry night at seed 1, the demo scene's job at the GPU's preview budget (a copy of
   # `make demo`'s job folder: .benchdata/demo_job), and starry night rendered at twice the views' size.
   steps=$([ "${SMOKE:-0}" = 1 ] && echo "--steps $STYLE_STEPS")
-  timeout 90 $PY bench/hashgrid_speed.py --device $DEVICE --lookups all --blend matmul --blend sum --no-compile \
-    $([ "${SMOKE:-0}" = 1 ] && echo --sizes 4096 --repeats 2) 2>&1 | tee -a "$log"
-  for blend in matmul sum; do
-    timeout 45 $PY bench/fit_profile.py --data "$LEGO400" --resolution $R400 --blend $blend --device $DEVICE \
-      $([ "${SMOKE:-0}" = 1 ] && echo --warmup 10 --steps 4) 2>&1 | tee -a "$log"
-  done
+  blend_speed 90 45
   timeout 110 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 55 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $((FIT_S / 3)) --evaluations 1 --blend matmul --device $DEVICE 2>&1 | tee -a "$log"
   timeout 110 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/the_scream.jpg "$STYLES"/starry_night.jpg $steps --seed 1 --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" --picture-name lego_seed1.png 2>&1 | tee -a "$log"
