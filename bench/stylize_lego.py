@@ -69,6 +69,19 @@ def setting(text: str) -> tuple[str, object]:
         return key, value
 
 
+def metrics_record(metrics: dict) -> dict:
+    """`evaluate_stylized`'s figures for a one-painting run as a bench line's fields, with the Gram
+    falls the acceptance bar reads."""
+    style = metrics["styles"][0]
+    return {**{k: round(v, 4) if isinstance(v, float) else v for k, v in style.items() if k != "style"},
+            "content_short_range_rmse": round(metrics["content"]["short_range_rmse"], 4),
+            "content_long_range_rmse": round(metrics["content"]["long_range_rmse"], 4),
+            "gram_fall": round(gram_fall(style, "style_distance_after"), 3),
+            "gram_fall_painting_pasted": round(gram_fall(style, "style_distance_painting"), 3),
+            "gram_fall_seen": round(gram_fall(style, "style_distance_seen_after"), 3),
+            "gram_fall_seen_painting_pasted": round(gram_fall(style, "style_distance_seen_painting"), 3)}
+
+
 def timed_marches(session) -> dict[str, float]:
     """Time the content geometry's marches (a view's visible samples, built when its cache misses)
     apart from the steps: the session's `view_samples` is wrapped, synchronised on a GPU. Marches
@@ -167,13 +180,7 @@ def main() -> None:
                 pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
                                             working_size=stylized.config["stylize"].get("vgg_size"))
-                record.update({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics["styles"][0].items() if k != "style"},
-                              content_short_range_rmse=round(metrics["content"]["short_range_rmse"], 4),
-                              content_long_range_rmse=round(metrics["content"]["long_range_rmse"], 4),
-                              gram_fall=round(gram_fall(metrics["styles"][0], "style_distance_after"), 3),
-                              gram_fall_painting_pasted=round(gram_fall(metrics["styles"][0], "style_distance_painting"), 3),
-                              gram_fall_seen=round(gram_fall(metrics["styles"][0], "style_distance_seen_after"), 3),
-                              gram_fall_seen_painting_pasted=round(gram_fall(metrics["styles"][0], "style_distance_seen_painting"), 3))
+                record.update(metrics_record(metrics))
             emit("stylize", **record)
             tiles += [draw(stylized.model, k) for k in args.views]
             labels += [f"{style.stem} {name}, view {k}" for k in args.views]

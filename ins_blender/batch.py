@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
     p.add_argument("--palette-weight", type=float, help="make the object reach the painting's colour range while training "
                                                          "(default 2; 0 leaves the colours to the match after training)")
+    p.add_argument("--palette-spread", type=float, help="how far the colour match after training stretches colour differences "
+                                                         "towards the painting's spread, 0 to 1 (default 1: in full; its mean colour always)")
     p.add_argument("--consistency-weight", type=float, help="make each view agree with a neighbouring view while training "
                                                              "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
     p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 100; 200 steadies "
@@ -152,7 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples is {args.samples}; use at least 1.")
     # Options named as the job's overrides, passed on only when given (else the job's defaults hold).
-    args.overrides = {name: getattr(args, name) for name in ("stroke_scale", "palette_weight", "consistency_weight", "tv_weight", "style_detail")
+    args.overrides = {name: getattr(args, name) for name in ("stroke_scale", "palette_weight", "palette_spread", "consistency_weight", "tv_weight",
+                                                                "style_detail")
                       if getattr(args, name) is not None}
     if args.steps is not None:
         parts = args.steps.split(",")

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "but smooths away some of the painting's texture; see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
+    stylize.add_argument("--palette-spread", type=float, help="how far the palette match after training stretches colour differences "
+                                                               "towards the painting's spread, 0 to 1 (default 1: in full, ARF's colour "
+                                                               "transfer; the mean colour always goes all the way, and colours turn as in full)")
     stylize.add_argument("--palette-search-steps", type=_count, help="steps searching the palette match after training for the map "
                                                                     "(among those giving the painting's colour statistics) that best suits "
                                                                     "the painting's strokes (default 15; 0: ARF's colour transfer as it is)")

@@ -74,8 +74,8 @@ def int_field(minimum: int | None = None, maximum: int | None = None) -> Check:
     return check
 
 
-def number_field(minimum: float | None = None, *, above: bool = False) -> Check:
-    """A finite number, returned as float; `above` makes the minimum exclusive."""
+def number_field(minimum: float | None = None, *, above: bool = False, maximum: float | None = None) -> Check:
+    """A finite number, returned as float; `above` makes the minimum exclusive; `maximum` is inclusive."""
 
     def check(value: Any, where: str) -> float:
         require(_is_number(value), f"{where} is {_show(value)}; use a number.")
@@ -84,6 +84,8 @@ def number_field(minimum: float | None = None, *, above: bool = False) -> Check:
         if minimum is not None:
             ok = value > minimum if above else value >= minimum
             require(ok, f"{where} is {value:g}; use a number {'>' if above else '>='} {minimum:g}.")
+        if maximum is not None:
+            require(value <= maximum, f"{where} is {value:g}; use a number <= {maximum:g}.")
         return value
 
     return check
@@ -420,6 +422,7 @@ OVERRIDES: dict[str, Check] = {
     "color_transfer": bool_field(),
     "stroke_scale": number_field(0.0, above=True),  # 1: the painting's own scale against the view; 2: strokes twice as big
     "palette_weight": number_field(0.0),  # view mode: the painting's colour range as a loss while training (0: off)
+    "palette_spread": number_field(0.0, maximum=1.0),  # how far the match after training takes the colour spread to the painting's
     "consistency_weight": number_field(0.0),  # view mode: neighbouring views made to agree while training (0: off, the default)
     "style_detail": choice_field(STYLE_DETAILS),  # view mode: the painting's detail as a view can show it, or its own
     "stylize_mode": choice_field(STYLIZE_MODES),

@@ -239,7 +239,7 @@ class JobRunner:
             ("steps", "stylize_steps"), ("patch", "patch_size"), ("stride", "stride"), ("style_weight", "style_weight"),
             ("content_weight", "content_weight"), ("geometry_weight", "geometry_weight"), ("tv_weight", "tv_weight"),
             ("color_transfer", "color_transfer"), ("lr", "lr"), ("stroke_scale", "stroke_scale"), ("mode", "stylize_mode"),
-            ("vgg_size", "vgg_size"), ("palette_weight", "palette_weight"),
+            ("vgg_size", "vgg_size"), ("palette_weight", "palette_weight"), ("palette_spread", "palette_spread"),
             ("consistency_weight", "consistency_weight"), ("style_detail", "style_detail"))}
         if "nnfm" in settings:
             stylize_settings["nnfm_weight"] = 1.0 if settings["nnfm"] else 0.0

@@ -159,8 +159,8 @@ def test_a_negative_loss_weight_leaves_no_job_folder(scene, style, tmp_path, cap
 
 def test_steps_stroke_scale_and_loss_weights_become_job_overrides():
     args = batch.parse_args(["--style", "a.png", "--out", "job", "--steps", "200,30", "--stroke-scale", "2", "--palette-weight", "1",
-                             "--consistency-weight", "10", "--tv-weight", "200", "--style-detail", "full"])
-    assert args.overrides == {"stroke_scale": 2.0, "palette_weight": 1.0, "consistency_weight": 10.0, "tv_weight": 200.0,
+                             "--palette-spread", "0.8", "--consistency-weight", "10", "--tv-weight", "200", "--style-detail", "full"])
+    assert args.overrides == {"stroke_scale": 2.0, "palette_weight": 1.0, "palette_spread": 0.8, "consistency_weight": 10.0, "tv_weight": 200.0,
                               "style_detail": "full", "pretrain_steps": 200, "stylize_steps": 30}
     assert batch.parse_args(["--style", "a.png", "--out", "job"]).overrides == {}
 

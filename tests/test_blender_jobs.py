@@ -419,7 +419,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     s = scene.ins
     s.output_dir, s.outputs, s.capture_source = str(tmp_path / "jobs"), "RENDER_ENGINE", "AUTO_RIG"
     s.n_views, s.capture_resolution, s.capture_samples = 3, 16, 1
-    s.stroke_scale, s.palette_weight, s.style_detail = 1.5, 1.0, "FULL"
+    s.stroke_scale, s.palette_weight, s.palette_spread, s.style_detail = 1.5, 1.0, 0.8, "FULL"
     before = scene_state(scene)
     assert bpy.ops.ins.stylize_scene() == {"FINISHED"}
     assert s.status == "FINISHED", s.message
@@ -429,6 +429,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     assert spec["outputs"] == ["render_engine"] and spec["preset"] == "preview"
     assert spec["overrides"]["train_resolution"] == 16 and spec["overrides"]["stroke_scale"] == 1.5
     assert spec["overrides"]["palette_weight"] == 1.0 and spec["overrides"]["style_detail"] == "full"
+    assert spec["overrides"]["palette_spread"] == pytest.approx(0.8)
     train = json.loads((job.dataset_dir / "transforms_train.json").read_text())
     assert len(train["frames"]) + len(json.loads((job.dataset_dir / "transforms_test.json").read_text())["frames"]) == 3
     assert s.render_job_dir == str(job.root)
@@ -454,5 +455,6 @@ def test_the_panels_stroke_scale_palette_weight_and_detail_start_at_the_cores_de
     core = StylizeSettings()
     assert addon.ins.palette_weight == pytest.approx(core.palette_weight) and core.palette_weight > 0
     assert addon.ins.stroke_scale == pytest.approx(core.stroke_scale)
+    assert addon.ins.palette_spread == pytest.approx(core.palette_spread)
     assert addon.ins.style_detail.lower() == core.style_detail
     assert {key.lower() for key, _, _ in properties.DETAILS} == set(STYLE_DETAILS)

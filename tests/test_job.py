@@ -121,7 +121,7 @@ def test_job_to_dict_is_a_copy() -> None:
 
 def test_every_override_key_accepts_a_sensible_value() -> None:
     sample = {"nnfm": False, "color_transfer": True, "lr": 0.01, "stylize_mode": "view", "stroke_scale": 1.5, "palette_weight": 1.0,
-              "style_detail": "full"}
+              "palette_spread": 0.5, "style_detail": "full"}
     overrides = {k: sample.get(k, 64) for k in OVERRIDES}
     assert JobSpec(mode="nerf", styles=["styles/a.jpg"], overrides=overrides).overrides == overrides
 
@@ -164,6 +164,8 @@ def test_a_patch_mode_job_may_turn_the_view_mode_terms_off() -> None:
         ({"overrides": {"stylize_steps": 2.5}}, "field 'overrides.stylize_steps' is 2.5; use an integer"),
         ({"overrides": {"nnfm": 1}}, "field 'overrides.nnfm' is 1; use true or false"),
         ({"overrides": {"style_weight": float("inf")}}, "field 'overrides.style_weight'.*finite"),
+        ({"overrides": {"palette_spread": 1.5}}, r"field 'overrides.palette_spread' is 1.5; use a number <= 1\."),
+        ({"overrides": {"palette_spread": -0.1}}, "field 'overrides.palette_spread' is -0.1; use a number >= 0"),
         ({"overrides": [1, 2]}, "field 'overrides' is \\[1, 2\\]; use a JSON object"),
         ({"overrides": {"stylize_mode": "patch", "style_detail": "full"}},
          r"field 'overrides.style_detail' works in view mode only; remove it, or set 'overrides.stylize_mode' to 'view'\.$"),

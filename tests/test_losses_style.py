@@ -18,6 +18,7 @@ from ins_core.losses.style import (
     content_loss,
     gram_matrix,
     moment_match,
+    partial_spread,
     nearest_neighbours,
     nnfm_loss,
     object_style_distance,
@@ -262,6 +263,35 @@ def test_a_capped_palette_map_stretches_colours_at_most_that_much_and_keeps_the_
     assert torch.linalg.svdvals(capped[:, :3]).max() == pytest.approx(1.25)
     mean_in = torch.from_numpy(images.reshape(-1, 3).mean(0))
     np.testing.assert_allclose((capped[:, :3] @ mean_in + capped[:, 3]).numpy(), style.reshape(-1, 3).mean(0), atol=1e-9)
+
+
+@pytest.mark.parametrize("angles", [(0.0, 0.0, 0.0), (0.9, -0.4, 1.7)])
+def test_a_partial_palette_spread_gives_the_paintings_mean_and_part_of_its_spread(angles):
+    """Spread 0: colour differences turned as the map turns them but not stretched, the mean moved
+    to the painting's; 1: the map itself; between, stretched part of the way (in log scale) and
+    the colour covariance between the two."""
+    rng = np.random.default_rng(4)
+    images = np.clip(0.5 + 0.05 * rng.standard_normal((1, 16, 16, 3)) * [1.0, 0.6, 0.3], 0, 1)
+    style = np.clip(0.4 + 0.2 * rng.standard_normal((16, 16, 3)) * [0.4, 1.0, 0.7], 0, 1)
+    match = moment_match(images, style)
+    a, b, c = angles
+    q = torch.linalg.matrix_exp(torch.tensor([[0.0, a, b], [-a, 0.0, c], [-b, -c, 0.0]], dtype=torch.float64))
+    full = match.matrix(q)
+    pixels = torch.from_numpy(images.reshape(-1, 3))
+    style_mean, style_cov = color_statistics(torch.from_numpy(style.reshape(-1, 3)))
+    gap = {}
+    for spread in (0.0, 0.5, 1.0):
+        affine = partial_spread(full, spread, match.content_mean)
+        mean, cov = color_statistics(pixels @ affine[:, :3].T + affine[:, 3])
+        torch.testing.assert_close(mean, style_mean, atol=1e-9, rtol=0)
+        gap[spread] = float((cov - style_cov).norm())
+    torch.testing.assert_close(partial_spread(full, 1.0, match.content_mean), full, atol=1e-12, rtol=0)
+    turned = partial_spread(full, 0.0, match.content_mean)[:, :3]
+    torch.testing.assert_close(turned @ turned.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)  # no stretch
+    gains = torch.linalg.svdvals(full[:, :3])
+    torch.testing.assert_close(torch.linalg.svdvals(partial_spread(full, 0.5, match.content_mean)[:, :3]), gains.sqrt(), atol=1e-12, rtol=0)
+    assert gains.max() > 2  # the map does stretch, so the spreads differ
+    assert gap[1.0] < 1e-9 < 0.1 * gap[0.0] and gap[1.0] < gap[0.5] < gap[0.0]
 
 
 def test_the_palette_shortfall_by_hand_and_trained_on_it_reaches_the_paintings_range_without_moving_the_mean():

@@ -606,6 +606,18 @@ def test_a_palette_gain_cap_limits_the_palette_match_after_training(content_run,
     assert "palette gain cap must be a positive number" in capsys.readouterr().err
 
 
+def test_a_palette_spread_of_nought_moves_the_objects_colours_to_the_paintings_mean_without_stretching_them(content_run, capsys):
+    run = _stylize(content_run, "palette_spread_0", ["style_a.png"], steps=2, palette_spread=0.0)
+    colour_map = run.model.field.color_maps[0]
+    torch.testing.assert_close(torch.linalg.svdvals(colour_map[:, :3]), torch.ones(3), atol=1e-5, rtol=0)
+    assert float((colour_map[:, :3] - torch.eye(3)).abs().max()) > 0.01 or float(colour_map[:, 3].abs().max()) > 0.01  # moved
+    assert run.config["stylize"]["palette_spread"] == 0.0
+    assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"),
+                 "--out", str(content_run / "spread_bad"), "--palette-spread", "1.5", "--device", "cpu"]) == 2
+    assert "palette spread must be between 0 and 1" in capsys.readouterr().err
+    assert not (content_run / "spread_bad").exists()
+
+
 def test_the_view_mode_only_list_names_the_stylizations_own_settings():
     """The job file and the CLI refuse these in patch mode by name: a setting renamed in the
     stylization must not drop out of that check unnoticed."""

@@ -19,7 +19,7 @@ from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import QuitCommand, RenderCommand, decode_event, encode
 
 OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 20, "mesh_resolution": 40, "texture_size": 64, "mesh_faces": 600, "stroke_scale": 0.5,
-             "style_detail": "full"}
+             "style_detail": "full", "palette_spread": 0.8}
 
 
 def make_job(root: Path, **overrides) -> JobPaths:
@@ -120,6 +120,7 @@ def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
     stylized = json.loads((paths.checkpoints_dir / "stylized" / "run.json").read_text())
     assert stylized["stylize"]["stroke_scale"] == 0.5 and stylized["stylize"]["style_size"] == 128  # the job's stroke scale reached it
     assert stylized["stylize"]["style_detail"] == "full"  # and its detail (the default is "view")
+    assert stylized["stylize"]["palette_spread"] == 0.8  # and its colour spread (the default is 1)
     progress = [e for e in events if e.event == "progress"]
     assert progress and all(0 <= e.step <= e.total_steps for e in progress)
     assert "log.txt" in os.listdir(paths.root)

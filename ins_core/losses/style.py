@@ -196,13 +196,30 @@ def moment_match(
     return MomentMatch(_sym_power(cov_s, 0.5), _sym_power(cov_c, -0.5), mu_c, mu_s)
 
 
+def _with_matrix(affine: torch.Tensor, matrix: torch.Tensor, content_mean: torch.Tensor) -> torch.Tensor:
+    """The map [3, 4] with `matrix` [3, 3] in place of `affine`'s, re-offset so that `content_mean`
+    still lands where `affine` sent it."""
+    target = affine[:, :3] @ content_mean + affine[:, 3]
+    return torch.cat([matrix, (target - matrix @ content_mean)[:, None]], dim=1)
+
+
 def cap_gain(affine: torch.Tensor, max_gain: float, content_mean: torch.Tensor) -> torch.Tensor:
     """The map [3, 4] with its matrix's singular values (how much it stretches any colour
     difference) capped at `max_gain`, re-offset so that `content_mean` still lands where it did."""
     u, gains, vh = torch.linalg.svd(affine[:, :3])
-    matrix = u @ torch.diag(gains.clamp(max=max_gain)) @ vh
-    target = affine[:, :3] @ content_mean + affine[:, 3]
-    return torch.cat([matrix, (target - matrix @ content_mean)[:, None]], dim=1)
+    return _with_matrix(affine, u @ torch.diag(gains.clamp(max=max_gain)) @ vh, content_mean)
+
+
+def partial_spread(affine: torch.Tensor, spread: float, content_mean: torch.Tensor) -> torch.Tensor:
+    """The map [3, 4] that still sends `content_mean` where `affine` does (the painting's mean, for a
+    moment match) and turns colour differences the way `affine` does, but stretches or shrinks
+    them only `spread` of the way (in log scale): with A = U diag(g) V^T, the matrix U diag(g^spread) V^T.
+    At 0 colour differences are turned but keep their size; at 1 the map is `affine`.
+
+    Blending A with the identity instead left colours of the field's own that the painting does not
+    have (the demo's red sphere came back salmon instead of the painting's gold)."""
+    u, gains, vh = torch.linalg.svd(affine[:, :3])
+    return _with_matrix(affine, u @ torch.diag(gains ** spread) @ vh, content_mean)
 
 
 def color_transfer_matrix(

@@ -51,7 +51,7 @@ from ..fields.stylization import StylizationConfig
 from ..losses.consistency import reprojection_difference
 from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
-from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, band_limited, cap_gain, color_transfer_matrix, gram_matrix, masked_gram_matrix,
+from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, band_limited, cap_gain, color_transfer_matrix, partial_spread, gram_matrix, masked_gram_matrix,
                             moment_match,
                             nnfm_loss, palette_shortfall, principal_colours, relative_content_loss, total_variation)
 from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone, resolved_loss_precision
@@ -90,7 +90,10 @@ class StylizeSettings:
     and covariance (`color_transfer`; with `style_detail` "view", the painting's as a view shows
     it); of all such maps, the one whose views best match the painting's Gram statistics
     (`palette_search_steps`, `palette_match.py`; lego, 100 px: the Scream's Gram fall at the view's
-    detail 62-71 % over five seeds against 53-70 % with ARF's map). In view mode `palette_weight` also makes the rendered object
+    detail 62-71 % over five seeds against 53-70 % with ARF's map). `palette_spread` under 1 keeps
+    the map's mean and its turn of colours but only part of its stretch (`partial_spread`; an option:
+    at 0.5 the Scream's Gram fall on another machine's field rose from 51-57 % to 60-65 %, but
+    Matisse's fell from 85 % to 67 %; docs/stylization.md). In view mode `palette_weight` also makes the rendered object
     reach the painting's colour range while training (`palette_shortfall`: one-sided, no mean), so
     the field paints with the painting's colours instead of leaving that map to stretch its own
     (lego, 100 px, weight 2 against 0: Matisse's warp 1.42x -> 1.29x of the content's and Gram fall
@@ -134,6 +137,7 @@ class StylizeSettings:
     consistency_weight: float = 0.0  # view mode: each view made to agree with a neighbouring view where both see the surface (0: off)
     palette_max_gain: float | None = None  # cap on how much the palette map after training stretches colour differences (None: no cap)
     palette_search_steps: int = 15  # Adam steps searching the palette map's rotation for the painting's Gram statistics (0: ARF's map)
+    palette_spread: float = 1.0  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF)
     vgg_size: int = 256
     stroke_scale: float = 1.0
     style_size: int = 0  # 0: vgg_size * stroke_scale
@@ -182,6 +186,9 @@ class StylizeSettings:
         if not (isinstance(base.palette_search_steps, int) and base.palette_search_steps >= 0):
             raise InputError(f"The palette search steps must be a whole number, 0 or more (0: ARF's colour map as it is; the default is 15), "
                              f"got {base.palette_search_steps}.")
+        if not 0.0 <= base.palette_spread <= 1.0:
+            raise InputError(f"The palette spread must be between 0 and 1 (1: the painting's colour spread in full; 0: its mean colour only), "
+                             f"got {base.palette_spread}.")
         if base.palette_max_gain is not None and not base.palette_max_gain > 0:
             raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
         if not base.style_size:
@@ -313,7 +320,8 @@ class StyleObjective:
     def match_palettes(self, max_views: int = 24, should_stop=None) -> bool:
         """After training, map each style's rendered colours to the painting's mean and covariance
         (ARF's colour transfer, once more on the result), with the free rotation among such maps
-        searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`).
+        searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`),
+        then its change to colour differences taken only `palette_spread` of the way.
         The map is one affine per style, the same in every view, so it cannot break consistency;
         it is kept in the field's `color_maps`. False (nothing changed) when `should_stop()` turned
         true during the search."""
@@ -332,6 +340,8 @@ class StyleObjective:
                                             should_stop=should_stop)
                 if matrix is None:
                     return False
+            if s.palette_spread != 1.0:
+                matrix = partial_spread(matrix, s.palette_spread, match.content_mean)
             if s.palette_max_gain is not None:
                 matrix = cap_gain(matrix, s.palette_max_gain, match.content_mean)
             maps.append(matrix)
@@ -533,6 +543,7 @@ class StylizeSession(RunSession):
         config["stylize"].setdefault("loss_precision", "float32")  # runs from before the setting computed in float32
         config["stylize"].setdefault("style_detail", "full")  # and matched the painting at its own detail
         config["stylize"].setdefault("palette_search_steps", 0)  # and took ARF's palette map as it was
+        config["stylize"].setdefault("palette_spread", 1.0)  # in full
         settings = StylizeSettings(**config["stylize"])
         if not settings.tune_color_mlp:
             self.model.field.color_mlp.requires_grad_(False)

@@ -1,0 +1,86 @@
+"""The palette match after training run again on finished stylized runs, with other settings.
+
+    python bench/palette_rematch.py --stylized-run runs/lego100_styles/*_default --spread 1 0.5 [--picture FILE.png]
+
+The strokes a run learnt do not depend on the match (it runs after the last step), so the match's
+settings can be compared on the very same fields: for each run and each `--spread` (and the
+search's steps), the run's colour map is set back to the identity, the match runs as `stylize`
+runs it, and the run is measured as `bench/stylize_lego.py` measures it (one JSON line each,
+hardware first; the run on disk is left as it was). With --picture, one grid of held-out views:
+a row per run, the settings side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import emit, emit_hardware  # noqa: E402
+from bench.stylize_lego import metrics_record  # noqa: E402
+from ins_core.data.styles import load_style_image  # noqa: E402
+from ins_core.eval.evaluate import content_run_of  # noqa: E402
+from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
+from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
+from ins_core.losses.vgg import resolve_backbone  # noqa: E402
+from ins_core.render.views import render_view  # noqa: E402
+from ins_core.train.loading import open_run  # noqa: E402
+from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help="finished single-style stylized runs")
+    parser.add_argument("--spread", type=float, nargs="+", default=[1.0], help="palette spreads to compare")
+    parser.add_argument("--search-steps", type=int, help="the search's steps (default: each run's own)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--picture", type=Path, help="a PNG of the held-out views, a row per run (the runs of one resolution)")
+    parser.add_argument("--no-eval", action="store_true", help="pictures and the match's time only")
+    parser.add_argument("--views", type=int, nargs="+", default=[0, 5], help="held-out views shown in the pictures")
+    args = parser.parse_args()
+
+    extractor, tiles, labels = None, [], []
+    for path in args.stylized_run:
+        finished = open_run(path, args.device)
+        config = finished.config
+        if extractor is None:
+            emit_hardware(finished.device)
+            extractor = resolve_backbone(log=lambda m: None).extractor.to(finished.device)
+        content = content_run_of(finished)
+        views = content.data.test
+        white = torch.ones(3, device=finished.device)
+        # Opening the run as a stylization session resumes it: the same field, views and loss network.
+        session = start_stylize(StylizeRequest(run=Path(config["base_run"]), styles=config["signature"]["styles"], out=path,
+                                               device=args.device, settings={}, force=False))
+        objective, field = session.objective, session.model.field
+        style = torch.from_numpy(load_style_image(path / config["styles"][0]["file"]).pixels).to(finished.device)
+        for spread in args.spread:
+            objective.settings.palette_spread = spread
+            if args.search_steps is not None:
+                objective.settings.palette_search_steps = args.search_steps
+            with torch.no_grad():
+                field.color_maps.copy_(torch.eye(3, 4, device=field.color_maps.device).expand_as(field.color_maps))
+            start = time.perf_counter()
+            objective.match_palettes()
+            seconds = time.perf_counter() - start
+            measured = {} if args.no_eval else metrics_record(evaluate_stylized(SimpleNamespace(model=session.model), content, views, [style],
+                                                                                extractor, working_size=objective.settings.vgg_size))
+            emit("palette_rematch", run=path.name, spread=spread, search_steps=objective.settings.palette_search_steps,
+                 match_seconds=round(seconds, 1), resolution=views.width, **measured)
+            session.model.set_style([1.0])
+            for k in args.views:
+                tiles.append(render_view(session.model, views.c2w[k], views.intrinsics[k] * 2, views.width * 2, views.height * 2,
+                                         white).rgb.clamp(0, 1).cpu().numpy())
+                labels.append(f"{path.name}, spread {spread}, view {k}")
+        if args.picture:  # after each run, so that a run cut short still leaves the rows before it
+            save_png(args.picture, image_grid(tiles, labels, columns=len(args.views) * len(args.spread)))
+
+
+if __name__ == "__main__":
+    main()
