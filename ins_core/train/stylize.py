@@ -187,8 +187,8 @@ class StylizeSettings:
             raise InputError(f"The palette search steps must be a whole number, 0 or more (0: ARF's colour map as it is; the default is 15), "
                              f"got {base.palette_search_steps}.")
         if not 0.0 <= base.palette_spread <= 1.0:
-            raise InputError(f"The palette spread must be between 0 and 1 (1: the painting's colour spread in full; 0: its mean colour only), "
-                             f"got {base.palette_spread}.")
+            raise InputError(f"The palette spread must be between 0 and 1 (1: colour differences stretched to the painting's spread in full; "
+                             f"0: not stretched at all), got {base.palette_spread}.")
         if base.palette_max_gain is not None and not base.palette_max_gain > 0:
             raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
         if not base.style_size:
