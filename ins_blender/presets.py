@@ -69,7 +69,7 @@ PRESETS: dict[str, QualityPreset] = {
         # view can show it), and its field comes back fuzzy; the demo took 242 s instead of 192 (141 s
         # since the small hash grid of a CPU NeRF, ins_core/train/settings.py).
         capture_views=24, capture_resolution=128, capture_samples=16,
-        pretrain_steps=1500, stylize_steps=120, mesh_resolution=96, texture_size=512, mesh_faces=30_000,
+        pretrain_steps=1500, stylize_steps=200, mesh_resolution=96, texture_size=512, mesh_faces=30_000,
         cpu_minutes=(3, 6), gpu_minutes=(0.5, 1),
     ),
     "standard": QualityPreset(

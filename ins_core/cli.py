@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--run", required=True, type=Path, help="a trained content run (from fit)")
     stylize.add_argument("--style", required=True, action="append", type=Path, dest="styles", help="a style image; repeat for several styles in one model")
     stylize.add_argument("--out", required=True, type=Path, help="the stylized run folder to create")
-    stylize.add_argument("--steps", type=_positive_int, help="stylization steps (default: 120 on a CPU and 400 on a GPU in view mode; 300 / 1000 in patch mode)")
+    stylize.add_argument("--steps", type=_positive_int, help="stylization steps (default: 200 on a CPU and 400 on a GPU in view mode; 300 / 1000 in patch mode)")
     stylize.add_argument("--mode", choices=STYLIZE_MODES, help="view: the loss network sees whole views (deferred back-propagation, "
                                                                     "geometry kept exactly; the default); patch: INS's sampling-stride patches")
     stylize.add_argument("--stroke-scale", type=float, help="how big brush strokes are: 1 is the painting's own scale against the view, 2 twice as big")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict[str, dict]] = {
     "preview": {
-        "cpu": {"pretrain_steps": 1500, "stylize_steps": 120, "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30000},
+        "cpu": {"pretrain_steps": 1500, "stylize_steps": 200, "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30000},
         "gpu": {"pretrain_steps": 2000, "stylize_steps": 400, "mesh_resolution": 192, "texture_size": 512, "mesh_faces": 100000},
     },
     "standard": {

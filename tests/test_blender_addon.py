@@ -87,7 +87,7 @@ def test_presets_give_capture_and_job_settings_and_estimates():
     preview = presets.get("preview")
     assert presets.capture_resolution(preview, 16 / 9) == (128, 72)
     assert presets.capture_resolution(preview, 0.5, override=100) == (50, 100)
-    assert presets.job_overrides(preview, (64, 36)) == {"pretrain_steps": 1500, "stylize_steps": 120,
+    assert presets.job_overrides(preview, (64, 36)) == {"pretrain_steps": 1500, "stylize_steps": 200,
                                                         "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30_000,
                                                         "train_resolution": 64}
     # The worker resizes views to a width: a portrait view trains at its own width, not its height.
@@ -406,15 +406,15 @@ def test_the_panel_estimate_comes_from_this_machines_recorded_speed(tmp_path, mo
             return fake.layout.labels
 
         assert "Not measured here yet" in labels() and "CPU: roughly 3-6 min" in labels()
-        # What a finished CPU job records: 1500 / 2.5 + 120 / 0.5 + 60 s = 15 min.
+        # What a finished CPU job records: 1500 / 2.5 + 200 / 0.5 + 60 s = 18 min.
         throughput.record("cpu/nerf/preview", {"pretrain_steps_per_s": 2.5, "stylize_steps_per_s": 0.5, "other_s": 60.0})
-        assert "About 15 min here" in labels() and "Not measured here yet" not in labels()
+        assert "About 18 min here" in labels() and "Not measured here yet" not in labels()
         # Measured on the preset's views (128x72 for the default 16:9 render); 400 px views (View Size)
-        # make each stylization step (15 000 + 400 x 225) / (15 000 + 128 x 72) times as long: 28 min.
+        # make each stylization step (15 000 + 400 x 225) / (15 000 + 128 x 72) times as long: 40 min.
         throughput.record("cpu/nerf/preview", {"stylize_view_pixels": 128 * 72})
-        assert "About 15 min here" in labels()
+        assert "About 18 min here" in labels()
         scene.ins.capture_resolution = 400
-        assert "About 28 min here" in labels()
+        assert "About 40 min here" in labels()
         scene.ins.capture_resolution = 0
         scene.ins.mode = "SDF"  # measured for NeRF only
         assert "Not measured here yet" in labels()

@@ -118,13 +118,13 @@ class StylizeSettings:
     against 1.25-1.36x with 50 and 24 views; their Gram falls 4-5 points lower, Matisse 58-59 %
     against 62-63 %). 200 steadies strokes further (Matisse 1.05-1.09x) at more of the texture.
 
-    Steps: 120 on a CPU. On lego at 100 px, 200 gave the Scream's Gram fall at the view's detail
-    59-70 % over five seeds against 48-67 % (160: no change) in 1.6 times the time, which by estimate
-    (not run there) is over 3 minutes on a slower 2-core CPU; `--steps 200` where the time is. See
-    docs/stylization.md.
+    Steps: 200 on a CPU (120 until 2026-12-05). On lego at 100 px the Scream's Gram fall at the
+    view's detail was 63 / 56 / 56 % at seeds 0-2 with 120 steps and 68 / 65 / 61 % with 200 (59.5-68 %
+    over five seeds), on another field 48-67 % and 59-70 % over five seeds; one painting took 95-107 s
+    on a 2-core CPU (docs/stylization.md). `--steps 120` where time is short.
     """
 
-    steps: int = 0  # 0: by mode and device (view: 120 CPU / 400 GPU; patch: 300 / 1000)
+    steps: int = 0  # 0: by mode and device (view: 200 CPU / 400 GPU; patch: 300 / 1000)
     mode: str = "view"
     lr: float = 0.0  # 0: by mode (view 3e-2; patch 5e-3, where the density head also trains)
     style_weight: float = 1.0
@@ -162,7 +162,7 @@ class StylizeSettings:
         if base.mode not in STYLIZE_MODES:
             raise InputError(f"Stylization mode '{base.mode}' is not one of {', '.join(STYLIZE_MODES)}.")
         view = base.mode == "view"
-        base.steps = base.steps or ((400 if gpu else 120) if view else (1000 if gpu else 300))
+        base.steps = base.steps or ((400 if gpu else 200) if view else (1000 if gpu else 300))
         base.lr = base.lr or (3e-2 if view else 5e-3)
         if base.tv_weight is None:
             base.tv_weight = 100.0 if view else 0.0
