@@ -19,6 +19,7 @@ import bpy
 import numpy as np
 from PIL import Image
 
+from ins_blender.demo import render_still
 from ins_blender.demo_scene import build_demo_scene
 from ins_core.eval.pictures import image_grid, save_png
 
@@ -31,11 +32,8 @@ def render_glb(glb: Path, out: Path, samples: int) -> None:
         if obj.type == "MESH":
             obj.hide_render = True
     bpy.ops.import_scene.gltf(filepath=str(glb))
-    scene.render.engine = "CYCLES"
     scene.cycles.samples = samples
-    scene.render.filepath = str(out)
-    scene.render.image_settings.file_format = "PNG"
-    bpy.ops.render.render(write_still=True)
+    render_still(scene, "CYCLES", out)
 
 
 def tile(path: Path, size: int) -> np.ndarray:

@@ -32,7 +32,8 @@ from .batch import BatchError, run_batch
 from .demo_scene import build_demo_scene
 
 
-def _render(scene, engine: str, path: Path) -> None:
+def render_still(scene, engine: str, path: Path) -> None:
+    """Render `scene` once with `engine` ("CYCLES", "INS", ...) to the PNG `path`."""
     scene.render.engine = engine
     scene.render.filepath = str(path)
     scene.render.image_settings.file_format = "PNG"
@@ -87,9 +88,9 @@ def run_demo(out: Path, preset: str = "preview", device: str = "auto", force: bo
         for obj in scene.objects:
             if obj.type == "MESH" and obj.name != result.object_name:
                 obj.hide_render = True
-        _render(scene, "CYCLES", out / "cycles_mesh.png")
+        render_still(scene, "CYCLES", out / "cycles_mesh.png")
         scene.ins.render_job_dir = str(result.job_dir)
-        _render(scene, "INS", out / "ins_engine.png")
+        render_still(scene, "INS", out / "ins_engine.png")
         for obj in scene.objects:
             obj.hide_render = False
         scene.camera = camera
