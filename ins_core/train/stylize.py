@@ -119,8 +119,8 @@ class StylizeSettings:
     against 62-63 %). 200 steadies strokes further (Matisse 1.05-1.09x) at more of the texture.
 
     Steps: 200 on a CPU (120 until 2026-12-05). On lego at 100 px the Scream's Gram fall at the
-    view's detail was 63 / 56 / 56 % at seeds 0-2 with 120 steps and 68 / 65 / 61 % with 200 (59.5-68 %
-    over five seeds), on another field 48-67 % and 59-70 % over five seeds; one painting took 95-107 s
+    view's detail was 56-63 % over five seeds with 120 steps (two over the 60 % bar) and 59.5-68 % with
+    200 (four), on another field 48-67 % and 59-70 %; one painting took 95-107 s
     on a 2-core CPU (docs/stylization.md). `--steps 120` where time is short.
     """
 
