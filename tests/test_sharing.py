@@ -99,7 +99,7 @@ def test_the_panel_estimate_uses_this_machines_rates(tmp_path):
     throughput.record("cuda/nerf/preview", {"pretrain_steps_per_s": 50.0}, path)
     assert estimates.measured_seconds(preview, "nerf", "cuda", path) is None
     throughput.record("cpu/nerf/preview", {"pretrain_steps_per_s": 30.0, "stylize_steps_per_s": 10.0, "other_s": 10}, path)
-    assert estimates.estimate_lines(preview, "nerf", "cpu", path)[0] == "About 80 s here"  # 50 + 20 + 10 s  # re-read when it changes
+    assert estimates.estimate_lines(preview, "nerf", "cpu", path)[0] == "About 80 s here"  # 50 + 20 + 10 s; re-read when it changes
     assert all(len(line) <= 28 for line in estimates.estimate_lines(preview, "nerf", "cpu", path))
 
 
