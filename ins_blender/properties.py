@@ -41,8 +41,10 @@ SOURCES = [("CAMERAS", "Scene Cameras", "Every camera of a collection (or of the
            ("ANIMATION", "Camera Animation", "The active camera at each frame of the scene's frame range"),
            ("AUTO_RIG", "Automatic Rig", "Cameras placed automatically around the objects")]
 # The painting's detail the style is matched at (the core's `style_detail`).
-DETAILS = [("VIEW", "View", "Match the painting as a view of the training size can show it: broad strokes that hold still "
-                            "from view to view (the default)"),
+DETAILS = [("AUTO", "Auto", "The painting's own detail where the training views are large enough to hold it (at least 3/4 "
+                            "of the loss network's size), else as a view shows it (the default)"),
+           ("VIEW", "View", "Match the painting as a view of the training size can show it: broad strokes that hold still "
+                            "from view to view"),
            ("FULL", "Full", "Match the painting's own finest texture too: on small training views it comes out as speckle "
                             "that flickers from view to view")]
 STATUSES = [("IDLE", "Idle", ""), ("CAPTURING", "Capturing", ""), ("RUNNING", "Running", ""),
@@ -84,7 +86,7 @@ class INS_SceneSettings(PropertyGroup):
                                   description="How far the colour match after training stretches the scene's colour differences "
                                               "to the painting's range: 1 all the way (the default), 0 not at all (the painting's "
                                               "colours, the scene's own contrast)")
-    style_detail: EnumProperty(name="Detail", items=DETAILS, default="VIEW",
+    style_detail: EnumProperty(name="Detail", items=DETAILS, default="AUTO",
                                description="Which of the painting's detail the scene is asked for while training")
     device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")
     outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH")

@@ -424,7 +424,7 @@ OVERRIDES: dict[str, Check] = {
     "palette_weight": number_field(0.0),  # view mode: the painting's colour range as a loss while training (0: off)
     "palette_spread": number_field(0.0, maximum=1.0),  # how far the match after training takes the colour spread to the painting's
     "consistency_weight": number_field(0.0),  # view mode: neighbouring views made to agree while training (0: off, the default)
-    "style_detail": choice_field(STYLE_DETAILS),  # view mode: the painting's detail as a view can show it, or its own
+    "style_detail": choice_field(STYLE_DETAILS),  # view mode: the painting's detail as a view can show it, its own, or auto (by the views' size)
     "stylize_mode": choice_field(STYLIZE_MODES),
     "vgg_size": int_field(32),
 }

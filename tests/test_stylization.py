@@ -446,6 +446,23 @@ def test_the_paintings_targets_keep_the_detail_a_view_can_show_as_the_evaluation
     assert not torch.allclose(targets["view"][GRAM_LAYERS[0]], targets["full"][GRAM_LAYERS[0]], rtol=1e-2)
 
 
+def test_auto_detail_asks_for_the_paintings_own_detail_only_of_views_near_the_loss_networks_size(content_run):
+    """The default "auto" resolves by the views' size against the loss network's: the 32 px views
+    fill 3/4 of a 40 px loss network, so the targets are the painting's own ("full"); at 64 px they
+    fill half, so the painting as such a view shows it ("view"). run.json records what it became."""
+    for vgg_size, expected in ((40, "full"), (64, "view")):
+        out = content_run / f"auto_detail_{vgg_size}"
+        objective = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=out, device="cpu",
+                                                 settings={"steps": 1, "vgg_size": vgg_size, "loss_precision": "float32"}, force=True)).objective
+        assert objective.settings.style_detail == expected
+        assert json.loads((out / "run.json").read_text())["stylize"]["style_detail"] == expected
+        if expected == "full":  # the painting as it was copied in (with "view" `style_pixels` are the painting as seen)
+            painting = torch.from_numpy(objective.style_pixels[0])
+        image = painting if expected == "full" else painting_as_seen(painting, 32, vgg_size)
+        grams = StyleTarget.compute(image.permute(2, 0, 1)[None], objective.extractor, GRAM_LAYERS).grams
+        assert torch.allclose(objective.targets[0].grams[GRAM_LAYERS[0]], grams[GRAM_LAYERS[0]], rtol=1e-4, atol=1e-7), vgg_size
+
+
 def test_the_cli_passes_the_loss_network_precision(content_run):
     out = content_run / "cli_precision"
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"), "--out", str(out),
@@ -458,7 +475,7 @@ def test_the_cli_passes_the_style_detail_and_refuses_an_unknown_one(content_run,
     assert main(["stylize", "--run", str(content_run / "content"), "--style", str(content_run / "style_a.png"), "--out", str(out),
                  "--steps", "1", "--vgg-size", "64", "--style-detail", "full", "--device", "cpu", "--force"]) == 0
     assert json.loads((out / "run.json").read_text())["stylize"]["style_detail"] == "full"
-    with pytest.raises(InputError, match="style detail 'fine' is not one of view, full"):
+    with pytest.raises(InputError, match="style detail 'fine' is not one of auto, view, full"):
         StylizeSettings.for_device(torch.device("cpu"), style_detail="fine")
 
 

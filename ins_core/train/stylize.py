@@ -59,7 +59,7 @@ from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples
 from ..render.views import render_view
-from ..stylize_options import STYLE_DETAILS, STYLIZE_MODES, view_mode_only_asked
+from ..stylize_options import STYLE_DETAILS, STYLIZE_MODES, resolved_style_detail, view_mode_only_asked
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
 from .palette_match import SearchView, search_palette_map
@@ -84,7 +84,9 @@ class StylizeSettings:
     the painting's as such a view can show it (resized down to the view's size and back up, as
     `eval` measures it) instead of asking the views for texture they cannot hold (lego, 100 px,
     against "full", two seeds: every warp 0.84-1.06x of the content's instead of 0.88-1.19x, the speckle
-    gone; see docs/stylization.md).
+    gone; see docs/stylization.md). Views nearly the loss network's size hold the painting's own
+    detail, and there "full" paints finer strokes that still hold still, so "auto" (the default) takes
+    "full" from 3/4 of `vgg_size` (`FULL_DETAIL_FROM`) and "view" below.
 
     Palette: after training one affine map per style gives the object the painting's colour mean
     and covariance (`color_transfer`; with `style_detail` "view", the painting's as a view shows
@@ -144,7 +146,7 @@ class StylizeSettings:
     tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
     max_views: int = 0  # view mode: stylize with at most this many training views, evenly spread (0: all)
     render_scale: float = 1.0  # view mode: render each view at this multiple of the photographs' size for the loss network
-    style_detail: str = "view"  # view mode: "view" (the painting's targets keep only the detail a view of the render's size can show) or "full"
+    style_detail: str = "auto"  # view mode: "view" (the painting's targets keep only the detail a view of the render's size can show), "full", or "auto" (full for views of at least 3/4 of vgg_size)
     loss_precision: str = "auto"  # the loss network's dtype: "auto" (bfloat16 where the hardware has it), "float32", "bfloat16"
     patch: int = 32  # patch mode
     stride: int = 2  # patch mode
@@ -158,7 +160,8 @@ class StylizeSettings:
                 setattr(base, key, value)
         if base.style_detail not in STYLE_DETAILS:
             raise InputError(f"The style detail '{base.style_detail}' is not one of {', '.join(STYLE_DETAILS)} (view: only what a view of the "
-                             f"render's size can show; full: the painting's own detail).")
+                             f"render's size can show; full: the painting's own detail; auto: full for views of at least 3/4 of the "
+                             f"loss network's size, else view).")
         if base.mode not in STYLIZE_MODES:
             raise InputError(f"Stylization mode '{base.mode}' is not one of {', '.join(STYLIZE_MODES)}.")
         view = base.mode == "view"
@@ -273,6 +276,8 @@ class StyleObjective:
         self.render_scale = settings.render_scale if settings.mode == "view" else 1.0
         self.render_size = (max(1, round(views.height * self.render_scale)), max(1, round(views.width * self.render_scale)))
         style_tensors = [_chw(torch.from_numpy(s).to(device)) for s in styles]
+        # Resolved here, where the views' size is known; the session records what it became.
+        settings.style_detail = resolved_style_detail(settings.style_detail, max(self.render_size), settings.vgg_size)
         if settings.style_detail == "view" and settings.mode == "view":
             style_tensors = [band_limited(t, max(self.render_size) / settings.vgg_size) for t in style_tensors]
             # The colours too (the palette term, the photographs' pre-transfer, the match after
@@ -548,6 +553,7 @@ class StylizeSession(RunSession):
         if not settings.tune_color_mlp:
             self.model.field.color_mlp.requires_grad_(False)
         self.objective = StyleObjective(self.model, backbone, style_pixels, self.data.train, settings, device)
+        config["stylize"]["style_detail"] = settings.style_detail  # "auto" as it resolved for these views
         self.trainer = Trainer(self.model, self.objective.batch, settings.lr, config["steps"], loss_fn=self.objective.loss)
         # Told what happens after the last step (the palette match takes a while without steps to count).
         self.note: Callable[[str], None] = lambda message: None
