@@ -650,6 +650,15 @@ def test_the_view_mode_only_list_names_the_stylizations_own_settings():
     assert set(VIEW_MODE_ONLY) <= {field.name for field in dataclasses.fields(StylizeSettings)}
 
 
+def test_auto_detail_is_no_view_mode_request_and_patch_mode_keeps_the_paintings_own_detail():
+    """"auto" is the default, so asking for it in patch mode (a job file that writes every setting)
+    is not refused; patch mode has no views to size it by and matches the painting's own detail."""
+    settings = StylizeSettings.for_device(torch.device("cpu"), mode="patch", style_detail="auto")
+    assert settings.style_detail == "full"
+    with pytest.raises(InputError, match="--style-detail works in view mode only"):
+        StylizeSettings.for_device(torch.device("cpu"), mode="patch", style_detail="view")
+
+
 @pytest.mark.parametrize("option", [("--palette-weight", "1"), ("--render-scale", "2"), ("--consistency-weight", "10"), ("--style-detail", "view")])
 def test_a_view_mode_option_with_patch_mode_is_refused_not_ignored(content_run, capsys, option):
     """Patch mode has no object mask, no whole view and no neighbouring view: a palette weight,
