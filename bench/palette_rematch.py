@@ -1,6 +1,6 @@
 """The palette match after training run again on finished stylized runs, with other settings.
 
-    python bench/palette_rematch.py --stylized-run runs/lego100_styles/*_default --spread 1 0.5 [--picture FILE.png]
+    python bench/palette_rematch.py --stylized-run runs/lego100_styles/*_default --spread 1 auto [--picture FILE.png]
 
 The strokes a run learnt do not depend on the match (it runs after the last step), so the match's
 settings can be compared on the very same fields: for each run and each `--spread` (and the
@@ -30,6 +30,7 @@ from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
+from ins_core.stylize_options import palette_spread_arg  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 
@@ -37,7 +38,7 @@ from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help="finished single-style stylized runs")
-    parser.add_argument("--spread", type=float, nargs="+", default=[1.0], help="palette spreads to compare")
+    parser.add_argument("--spread", type=palette_spread_arg, nargs="+", default=[1.0], help="palette spreads to compare (numbers or auto)")
     parser.add_argument("--search-steps", type=int, help="the search's steps (default: each run's own)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--picture", type=Path, help="a PNG of the held-out views, a row per run (the runs of one resolution)")
@@ -71,7 +72,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
             measured = {} if args.no_eval else metrics_record(evaluate_stylized(SimpleNamespace(model=session.model), content, views, [style],
                                                                                 extractor, working_size=objective.settings.vgg_size))
-            emit("palette_rematch", run=path.name, spread=spread, search_steps=objective.settings.palette_search_steps,
+            emit("palette_rematch", run=path.name, spread=spread, chosen_spread=objective.chosen_spreads[0],
+                 search_steps=objective.settings.palette_search_steps,
                  match_seconds=round(seconds, 1), resolution=views.width, **measured)
             session.model.set_style([1.0])
             for k in args.views:

@@ -58,7 +58,7 @@ from ins_core import throughput
 from ins_core.errors import InputError
 from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, StageEvent, write_message
-from ins_core.stylize_options import STYLE_DETAILS
+from ins_core.stylize_options import STYLE_DETAILS, palette_spread_arg
 
 from . import jobs, preferences, presets
 from .operators import Request, StyleSource, capture_in_process, check_writable, create_job, validate
@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
     p.add_argument("--palette-weight", type=float, help="make the object reach the painting's colour range while training "
                                                          "(default 2; 0 leaves the colours to the match after training)")
-    p.add_argument("--palette-spread", type=float, help="how far the colour match after training stretches colour differences "
-                                                         "towards the painting's spread, 0 to 1 (default 1: in full; its mean colour always)")
+    p.add_argument("--palette-spread", type=palette_spread_arg, help="how far the colour match after training stretches colour "
+                                                                        "differences towards the painting's spread: 0 to 1 (1: in full), or "
+                                                                        "auto, the default: chosen per painting by the Gram loss")
     p.add_argument("--consistency-weight", type=float, help="make each view agree with a neighbouring view while training "
                                                              "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
     p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 100; 200 steadies "

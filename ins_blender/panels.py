@@ -103,7 +103,11 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         _column(layout, estimates.estimate_lines(preset, settings.mode.lower(), device, view_size=view_size), "TIME")
         layout.prop(settings, "stroke_scale", text="Strokes")
         layout.prop(settings, "palette_weight", text="Palette")
-        layout.prop(settings, "palette_spread", text="Colour Spread")
+        row = layout.row(align=True, heading="Colour Spread")
+        row.prop(settings, "palette_spread_auto", text="Auto")
+        value = row.row(align=True)
+        value.active = not settings.palette_spread_auto
+        value.prop(settings, "palette_spread", text="")
         layout.prop(settings, "style_detail", text="Detail", expand=True)
         layout.prop(settings, "outputs")
         layout.prop(settings, "device")

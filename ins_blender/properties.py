@@ -82,10 +82,14 @@ class INS_SceneSettings(PropertyGroup):
                                   description="Make the scene reach the painting's range of colours while training, so it is painted "
                                               "in the painting's own colours rather than a stretched copy of the scene's (2, the "
                                               "default); 0 leaves the colours to the match after training")
+    palette_spread_auto: BoolProperty(name="Auto Colour Spread", default=True,
+                                      description="Let each painting choose how far the colour match after training stretches the "
+                                                  "scene's colour differences (the one whose views best match the painting's texture); "
+                                                  "off: the Colour Spread value")
     palette_spread: FloatProperty(name="Colour Spread", default=1.0, min=0.0, max=1.0, step=10, subtype="FACTOR",
-                                  description="How far the colour match after training stretches the scene's colour differences "
-                                              "to the painting's range: 1 all the way (the default), 0 not at all (the painting's "
-                                              "colours, the scene's own contrast)")
+                                  description="With Auto off: how far the colour match after training stretches the scene's colour "
+                                              "differences to the painting's range: 1 all the way, 0 not at all (the painting's "
+                                              "colours, at most the scene's own contrast)")
     style_detail: EnumProperty(name="Detail", items=DETAILS, default="AUTO",
                                description="Which of the painting's detail the scene is asked for while training")
     device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")

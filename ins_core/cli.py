@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
-from .stylize_options import STYLE_DETAILS, STYLIZE_MODES
+from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, palette_spread_arg
 from .train.settings import FIELD_KINDS
 
 EXIT_INPUT = 2
@@ -117,9 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "but smooths away some of the painting's texture; see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
-    stylize.add_argument("--palette-spread", type=float, help="how far the palette match after training stretches colour differences "
-                                                               "towards the painting's spread, 0 to 1 (default 1: in full, ARF's colour "
-                                                               "transfer; the mean colour always goes all the way, and colours turn as in full)")
+    stylize.add_argument("--palette-spread", type=palette_spread_arg, help="how far the palette match after training stretches colour "
+                                                                             "differences towards the painting's spread: 0 to 1 (1: in full, ARF's "
+                                                                             "colour transfer; 0: none stretched), or auto, the default: chosen "
+                                                                             "per painting among 1 to 0.5 by the Gram loss; the mean colour "
+                                                                             "always goes all the way, and colours turn and shrink as in full")
     stylize.add_argument("--palette-search-steps", type=_count, help="steps searching the palette match after training for the map "
                                                                     "(among those giving the painting's colour statistics) that best suits "
                                                                     "the painting's strokes (default 15; 0: ARF's colour transfer as it is)")

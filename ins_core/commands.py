@@ -261,7 +261,10 @@ def run_stylize(args: argparse.Namespace) -> int:
     from .render.products import plot_history
 
     plot_history(session.history, session.run.root / "loss.png")
-    print(f"{args.out}: {outcome} at step {session.step}; styles: {', '.join(s['name'] for s in session.config['styles'])}")
+    chosen = session.config.get("palette_spreads")
+    how = " (auto)" if session.objective.settings.palette_spread == "auto" else ""
+    spreads = f"; palette spread{how}: {', '.join(f'{spread:g}' for spread in chosen)}" if chosen else ""
+    print(f"{args.out}: {outcome} at step {session.step}; styles: {', '.join(s['name'] for s in session.config['styles'])}{spreads}")
     return 0
 
 

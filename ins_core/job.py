@@ -136,6 +136,18 @@ def choice_field(options: Iterable[str]) -> Check:
     return check
 
 
+def auto_or_field(inner: Check) -> Check:
+    """The string "auto", or whatever `inner` accepts."""
+
+    def check(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            require(value == "auto", f"{where} is {_show(value)}; use \"auto\" or a number.")
+            return value
+        return inner(value, where)
+
+    return check
+
+
 def optional_field(inner: Check) -> Check:
     """null, or whatever `inner` accepts."""
 
@@ -422,7 +434,7 @@ OVERRIDES: dict[str, Check] = {
     "color_transfer": bool_field(),
     "stroke_scale": number_field(0.0, above=True),  # 1: the painting's own scale against the view; 2: strokes twice as big
     "palette_weight": number_field(0.0),  # view mode: the painting's colour range as a loss while training (0: off)
-    "palette_spread": number_field(0.0, maximum=1.0),  # how far the match after training takes the colour spread to the painting's
+    "palette_spread": auto_or_field(number_field(0.0, maximum=1.0)),  # how far the match after training stretches colours to the painting's spread
     "consistency_weight": number_field(0.0),  # view mode: neighbouring views made to agree while training (0: off, the default)
     "style_detail": choice_field(STYLE_DETAILS),  # view mode: the painting's detail as a view can show it, its own, or auto (by the views' size)
     "stylize_mode": choice_field(STYLIZE_MODES),

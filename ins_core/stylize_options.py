@@ -14,6 +14,14 @@ STYLE_DETAILS = ("auto", "view", "full")
 # flickers: docs/stylization.md).
 FULL_DETAIL_FROM = 0.75
 
+# The palette match's spread (how far it stretches colour differences towards the painting's):
+# a number from 0 to 1, or "auto", the default: the spread among `AUTO_SPREADS` whose views score
+# the lowest Gram loss. Not below 1/2: there the loss still fell for the Scream while its orange
+# turned brown (lego, 100 px: its Gram fall at the view's detail 60-68 % -> 67-71 % at 1/2;
+# docs/stylization.md).
+PALETTE_SPREAD_AUTO = "auto"
+AUTO_SPREADS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
 # Settings that only view-mode stylization has, with when a value asks for them. Patch mode
 # renders scattered pixels, not views: it has no object mask to take a palette from, no view to
 # render larger, no view size to match the painting's detail to and no neighbouring view to
@@ -37,3 +45,29 @@ def resolved_style_detail(detail: str, render_size: int, vgg_size: int) -> str:
     if detail != "auto":
         return detail
     return "full" if render_size >= FULL_DETAIL_FROM * vgg_size else "view"
+
+
+def palette_spread_problem(value: Any) -> str | None:
+    """None for a valid palette spread ("auto" or a number from 0 to 1), else what is wrong with it."""
+    if value == PALETTE_SPREAD_AUTO:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"The palette spread {value!r} is neither auto nor a number"
+    if not 0.0 <= value <= 1.0:
+        return f"The palette spread must be between 0 and 1, got {value:g}"
+    return None
+
+
+PALETTE_SPREAD_HINT = ("use auto (the default: chosen per painting by the Gram loss), or a number from 0 to 1 "
+                       "(1: colour differences stretched to the painting's spread in full; 0: not stretched at all).")
+
+
+def palette_spread_arg(text: str) -> float | str:
+    """A command line's palette spread: "auto", a number, or the text as given, which the settings'
+    check then refuses with a sentence (an argparse error would bury it under the usage)."""
+    if text.strip().lower() == PALETTE_SPREAD_AUTO:
+        return PALETTE_SPREAD_AUTO
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -23,7 +23,7 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-from ins_blender import jobs, preferences, properties  # noqa: E402
+from ins_blender import jobs, operators, preferences, properties  # noqa: E402
 from ins_core.job import JobPaths  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -419,7 +419,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     s = scene.ins
     s.output_dir, s.outputs, s.capture_source = str(tmp_path / "jobs"), "RENDER_ENGINE", "AUTO_RIG"
     s.n_views, s.capture_resolution, s.capture_samples = 3, 16, 1
-    s.stroke_scale, s.palette_weight, s.palette_spread, s.style_detail = 1.5, 1.0, 0.8, "FULL"
+    s.stroke_scale, s.palette_weight, s.palette_spread_auto, s.palette_spread, s.style_detail = 1.5, 1.0, False, 0.8, "FULL"
     before = scene_state(scene)
     assert bpy.ops.ins.stylize_scene() == {"FINISHED"}
     assert s.status == "FINISHED", s.message
@@ -446,7 +446,7 @@ def test_a_reopened_file_does_not_show_a_dead_job_as_running(addon):
     assert "press Resume" in scene.ins.message
 
 
-def test_the_panels_stroke_scale_palette_weight_and_detail_start_at_the_cores_defaults(addon):
+def test_the_panels_stroke_scale_palette_weight_and_detail_start_at_the_cores_defaults(addon, tmp_path):
     """The N-panel always sends its values, so its defaults are the defaults an artist gets."""
     pytest.importorskip("torch")  # the core's settings; the Python 3.13 venv has the add-on only
     from ins_core.stylize_options import STYLE_DETAILS
@@ -455,6 +455,8 @@ def test_the_panels_stroke_scale_palette_weight_and_detail_start_at_the_cores_de
     core = StylizeSettings()
     assert addon.ins.palette_weight == pytest.approx(core.palette_weight) and core.palette_weight > 0
     assert addon.ins.stroke_scale == pytest.approx(core.stroke_scale)
-    assert addon.ins.palette_spread == pytest.approx(core.palette_spread)
+    assert addon.ins.palette_spread_auto and core.palette_spread == "auto"
+    bpy.ops.ins.add_style(filepath=str(style_file(tmp_path)))
+    assert operators.request_from_scene(bpy.context).overrides["palette_spread"] == "auto"  # what the worker is sent
     assert addon.ins.style_detail.lower() == core.style_detail
     assert {key.lower() for key, _, _ in properties.DETAILS} == set(STYLE_DETAILS)

@@ -124,6 +124,8 @@ def test_every_override_key_accepts_a_sensible_value() -> None:
               "palette_spread": 0.5, "style_detail": "full"}
     overrides = {k: sample.get(k, 64) for k in OVERRIDES}
     assert JobSpec(mode="nerf", styles=["styles/a.jpg"], overrides=overrides).overrides == overrides
+    automatic = {**overrides, "palette_spread": "auto"}  # the palette spread's default, chosen per painting
+    assert JobSpec(mode="nerf", styles=["styles/a.jpg"], overrides=automatic).overrides == automatic
 
 
 def test_a_patch_mode_job_may_turn_the_view_mode_terms_off() -> None:
@@ -166,6 +168,7 @@ def test_a_patch_mode_job_may_turn_the_view_mode_terms_off() -> None:
         ({"overrides": {"style_weight": float("inf")}}, "field 'overrides.style_weight'.*finite"),
         ({"overrides": {"palette_spread": 1.5}}, r"field 'overrides.palette_spread' is 1.5; use a number <= 1\."),
         ({"overrides": {"palette_spread": -0.1}}, "field 'overrides.palette_spread' is -0.1; use a number >= 0"),
+        ({"overrides": {"palette_spread": "half"}}, r"field 'overrides.palette_spread' is 'half'; use \"auto\" or a number\.$"),
         ({"overrides": [1, 2]}, "field 'overrides' is \\[1, 2\\]; use a JSON object"),
         ({"overrides": {"stylize_mode": "patch", "style_detail": "full"}},
          r"field 'overrides.style_detail' works in view mode only; remove it, or set 'overrides.stylize_mode' to 'view'\.$"),

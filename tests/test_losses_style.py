@@ -266,12 +266,13 @@ def test_a_capped_palette_map_stretches_colours_at_most_that_much_and_keeps_the_
 
 
 @pytest.mark.parametrize("angles", [(0.0, 0.0, 0.0), (0.9, -0.4, 1.7)])
-def test_a_partial_palette_spread_gives_the_paintings_mean_and_part_of_its_spread(angles):
-    """Spread 0: colour differences turned as the map turns them but not stretched, the mean moved
-    to the painting's; 1: the map itself; between, stretched part of the way (in log scale) and
-    the colour covariance between the two."""
+def test_a_partial_palette_spread_gives_the_paintings_mean_and_part_of_its_stretch_keeping_its_shrinks(angles):
+    """Spread 0: colour differences turned as the map turns them, none stretched, the shrinks
+    kept, the mean moved to the painting's; 1: the map itself; between, stretched part of the way
+    (in log scale) and the colour covariance between the two."""
     rng = np.random.default_rng(4)
-    images = np.clip(0.5 + 0.05 * rng.standard_normal((1, 16, 16, 3)) * [1.0, 0.6, 0.3], 0, 1)
+    # The field's red spread is wider than the painting's (the map shrinks it), the rest narrower.
+    images = np.clip(0.5 + 0.05 * rng.standard_normal((1, 16, 16, 3)) * [4.0, 0.6, 0.3], 0, 1)
     style = np.clip(0.4 + 0.2 * rng.standard_normal((16, 16, 3)) * [0.4, 1.0, 0.7], 0, 1)
     match = moment_match(images, style)
     a, b, c = angles
@@ -286,11 +287,13 @@ def test_a_partial_palette_spread_gives_the_paintings_mean_and_part_of_its_sprea
         torch.testing.assert_close(mean, style_mean, atol=1e-9, rtol=0)
         gap[spread] = float((cov - style_cov).norm())
     torch.testing.assert_close(partial_spread(full, 1.0, match.content_mean), full, atol=1e-12, rtol=0)
-    turned = partial_spread(full, 0.0, match.content_mean)[:, :3]
-    torch.testing.assert_close(turned @ turned.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)  # no stretch
     gains = torch.linalg.svdvals(full[:, :3])
-    torch.testing.assert_close(torch.linalg.svdvals(partial_spread(full, 0.5, match.content_mean)[:, :3]), gains.sqrt(), atol=1e-12, rtol=0)
-    assert gains.max() > 2  # the map does stretch, so the spreads differ
+    assert gains.max() > 2 and gains.min() < 0.8  # the map stretches and shrinks, so the spreads differ
+    u, _, vh = torch.linalg.svd(full[:, :3])
+    for spread, expected in ((0.0, gains.clamp(max=1.0)), (0.5, torch.where(gains > 1, gains.sqrt(), gains))):
+        # each of the map's colour axes goes where the map sends it, scaled by the new gain
+        matrix = partial_spread(full, spread, match.content_mean)[:, :3]
+        torch.testing.assert_close(matrix @ vh.T, u * expected, atol=1e-12, rtol=0)
     assert gap[1.0] < 1e-9 < 0.1 * gap[0.0] and gap[1.0] < gap[0.5] < gap[0.0]
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ins_core.losses.style import color_statistics, moment_match
-from ins_core.train.palette_match import SearchView, rotation, search_palette_map
+from ins_core.losses.style import color_statistics, moment_match, partial_spread
+from ins_core.stylize_options import AUTO_SPREADS
+from ins_core.train.palette_match import SearchView, choose_spread, rotation, search_palette_map
 
 
 def _views_and_painting():
@@ -61,3 +62,19 @@ def test_the_search_stops_when_asked():
     views, _, match = _views_and_painting()
     calls = iter(range(100))
     assert search_palette_map(match, views, lambda image, opacity: image.mean(), steps=10, should_stop=lambda: next(calls) >= 3) is None
+
+
+@pytest.mark.parametrize("wanted_spread", [1.0, 0.7, 0.5])
+def test_the_spread_chosen_is_the_one_a_loss_asks_for(wanted_spread):
+    """The loss asks for the views as the map stretched `wanted_spread` of the way would show them;
+    of the candidates, that spread scores lowest and is chosen."""
+    views, painting, match = _views_and_painting()
+    affine = match.matrix()
+    assert float(torch.linalg.svdvals(affine[:, :3]).max()) > 1.5  # the painting's colours spread wider: the spreads differ
+    targets = [view.through(partial_spread(affine, wanted_spread, match.content_mean).float()) for view in views]
+
+    def loss(image, opacity):
+        index = next(i for i, view in enumerate(views) if view.opacity is opacity)
+        return ((image - targets[index]) ** 2).mean()
+
+    assert choose_spread(affine, match.content_mean, views, loss, AUTO_SPREADS) == wanted_spread

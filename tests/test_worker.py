@@ -120,7 +120,7 @@ def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
     stylized = json.loads((paths.checkpoints_dir / "stylized" / "run.json").read_text())
     assert stylized["stylize"]["stroke_scale"] == 0.5 and stylized["stylize"]["style_size"] == 128  # the job's stroke scale reached it
     assert stylized["stylize"]["style_detail"] == "full"  # and its detail (the default is "auto")
-    assert stylized["stylize"]["palette_spread"] == 0.8  # and its colour spread (the default is 1)
+    assert stylized["stylize"]["palette_spread"] == 0.8 and stylized["palette_spreads"] == [0.8]  # and its colour spread (the default is auto)
     progress = [e for e in events if e.event == "progress"]
     assert progress and all(0 <= e.step <= e.total_steps for e in progress)
     assert "log.txt" in os.listdir(paths.root)

@@ -212,14 +212,17 @@ def cap_gain(affine: torch.Tensor, max_gain: float, content_mean: torch.Tensor) 
 
 def partial_spread(affine: torch.Tensor, spread: float, content_mean: torch.Tensor) -> torch.Tensor:
     """The map [3, 4] that still sends `content_mean` where `affine` does (the painting's mean, for a
-    moment match) and turns colour differences the way `affine` does, but stretches or shrinks
-    them only `spread` of the way (in log scale): with A = U diag(g) V^T, the matrix U diag(g^spread) V^T.
-    At 0 colour differences are turned but keep their size; at 1 the map is `affine`.
+    moment match) and turns colour differences the way `affine` does, but stretches them only
+    `spread` of the way (in log scale), its shrinks kept: with A = U diag(g) V^T, the matrix
+    U diag(g') V^T with g' = g^spread where g > 1, else g. At 0 no colour difference grows; at 1 the
+    map is `affine`.
 
-    Blending A with the identity instead left colours of the field's own that the painting does not
-    have (the demo's red sphere came back salmon instead of the painting's gold)."""
+    The shrinks stay because undoing them brings back colours of the field's own that the painting
+    does not have (taking every gain part of the way turned the demo's gold sphere olive; blending
+    A with the identity turned it salmon)."""
     u, gains, vh = torch.linalg.svd(affine[:, :3])
-    return _with_matrix(affine, u @ torch.diag(gains ** spread) @ vh, content_mean)
+    gains = torch.where(gains > 1, gains ** spread, gains)
+    return _with_matrix(affine, u @ torch.diag(gains) @ vh, content_mean)
 
 
 def color_transfer_matrix(

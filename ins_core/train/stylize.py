@@ -59,10 +59,11 @@ from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples
 from ..render.views import render_view
-from ..stylize_options import STYLE_DETAILS, STYLIZE_MODES, resolved_style_detail, view_mode_only_asked
+from ..stylize_options import (AUTO_SPREADS, PALETTE_SPREAD_AUTO, PALETTE_SPREAD_HINT, STYLE_DETAILS, STYLIZE_MODES, palette_spread_problem,
+                               resolved_style_detail, view_mode_only_asked)
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
-from .palette_match import SearchView, search_palette_map
+from .palette_match import SearchView, choose_spread, search_palette_map
 from .patches import Patch, sample_patch
 from .runs import RunDir
 from .scene_models import LossTerms, StylizedModel, build_model
@@ -93,9 +94,9 @@ class StylizeSettings:
     it); of all such maps, the one whose views best match the painting's Gram statistics
     (`palette_search_steps`, `palette_match.py`; lego, 100 px: the Scream's Gram fall at the view's
     detail 62-71 % over five seeds against 53-70 % with ARF's map). `palette_spread` under 1 keeps
-    the map's mean and its turn of colours but only part of its stretch (`partial_spread`; an option:
-    at 0.5 the Scream's Gram fall on another machine's field rose from 51-57 % to 60-65 %, but
-    Matisse's fell from 85 % to 67 %; docs/stylization.md). In view mode `palette_weight` also makes the rendered object
+    the map's mean, its turn of colours and its shrinks but only part of its stretch
+    (`partial_spread`); "auto", the default, takes the spread among `AUTO_SPREADS` whose views the
+    same Gram loss scores lowest (`choose_spread`; docs/stylization.md). In view mode `palette_weight` also makes the rendered object
     reach the painting's colour range while training (`palette_shortfall`: one-sided, no mean), so
     the field paints with the painting's colours instead of leaving that map to stretch its own
     (lego, 100 px, weight 2 against 0: Matisse's warp 1.42x -> 1.29x of the content's and Gram fall
@@ -139,7 +140,7 @@ class StylizeSettings:
     consistency_weight: float = 0.0  # view mode: each view made to agree with a neighbouring view where both see the surface (0: off)
     palette_max_gain: float | None = None  # cap on how much the palette map after training stretches colour differences (None: no cap)
     palette_search_steps: int = 15  # Adam steps searching the palette map's rotation for the painting's Gram statistics (0: ARF's map)
-    palette_spread: float = 1.0  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF)
+    palette_spread: float | str = "auto"  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF; auto: chosen by the Gram loss)
     vgg_size: int = 256
     stroke_scale: float = 1.0
     style_size: int = 0  # 0: vgg_size * stroke_scale
@@ -189,9 +190,9 @@ class StylizeSettings:
         if not (isinstance(base.palette_search_steps, int) and base.palette_search_steps >= 0):
             raise InputError(f"The palette search steps must be a whole number, 0 or more (0: ARF's colour map as it is; the default is 15), "
                              f"got {base.palette_search_steps}.")
-        if not 0.0 <= base.palette_spread <= 1.0:
-            raise InputError(f"The palette spread must be between 0 and 1 (1: colour differences stretched to the painting's spread in full; "
-                             f"0: not stretched at all), got {base.palette_spread}.")
+        spread_problem = palette_spread_problem(base.palette_spread)
+        if spread_problem:
+            raise InputError(f"{spread_problem}; {PALETTE_SPREAD_HINT}")
         if base.palette_max_gain is not None and not base.palette_max_gain > 0:
             raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
         if not base.style_size:
@@ -289,6 +290,7 @@ class StyleObjective:
         nnfm_layers = NNFM_LAYERS if settings.nnfm_weight > 0 else None
         self.targets = StyleTargets(self.extractor, style_tensors, GRAM_LAYERS, nnfm_layers)
         self.color_maps = None
+        self.chosen_spreads: list[float] = []  # the palette match's spread per style, once matched
         if settings.color_transfer:
             photos = over_white(views.images.float() / 255.0)
             mask = views.images[..., 3] > 127
@@ -326,12 +328,13 @@ class StyleObjective:
         """After training, map each style's rendered colours to the painting's mean and covariance
         (ARF's colour transfer, once more on the result), with the free rotation among such maps
         searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`),
-        then its change to colour differences taken only `palette_spread` of the way.
+        then its stretch of colour differences taken only `palette_spread` of the way (with "auto",
+        the spread the same views and loss choose; each style's is kept in `chosen_spreads`).
         The map is one affine per style, the same in every view, so it cannot break consistency;
         it is kept in the field's `color_maps`. False (nothing changed) when `should_stop()` turned
         true during the search."""
         field, s = self.model.field, self.settings
-        maps = []
+        maps, spreads = [], []
         for index, style in enumerate(self.style_pixels):
             self._use_style(index)
             renders = self._palette_views(max_views)
@@ -339,17 +342,21 @@ class StyleObjective:
             masks = torch.cat([view.opacity.reshape(-1) > 0.5 for view in renders])
             match = moment_match(colors.cpu(), torch.from_numpy(style), masks.cpu())
             matrix = match.matrix()
+            chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
+            style_loss = lambda image, opacity: self.gram_loss(image, opacity, index)  # noqa: E731 (index is this loop's)
             if s.palette_search_steps > 0:
-                chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
-                matrix = search_palette_map(match, chosen, lambda image, opacity: self.gram_loss(image, opacity, index), s.palette_search_steps,
-                                            should_stop=should_stop)
+                matrix = search_palette_map(match, chosen, style_loss, s.palette_search_steps, should_stop=should_stop)
                 if matrix is None:
                     return False
-            if s.palette_spread != 1.0:
-                matrix = partial_spread(matrix, s.palette_spread, match.content_mean)
+            spread = choose_spread(matrix, match.content_mean, chosen, style_loss, AUTO_SPREADS) if s.palette_spread == PALETTE_SPREAD_AUTO \
+                else float(s.palette_spread)
+            spreads.append(spread)
+            if spread != 1.0:
+                matrix = partial_spread(matrix, spread, match.content_mean)
             if s.palette_max_gain is not None:
                 matrix = cap_gain(matrix, s.palette_max_gain, match.content_mean)
             maps.append(matrix)
+        self.chosen_spreads = spreads
         for index, matrix in enumerate(maps):
             current = field.color_maps[index].clone()
             matrix = matrix.to(current)
@@ -577,6 +584,7 @@ class StylizeSession(RunSession):
             if not matched:
                 return "stopped"
             self.config["recolored"] = True
+            self.config["palette_spreads"] = self.objective.chosen_spreads  # what "auto" chose, per style
             self.save("done")
         return outcome
 
