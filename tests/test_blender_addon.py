@@ -9,6 +9,8 @@ user's objects are untouched.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -440,3 +442,26 @@ def test_enabled_as_an_addon_its_preferences_drive_the_worker_check(tmp_path):
     finally:
         addon_utils.disable("ins_blender", default_set=True)
     assert not hasattr(bpy.types.Scene, "ins")
+
+
+def test_register_forgets_an_ins_core_whose_files_an_upgrade_replaced():
+    """An extension upgrade in a running Blender replaces ins_core's files while the old modules
+    stay imported; register() must import the new ones. In a subprocess: dropping modules from
+    sys.modules here would split the classes the other tests hold (InputError and the rest)."""
+    script = """
+import sys
+import ins_core, ins_core.stylize_options as before
+from ins_blender import forget_replaced_core
+forget_replaced_core()
+assert sys.modules["ins_core.stylize_options"] is before  # the files are the ones imported: kept
+ins_core._LOADED_FROM = None  # as an upgrade leaves it: other files on disk than those imported
+forget_replaced_core()
+assert "ins_core" not in sys.modules and "ins_core.stylize_options" not in sys.modules
+import ins_core.stylize_options as after
+assert after is not before and sys.modules["ins_core"].loaded_from_current_files()
+del sys.modules["ins_core"].loaded_from_current_files  # a build from before the check: replaced too
+forget_replaced_core()
+assert "ins_core.stylize_options" not in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
