@@ -12,7 +12,8 @@ silhouette at the render's size (what a perfect stylization of those pixels woul
 same two falls against the painting as a view of the render's size can show it (`gram_fall_seen`,
 `gram_fall_seen_painting_pasted`). Variants:
   default     the chosen defaults (view mode: Gram + NNFM + content + total variation, the palette
-              term while training, the painting's detail as the view can show it, colour transfer)
+              term while training, the painting's detail by the views' size (auto), colour transfer
+              and the palette match with its stretch chosen per painting)
   gram        INS's Gram + content losses alone on whole views against the painting at its own
               detail (no NNFM, no palette, no colour transfer)
   no_palette  the defaults without the palette term while training (--palette-weight 0)

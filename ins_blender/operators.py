@@ -28,6 +28,7 @@ from bpy.types import Operator, OperatorFileListElement
 
 from ins_core.errors import InputError
 from ins_core.job import JobPaths, JobSpec
+from ins_core.stylize_options import PALETTE_SPREAD_AUTO
 
 from .registration import class_registrar
 from . import jobs, presets
@@ -112,7 +113,7 @@ def request_from_scene(context, scene=None) -> Request:
         resolution=resolution, samples=settings.capture_samples or preset.capture_samples, seed=settings.seed,
         style_mix=mix, output_root=props_module.output_root(settings), python=python, bundled=bundled,
         overrides={**presets.job_overrides(preset, resolution), "stroke_scale": round(float(settings.stroke_scale), 3),
-                   "palette_weight": round(float(settings.palette_weight), 3), "palette_spread": "auto" if settings.palette_spread_auto else round(float(settings.palette_spread), 3),
+                   "palette_weight": round(float(settings.palette_weight), 3), "palette_spread": PALETTE_SPREAD_AUTO if settings.palette_spread_auto else round(float(settings.palette_spread), 3),
                    "style_detail": settings.style_detail.lower()},
         vgg_weights=prefs_module.vgg_weights(prefs), allow_download=prefs_module.downloads_allowed(prefs),
         cache_dir=prefs_module.cache_dir(prefs),

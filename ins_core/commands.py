@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from .train.fit import FitRequest, RunSession, start_fit
 from .errors import InputError
+from .stylize_options import PALETTE_SPREAD_AUTO
 from .train.trainer import TrainingDiverged
 
 EXIT_FAILED = 1
@@ -262,7 +263,7 @@ def run_stylize(args: argparse.Namespace) -> int:
 
     plot_history(session.history, session.run.root / "loss.png")
     chosen = session.config.get("palette_spreads")
-    how = " (auto)" if session.objective.settings.palette_spread == "auto" else ""
+    how = " (auto)" if session.objective.settings.palette_spread == PALETTE_SPREAD_AUTO else ""
     spreads = f"; palette spread{how}: {', '.join(f'{spread:g}' for spread in chosen)}" if chosen else ""
     print(f"{args.out}: {outcome} at step {session.step}; styles: {', '.join(s['name'] for s in session.config['styles'])}{spreads}")
     return 0

@@ -16,9 +16,9 @@ FULL_DETAIL_FROM = 0.75
 
 # The palette match's spread (how far it stretches colour differences towards the painting's):
 # a number from 0 to 1, or "auto", the default: the spread among `AUTO_SPREADS` whose views score
-# the lowest Gram loss. Not below 1/2: there the loss still fell for the Scream while its orange
-# turned brown (lego, 100 px: its Gram fall at the view's detail 60-68 % -> 67-71 % at 1/2;
-# docs/stylization.md).
+# the lowest Gram loss (lego, 100 px: the Scream's Gram fall at the view's detail 60-68 % -> 67-71 %
+# at 1/2; docs/stylization.md). Not below 1/2: there its orange was already softer and browner,
+# and lower was not tried.
 PALETTE_SPREAD_AUTO = "auto"
 AUTO_SPREADS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 

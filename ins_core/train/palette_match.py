@@ -73,8 +73,7 @@ def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: 
         optimizer = torch.optim.Adam([angles], lr=lr)
 
         def loss() -> torch.Tensor:
-            affine = match.matrix(rotation(angles, mirrored)).float()
-            return sum(style_loss(view.through(affine), view.opacity) for view in views) / len(views)
+            return views_loss(match.matrix(rotation(angles, mirrored)).float(), views, style_loss)
 
         for _ in range(steps):
             if should_stop is not None and should_stop():
@@ -89,10 +88,9 @@ def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: 
     return best
 
 
-def mean_view_loss(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> float:
+def views_loss(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """`style_loss` of the views seen through the colour map `affine`, averaged."""
-    with torch.no_grad():
-        return float(sum(style_loss(view.through(affine), view.opacity) for view in views) / len(views))
+    return sum(style_loss(view.through(affine), view.opacity) for view in views) / len(views)
 
 
 def choose_spread(affine: torch.Tensor, content_mean: torch.Tensor, views: list[SearchView],
@@ -100,5 +98,6 @@ def choose_spread(affine: torch.Tensor, content_mean: torch.Tensor, views: list[
     """The spread among `spreads` (`partial_spread` of the map `affine` [3, 4]) whose views score the
     lowest `style_loss`; the first of equals. One pass of the loss network per view and spread."""
     device = views[0].premultiplied.device
-    losses = [mean_view_loss(partial_spread(affine, spread, content_mean).float().to(device), views, style_loss) for spread in spreads]
+    with torch.no_grad():
+        losses = [float(views_loss(partial_spread(affine, spread, content_mean).float().to(device), views, style_loss)) for spread in spreads]
     return spreads[min(range(len(spreads)), key=losses.__getitem__)]
