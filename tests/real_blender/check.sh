@@ -2,7 +2,9 @@
 # The extension in the real Blender application (Debian trixie's Blender 4.3, Python 3.13, no
 # numpy) through ../shared/tools/real-blender (root; `real-blender setup` once): `make real-blender`.
 #
-#   1. build the light zip; `blender --command extension install-file -e` it; Worker Python = .venv;
+#   1. build the light zip of an older commit (UPGRADE_FROM, default a7bb930: before register()
+#      forgot a replaced ins_core) and install it, then this tree's light zip over it, as an artist
+#      upgrading does (`blender --command extension install-file -e`); Worker Python = .venv;
 #      Check Worker advises a Worker Python for Blender's own Python and accepts .venv's
 #   2. the demo scene (ins_blender/demo_scene.py) saved by that Blender
 #   3. `--command ins_stylize`: bad input exits 2; SIGTERM exits 143 and Ctrl-C typed in a terminal
@@ -19,6 +21,7 @@ ROOT_FS="${ROOT:-/var/tmp/real-blender}"
 OUT="${OUT:-/tmp/ins_real_blender}"
 STYLE="${STYLE:-$(cd .. && pwd)/shared/data/styles/starry_night.jpg}"
 STEPS="${STEPS:-200,30}"
+UPGRADE_FROM="${UPGRADE_FROM:-a7bb930}"
 [ -x "$ROOT_FS/usr/bin/blender" ] || { echo "No real Blender in $ROOT_FS: run \`$RB setup\` (as root) first."; exit 2; }
 rm -rf "$OUT" && mkdir -p "$OUT"
 STYLIZE=(blender -b "$OUT/scene.blend" --command ins_stylize --style "$STYLE" --source auto_rig --views 12 --steps "$STEPS")
@@ -31,10 +34,18 @@ expect() {  # expect STATUS LOGNAME COMMAND...: run it, keep its output, fail un
   echo "ok: exit $got  $name"
 }
 
-echo "== install"
+echo "== install: $UPGRADE_FROM's build, then this one over it"
+mkdir -p "$OUT/old_src"
+git archive "$UPGRADE_FROM" | tar -x -C "$OUT/old_src"
+cp -r ins_core/assets "$OUT/old_src/ins_core/"  # built by set-up, not tracked
+(py="$PWD/.venv/bin/python"; cd "$OUT/old_src" && "$py" build_addon.py --light --offline --out "$OUT/old_dist") > "$OUT/build_old.log"
 .venv/bin/python build_addon.py --light --offline --out "$OUT/dist" > "$OUT/build.log"
 ZIP=$(ls "$OUT"/dist/*-light.zip)
+expect 0 install_old "$RB" run blender -b --command extension install-file -r user_default -e "$(ls "$OUT"/old_dist/*-light.zip)"
+# The old add-on is enabled when this Blender starts, so its ins_core is imported before the new
+# files land: register() must load the new ones (exit 1, "cannot import name", without it).
 expect 0 install "$RB" run blender -b --command extension install-file -r user_default -e "$ZIP"
+! grep -q "Exception in module register" "$OUT/install.log" || { echo "FAIL: the upgrade's register() raised"; grep -A3 Exception "$OUT/install.log"; exit 1; }
 expect 0 worker_python "$RB" run blender -b --python tests/real_blender/set_worker_python.py -- "$PWD/.venv/bin/python"
 expect 0 scene "$RB" run blender -b --python tests/real_blender/make_scene.py -- "$OUT/scene.blend"
 expect 0 check_worker "$RB" run blender -b --python-exit-code 1 --python tests/real_blender/check_worker.py
