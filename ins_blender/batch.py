@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-detail", choices=STYLE_DETAILS, help="match the painting with the detail a view of the training size "
                                                                     "can show (view) or at its own detail (full: finer texture that "
                                                                     "flickers from view to view on small views); auto, the default, "
-                                                                    "takes full for views of at least 3/4 of the loss network's size")
+                                                                    "takes full for views of at least 5/8 of the loss network's size")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")

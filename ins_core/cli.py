@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--style-detail", choices=STYLE_DETAILS, help="view mode: match the painting (its strokes and its colours) with only "
                                                                          "the detail a view of the render's size can show (view) or at its own detail "
                                                                          "(full: finer texture than small views can hold; see the README); auto, the "
-                                                                         "default, takes full for views of at least 3/4 of --vgg-size")
+                                                                         "default, takes full for views of at least 5/8 of --vgg-size")
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,
                          help="match the photographs' colours to each style first (on by default)")
     stylize.add_argument("--palette-weight", type=float, help="view mode: make the object reach the painting's colour range while "

@@ -8,11 +8,11 @@ from typing import Any
 STYLIZE_MODES = ("view", "patch")
 STYLE_DETAILS = ("auto", "view", "full")
 # "auto" asks for the painting's own detail where a view fills at least this share of the loss
-# network's size, and for the painting as the view can show it below (lego, starry night, 400
-# steps: at 200 px views for a 256 px loss network the own detail painted finer strokes, its Gram
-# fall 65 % against 55 %, the warp 1.03x of the content's; at 100 px it paints speckle that
-# flickers: docs/stylization.md).
-FULL_DETAIL_FROM = 0.75
+# network's size, and for the painting as the view can show it below (lego, a CPU's 256 px loss
+# network: at 160 px the own detail painted finer strokes for all four paintings, starry night's
+# Gram fall 60 % against 42 %, every warp within 1.14x of the content's; at 128 px it painted
+# speckle that flickers, warps 1.27-1.63x: docs/stylization.md).
+FULL_DETAIL_FROM = 0.625
 
 # The palette match's spread (how far it stretches colour differences towards the painting's):
 # a number from 0 to 1, or "auto", the default: the spread among `AUTO_SPREADS` whose views score

@@ -87,7 +87,7 @@ class StylizeSettings:
     against "full", two seeds: every warp 0.84-1.06x of the content's instead of 0.88-1.19x, the speckle
     gone; see docs/stylization.md). Views nearly the loss network's size hold the painting's own
     detail, and there "full" paints finer strokes that still hold still, so "auto" (the default) takes
-    "full" from 3/4 of `vgg_size` (`FULL_DETAIL_FROM`) and "view" below.
+    "full" from 5/8 of `vgg_size` (`FULL_DETAIL_FROM`) and "view" below.
 
     Palette: after training one affine map per style gives the object the painting's colour mean
     and covariance (`color_transfer`; with `style_detail` "view", the painting's as a view shows
@@ -147,7 +147,7 @@ class StylizeSettings:
     tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
     max_views: int = 0  # view mode: stylize with at most this many training views, evenly spread (0: all)
     render_scale: float = 1.0  # view mode: render each view at this multiple of the photographs' size for the loss network
-    style_detail: str = "auto"  # view mode: "view" (the painting's targets keep only the detail a view of the render's size can show), "full", or "auto" (full for views of at least 3/4 of vgg_size)
+    style_detail: str = "auto"  # view mode: "view" (the painting's targets keep only the detail a view of the render's size can show), "full", or "auto" (full for views of at least 5/8 of vgg_size)
     loss_precision: str = "auto"  # the loss network's dtype: "auto" (bfloat16 where the hardware has it), "float32", "bfloat16"
     patch: int = 32  # patch mode
     stride: int = 2  # patch mode
@@ -161,7 +161,7 @@ class StylizeSettings:
                 setattr(base, key, value)
         if base.style_detail not in STYLE_DETAILS:
             raise InputError(f"The style detail '{base.style_detail}' is not one of {', '.join(STYLE_DETAILS)} (view: only what a view of the "
-                             f"render's size can show; full: the painting's own detail; auto: full for views of at least 3/4 of the "
+                             f"render's size can show; full: the painting's own detail; auto: full for views of at least 5/8 of the "
                              f"loss network's size, else view).")
         if base.mode not in STYLIZE_MODES:
             raise InputError(f"Stylization mode '{base.mode}' is not one of {', '.join(STYLIZE_MODES)}.")
