@@ -48,7 +48,7 @@ def main() -> None:
 
     extractor, tiles, labels = None, [], []
     for path in args.stylized_run:
-        finished = open_run(path, args.device)
+        finished = open_run(path, args.device, load_data=False)  # its config and device; the session below loads the rest
         config = finished.config
         if extractor is None:
             emit_hardware(finished.device)
