@@ -65,17 +65,18 @@ PRESETS: dict[str, QualityPreset] = {
     "preview": QualityPreset(
         key="preview", label="Preview",
         description="Quick look: few small views, short training, coarse mesh.",
-        # 128 px, not 64: a 64 px view has no room for strokes (the painting is asked for only as the
-        # view can show it), and its field comes back fuzzy; the demo took 242 s instead of 192 (141 s
-        # since the small hash grid of a CPU NeRF, ins_core/train/settings.py).
-        capture_views=24, capture_resolution=128, capture_samples=16,
+        # 160 px: from 5/8 of the CPU loss network's 256 px the views are asked for the painting's own
+        # detail (style_detail auto), which paints its strokes (the demo: flowing bands on the cube, swirls
+        # on the sphere, where 128 px views gave smooth colour; 263 s instead of 189 s on a 2-core
+        # EPYC; docs/stylization.md). A 64 px view had no room for strokes and came back fuzzy.
+        capture_views=24, capture_resolution=160, capture_samples=16,
         pretrain_steps=1500, stylize_steps=200, mesh_resolution=96, texture_size=512, mesh_faces=30_000,
         cpu_minutes=(3, 6), gpu_minutes=(0.5, 1),
     ),
     "standard": QualityPreset(
         key="standard", label="Standard",
         description="Balanced quality for most scenes.",
-        capture_views=48, capture_resolution=128, capture_samples=32,
+        capture_views=48, capture_resolution=160, capture_samples=32,
         pretrain_steps=2000, stylize_steps=600, mesh_resolution=192, texture_size=1024, mesh_faces=100_000,
         cpu_minutes=(20, 40), gpu_minutes=(2, 4),
     ),

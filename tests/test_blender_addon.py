@@ -87,7 +87,7 @@ def test_presets_give_capture_and_job_settings_and_estimates():
             assert p.cpu_minutes[0] > previous.cpu_minutes[0] and p.gpu_minutes[0] > previous.gpu_minutes[0]
         previous = p
     preview = presets.get("preview")
-    assert presets.capture_resolution(preview, 16 / 9) == (128, 72)
+    assert presets.capture_resolution(preview, 16 / 9) == (160, 90)
     assert presets.capture_resolution(preview, 0.5, override=100) == (50, 100)
     assert presets.job_overrides(preview, (64, 36)) == {"pretrain_steps": 1500, "stylize_steps": 200,
                                                         "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30_000,
@@ -411,12 +411,12 @@ def test_the_panel_estimate_comes_from_this_machines_recorded_speed(tmp_path, mo
         # What a finished CPU job records: 1500 / 2.5 + 200 / 0.5 + 60 s = 18 min.
         throughput.record("cpu/nerf/preview", {"pretrain_steps_per_s": 2.5, "stylize_steps_per_s": 0.5, "other_s": 60.0})
         assert "About 18 min here" in labels() and "Not measured here yet" not in labels()
-        # Measured on the preset's views (128x72 for the default 16:9 render); 400 px views (View Size)
-        # make each stylization step (15 000 + 400 x 225) / (15 000 + 128 x 72) times as long: 40 min.
-        throughput.record("cpu/nerf/preview", {"stylize_view_pixels": 128 * 72})
+        # Measured on the preset's views (160x90 for the default 16:9 render); 400 px views (View Size)
+        # make each stylization step (15 000 + 400 x 225) / (15 000 + 160 x 90) times as long: 35 min.
+        throughput.record("cpu/nerf/preview", {"stylize_view_pixels": 160 * 90})
         assert "About 18 min here" in labels()
         scene.ins.capture_resolution = 400
-        assert "About 40 min here" in labels()
+        assert "About 35 min here" in labels()
         scene.ins.capture_resolution = 0
         scene.ins.mode = "SDF"  # measured for NeRF only
         assert "Not measured here yet" in labels()
