@@ -67,7 +67,7 @@ PRESETS: dict[str, QualityPreset] = {
         description="Quick look: few small views, short training, coarse mesh.",
         # 160 px: from 5/8 of the CPU loss network's 256 px the views are asked for the painting's own
         # detail (style_detail auto), which paints its strokes (the demo: flowing bands on the cube, swirls
-        # on the sphere, where 128 px views gave smooth colour; 263 s instead of 189 s on a 2-core
+        # on the sphere, where 128 px views gave smooth colour; 263 s instead of 179 s on a 2-core
         # EPYC; docs/stylization.md). A 64 px view had no room for strokes and came back fuzzy.
         capture_views=24, capture_resolution=160, capture_samples=16,
         pretrain_steps=1500, stylize_steps=200, mesh_resolution=96, texture_size=512, mesh_faces=30_000,

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from .errors import InputError, require
-from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, view_mode_only_asked
+from .stylize_options import PALETTE_SPREAD_AUTO, STYLE_DETAILS, STYLIZE_MODES, view_mode_only_asked
 
 JOB_VERSION = 1
 MODES = ("nerf", "sdf")
@@ -137,11 +137,11 @@ def choice_field(options: Iterable[str]) -> Check:
 
 
 def auto_or_field(inner: Check) -> Check:
-    """The string "auto", or whatever `inner` accepts."""
+    """The string "auto" (`PALETTE_SPREAD_AUTO`), or whatever `inner` accepts."""
 
     def check(value: Any, where: str) -> Any:
         if isinstance(value, str):
-            require(value == "auto", f"{where} is {_show(value)}; use \"auto\" or a number.")
+            require(value == PALETTE_SPREAD_AUTO, f"{where} is {_show(value)}; use \"{PALETTE_SPREAD_AUTO}\" or a number.")
             return value
         return inner(value, where)
 
