@@ -199,24 +199,6 @@ def test_nnfm_by_hand_on_tiny_features():
     assert float(nnfm_loss(render, style, layers=("a",))) == pytest.approx(1 - 1 / math.sqrt(2), abs=1e-6)
 
 
-def test_nnfm_with_a_mask_matches_only_the_covered_locations_and_weights_them_by_coverage():
-    # Three render vectors in a row; the middle one is fully covered, the right one half, the left not.
-    render = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).T.reshape(1, 2, 1, 3).requires_grad_(True)
-    style = {"a": torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)}
-    mask = torch.tensor([0.0, 1.0, 0.5]).view(1, 1, 1, 3)
-    loss = nnfm_loss({"a": render}, style, layers=("a",), mask=mask)
-    # Distances 1, 0, 1 - 1/sqrt(2); the left one carries no weight.
-    assert float(loss) == pytest.approx((0 * 1.0 + 1.0 * 0.0 + 0.5 * (1 - 1 / math.sqrt(2))) / 1.5, abs=1e-6)
-    loss.backward()
-    assert float(render.grad[..., 0].abs().sum()) == 0.0 and float(render.grad[..., 2].abs().sum()) > 0
-    # A mask at the image's size is pooled to the features' size; a full one changes nothing.
-    full = nnfm_loss({"a": render.detach()}, style, layers=("a",), mask=torch.ones(1, 1, 4, 12))
-    assert float(full) == pytest.approx(float(nnfm_loss({"a": render.detach()}, style, layers=("a",))), abs=1e-6)
-    # Nothing covered: no term, and still a graph to back-propagate through.
-    empty = nnfm_loss({"a": render}, style, layers=("a",), mask=torch.zeros(1, 1, 1, 3))
-    assert float(empty) == 0.0 and empty.requires_grad
-
-
 def _stats(pixels: np.ndarray):
     flat = pixels.reshape(-1, 3).astype(np.float64)
     return flat.mean(0), np.cov(flat.T, bias=True)

@@ -107,16 +107,8 @@ def nnfm_loss(
     layers: Sequence[str] = NNFM_LAYERS,
     chunk_elements: int = NNFM_CHUNK_ELEMENTS,
     search_dtype: torch.dtype | None = None,
-    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ARF's nearest-neighbour feature matching: mean over rendered locations of 1 - max cosine similarity.
-
-    `mask` ([B, 1, h, w] of any size, in [0, 1]; None: every location) makes the term a mean over the
-    object, as `masked_gram_matrix` does for the Gram term: each location weighted by the share of
-    its pixels the mask covers, locations with no weight not searched at all. The empty background
-    around an object is not matched to the painting, and the term's strength no longer falls with
-    the share of the view the object fills (on the demo, whose object fills 17 % of its views, the
-    strokes came out clearer; docs/stylization.md).
 
     The features of `layers` (same resolution: relu3_1..relu3_3) are concatenated per location.
     Nearest neighbours are searched without gradient in chunks of at most `chunk_elements`
@@ -130,18 +122,10 @@ def nnfm_loss(
     """
     render = _concat_layers(render_feats, layers)
     style = _unit(_concat_layers(style_feats, layers).detach().to(render.dtype))
-    weights = None
-    if mask is not None:
-        h, w = render_feats[layers[0]].shape[-2:]
-        weights = F.adaptive_avg_pool2d(mask.to(render.dtype), (h, w)).expand(render_feats[layers[0]].shape[0], 1, h, w).reshape(-1)
-        kept = weights > 0
-        render, weights = render[kept], weights[kept]
-        if not render.numel():  # nothing of the object in view: no term, but still part of the graph
-            return render_feats[layers[0]].sum() * 0
     render_unit = _unit(render)
     nearest = nearest_neighbours(render_unit.detach(), style, chunk_elements, search_dtype)
-    distance = 1.0 - (render_unit * style[nearest]).sum(dim=1)
-    return distance.mean() if weights is None else (distance * weights).sum() / weights.sum()
+    cosine = (render_unit * style[nearest]).sum(dim=1)
+    return (1.0 - cosine).mean()
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,7 @@ Two ways to show the loss network the scene (`StylizeSettings.mode`):
 Both minimise
 
     style_weight * Gram loss (relu1_2, relu2_2, relu3_3, relu4_3; over the object's pixels in view mode)
-  + nnfm_weight * NNFM (relu3_x, ARF's nearest-neighbour feature matching: sharper strokes; over
-    the object's pixels in view mode too)
+  + nnfm_weight * NNFM (relu3_x, ARF's nearest-neighbour feature matching: sharper strokes)
   + content_weight * content loss (relu2_2, against the photograph, recoloured to the style)
   [+ geometry_weight * L1(student raw density, teacher raw density) at the same samples, patch mode]
   + tv_weight * total variation of the view as the loss network sees it (view mode; without it the
@@ -433,7 +432,7 @@ class StyleObjective:
         total = s.style_weight * style + s.content_weight * content
         terms = {"style": style.detach(), "content": content.detach()}
         if s.nnfm_weight > 0:
-            nnfm = nnfm_loss(feats, target.nnfm_features, search_dtype=self.loss_dtype, mask=None if mask is None else mask[None, None])
+            nnfm = nnfm_loss(feats, target.nnfm_features, search_dtype=self.loss_dtype)
             total = total + s.nnfm_weight * nnfm
             terms["nnfm"] = nnfm.detach()
         if s.tv_weight > 0:
