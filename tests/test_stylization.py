@@ -347,11 +347,13 @@ def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
     # occupancy grid's refresh, since mended), the content fixture differed from fit to fit: over
     # five fits the smooth run kept 0.60-0.73 of view 0's mean absolute differences (once 0.95 in
     # CI) but 0.44-0.54 of its squared ones; of both views' squared ones, 0.50-0.58 over three more
-    # fits. Now it keeps 0.47 on the 2-core Xeon, every run.
+    # fits. Then it kept 0.47 on the 2-core Xeon, every run, but 0.89 on the 2-core EPYC (2026-12-05),
+    # a hair under the bar: the speckle NNFM paints works against the term. With NNFM off, the term
+    # is what is measured: 0.77 there.
     # The palette match's spread is fixed: chosen per run ("auto"), it would scale the two runs'
     # contrast differently after training, which is not the term's doing.
-    rough = _stylize(content_run, "tv_off", ["style_a.png"], tv_weight=0.0, lr=0.05, style_detail="full", palette_spread=1.0)
-    smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=10000.0, lr=0.05, style_detail="full", palette_spread=1.0)
+    rough = _stylize(content_run, "tv_off", ["style_a.png"], tv_weight=0.0, lr=0.05, style_detail="full", palette_spread=1.0, nnfm_weight=0.0)
+    smooth = _stylize(content_run, "tv_on", ["style_a.png"], tv_weight=10000.0, lr=0.05, style_detail="full", palette_spread=1.0, nnfm_weight=0.0)
     assert roughness(smooth) < 0.9 * roughness(rough)
 
 
