@@ -206,7 +206,7 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
     if source is None:
         source = "cameras" if _scene_has_cameras(scene) else "auto_rig"
     size = presets.scene_view_size(preset_obj, scene.render, resolution or 0)
-    job_overrides = {**presets.job_overrides(preset_obj, size), **(overrides or {})}
+    job_overrides = {**presets.job_overrides(size), **(overrides or {})}
     request = Request(
         scene=scene, styles=[StyleSource(path=Path(bpy.path.abspath(str(s)))) for s in styles],
         mode=mode, preset=preset_obj, device=DEVICE_NAMES[device], outputs=outputs, source=source,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ins_core import presets as core_presets
 from ins_core import throughput
 
 from .presets import QualityPreset
@@ -38,8 +39,11 @@ def measured_seconds(preset: QualityPreset, mode: str, device: str, path: Path |
     record = _records(path).get(throughput.key(device, mode, preset.key))
     if record is None:
         return None
+    # The preset's steps on the device the record was measured on: an "auto" job's is in the record.
+    kind = record.get("device_kind", "cpu") if device == "auto" else core_presets.device_kind(device)
+    steps = preset.budget(kind)
     pixels = view_size[0] * view_size[1] if view_size else None
-    return throughput.estimate_s(record, preset.pretrain_steps, preset.stylize_steps, pixels)
+    return throughput.estimate_s(record, steps["pretrain_steps"], steps["stylize_steps"], pixels)
 
 
 def _about(seconds: float) -> str:

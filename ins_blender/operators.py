@@ -112,7 +112,7 @@ def request_from_scene(context, scene=None) -> Request:
         objects=objects, n_views=settings.n_views or preset.capture_views, hemisphere=settings.hemisphere,
         resolution=resolution, samples=settings.capture_samples or preset.capture_samples, seed=settings.seed,
         style_mix=mix, output_root=props_module.output_root(settings), python=python, bundled=bundled,
-        overrides={**presets.job_overrides(preset, resolution), "stroke_scale": round(float(settings.stroke_scale), 3),
+        overrides={**presets.job_overrides(resolution), "stroke_scale": round(float(settings.stroke_scale), 3),
                    "palette_weight": round(float(settings.palette_weight), 3), "palette_spread": PALETTE_SPREAD_AUTO if settings.palette_spread_auto else round(float(settings.palette_spread), 3),
                    "style_detail": settings.style_detail.lower()},
         vgg_weights=prefs_module.vgg_weights(prefs), allow_download=prefs_module.downloads_allowed(prefs),

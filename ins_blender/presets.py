@@ -1,9 +1,10 @@
 """Quality presets: how many views to capture, how big, and how long the worker trains.
 
-One table (`PRESETS`) feeds the panel (label, description, rough time estimates), the capture
-(views, resolution, samples) and the job (`job_overrides`: the step counts and export sizes are
-written into job.json's `overrides`, so the job says exactly what it will do and the estimate
-shown in the panel matches what runs). Plain Python: no bpy, no torch.
+`PRESETS` feeds the panel (label, description, rough time estimates) and the capture (views,
+resolution, samples). How long the worker trains and how big the mesh is come from ins_core's one
+table per device (`ins_core.presets`): the job names its preset and the worker takes the numbers
+for the device it finds, so a GPU trains longer than a CPU; the panel's estimate reads the same
+numbers (`QualityPreset.budget`). Plain Python: no bpy, no torch.
 
 The times are rough estimates for a small scene (one object, default settings) on a 4-8 core
 laptop CPU and on a recent NVIDIA GPU; they grow with the number of styles and with SDF mode.
@@ -12,6 +13,8 @@ laptop CPU and on a recent NVIDIA GPU; they grow with the number of styles and w
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ins_core import presets as core_presets
 
 ORDER = ("preview", "standard", "high")
 
@@ -24,13 +27,12 @@ class QualityPreset:
     capture_views: int  # cameras of the automatic rig (scene cameras: as many as there are)
     capture_resolution: int  # pixels along the longer side of the training views
     capture_samples: int  # Cycles samples per training view
-    pretrain_steps: int
-    stylize_steps: int
-    mesh_resolution: int  # marching-cubes grid cells per side
-    texture_size: int  # baked texture, pixels per side
-    mesh_faces: int  # face budget of the imported mesh (quadric decimation)
     cpu_minutes: tuple[float, float]  # rough estimate (low, high) for the whole run
     gpu_minutes: tuple[float, float]
+
+    def budget(self, device_kind: str) -> dict[str, int]:
+        """The worker's step counts and export sizes for this preset on a 'cpu' or a 'gpu'."""
+        return core_presets.budget(self.key, device_kind)
 
     @property
     def enum_item(self) -> tuple[str, str, str]:
@@ -70,21 +72,19 @@ PRESETS: dict[str, QualityPreset] = {
         # on the sphere, where 128 px views gave smooth colour; 263 s instead of 179 s on a 2-core
         # EPYC; docs/stylization.md). A 64 px view had no room for strokes and came back fuzzy.
         capture_views=24, capture_resolution=160, capture_samples=16,
-        pretrain_steps=1500, stylize_steps=200, mesh_resolution=96, texture_size=512, mesh_faces=30_000,
         cpu_minutes=(3, 6), gpu_minutes=(0.5, 1),
     ),
     "standard": QualityPreset(
         key="standard", label="Standard",
         description="Balanced quality for most scenes.",
+        # The demo scene ran 546 s on a 2-core EPYC (2026-12-05).
         capture_views=48, capture_resolution=160, capture_samples=32,
-        pretrain_steps=2000, stylize_steps=600, mesh_resolution=192, texture_size=1024, mesh_faces=100_000,
-        cpu_minutes=(20, 40), gpu_minutes=(2, 4),
+        cpu_minutes=(8, 20), gpu_minutes=(2, 4),
     ),
     "high": QualityPreset(
         key="high", label="High",
         description="Final quality: many large views, long training, fine mesh and texture.",
         capture_views=100, capture_resolution=256, capture_samples=64,
-        pretrain_steps=5000, stylize_steps=1500, mesh_resolution=256, texture_size=2048, mesh_faces=300_000,
         cpu_minutes=(120, 240), gpu_minutes=(8, 15),
     ),
 }
@@ -120,17 +120,8 @@ def scene_view_size(preset: QualityPreset, render, override: int = 0) -> tuple[i
     return capture_resolution(preset, aspect, override)
 
 
-def job_overrides(preset: QualityPreset, view_size: tuple[int, int] | None = None) -> dict[str, int]:
-    """job.json `overrides` for a preset: step counts, export sizes and, from the captured views'
-    (width, height), the training width (the worker resizes views to a width, so a portrait view's
-    longer side would enlarge it)."""
-    overrides = {
-        "pretrain_steps": preset.pretrain_steps,
-        "stylize_steps": preset.stylize_steps,
-        "mesh_resolution": preset.mesh_resolution,
-        "texture_size": preset.texture_size,
-        "mesh_faces": preset.mesh_faces,
-    }
-    if view_size:
-        overrides["train_resolution"] = max(8, int(view_size[0]))
-    return overrides
+def job_overrides(view_size: tuple[int, int] | None = None) -> dict[str, int]:
+    """job.json `overrides` the capture decides: from the captured views' (width, height), the
+    training width (the worker resizes views to a width, so a portrait view's longer side would
+    enlarge it). Step counts and export sizes are left to the preset, for the worker's device."""
+    return {"train_resolution": max(8, int(view_size[0]))} if view_size else {}

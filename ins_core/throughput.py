@@ -7,7 +7,7 @@ step counts into minutes. A missing, unreadable or malformed file means "not mea
 
     {"version": 1, "records": {"cpu/nerf/preview": {"pretrain_steps_per_s": 6.1,
         "stylize_steps_per_s": 0.9, "stylize_view_pixels": 16384, "other_s": 40.0, "capture_s": 12.0,
-        "threads": 1, "updated": "2026-11-30T21:00:00"}}}
+        "threads": 1, "device_kind": "cpu", "updated": "2026-11-30T21:00:00"}}}
 
 A stylization step renders one whole training view, so its time grows with the view's pixels (a
 pre-training step takes a fixed batch of rays, whatever the views' size): the stylization rate is
@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .presets import DEVICE_KINDS  # an "auto" job's record says which the worker ran on
 
 PATH_ENV = "INS_THROUGHPUT_FILE"
 VERSION = 1
@@ -73,6 +75,8 @@ def _clean(record) -> dict | None:
     for name in ("threads", "updated"):
         if isinstance(record.get(name), (int, str)) and not isinstance(record.get(name), bool):
             clean[name] = record[name]
+    if record.get("device_kind") in DEVICE_KINDS:
+        clean["device_kind"] = record["device_kind"]
     return clean
 
 

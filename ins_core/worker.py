@@ -108,6 +108,7 @@ class JobRunner:
         self.share: sharing.Share | None = None
         self.adaptive: sharing.Adaptive | None = None
         self.throughput_key = throughput.key(self.spec.device, self.spec.mode, self.spec.preset)
+        self.device_kind = "cpu"
 
     def _share_machine(self, device) -> None:
         """Thread count and priority for sharing the machine with Blender (ins_core.sharing)."""
@@ -182,7 +183,8 @@ class JobRunner:
             return
         log.info("%s: %d steps in %.1f s, %.2f steps/s (%s)", stage, steps, seconds, rate,
                  self.share.describe() if self.share else "default threads")
-        values = {f"{stage}_steps_per_s": round(rate, 4), "threads": self.share.threads if self.share else 0, **size}
+        values = {f"{stage}_steps_per_s": round(rate, 4), "threads": self.share.threads if self.share else 0,
+                  "device_kind": self.device_kind, **size}
         if not throughput.record(self.throughput_key, values):
             log.warning("could not write the throughput file %s", throughput.default_path())
 
@@ -209,7 +211,7 @@ class JobRunner:
         import torch
 
         from .device import resolve_device
-        from .presets import job_settings
+        from .presets import device_kind, job_settings
         from .train.fit import FitRequest, start_fit
         from .train.stylize import StylizeRequest, start_stylize
 
@@ -218,6 +220,7 @@ class JobRunner:
         device = resolve_device(spec.device)
         self._share_machine(device)
         settings = job_settings(spec.preset, device.type, spec.overrides)
+        self.device_kind = device_kind(device.type)  # which of the preset's budgets an "auto" job's record measured
         log.info("job %s: mode %s, preset %s, device %s, settings %s", paths.root, spec.mode, spec.preset, device, settings)
         torch.manual_seed(spec.seed)
 

@@ -82,18 +82,27 @@ def test_presets_give_capture_and_job_settings_and_estimates():
     for key in presets.ORDER:
         p = presets.get(key.upper())
         assert "CPU" in p.estimate_text() and "GPU" in p.estimate_text() and "estimate" in p.estimate_text()
-        if previous is not None:  # each preset costs more than the one before
-            assert p.capture_views > previous.capture_views and p.pretrain_steps > previous.pretrain_steps
+        cpu, gpu = p.budget("cpu"), p.budget("gpu")
+        assert gpu["pretrain_steps"] > cpu["pretrain_steps"] and gpu["stylize_steps"] > cpu["stylize_steps"]  # a GPU trains longer
+        if previous is not None:  # each preset costs more than the one before, on either device
+            assert p.capture_views > previous.capture_views
+            for kind in ("cpu", "gpu"):
+                assert p.budget(kind)["pretrain_steps"] > previous.budget(kind)["pretrain_steps"]
+                assert p.budget(kind)["stylize_steps"] > previous.budget(kind)["stylize_steps"]
             assert p.cpu_minutes[0] > previous.cpu_minutes[0] and p.gpu_minutes[0] > previous.gpu_minutes[0]
         previous = p
     preview = presets.get("preview")
     assert presets.capture_resolution(preview, 16 / 9) == (160, 90)
     assert presets.capture_resolution(preview, 0.5, override=100) == (50, 100)
-    assert presets.job_overrides(preview, (64, 36)) == {"pretrain_steps": 1500, "stylize_steps": 200,
-                                                        "mesh_resolution": 96, "texture_size": 512, "mesh_faces": 30_000,
-                                                        "train_resolution": 64}
+    # The job carries what the capture decided; the step counts are the preset's for the worker's device.
+    assert presets.job_overrides((64, 36)) == {"train_resolution": 64}
     # The worker resizes views to a width: a portrait view trains at its own width, not its height.
-    assert presets.job_overrides(preview, (36, 64))["train_resolution"] == 36
+    assert presets.job_overrides((36, 64))["train_resolution"] == 36
+    from ins_core.presets import job_settings
+
+    assert job_settings("preview", "cpu", {"train_resolution": 64}) == {**preview.budget("cpu"), "train_resolution": 64}
+    assert job_settings("preview", "cuda", {})["stylize_steps"] == preview.budget("gpu")["stylize_steps"] == 400
+    assert job_settings("preview", "mps", {"stylize_steps": 30})["stylize_steps"] == 30  # an override wins
     with pytest.raises(ValueError, match="use one of preview, standard, high"):
         presets.get("ultra")
 

@@ -103,6 +103,23 @@ def test_the_panel_estimate_uses_this_machines_rates(tmp_path):
     assert all(len(line) <= 28 for line in estimates.estimate_lines(preview, "nerf", "cpu", path))
 
 
+def test_a_gpu_estimate_counts_the_gpus_longer_preset(tmp_path):
+    path = tmp_path / "throughput.json"
+    preview = presets.get("preview")
+    gpu = preview.budget("gpu")
+    rates = {"pretrain_steps_per_s": 100.0, "stylize_steps_per_s": 20.0, "other_s": 10}
+    throughput.record("cuda/nerf/preview", rates, path)
+    expected = gpu["pretrain_steps"] / 100 + gpu["stylize_steps"] / 20 + 10  # 2000 / 100 + 400 / 20 + 10 = 50 s
+    assert estimates.measured_seconds(preview, "nerf", "cuda", path) == pytest.approx(expected)
+    # An "auto" job's record says which device the worker found; without that it was a CPU's.
+    throughput.record("auto/nerf/preview", {**rates, "device_kind": "gpu"}, path)
+    assert estimates.measured_seconds(preview, "nerf", "auto", path) == pytest.approx(expected)
+    throughput.record("auto/nerf/preview", {"device_kind": "tpu"}, path)  # not a kind: dropped on load
+    cpu = preview.budget("cpu")
+    assert "device_kind" not in throughput.load(path)["auto/nerf/preview"]
+    assert estimates.measured_seconds(preview, "nerf", "auto", path) == pytest.approx(cpu["pretrain_steps"] / 100 + cpu["stylize_steps"] / 20 + 10)
+
+
 class FakeMachine:
     """A clock and CPU-time counters that a test advances: `others` cores busy besides the worker."""
 
@@ -157,6 +174,7 @@ def test_the_capture_time_joins_the_workers_record(tmp_path):
     assert throughput.load(path) == {"cpu/sdf/high": {"capture_s": 42.0, "updated": throughput.load(path)["cpu/sdf/high"]["updated"]}}
     throughput.record("cpu/sdf/high", {"pretrain_steps_per_s": 10.0, "stylize_steps_per_s": 1.0, "other_s": 8.0}, path)
     high = presets.get("high")
-    assert estimates.measured_seconds(high, "sdf", "cpu", path) == pytest.approx(high.pretrain_steps / 10 + high.stylize_steps + 8 + 42)
+    steps = high.budget("cpu")
+    assert estimates.measured_seconds(high, "sdf", "cpu", path) == pytest.approx(steps["pretrain_steps"] / 10 + steps["stylize_steps"] + 8 + 42)
     job_json.write_text("{broken")
     assert not throughput.record_capture(job_json, 1.0, path)

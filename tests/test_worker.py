@@ -92,6 +92,7 @@ def test_the_worker_logs_its_thread_count_priority_and_speed(finished_job):
     # Its speed is recorded for the panel's estimate: pre-training steps/s and the time outside training.
     record = throughput.load(paths.root.parent / "throughput.json")[throughput.key("cpu", "nerf", "preview")]
     assert record["pretrain_steps_per_s"] > 0 and record["other_s"] > 0
+    assert record["device_kind"] == "cpu"  # whose preset budget the rates timed (an "auto" job's may be a GPU's)
     assert record["threads"] in (chosen.threads, sharing.available_cores())  # all cores once the machine was idle for 10 s
     # The stylization rate goes with the size of the views it ran at (the demo dataset's 32x32).
     assert record["stylize_steps_per_s"] > 0 and record["stylize_view_pixels"] == 32 * 32
