@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help="finished single-style stylized runs")
     parser.add_argument("--spread", type=palette_spread_arg, nargs="+", default=[1.0], help="palette spreads to compare (numbers or auto)")
     parser.add_argument("--search-steps", type=int, help="the search's steps (default: each run's own)")
+    parser.add_argument("--distribution", choices=("on", "off", "both"), default="on",
+                        help="the search also weighs the colours' distance from the painting's distribution (both: one line each)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--picture", type=Path, help="a PNG of the held-out views, a row per run (the runs of one resolution)")
     parser.add_argument("--no-eval", action="store_true", help="pictures and the match's time only")
@@ -57,12 +59,14 @@ def main() -> None:
         views = content.data.test
         white = torch.ones(3, device=finished.device)
         # Opening the run as a stylization session resumes it: the same field, views and loss network.
-        session = start_stylize(StylizeRequest(run=Path(config["base_run"]), styles=config["signature"]["styles"], out=path,
+        session = start_stylize(StylizeRequest(run=content.run.root, styles=config["signature"]["styles"], out=path,
                                                device=args.device, settings={}, force=False))
         objective, field = session.objective, session.model.field
         style = torch.from_numpy(load_style_image(path / config["styles"][0]["file"]).pixels).to(finished.device)
-        for spread in args.spread:
+        distributions = {"on": [True], "off": [False], "both": [False, True]}[args.distribution]
+        for spread, distribution in ((s, d) for s in args.spread for d in distributions):
             objective.settings.palette_spread = spread
+            objective.settings.palette_distribution = distribution
             if args.search_steps is not None:
                 objective.settings.palette_search_steps = args.search_steps
             with torch.no_grad():
@@ -72,16 +76,16 @@ def main() -> None:
             seconds = time.perf_counter() - start
             measured = {} if args.no_eval else metrics_record(evaluate_stylized(SimpleNamespace(model=session.model), content, views, [style],
                                                                                 extractor, working_size=objective.settings.vgg_size))
-            emit("palette_rematch", run=path.name, spread=spread, chosen_spread=objective.chosen_spreads[0],
+            emit("palette_rematch", run=path.name, spread=spread, distribution=distribution, chosen_spread=objective.chosen_spreads[0],
                  search_steps=objective.settings.palette_search_steps,
                  match_seconds=round(seconds, 1), resolution=views.width, **measured)
             session.model.set_style([1.0])
             for k in args.views:
                 tiles.append(render_view(session.model, views.c2w[k], views.intrinsics[k] * 2, views.width * 2, views.height * 2,
                                          white).rgb.clamp(0, 1).cpu().numpy())
-                labels.append(f"{path.name}, spread {spread}, view {k}")
+                labels.append(f"{path.name}, spread {spread}{', distribution' if distribution else ''}, view {k}")
         if args.picture:  # after each run, so that a run cut short still leaves the rows before it
-            save_png(args.picture, image_grid(tiles, labels, columns=len(args.views) * len(args.spread)))
+            save_png(args.picture, image_grid(tiles, labels, columns=len(args.views) * len(args.spread) * len(distributions)))
 
 
 if __name__ == "__main__":

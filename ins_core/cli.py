@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--palette-search-steps", type=_count, help="steps searching the palette match after training for the map "
                                                                     "(among those giving the painting's colour statistics) that best suits "
                                                                     "the painting's strokes (default 15; 0: ARF's colour transfer as it is)")
+    stylize.add_argument("--palette-distribution", choices=("on", "off"), help="whether that search also weighs how far the object's "
+                                                                               "colours lie from the painting's mix of colours (default on; off: "
+                                                                               "by the Gram loss alone, from two starts)")
     stylize.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
     stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")

@@ -63,7 +63,7 @@ from ..stylize_options import (AUTO_SPREADS, PALETTE_SPREAD_AUTO, PALETTE_SPREAD
                                resolved_style_detail, view_mode_only_asked)
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
-from .palette_match import SearchView, choose_spread, search_palette_map
+from .palette_match import ColourDistribution, SearchView, choose_spread, search_palette_map
 from .patches import Patch, sample_patch
 from .runs import RunDir
 from .scene_models import LossTerms, StylizedModel, build_model
@@ -140,6 +140,7 @@ class StylizeSettings:
     consistency_weight: float = 0.0  # view mode: each view made to agree with a neighbouring view where both see the surface (0: off)
     palette_max_gain: float | None = None  # cap on how much the palette map after training stretches colour differences (None: no cap)
     palette_search_steps: int = 15  # Adam steps searching the palette map's rotation for the painting's Gram statistics (0: ARF's map)
+    palette_distribution: bool = True  # the search also weighs how far the object's colours lie from the painting's distribution of colours
     palette_spread: float | str = "auto"  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF; auto: chosen by the Gram loss)
     vgg_size: int = 256
     stroke_scale: float = 1.0
@@ -345,7 +346,8 @@ class StyleObjective:
             chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
             style_loss = lambda image, opacity: self.gram_loss(image, opacity, index)  # noqa: E731 (index is this loop's)
             if s.palette_search_steps > 0:
-                matrix = search_palette_map(match, chosen, style_loss, s.palette_search_steps, should_stop=should_stop)
+                colours = ColourDistribution(torch.from_numpy(style)).of(colors[masks]) if s.palette_distribution else None
+                matrix = search_palette_map(match, chosen, style_loss, s.palette_search_steps, should_stop=should_stop, colours=colours)
                 if matrix is None:
                     return False
             spread = choose_spread(matrix, match.content_mean, chosen, style_loss, AUTO_SPREADS) if s.palette_spread == PALETTE_SPREAD_AUTO \
@@ -556,6 +558,7 @@ class StylizeSession(RunSession):
         config["stylize"].setdefault("style_detail", "full")  # and matched the painting at its own detail
         config["stylize"].setdefault("palette_search_steps", 0)  # and took ARF's palette map as it was
         config["stylize"].setdefault("palette_spread", 1.0)  # in full
+        config["stylize"].setdefault("palette_distribution", False)  # and searched the map by the Gram loss alone
         settings = StylizeSettings(**config["stylize"])
         if not settings.tune_color_mlp:
             self.model.field.color_mlp.requires_grad_(False)
