@@ -579,7 +579,8 @@ class StylizeSession(RunSession):
         outcome = super().run_loop(time_budget, on_step, should_stop)
         settings = self.objective.settings
         if self.step >= self.config["steps"] and settings.color_transfer and not self.config.get("recolored"):
-            searched = f", searching its map for the painting's strokes ({settings.palette_search_steps} steps)" if settings.palette_search_steps else ""
+            weighed = " and mix of colours" if settings.palette_distribution else ""
+            searched = f", searching its map for the painting's strokes{weighed} ({settings.palette_search_steps} steps)" if settings.palette_search_steps else ""
             self.note(f"Matching each painting's palette{searched}")
             start = time.perf_counter()
             matched = self.objective.match_palettes(should_stop=should_stop)
