@@ -92,7 +92,7 @@ class ColourDistribution:
         self.directions = torch.nn.functional.normalize(torch.randn(n_directions, 3, generator=generator), dim=1)
         self.levels = torch.linspace(0.5 / n_quantiles, 1 - 0.5 / n_quantiles, n_quantiles)
         self.max_pixels = max_pixels
-        self.reference = self._quantiles(self._sample(style_pixels.reshape(-1, 3).float().cpu()))
+        self.reference = self.quantiles(self._sample(style_pixels.reshape(-1, 3).float().cpu()))
 
     def _sample(self, colors: torch.Tensor) -> torch.Tensor:
         if colors.shape[0] <= self.max_pixels:
@@ -100,7 +100,8 @@ class ColourDistribution:
         keep = torch.randperm(colors.shape[0], generator=torch.Generator().manual_seed(1))[: self.max_pixels]
         return colors[keep]
 
-    def _quantiles(self, colors: torch.Tensor) -> torch.Tensor:
+    def quantiles(self, colors: torch.Tensor) -> torch.Tensor:
+        """The quantiles [Q, D] of colours [N, 3] projected on the fixed directions."""
         projected = colors @ self.directions.to(colors).T  # [N, D]
         return torch.quantile(projected, self.levels.to(colors), dim=0)  # [Q, D]
 
@@ -118,7 +119,7 @@ class ObjectColours:
         """The distance of these colours seen through `affine` [3, 4] from the painting's."""
         mapped = (self.colors.to(affine) @ affine[:, :3].T + affine[:, 3]).clamp(0.0, 1.0)
         d = self.distribution
-        return (d._quantiles(mapped) - d.reference.to(mapped)).abs().mean()
+        return (d.quantiles(mapped) - d.reference.to(mapped)).abs().mean()
 
 
 def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -144,7 +145,7 @@ def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: 
             if should_stop is not None and should_stop():
                 return None
             with torch.no_grad():
-                scored.append((float(objective(match.matrix(q))), q))
+                scored.append((float(objective(match.matrix(q.to(device)))), q))  # the map where the views are (a GPU's)
         starts = [q for _, q in sorted(scored, key=lambda item: item[0])[:refined]]
     best_loss, best = None, None
     for start in starts:
