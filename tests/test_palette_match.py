@@ -1,13 +1,16 @@
 """The palette match's search: among the colour maps that give the painting's colour statistics,
 the one whose views a style loss likes best."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from ins_core.losses.style import color_statistics, moment_match, partial_spread
 from ins_core.stylize_options import AUTO_SPREADS
-from ins_core.train.palette_match import ColourDistribution, SearchView, choose_spread, rotation, search_palette_map, signed_permutations
+from ins_core.train.palette_match import (ColourDistribution, SearchView, choose_spread, of_handedness, rotation, search_palette_map,
+                                          shared_handedness, signed_permutations)
 
 
 def _views_and_painting():
@@ -131,3 +134,37 @@ def test_with_the_colour_distribution_the_search_gives_the_object_the_paintings_
     assert float(mapped[:100].mean(0)[2]) > float(mapped[:100].mean(0)[0]) + 0.2
     # without the distribution the search keeps to its two starts and this flat loss moves nothing
     torch.testing.assert_close(search_palette_map(match, [view], flat, steps=5), match.matrix(), atol=1e-9, rtol=0)
+
+
+def test_a_search_held_to_one_handedness_keeps_to_it_and_unheld_takes_the_better():
+    views, painting, match = _views_and_painting()
+    wanted = match.matrix(rotation(torch.tensor([0.5, -0.3, 0.8], dtype=torch.float64), False))  # a rotation's map
+    targets = [view.through(wanted.float()) for view in views]
+
+    def style_loss(image, opacity):
+        target = next(t for v, t in zip(views, targets) if v.opacity is opacity)
+        return (image - target).pow(2).mean()
+
+    def sign_of(affine):
+        return math.copysign(1, float(torch.linalg.det(affine[:, :3])))
+
+    assert sign_of(search_palette_map(match, views, style_loss, steps=20)) == 1
+    assert sign_of(search_palette_map(match, views, style_loss, steps=20, sign=-1)) == -1
+    target = ColourDistribution(painting).of(torch.cat([v.premultiplied[v.opacity > 0.5] for v in views]))
+    assert sign_of(search_palette_map(match, views, style_loss, steps=5, colours=target, sign=-1)) == -1
+
+
+def test_the_styles_share_the_handedness_that_costs_them_least():
+    rotations = [q for q in signed_permutations() if float(torch.linalg.det(q)) > 0]
+    mirrors = [q for q in signed_permutations() if float(torch.linalg.det(q)) < 0]
+
+    def screening(best_rotation, best_mirror):
+        worse = 9 * max(best_rotation, best_mirror)
+        scored = [(best_rotation, rotations[0]), (best_mirror, mirrors[0]), (worse, rotations[1]), (worse, mirrors[1])]
+        return sorted(scored, key=lambda item: item[0])
+
+    # the first style slightly prefers a rotation, the second much prefers a mirror: both mirror
+    assert shared_handedness([screening(1.0, 1.05), screening(2.0, 1.0)]) == -1
+    # scores of another scale weigh as ratios: 10 % worse on a large loss counts as 10 % on a small one
+    assert shared_handedness([screening(100.0, 120.0), screening(0.011, 0.01)]) == 1
+    assert of_handedness(screening(1.0, 2.0), -1)[0][0] == 2.0 and len(of_handedness(screening(1.0, 2.0), None)) == 4

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -29,7 +30,9 @@ def content_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("stylization")
     data = write_demo_dataset(root / "data", n_train=16, n_test=2, resolution=32)
     write_demo_style(root / "style_a.png", 96, seed=0)
-    Image.fromarray((np.ones((96, 96, 3)) * [40, 180, 60]).astype(np.uint8)).save(root / "style_b.png")
+    # green, with enough texture that its colours have a covariance (a palette match needs one)
+    noise = np.random.default_rng(0).normal(0, 25, (96, 96, 3))
+    Image.fromarray((np.ones((96, 96, 3)) * [40, 180, 60] + noise).clip(0, 255).astype(np.uint8)).save(root / "style_b.png")
     run = root / "content"
     assert main(["fit", "--data", str(data), "--out", str(run), "--steps", "150", "--batch-rays", "512", "--device", "cpu"]) == 0
     return root
@@ -70,6 +73,62 @@ def test_style_mixes_are_convex_and_their_endpoints_are_the_single_styles(conten
     for bad in ([0.7, 0.7], [1.0], [-0.5, 1.5]):
         with pytest.raises(ValueError):
             trained.model.set_style(bad)
+    # the palette match gave both styles maps of one handedness, so a mix can turn one into the other
+    determinants = [float(torch.linalg.det(m[:, :3])) for m in trained.model.field.color_maps]
+    assert min(abs(d) for d in determinants) > 1e-6 and determinants[0] * determinants[1] > 0
+    assert not torch.equal(trained.model.field.color_centres, torch.full((2, 3), 0.5))
+
+
+def _half_a_turn_apart_maps():
+    """A map and the same map turned half a turn about grey: a blue in one is an orange in the other."""
+    turn = torch.linalg.matrix_exp(torch.pi * torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / 3 ** 0.5)
+    first = torch.diag(torch.tensor([1.3, 0.8, 0.6]))
+    centre = torch.full((3,), 0.5)
+    maps = [torch.cat([m, (centre - m @ centre)[:, None]], dim=1) for m in (first, turn @ first)]
+    return torch.stack(maps), centre.expand(2, 3).clone()
+
+
+def test_a_style_mix_mixes_the_maps_through_their_rotation_and_stretch_in_the_renderer(content_run):
+    """An untrained two-style model renders the content whatever the mix, so only the colour maps
+    tell mixes apart: halfway between two maps half a turn apart, the renderer draws what one map
+    halfway along the turn would give, not the flat average of the two."""
+    from ins_core.fields.color_mix import mix_color_maps
+
+    content = open_run(content_run / "content", "cpu")
+    views = content.data.test
+    maps, centres = _half_a_turn_apart_maps()
+
+    def render(color_maps, weights):
+        stylized = StylizedModel(content.model, StylizationConfig(n_styles=2)).eval()
+        stylized.field.color_maps.copy_(color_maps)
+        stylized.field.color_centres.copy_(centres)
+        stylized.set_style(weights)
+        return render_view(stylized, views.c2w[0], views.intrinsics[0], views.width, views.height, torch.ones(3))
+
+    def chroma(render):
+        """How far the object's colours stray from grey, on average."""
+        rgb = render.rgb[render.opacity > 0.9]
+        return float((rgb - rgb.mean(dim=-1, keepdim=True)).abs().mean())
+
+    middle = render(maps, [0.5, 0.5])
+    halfway_map = mix_color_maps(maps, centres, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(middle.rgb, render(halfway_map.expand(2, 3, 4), [1.0, 0.0]).rgb, atol=1e-5, rtol=0)
+    # half a turn about grey, averaged, leaves grey alone: the object in shades of grey
+    averaged = render(maps.mean(0).expand(2, 3, 4), [1.0, 0.0])
+    assert chroma(averaged) < 0.005 < 0.5 * chroma(render(maps, [1.0, 0.0])) < chroma(middle)
+
+
+def test_a_run_stylized_before_the_maps_had_centres_still_opens(content_run, recorded_run, tmp_path):
+    from ins_core.train.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "old"
+    shutil.copytree(content_run / "recorded", run)
+    state = load_checkpoint(run / "checkpoints" / "last.pt", "cpu")
+    del state["trainer"]["model"]["field.color_centres"]
+    save_checkpoint(run / "checkpoints" / "last.pt", state)
+    old = open_run(run, "cpu", load_data=False)
+    torch.testing.assert_close(old.model.field.color_centres, torch.full((1, 3), 0.5))
+    torch.testing.assert_close(old.model.field.color_maps, recorded_run.model.field.color_maps)
 
 
 def test_geometry_term_keeps_depth_closer_to_the_content(content_run):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .color_mix import mix_color_maps
 from .encodings import HashGridEncoding
 from .mlp import mlp
 from .nerf import NerfField
@@ -114,19 +115,46 @@ class _StylizedBase(nn.Module):
         # Per style, an affine colour map [3, 4] on the output (ARF's colour transfer, view-independent
         # so it cannot break consistency); the identity unless stylization sets one.
         self.register_buffer("color_maps", torch.eye(3, 4).repeat(config.n_styles, 1, 1))
+        # The colour each map was matched about (where a mix of styles mixes what the maps give;
+        # `color_mix.py`). Mid-grey until a match sets it.
+        self.register_buffer("color_centres", torch.full((config.n_styles, 3), 0.5))
         self.content_raw: torch.Tensor | None = None
+        # Whether the weights mix several styles: a CPU flag set with them, so a render reads it with
+        # no device sync; changed in place, so the renderer's shallow copies of the field see it too.
+        self.mixing_styles = torch.zeros((), dtype=torch.bool)
 
     @property
     def feature_dim(self) -> int:
         return self.content.feature_dim
 
     def set_style(self, weights) -> None:
-        self.style_weights.copy_(check_style_weights(weights, self.config.n_styles).to(self.style_weights.device))
+        weights = check_style_weights(weights, self.config.n_styles)
+        self.style_weights.copy_(weights.to(self.style_weights.device))
+        self.mixing_styles.fill_(int((weights > 0).sum()) > 1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Runs stylized before the maps had centres load with mid-grey ones (their one-style
+        # renders are unchanged; a mix of their styles comes close to what it was).
+        state_dict.setdefault(prefix + "color_centres", self.color_centres.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.mixing_styles.fill_(int((self.style_weights > 0).sum()) > 1)
+
+    def compose_color_map(self, style_index: int, affine: torch.Tensor, centre: torch.Tensor) -> None:
+        """Apply the colour map `affine` [3, 4], matched about the colour `centre` [3], after the
+        style's current map; the centre is kept as the field's colour that the current map sends there."""
+        current = self.color_maps[style_index].clone()
+        self.color_maps[style_index, :, :3] = affine[:, :3] @ current[:, :3]
+        self.color_maps[style_index, :, 3] = affine[:, :3] @ current[:, 3] + affine[:, 3]
+        solved = torch.linalg.lstsq(current[:, :3].double().cpu(), (centre - current[:, 3]).double().cpu()[:, None]).solution[:, 0]
+        self.color_centres[style_index] = solved.to(self.color_centres)
 
     def recolor(self, rgb: torch.Tensor) -> torch.Tensor:
         """The style mix's colour map applied to colours [N, 3] (the identity map changes nothing)."""
-        # No check for the identity (a device sync per call): x*1 + y*0 + z*0 + 0 is x exactly in floating point.
-        matrix = (self.style_weights[:, None, None] * self.color_maps).sum(0)
+        if self.mixing_styles:
+            matrix = mix_color_maps(self.color_maps, self.color_centres, self.style_weights)
+        else:
+            # No check for the identity (a device sync per call): x*1 + y*0 + z*0 + 0 is x exactly in floating point.
+            matrix = (self.style_weights[:, None, None] * self.color_maps).sum(0)
         return (rgb @ matrix[:, :3].T + matrix[:, 3]).clamp(0.0, 1.0)
 
     def _style_feature(self, x: torch.Tensor, scene_feature: torch.Tensor) -> torch.Tensor:

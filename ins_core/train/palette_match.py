@@ -18,11 +18,17 @@ Then how far the map stretches colour differences (`choose_spread`): the same lo
 few spreads, the shrinks always kept, so a painting whose full stretch makes the field's strokes
 harsher than the painting's (the Scream's orange against its blues) gets less of it, and one whose
 full stretch suits (Matisse's many colours) keeps it.
+
+The styles of one model share the maps' handedness (all rotations of ARF's map, or all mirror
+images): a mix of styles turns one style's map into the other's (`fields/color_mix.py`), which no
+continuous turn can do across a mirror. `shared_handedness` picks the one that costs the styles
+least by the search's own scores.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -122,51 +128,100 @@ class ObjectColours:
         return (d.quantiles(mapped) - d.reference.to(mapped)).abs().mean()
 
 
-def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                       steps: int, lr: float = 0.1, should_stop: Callable[[], bool] | None = None,
-                       colours: ObjectColours | None = None, refined: int = 2) -> torch.Tensor | None:
-    """The map [3, 4] among `match`'s whose `views` score the lowest `style_loss(image [H, W, 3],
-    opacity [H, W])` (averaged over the views), times the object `colours`' distance from the
-    painting's when given. Without `colours`, `steps` Adam steps from Q = I and from its mirror;
-    with them, the 48 signed permutations are scored first (one pass of the loss network each) and
-    the best `refined` of them get the steps: the product's landscape has more than two valleys.
-    None when `should_stop()` turned true on the way."""
-    device = views[0].premultiplied.device
+Scored = list[tuple[float, torch.Tensor]]  # (objective, signed permutation or start), best first
 
-    def objective(affine: torch.Tensor) -> torch.Tensor:
-        loss = views_loss(affine.float(), views, style_loss)
-        return loss * colours.distance(affine.float()).to(loss) ** COLOUR_EXPONENT if colours is not None else loss
 
-    if colours is None:
-        starts = [torch.eye(3, dtype=torch.float64), torch.diag(_MIRROR).double()]
-    else:
+@dataclass
+class PaletteSearch:
+    """One style's search among `match`'s maps: the lowest `style_loss(image [H, W, 3], opacity
+    [H, W])` of the `views` seen through the map (averaged), times the object `colours`' distance
+    from the painting's when given. Without `colours` it starts from Q = I and from its mirror;
+    with them, from the best of the 48 signed permutations, each scored with one pass of the loss
+    network: the product's landscape has more than two valleys."""
+
+    match: MomentMatch
+    views: list[SearchView]
+    style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    colours: ObjectColours | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.views[0].premultiplied.device
+
+    def objective(self, affine: torch.Tensor) -> torch.Tensor:
+        loss = views_loss(affine.float(), self.views, self.style_loss)
+        return loss * self.colours.distance(affine.float()).to(loss) ** COLOUR_EXPONENT if self.colours is not None else loss
+
+    def screen(self, should_stop: Callable[[], bool] | None = None) -> Scored | None:
+        """The starts scored, best first. None when `should_stop()` turned true."""
+        starts = signed_permutations() if self.colours is not None else [torch.eye(3, dtype=torch.float64), torch.diag(_MIRROR).double()]
         scored = []
-        for q in signed_permutations():
+        for q in starts:
             if should_stop is not None and should_stop():
                 return None
             with torch.no_grad():
-                scored.append((float(objective(match.matrix(q.to(device)))), q))  # the map where the views are (a GPU's)
-        starts = [q for _, q in sorted(scored, key=lambda item: item[0])[:refined]]
-    best_loss, best = None, None
-    for start in starts:
-        start_on_device = start.to(device)
-        angles = torch.zeros(3, device=device, requires_grad=True)
-        optimizer = torch.optim.Adam([angles], lr=lr)
+                scored.append((float(self.objective(self.match.matrix(q.to(self.device)))), q))  # the map where the views are (a GPU's)
+        return sorted(scored, key=lambda item: item[0])
 
-        def loss() -> torch.Tensor:
-            return objective(match.matrix(rotation(angles, False) @ start_on_device.float()))
+    def refine(self, starts: list[torch.Tensor], steps: int, lr: float = 0.1,
+               should_stop: Callable[[], bool] | None = None) -> torch.Tensor | None:
+        """The map [3, 4] of the best of `steps` Adam steps over a rotation after each start. None
+        when `should_stop()` turned true."""
+        best_loss, best = None, None
+        for start in starts:
+            start_on_device = start.to(self.device)
+            angles = torch.zeros(3, device=self.device, requires_grad=True)
+            optimizer = torch.optim.Adam([angles], lr=lr)
 
-        for _ in range(steps):
-            if should_stop is not None and should_stop():
-                return None
-            optimizer.zero_grad()
-            loss().backward()
-            optimizer.step()
-        with torch.no_grad():
-            final = float(loss())
-        if best_loss is None or final < best_loss:
-            best_loss, best = final, match.matrix(rotation(angles.detach().double().cpu(), False) @ start)
-    return best
+            def loss() -> torch.Tensor:
+                return self.objective(self.match.matrix(rotation(angles, False) @ start_on_device.float()))
+
+            for _ in range(steps):
+                if should_stop is not None and should_stop():
+                    return None
+                optimizer.zero_grad()
+                loss().backward()
+                optimizer.step()
+            with torch.no_grad():
+                final = float(loss())
+            if best_loss is None or final < best_loss:
+                best_loss, best = final, self.match.matrix(rotation(angles.detach().double().cpu(), False) @ start)
+        return best
+
+
+def handedness(q: torch.Tensor) -> int:
+    """+1 for a rotation, -1 for a mirror image (det Q; so det A too, the roots being positive)."""
+    return 1 if float(torch.linalg.det(q)) > 0 else -1
+
+
+def of_handedness(scored: Scored, sign: int | None) -> Scored:
+    return [item for item in scored if sign is None or handedness(item[1]) == sign]
+
+
+def shared_handedness(screenings: list[Scored]) -> int:
+    """The handedness all styles of one model take: the one whose best start costs the styles
+    least, in ratio to their best of either (so no style's scale outweighs another's). One style
+    keeps its own best."""
+    def cost(sign: int) -> float:
+        total = 0.0
+        for scored in screenings:
+            best, best_of_sign = scored[0][0], of_handedness(scored, sign)[0][0]
+            total += math.log(max(best_of_sign, 1e-12) / max(best, 1e-12))
+        return total
+    return min((1, -1), key=cost)
+
+
+def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                       steps: int, lr: float = 0.1, should_stop: Callable[[], bool] | None = None,
+                       colours: ObjectColours | None = None, refined: int = 2, sign: int | None = None) -> torch.Tensor | None:
+    """One style's map (`PaletteSearch`): its best `refined` starts, of handedness `sign` when given
+    (+1 rotations, -1 mirror images), refined by `steps` Adam steps. None when `should_stop()` turned
+    true on the way."""
+    search = PaletteSearch(match, views, style_loss, colours)
+    scored = search.screen(should_stop)
+    if scored is None:
+        return None
+    return search.refine([q for _, q in of_handedness(scored, sign)[:refined]], steps, lr, should_stop)
 
 
 def views_loss(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:

@@ -32,6 +32,7 @@ weights work with any backbone. Defaults were chosen by measurement on lego (see
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -63,7 +64,7 @@ from ..stylize_options import (AUTO_SPREADS, PALETTE_SPREAD_AUTO, PALETTE_SPREAD
                                resolved_style_detail, view_mode_only_asked)
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
-from .palette_match import ColourDistribution, SearchView, choose_spread, search_palette_map
+from .palette_match import ColourDistribution, PaletteSearch, SearchView, choose_spread, of_handedness, shared_handedness
 from .patches import Patch, sample_patch
 from .runs import RunDir
 from .scene_models import LossTerms, StylizedModel, build_model
@@ -221,6 +222,7 @@ def sample_cache_bytes(device: torch.device) -> int:
 # The photographs' content features, kept per view and style (at vgg_size 256: 8 MB each); taking
 # them again cost 0.1 s of a 1.2 s step on the 2-core CPU.
 CONTENT_CACHE_BYTES = 1 << 30
+PALETTE_REFINED_STARTS = 2  # of the screened starts, how many the search refines
 PALETTE_SEARCH_VIEWS = 4  # views the palette match's search looks through (lego, 100 px: 4 views x 15 steps x 2 starts in 19 s)
 
 
@@ -331,27 +333,38 @@ class StyleObjective:
         searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`),
         then its stretch of colour differences taken only `palette_spread` of the way (with "auto",
         the spread the same views and loss choose; each style's is kept in `chosen_spreads`).
-        The map is one affine per style, the same in every view, so it cannot break consistency;
-        it is kept in the field's `color_maps`. False (nothing changed) when `should_stop()` turned
-        true during the search."""
+        The styles of one model share the maps' handedness, so that a mix of styles can turn one
+        map into the other (`fields/color_mix.py`). The map is one affine per style, the same in
+        every view, so it cannot break consistency; it is kept in the field's `color_maps`, the
+        colour it was matched about in `color_centres`. False (nothing changed) when
+        `should_stop()` turned true during the search."""
         field, s = self.model.field, self.settings
-        maps, spreads = [], []
+        searches, screenings = [], []
         for index, style in enumerate(self.style_pixels):
             self._use_style(index)
             renders = self._palette_views(max_views)
             colors = torch.cat([view.premultiplied.reshape(-1, 3) + (1 - view.opacity.reshape(-1, 1)) * self.white for view in renders])
             masks = torch.cat([view.opacity.reshape(-1) > 0.5 for view in renders])
-            match = moment_match(colors.cpu(), torch.from_numpy(style), masks.cpu())
-            matrix = match.matrix()
+            colours = ColourDistribution(torch.from_numpy(style)).of(colors[masks]) if s.palette_distribution else None
             chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
-            style_loss = lambda image, opacity: self.gram_loss(image, opacity, index)  # noqa: E731 (index is this loop's)
+            search = PaletteSearch(moment_match(colors.cpu(), torch.from_numpy(style), masks.cpu()), chosen,
+                                   functools.partial(self.gram_loss, style_index=index), colours)
+            searches.append(search)
             if s.palette_search_steps > 0:
-                colours = ColourDistribution(torch.from_numpy(style)).of(colors[masks]) if s.palette_distribution else None
-                matrix = search_palette_map(match, chosen, style_loss, s.palette_search_steps, should_stop=should_stop, colours=colours)
+                screenings.append(search.screen(should_stop))
+                if screenings[-1] is None:
+                    return False
+        sign = shared_handedness(screenings) if len(screenings) > 1 else None
+        maps, spreads = [], []
+        for index, search in enumerate(searches):
+            match, matrix = search.match, search.match.matrix()
+            if s.palette_search_steps > 0:
+                starts = [q for _, q in of_handedness(screenings[index], sign)[:PALETTE_REFINED_STARTS]]
+                matrix = search.refine(starts, s.palette_search_steps, should_stop=should_stop)
                 if matrix is None:
                     return False
-            spread = choose_spread(matrix, match.content_mean, chosen, style_loss, AUTO_SPREADS) if s.palette_spread == PALETTE_SPREAD_AUTO \
-                else float(s.palette_spread)
+            spread = choose_spread(matrix, match.content_mean, search.views, search.style_loss, AUTO_SPREADS) \
+                if s.palette_spread == PALETTE_SPREAD_AUTO else float(s.palette_spread)
             spreads.append(spread)
             if spread != 1.0:
                 matrix = partial_spread(matrix, spread, match.content_mean)
@@ -359,12 +372,8 @@ class StyleObjective:
                 matrix = cap_gain(matrix, s.palette_max_gain, match.content_mean)
             maps.append(matrix)
         self.chosen_spreads = spreads
-        for index, matrix in enumerate(maps):
-            current = field.color_maps[index].clone()
-            matrix = matrix.to(current)
-            # colours already went through `current`; compose so the new map applies after it
-            field.color_maps[index, :, :3] = matrix[:, :3] @ current[:, :3]
-            field.color_maps[index, :, 3] = matrix[:, :3] @ current[:, 3] + matrix[:, 3]
+        for index, (matrix, search) in enumerate(zip(maps, searches)):
+            field.compose_color_map(index, matrix.to(field.color_maps), search.match.content_mean.to(field.color_maps))
         return True
 
     @torch.no_grad()
