@@ -23,6 +23,7 @@
 #   PART=8, the four paintings at 400 px with the defaults (style_detail "auto": the painting's own
 #          detail at 400 px views for the 512 px loss network, since 2026-12-05), then starry night with
 #          the view's detail (the GPU's default before) on the same field; about 6 minutes (at most 9).
+#          First, the style mix's colour map on the GPU against the CPU's.
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
 # .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder); PART=7
@@ -134,6 +135,13 @@ elif [ "$PART" = 8 ]; then
   # 400 steps: starry night's Gram fall at its own detail 65 % against 55 %, the warp 1.03x;
   # docs/stylization.md); the four paintings with them, then starry night as before, on one field.
   steps=$([ "${SMOKE:-0}" = 1 ] && echo "--steps $STYLE_STEPS")
+  # A mix of styles mixes their colour maps with an SVD and quaternions (since 2026-12-05): the same
+  # map on the GPU as on the CPU, first (a second or two).
+  timeout 60 $PY -c "import json, torch; from ins_core.fields.color_mix import mix_color_maps
+m = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0)); m[:, :, :3] *= torch.linalg.det(m[:, :, :3]).sign()[:, None, None]
+c, w = torch.rand(2, 3), torch.tensor([0.3, 0.7]); d = '$DEVICE'
+gap = (mix_color_maps(m, c, w) - mix_color_maps(m.to(d), c.to(d), w.to(d)).cpu()).abs().max()
+print(json.dumps({'figure': 'color_mix_device', 'device': d, 'max_difference': float(gap)}))" 2>&1 | tee -a "$log"
   timeout 110 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 3 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 330 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/*.jpg $steps --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" --picture-name four_auto_detail.png 2>&1 | tee -a "$log"
   timeout 80 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" $steps --set style_detail=view --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" --picture-name starry_view_detail.png 2>&1 | tee -a "$log"
