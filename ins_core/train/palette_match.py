@@ -163,6 +163,15 @@ class PaletteSearch:
                 scored.append((float(self.objective(self.match.matrix(q.to(self.device)))), q))  # the map where the views are (a GPU's)
         return sorted(scored, key=lambda item: item[0])
 
+    def starts(self, scored: Scored, sign: int | None = None, count: int | None = None) -> list[torch.Tensor]:
+        """The screened starts to refine, of handedness `sign` when given: `count` of them, by
+        default both without `colours` (Q = I and its mirror: a few steps decide) and the best one
+        with them (the 48 screened already chose the valley: refining the second best too changed
+        the map on two fields of five, within a point of Gram fall either way, for 8 s more a style
+        at 100 px on 2 cores; docs/stylization.md)."""
+        count = count if count is not None else (1 if self.colours is not None else 2)
+        return [q for _, q in of_handedness(scored, sign)[:count]]
+
     def refine(self, starts: list[torch.Tensor], steps: int, lr: float = 0.1,
                should_stop: Callable[[], bool] | None = None) -> torch.Tensor | None:
         """The map [3, 4] of the best of `steps` Adam steps over a rotation after each start. None
@@ -213,15 +222,15 @@ def shared_handedness(screenings: list[Scored]) -> int:
 
 def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                        steps: int, lr: float = 0.1, should_stop: Callable[[], bool] | None = None,
-                       colours: ObjectColours | None = None, refined: int = 2, sign: int | None = None) -> torch.Tensor | None:
-    """One style's map (`PaletteSearch`): its best `refined` starts, of handedness `sign` when given
-    (+1 rotations, -1 mirror images), refined by `steps` Adam steps. None when `should_stop()` turned
-    true on the way."""
+                       colours: ObjectColours | None = None, refined: int | None = None, sign: int | None = None) -> torch.Tensor | None:
+    """One style's map (`PaletteSearch`): its best `refined` starts (`PaletteSearch.starts`), of
+    handedness `sign` when given (+1 rotations, -1 mirror images), refined by `steps` Adam steps.
+    None when `should_stop()` turned true on the way."""
     search = PaletteSearch(match, views, style_loss, colours)
     scored = search.screen(should_stop)
     if scored is None:
         return None
-    return search.refine([q for _, q in of_handedness(scored, sign)[:refined]], steps, lr, should_stop)
+    return search.refine(search.starts(scored, sign, refined), steps, lr, should_stop)
 
 
 def views_loss(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:

@@ -64,7 +64,7 @@ from ..stylize_options import (AUTO_SPREADS, PALETTE_SPREAD_AUTO, PALETTE_SPREAD
                                resolved_style_detail, view_mode_only_asked)
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
-from .palette_match import ColourDistribution, PaletteSearch, SearchView, choose_spread, of_handedness, shared_handedness
+from .palette_match import ColourDistribution, PaletteSearch, SearchView, choose_spread, shared_handedness
 from .patches import Patch, sample_patch
 from .runs import RunDir
 from .scene_models import LossTerms, StylizedModel, build_model
@@ -222,8 +222,7 @@ def sample_cache_bytes(device: torch.device) -> int:
 # The photographs' content features, kept per view and style (at vgg_size 256: 8 MB each); taking
 # them again cost 0.1 s of a 1.2 s step on the 2-core CPU.
 CONTENT_CACHE_BYTES = 1 << 30
-PALETTE_REFINED_STARTS = 2  # of the screened starts, how many the search refines
-PALETTE_SEARCH_VIEWS = 4  # views the palette match's search looks through (lego, 100 px: 4 views x 15 steps x 2 starts in 19 s)
+PALETTE_SEARCH_VIEWS = 4  # views the palette match's search looks through (lego, 100 px: 48 starts screened, 15 steps from the best, in 28 s)
 
 
 @dataclass
@@ -327,7 +326,7 @@ class StyleObjective:
             photo = (photo @ matrix[:, :3].T + matrix[:, 3]).clamp(0, 1)
         return photo
 
-    def match_palettes(self, max_views: int = 24, should_stop=None) -> bool:
+    def match_palettes(self, max_views: int = 24, should_stop=None, refined_starts: int | None = None) -> bool:
         """After training, map each style's rendered colours to the painting's mean and covariance
         (ARF's colour transfer, once more on the result), with the free rotation among such maps
         searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`),
@@ -336,8 +335,9 @@ class StyleObjective:
         The styles of one model share the maps' handedness, so that a mix of styles can turn one
         map into the other (`fields/color_mix.py`). The map is one affine per style, the same in
         every view, so it cannot break consistency; it is kept in the field's `color_maps`, the
-        colour it was matched about in `color_centres`. False (nothing changed) when
-        `should_stop()` turned true during the search."""
+        colour it was matched about in `color_centres`. `refined_starts`: how many of the screened
+        starts the search refines (None: `PaletteSearch.starts`' default). False (nothing changed)
+        when `should_stop()` turned true during the search."""
         field, s = self.model.field, self.settings
         searches, screenings = [], []
         for index, style in enumerate(self.style_pixels):
@@ -359,8 +359,7 @@ class StyleObjective:
         for index, search in enumerate(searches):
             match, matrix = search.match, search.match.matrix()
             if s.palette_search_steps > 0:
-                starts = [q for _, q in of_handedness(screenings[index], sign)[:PALETTE_REFINED_STARTS]]
-                matrix = search.refine(starts, s.palette_search_steps, should_stop=should_stop)
+                matrix = search.refine(search.starts(screenings[index], sign, refined_starts), s.palette_search_steps, should_stop=should_stop)
                 if matrix is None:
                     return False
             spread = choose_spread(matrix, match.content_mean, search.views, search.style_loss, AUTO_SPREADS) \
