@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--spread", type=palette_spread_arg, nargs="+", default=[1.0], help="palette spreads to compare (numbers or auto)")
     parser.add_argument("--search-steps", type=int, help="the search's steps (default: each run's own)")
     parser.add_argument("--refined-starts", type=int, help="how many screened starts the search refines (default: the match's own)")
+    parser.add_argument("--spread-weighs-colours", action="store_true", help="with --spread auto, weigh the colour distance too, as the search does")
     parser.add_argument("--distribution", choices=("on", "off", "both"), default="on",
                         help="the search also weighs the colours' distance from the painting's distribution (both: one line each)")
     parser.add_argument("--device", default="auto")
@@ -73,12 +74,12 @@ def main() -> None:
             with torch.no_grad():
                 field.color_maps.copy_(torch.eye(3, 4, device=field.color_maps.device).expand_as(field.color_maps))
             start = time.perf_counter()
-            objective.match_palettes(refined_starts=args.refined_starts)
+            objective.match_palettes(refined_starts=args.refined_starts, spread_weighs_colours=args.spread_weighs_colours)
             seconds = time.perf_counter() - start
             measured = {} if args.no_eval else metrics_record(evaluate_stylized(SimpleNamespace(model=session.model), content, views, [style],
                                                                                 extractor, working_size=objective.settings.vgg_size))
             emit("palette_rematch", run=path.name, spread=spread, distribution=distribution, chosen_spread=objective.chosen_spreads[0],
-                 search_steps=objective.settings.palette_search_steps, refined_starts=args.refined_starts,
+                 search_steps=objective.settings.palette_search_steps, refined_starts=args.refined_starts, spread_weighs_colours=args.spread_weighs_colours,
                  match_seconds=round(seconds, 1), resolution=views.width, **measured)
             session.model.set_style([1.0])
             for k in args.views:

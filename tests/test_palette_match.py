@@ -168,3 +168,18 @@ def test_the_styles_share_the_handedness_that_costs_them_least():
     # scores of another scale weigh as ratios: 10 % worse on a large loss counts as 10 % on a small one
     assert shared_handedness([screening(100.0, 120.0), screening(0.011, 0.01)]) == 1
     assert of_handedness(screening(1.0, 2.0), -1)[0][0] == 2.0 and len(of_handedness(screening(1.0, 2.0), None)) == 4
+
+
+def test_the_spread_can_weigh_the_colour_distance_as_the_search_does():
+    """With a loss that cannot tell spreads apart, the first candidate wins; weighing the colour
+    distance too, the spread that leaves the object's colours nearest the painting's does."""
+    views, painting, match = _views_and_painting()
+    affine = match.matrix()
+    object_colours = torch.cat([v.premultiplied[v.opacity > 0.5] for v in views])
+    target = ColourDistribution(painting).of(object_colours)
+    flat = lambda image, opacity: image.sum() * 0 + 1.0  # noqa: E731
+    spreads = (0.3, 0.6, 1.0)
+    assert choose_spread(affine, match.content_mean, views, flat, spreads) == 0.3
+    distances = [float(target.distance(partial_spread(affine, s, match.content_mean))) for s in spreads]
+    nearest = spreads[distances.index(min(distances))]
+    assert nearest != 0.3 and choose_spread(affine, match.content_mean, views, flat, spreads, colours=target) == nearest

@@ -149,8 +149,7 @@ class PaletteSearch:
         return self.views[0].premultiplied.device
 
     def objective(self, affine: torch.Tensor) -> torch.Tensor:
-        loss = views_loss(affine.float(), self.views, self.style_loss)
-        return loss * self.colours.distance(affine.float()).to(loss) ** COLOUR_EXPONENT if self.colours is not None else loss
+        return palette_objective(affine, self.views, self.style_loss, self.colours)
 
     def screen(self, should_stop: Callable[[], bool] | None = None) -> Scored | None:
         """The starts scored, best first. None when `should_stop()` turned true."""
@@ -233,16 +232,28 @@ def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: 
     return search.refine(search.starts(scored, sign, refined), steps, lr, should_stop)
 
 
+def palette_objective(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                      colours: ObjectColours | None = None) -> torch.Tensor:
+    """What the search minimises for the map `affine` [3, 4]: `views_loss`, times the object
+    `colours`' distance from the painting's to the power `COLOUR_EXPONENT` when given."""
+    loss = views_loss(affine.float(), views, style_loss)
+    return loss * colours.distance(affine.float()).to(loss) ** COLOUR_EXPONENT if colours is not None else loss
+
+
 def views_loss(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """`style_loss` of the views seen through the colour map `affine`, averaged."""
     return sum(style_loss(view.through(affine), view.opacity) for view in views) / len(views)
 
 
 def choose_spread(affine: torch.Tensor, content_mean: torch.Tensor, views: list[SearchView],
-                  style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], spreads: tuple[float, ...]) -> float:
+                  style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], spreads: tuple[float, ...],
+                  colours: ObjectColours | None = None) -> float:
     """The spread among `spreads` (`partial_spread` of the map `affine` [3, 4]) whose views score the
-    lowest `style_loss`; the first of equals. One pass of the loss network per view and spread."""
+    lowest `style_loss`, times the object `colours`' distance from the painting's to the search's
+    power when given (tried, not the default: docs/stylization.md); the first of equals. One pass of
+    the loss network per view and spread."""
     device = views[0].premultiplied.device
     with torch.no_grad():
-        losses = [float(views_loss(partial_spread(affine, spread, content_mean).float().to(device), views, style_loss)) for spread in spreads]
+        losses = [float(palette_objective(partial_spread(affine, spread, content_mean).float().to(device), views, style_loss, colours))
+                  for spread in spreads]
     return spreads[min(range(len(spreads)), key=losses.__getitem__)]

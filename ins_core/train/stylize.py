@@ -326,7 +326,8 @@ class StyleObjective:
             photo = (photo @ matrix[:, :3].T + matrix[:, 3]).clamp(0, 1)
         return photo
 
-    def match_palettes(self, max_views: int = 24, should_stop=None, refined_starts: int | None = None) -> bool:
+    def match_palettes(self, max_views: int = 24, should_stop=None, refined_starts: int | None = None,
+                       spread_weighs_colours: bool = False) -> bool:
         """After training, map each style's rendered colours to the painting's mean and covariance
         (ARF's colour transfer, once more on the result), with the free rotation among such maps
         searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`),
@@ -336,7 +337,8 @@ class StyleObjective:
         map into the other (`fields/color_mix.py`). The map is one affine per style, the same in
         every view, so it cannot break consistency; it is kept in the field's `color_maps`, the
         colour it was matched about in `color_centres`. `refined_starts`: how many of the screened
-        starts the search refines (None: `PaletteSearch.starts`' default). False (nothing changed)
+        starts the search refines (None: `PaletteSearch.starts`' default); `spread_weighs_colours`:
+        "auto" weighs the colour distance too, as the search does (tried, not the default). False (nothing changed)
         when `should_stop()` turned true during the search."""
         field, s = self.model.field, self.settings
         searches, screenings = [], []
@@ -362,7 +364,8 @@ class StyleObjective:
                 matrix = search.refine(search.starts(screenings[index], sign, refined_starts), s.palette_search_steps, should_stop=should_stop)
                 if matrix is None:
                     return False
-            spread = choose_spread(matrix, match.content_mean, search.views, search.style_loss, AUTO_SPREADS) \
+            spread = choose_spread(matrix, match.content_mean, search.views, search.style_loss, AUTO_SPREADS,
+                                   search.colours if spread_weighs_colours else None) \
                 if s.palette_spread == PALETTE_SPREAD_AUTO else float(s.palette_spread)
             spreads.append(spread)
             if spread != 1.0:
