@@ -23,7 +23,8 @@
 #   PART=8, the four paintings at 400 px with the defaults (style_detail "auto": the painting's own
 #          detail at 400 px views for the 512 px loss network, since 2026-12-05), then starry night with
 #          the view's detail (the GPU's default before) on the same field; about 6 minutes (at most 9).
-#          First, the style mix's colour map on the GPU against the CPU's.
+#          First, the style mix's colour map on the GPU against the CPU's; last, the four paintings'
+#          palette spread chosen weighing the colour distance too (bench/palette_rematch.py).
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
 # .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder); PART=7
@@ -145,6 +146,9 @@ print(json.dumps({'figure': 'color_mix_device', 'device': d, 'max_difference': f
   timeout 110 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 3 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 330 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLES"/*.jpg $steps --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" --picture-name four_auto_detail.png 2>&1 | tee -a "$log"
   timeout 80 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" $steps --set style_detail=view --picture-scale 1 --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" --picture-name starry_view_detail.png 2>&1 | tee -a "$log"
+  # The palette spread weighing the colour distance too (tried at 100 px on a CPU, 2026-12-05: not
+  # kept there, where the view's detail is the measure); at 400 px the painting's own detail is.
+  timeout 90 $PY bench/palette_rematch.py --stylized-run "$W"/lego400_styles/*_default --spread auto --spread-weighs-colours --device $DEVICE 2>&1 | grep '^{' | tee -a "$log"
 else
   timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 240 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" --variant default --variant gram --steps $STYLE_STEPS --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"
