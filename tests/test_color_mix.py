@@ -22,7 +22,7 @@ def _about_axis(axis, angle: float) -> torch.Tensor:
 
 def test_quaternions_give_back_their_rotations_even_half_turns():
     generator = torch.Generator().manual_seed(0)
-    random = [rotation(torch.randn(3, generator=generator, dtype=torch.float64) * 2, False) for _ in range(50)]
+    random = [rotation(torch.randn(3, generator=generator, dtype=torch.float64) * 2) for _ in range(50)]
     cube = [q for q in signed_permutations() if float(torch.linalg.det(q)) > 0]  # half turns among them
     half_turns = [_about_axis(axis, math.pi) for axis in ([1, 0, 0], [1, 1, 0], [0.3, -0.5, 0.8])]
     rotations = torch.stack(random + cube + half_turns)
@@ -42,7 +42,7 @@ def test_polar_parts_are_orthogonal_times_symmetric_positive():
 
 @pytest.mark.parametrize("angle", [0.3, 2.0, 3.0])
 def test_the_mean_of_two_rotations_lies_on_the_shortest_arc_between_them(angle):
-    start = rotation(torch.tensor([0.4, -0.2, 0.9], dtype=torch.float64), False)
+    start = rotation(torch.tensor([0.4, -0.2, 0.9], dtype=torch.float64))
     end = start @ _about_axis([0.2, 1.0, -0.4], angle)
     for t in (0.0, 0.25, 0.5, 0.8, 1.0):
         middle = mean_rotation(torch.stack([start, end]), torch.tensor([1 - t, t], dtype=torch.float64))
@@ -57,7 +57,7 @@ def _maps_half_a_turn_apart():
     """Two maps that stretch colour differences alike but turn them half a turn apart (a blue in one
     is an orange in the other), each matched about its own centre."""
     gains = torch.diag(torch.tensor([1.6, 0.9, 0.4], dtype=torch.float64))
-    first = rotation(torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64), False)
+    first = rotation(torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64))
     second = first @ _about_axis([0.0, 0.3, 1.0], math.pi)
     centres = torch.tensor([[0.5, 0.45, 0.4], [0.6, 0.5, 0.3]], dtype=torch.float64)
     landing = torch.tensor([[0.2, 0.3, 0.6], [0.8, 0.5, 0.2]], dtype=torch.float64)  # the paintings' means

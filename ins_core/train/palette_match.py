@@ -42,8 +42,8 @@ from ..losses.style import MomentMatch, partial_spread
 # figures moved less than at 1 (docs/stylization.md).
 COLOUR_EXPONENT = 0.5
 
-# The mirror image of a rotation: det Q = -1 cannot be reached from the identity by rotating.
-_MIRROR = torch.tensor([1.0, 1.0, -1.0])
+# A mirror image (det Q = -1): no rotation reaches it from the identity, so it is a start of its own.
+MIRROR = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
 
 
 @dataclass
@@ -65,13 +65,12 @@ class SearchView:
         return (self.premultiplied @ affine[:, :3].T + alpha * affine[:, 3] + (1 - alpha) * self.background).clamp(0.0, 1.0)
 
 
-def rotation(angles: torch.Tensor, mirrored: bool) -> torch.Tensor:
-    """The orthogonal matrix [3, 3] exp(K(angles)), K skew-symmetric, times a mirror when asked."""
+def rotation(angles: torch.Tensor) -> torch.Tensor:
+    """The rotation [3, 3] exp(K(angles)), K skew-symmetric."""
     a, b, c = angles
     zero = angles.new_zeros(())
     skew = torch.stack([torch.stack([zero, a, b]), torch.stack([-a, zero, c]), torch.stack([-b, -c, zero])])
-    q = torch.linalg.matrix_exp(skew)
-    return q * _MIRROR.to(q) if mirrored else q
+    return torch.linalg.matrix_exp(skew)
 
 
 def signed_permutations() -> list[torch.Tensor]:
@@ -153,7 +152,7 @@ class PaletteSearch:
 
     def screen(self, should_stop: Callable[[], bool] | None = None) -> Scored | None:
         """The starts scored, best first. None when `should_stop()` turned true."""
-        starts = signed_permutations() if self.colours is not None else [torch.eye(3, dtype=torch.float64), torch.diag(_MIRROR).double()]
+        starts = signed_permutations() if self.colours is not None else [torch.eye(3, dtype=torch.float64), MIRROR]
         scored = []
         for q in starts:
             if should_stop is not None and should_stop():
@@ -182,7 +181,7 @@ class PaletteSearch:
             optimizer = torch.optim.Adam([angles], lr=lr)
 
             def loss() -> torch.Tensor:
-                return self.objective(self.match.matrix(rotation(angles, False) @ start_on_device.float()))
+                return self.objective(self.match.matrix(rotation(angles) @ start_on_device.float()))
 
             for _ in range(steps):
                 if should_stop is not None and should_stop():
@@ -193,7 +192,7 @@ class PaletteSearch:
             with torch.no_grad():
                 final = float(loss())
             if best_loss is None or final < best_loss:
-                best_loss, best = final, self.match.matrix(rotation(angles.detach().double().cpu(), False) @ start)
+                best_loss, best = final, self.match.matrix(rotation(angles.detach().double().cpu()) @ start)
         return best
 
 
