@@ -7,9 +7,25 @@ from PIL import Image
 from ins_core.cli import main
 
 
-def _test_image(path, size=48):
+def _pattern(size):
+    """Smooth colour waves [size, size, 3] and the pixel positions (y, x) in [0, 1)."""
     y, x = np.mgrid[0:size, 0:size] / size
-    rgb = np.stack([0.5 + 0.5 * np.sin(6 * x), 0.5 + 0.5 * np.cos(5 * y), (x + y) / 2], -1)
+    return np.stack([0.5 + 0.5 * np.sin(6 * x), 0.5 + 0.5 * np.cos(5 * y), (x + y) / 2], -1), y, x
+
+
+def _stylize_image(tmp_path, content, steps):
+    """`stylize-image` of `content` with the demo's painting: (the result as float RGB, the painting's path)."""
+    from ins_core.data.demo_scene import write_demo_style
+
+    style = write_demo_style(tmp_path / "style.png", 96)
+    out = tmp_path / "stylized_image"
+    assert main(["stylize-image", "--content", str(content), "--style", str(style), "--out", str(out),
+                 "--fit-steps", "150", "--steps", str(steps), "--device", "cpu"]) == 0
+    return np.asarray(Image.open(out / "stylized_style.png").convert("RGB"), dtype=np.float32) / 255, style
+
+
+def _test_image(path, size=48):
+    rgb, _, _ = _pattern(size)
     rgb[12:30, 16:34] = [0.9, 0.1, 0.1]  # a sharp-edged square
     Image.fromarray((rgb * 255).round().astype(np.uint8)).save(path)
     return path
@@ -42,16 +58,12 @@ def test_image_field_refuses_a_folder(tmp_path, capsys):
 def test_stylize_image_moves_towards_the_style_and_renders_at_any_resolution(tmp_path):
     import torch
 
-    from ins_core.data.demo_scene import write_demo_style
     from ins_core.losses.style import style_statistics_distance
     from ins_core.losses.vgg import resolve_backbone
 
     content = _test_image(tmp_path / "content.png", size=64)
-    style = write_demo_style(tmp_path / "style.png", 96)
+    result, style = _stylize_image(tmp_path, content, steps=40)
     out = tmp_path / "stylized_image"
-    assert main(["stylize-image", "--content", str(content), "--style", str(style), "--out", str(out),
-                 "--fit-steps", "150", "--steps", "40", "--device", "cpu"]) == 0
-    result = np.asarray(Image.open(out / "stylized_style.png").convert("RGB"), dtype=np.float32) / 255
     original = np.asarray(Image.open(content).convert("RGB"), dtype=np.float32) / 255
     target = np.asarray(Image.open(style).convert("RGB"), dtype=np.float32) / 255
     extractor = resolve_backbone(log=lambda m: None).extractor
@@ -92,3 +104,71 @@ def test_stylize_image_computes_its_losses_in_the_precision_asked_for(tmp_path):
     for name in ("style", "content"):
         full, half = float(terms["float32"][name]), float(terms["bfloat16"][name])
         assert full != half and abs(half - full) < 0.05 * abs(full), name
+
+
+def _cut_out_image(path, size):
+    """The test pattern on a disc, transparent around it (an object cut out of its background)."""
+    rgb, y, x = _pattern(size)
+    alpha = (((x - 0.5) ** 2 + (y - 0.5) ** 2) < 0.3**2).astype(np.float64)
+    Image.fromarray((np.concatenate([rgb, alpha[..., None]], -1) * 255).round().astype(np.uint8), "RGBA").save(path)
+    return path, alpha > 0
+
+
+def test_stylize_image_paints_a_cut_out_object_and_keeps_its_background(tmp_path):
+    """With transparency the style is matched over the object alone and the background stays as it was."""
+    import torch
+
+    from ins_core.losses.style import object_style_distance, painting_grams
+    from ins_core.losses.vgg import resolve_backbone
+
+    content, inside = _cut_out_image(tmp_path / "content.png", 64)
+    result, style = _stylize_image(tmp_path, content, steps=60)
+    photo = np.asarray(Image.open(content).convert("RGBA"), dtype=np.float32) / 255
+    on_white = photo[..., :3] * photo[..., 3:] + (1 - photo[..., 3:])
+    outside = ~inside
+    outside[1:-1, 1:-1] &= outside[:-2, 1:-1] & outside[2:, 1:-1] & outside[1:-1, :-2] & outside[1:-1, 2:]  # off the edge
+    assert np.abs(result - on_white)[outside].max() < 0.03  # the background is the photograph's white
+    extractor = resolve_backbone(log=lambda m: None).extractor
+    targets = painting_grams(np.asarray(Image.open(style).convert("RGB"), dtype=np.float32) / 255, extractor)
+    mask = torch.from_numpy(inside.astype(np.float32))
+    before = object_style_distance(torch.from_numpy(on_white), mask, targets, extractor)
+    after = object_style_distance(torch.from_numpy(result), mask, targets, extractor)
+    assert after < 0.9 * before  # the object took the style
+
+
+def test_stylize_image_teaches_the_field_between_the_pixels_it_sees(tmp_path):
+    """The losses see each pixel at a random point of its cell, so a render larger than what they saw
+    has no noise between the points: far less detail finer than that than with the centres alone."""
+    import torch
+    import torch.nn.functional as F
+
+    from ins_core.data.demo_scene import write_demo_style
+    from ins_core.fields.stylization import StylizationConfig
+    from ins_core.losses.vgg import resolve_backbone
+    from ins_core.render.views import render_image_field
+    from ins_core.train.loading import open_run
+    from ins_core.train.scene_models import StylizedImageModel
+    from ins_core.train.stylize_image import ImageStyleObjective, ImageStylizeSettings
+    from ins_core.train.trainer import Trainer
+
+    content, _ = _cut_out_image(tmp_path / "content.png", 128)
+    style = write_demo_style(tmp_path / "style.png", 96)
+    assert main(["fit", "--field", "image", "--data", str(content), "--out", str(tmp_path / "fit"), "--steps", "150", "--device", "cpu"]) == 0
+    run = open_run(tmp_path / "fit", "cpu")
+    extractor = resolve_backbone(log=lambda m: None).extractor
+    painting = np.asarray(Image.open(style).convert("RGB"), dtype=np.float32) / 255
+    mask = F.interpolate(run.data.image_alpha.permute(2, 0, 1)[None], size=(128, 128), mode="area")[0, 0]
+    finer = {}
+    for jitter in (False, True):
+        torch.manual_seed(0)
+        model = StylizedImageModel(run.model, StylizationConfig(n_styles=1))
+        settings = ImageStylizeSettings(size=32, jitter_pixels=jitter)
+        objective = ImageStyleObjective(model, extractor, [painting], run.data.image, settings, torch.device("cpu"), run.data.image_alpha)
+        trainer = Trainer(model, objective.batch, settings.lr, 150, loss_fn=objective.loss)
+        for _ in range(150):
+            trainer.step()
+        with torch.no_grad():
+            large = render_image_field(model.field, 128, 128).permute(2, 0, 1)[None]
+        seen = F.interpolate(F.interpolate(large, size=(32, 32), mode="area"), size=(128, 128), mode="bicubic", align_corners=False)
+        finer[jitter] = float((((large - seen) ** 2).sum(1)[0] * mask).sum() / (3 * mask.sum())) ** 0.5
+    assert finer[True] < 0.7 * finer[False], finer

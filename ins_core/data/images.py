@@ -45,11 +45,17 @@ def resize_rgba(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(image.resize((width, height), resample=resample), dtype=np.uint8)
 
 
-def load_rgb(path: Path, what: str, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
-    """Any readable image as float32 RGB in [0, 1]; transparent pixels are laid over `background`."""
+def load_rgb_and_alpha(path: Path, what: str, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Any readable image as float32 RGB [H, W, 3] in [0, 1], transparent pixels laid over
+    `background`, and its alpha [H, W, 1] (all ones for an image without transparency)."""
     image = open_image(path, what)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         image = image.point(lambda v: v / 257).convert("L")
     rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
     alpha = rgba[..., 3:4]
-    return rgba[..., :3] * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)
+    return rgba[..., :3] * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha), alpha
+
+
+def load_rgb(path: Path, what: str, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Any readable image as float32 RGB in [0, 1]; transparent pixels are laid over `background`."""
+    return load_rgb_and_alpha(path, what, background)[0]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import PosedViews, load_dataset
-from ..data.images import load_rgb
+from ..data.images import load_rgb, load_rgb_and_alpha
 from ..device import resolve_device
 from ..errors import InputError
 from ..job import write_json_atomic
@@ -61,6 +61,7 @@ class LoadedData:
     train: PosedViews | None = None
     test: PosedViews | None = None
     image: torch.Tensor | None = None  # [H, W, 3]
+    image_alpha: torch.Tensor | None = None  # [H, W, 1]: where the image is opaque (all ones for a photograph)
 
     def aabb(self) -> torch.Tensor | None:
         return None if self.train is None else self.train.aabb
@@ -80,17 +81,25 @@ def load_run_data(config: dict, device: torch.device, run_root: Path | None = No
     data = dict(config["data"])
     data["path"] = str(data_path(data, run_root))
     if config["kind"] in ("image", "stylized_image"):
-        pixels = load_rgb(Path(data["path"]), "image to fit")
+        pixels, alpha = load_rgb_and_alpha(Path(data["path"]), "image to fit")
         if data.get("width"):
-            from PIL import Image
-
-            pixels = np.asarray(Image.fromarray((pixels * 255).round().astype(np.uint8)).resize((data["width"], data["height"]), Image.Resampling.BOX), dtype=np.float32) / 255.0
-        return LoadedData(image=torch.from_numpy(np.ascontiguousarray(pixels)).to(device))
+            pixels, alpha = (_resized(channels, data["width"], data["height"]) for channels in (pixels, alpha))
+        return LoadedData(image=torch.from_numpy(np.ascontiguousarray(pixels)).to(device),
+                          image_alpha=torch.from_numpy(np.ascontiguousarray(alpha)).to(device))
     names = set(data["holdout_names"]) if data.get("holdout_names") else None
     train, test = load_dataset(data["path"], data.get("resolution"), data.get("holdout_every", 10), names)
     if config.get("aabb"):
         train.aabb = torch.tensor(config["aabb"], dtype=torch.float32).view(2, 3)
     return LoadedData(train=train.to(device), test=None if test is None else test.to(device))
+
+
+def _resized(channels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Float channels [H, W, C] in [0, 1] resized as 8-bit images with area averaging (as fitted)."""
+    from PIL import Image
+
+    as_bytes = (channels * 255).round().astype(np.uint8)
+    planes = [np.asarray(Image.fromarray(as_bytes[..., c]).resize((width, height), Image.Resampling.BOX)) for c in range(channels.shape[-1])]
+    return np.stack(planes, axis=-1).astype(np.float32) / 255.0
 
 
 def _image_data_record(request: FitRequest) -> dict:

@@ -1,7 +1,8 @@
 """INS on an image field: `python -m ins_core stylize-image --content img.png --style a.jpg --out DIR`.
 
 The content image is fitted by an image field (the CIM), then the style modules are trained on
-whole-image renders with the Gram style loss and the relu2_2 content loss. The result is a field:
+whole-image renders with the Gram style loss and the relu2_2 content loss; an image with
+transparency has its object stylized and its background kept. The result is a field:
 `render --run DIR/stylized --width 2048` draws it at any resolution.
 """
 
@@ -20,7 +21,7 @@ from ..data.styles import load_style_image
 from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
-from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, relative_content_loss
+from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, masked_gram_matrix, relative_content_loss
 from ..losses.vgg import loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, load_run_data, start_fit
@@ -36,26 +37,38 @@ class ImageStylizeSettings:
     lr: float = 5e-3
     style_weight: float = 1.0
     content_weight: float = 0.5
+    # A content image with transparency (an object cut out): the style is matched over the object
+    # alone (alpha-weighted Grams), and the background is held to the photograph's with this weight,
+    # so the style is not spent painting the empty background and the object keeps its silhouette.
+    # 0: the whole image is stylized as one, transparency or not (runs from before).
+    background_weight: float = 10.0
+    # Each step sees every pixel at a random point of its cell, so the field learns the picture between
+    # the points too and renders larger without noise; False: the pixel centres alone (runs from before).
+    jitter_pixels: bool = True
     # What the loss network computes in: "auto" (bfloat16 where the hardware has it, as in `stylize`),
     # "float32", "bfloat16"; recorded as what it resolved to.
     loss_precision: str = "auto"
 
 
 class ImageStyleObjective:
-    def __init__(self, model, extractor, styles: list[np.ndarray], content: torch.Tensor, settings: ImageStylizeSettings, device):
+    def __init__(self, model, extractor, styles: list[np.ndarray], content: torch.Tensor, settings: ImageStylizeSettings, device,
+                 alpha: torch.Tensor | None = None):
         self.model, self.extractor, self.settings = model, extractor.to(device), settings
         self.loss_dtype = loss_network_dtype(settings.loss_precision, device)
         height, width = content.shape[:2]
         scale = settings.size / max(height, width)
         self.height, self.width = max(8, round(height * scale)), max(8, round(width * scale))
-        self.uv = image_pixels(self.width, self.height, device) / torch.tensor([self.width, self.height], device=device, dtype=torch.float32)
-        with torch.no_grad():  # the content field is frozen: its features at these pixels never change
-            self.content = model.field.content.features_and_logits(self.uv)
+        self.pixel_size = 1.0 / torch.tensor([self.width, self.height], device=device, dtype=torch.float32)
+        self.uv = image_pixels(self.width, self.height, device) * self.pixel_size
+        self.generator = torch.Generator(device=device).manual_seed(0)
         photo = F.interpolate(content.permute(2, 0, 1)[None], size=(self.height, self.width), mode="area")
         with torch.no_grad():
             self.photo_features = self.extractor(photo, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
         self.targets = StyleTargets(self.extractor, [torch.from_numpy(s).permute(2, 0, 1).to(device) for s in styles], GRAM_LAYERS)
         self.n_styles, self.next_style, self.photo = len(styles), 0, photo
+        self.mask = None  # [1, 1, h, w]: the object, where the image has transparency
+        if alpha is not None and settings.background_weight > 0 and bool((alpha < 1.0).any()):
+            self.mask = F.interpolate(alpha.permute(2, 0, 1)[None], size=(self.height, self.width), mode="area")
 
     def batch(self) -> dict:
         index, self.next_style = self.next_style, (self.next_style + 1) % self.n_styles
@@ -65,19 +78,36 @@ class ImageStyleObjective:
         weights = torch.zeros(self.n_styles)
         weights[style_index] = 1.0
         self.model.set_style(weights)
-        image = self.model.field(self.uv, self.content).view(self.height, self.width, 3).permute(2, 0, 1)[None]
+        uv = self.uv
+        if self.settings.jitter_pixels:  # a random point of each pixel's cell
+            uv = uv + (torch.rand(uv.shape, generator=self.generator, device=uv.device) - 0.5) * self.pixel_size
+        with torch.no_grad():  # the content field is frozen
+            content_features = self.model.field.content.features_and_logits(uv)
+        image = self.model.field(uv, content_features).view(self.height, self.width, 3).permute(2, 0, 1)[None]
         feats = self.extractor(image, list(GRAM_LAYERS), self.loss_dtype)
-        style = self.targets[style_index].relative_gram_loss({layer: gram_matrix(feats[layer]) for layer in GRAM_LAYERS})
+        if self.mask is None:
+            grams = {layer: gram_matrix(feats[layer]) for layer in GRAM_LAYERS}
+        else:
+            grams = {layer: masked_gram_matrix(feats[layer], self.mask) for layer in GRAM_LAYERS}
+        style = self.targets[style_index].relative_gram_loss(grams)
         content = relative_content_loss(feats[CONTENT_LAYER], self.photo_features)
         s = self.settings
-        return LossTerms(s.style_weight * style + s.content_weight * content, F.mse_loss(image, self.photo),
-                         {"style": style.detach(), "content": content.detach()})
+        total = s.style_weight * style + s.content_weight * content
+        terms = {"style": style.detach(), "content": content.detach()}
+        if self.mask is not None:
+            background = 1.0 - self.mask
+            held = (background * (image - self.photo) ** 2).sum() / (3.0 * background.sum()).clamp_min(1.0)
+            total = total + s.background_weight * held
+            terms["background"] = held.detach()
+        return LossTerms(total, F.mse_loss(image, self.photo), terms)
 
 
 class ImageStylizeSession(RunSession):
     def __init__(self, run: RunDir, config: dict, device, backbone, styles: list[np.ndarray], content_state: dict | None):
         super().__init__(run, config, device)
         config["stylize"].setdefault("loss_precision", "float32")  # runs from before the setting computed in float32
+        config["stylize"].setdefault("background_weight", 0.0)  # stylized the whole image
+        config["stylize"].setdefault("jitter_pixels", False)  # at the pixel centres
         self.data = load_run_data(config, device, run.root)
         if content_state is not None:
             content = build_model("image", None, config["model"]["content"])
@@ -88,7 +118,7 @@ class ImageStylizeSession(RunSession):
         else:
             self.model = build_model("stylized_image", None, config["model"]).to(device)
         settings = ImageStylizeSettings(**config["stylize"])
-        self.objective = ImageStyleObjective(self.model, backbone.extractor, styles, self.data.image, settings, device)
+        self.objective = ImageStyleObjective(self.model, backbone.extractor, styles, self.data.image, settings, device, self.data.image_alpha)
         self.trainer = Trainer(self.model, self.objective.batch, settings.lr, config["steps"], loss_fn=self.objective.loss)
         self._resume()
 
