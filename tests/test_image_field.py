@@ -52,7 +52,20 @@ def test_image_field_fits_and_renders_at_any_resolution(tmp_path, backbone, step
 
 def test_image_field_refuses_a_folder(tmp_path, capsys):
     assert main(["fit", "--field", "image", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
-    assert "fits one image file" in capsys.readouterr().err
+    assert "--data takes one image file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, says", [("missing.png", "does not exist; check the path given to --content"),
+                                            ("notes.txt", "pass a PNG or JPEG with --content"),
+                                            (".", "is a folder; --content takes one image file")])
+def test_stylize_image_names_a_bad_content_image_and_writes_nothing(tmp_path, capsys, content, says):
+    (tmp_path / "notes.txt").write_text("not an image")
+    style = _test_image(tmp_path / "style.png")
+    out = tmp_path / "out"
+    assert main(["stylize-image", "--content", str(tmp_path / content), "--style", str(style), "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_stylize_image_moves_towards_the_style_and_renders_at_any_resolution(tmp_path):

@@ -102,12 +102,19 @@ def _resized(channels: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack(planes, axis=-1).astype(np.float32) / 255.0
 
 
+def check_image_file(path: Path, option: str) -> None:
+    """Refuse, naming the command-line `option` that gave it, a path that is not one image file."""
+    if path.is_dir():
+        raise InputError(f"'{path}' is a folder; {option} takes one image file (PNG or JPEG).")
+    if not path.is_file():
+        raise InputError(f"Image file '{path}' does not exist; check the path given to {option}.")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"'{path}' is not an image file ({', '.join(IMAGE_SUFFIXES)}); pass a PNG or JPEG with {option}.")
+
+
 def _image_data_record(request: FitRequest) -> dict:
     path = request.data
-    if path.is_dir():
-        raise InputError(f"'{path}' is a folder; --field image fits one image file (PNG or JPEG).")
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise InputError(f"'{path}' is not an image file ({', '.join(IMAGE_SUFFIXES)}); pass the image to fit with --data.")
+    check_image_file(path, "--data")
     size = load_rgb(path, "image to fit").shape
     width = request.resolution or size[1]
     return {"path": str(path.resolve()), "width": width, "height": max(1, round(size[0] * width / size[1]))}

@@ -24,7 +24,7 @@ from ..fields.stylization import StylizationConfig
 from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, masked_gram_matrix, relative_content_loss
 from ..losses.vgg import loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
-from .fit import FitRequest, RunSession, load_run_data, start_fit
+from .fit import FitRequest, RunSession, check_image_file, load_run_data, start_fit
 from .runs import RunDir
 from .scene_models import LossTerms, build_model
 from .trainer import Trainer
@@ -129,6 +129,7 @@ def start_image_stylize(content: Path, styles: list[Path], out: Path, device: st
     both resumable, under out/content and out/stylized."""
     if not styles:
         raise InputError("No style image given; pass --style PATH (one or more).")
+    check_image_file(Path(content), "--content")
     torch_device = resolve_device(device)
     precision = resolved_loss_precision(loss_precision, torch_device)  # a wrong value is refused before anything is written
     style_images = [load_style_image(path, 256) for path in styles]
