@@ -10,7 +10,9 @@ Per run (label=path of a finished `stylize-image` run's `stylized` folder), one 
 - `fine_detail_rms`: on the object, the RMS of the render at `--width` minus that render shrunk to
   the losses' size and blown back up: detail finer than the losses ever saw (the photograph's own is
   reported as `photo_fine_detail_rms`);
-- `background_change`: the mean absolute change from the photograph where it is transparent.
+- `background_change`: the mean absolute change from the photograph where it is transparent;
+- `color_distance`: the object's colour mean and covariance against the painting's (as `eval`
+  measures it; the photograph's as `photo_color_distance`).
 Hardware first. With --picture, a column per run: its render at `--width` (shown at half size), and
 under it the middle of that render, a quarter of its width across, each pixel drawn 2x2.
 """
@@ -31,6 +33,7 @@ from bench.common import emit, emit_hardware  # noqa: E402
 from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.data.images import load_rgb_and_alpha  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
+from ins_core.eval.stylization import color_statistics_distance  # noqa: E402
 from ins_core.losses.style import object_style_distance, painting_grams  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_image_field  # noqa: E402
@@ -72,8 +75,10 @@ def main() -> None:
     small_photo = shrunk(photo, args.size, small_height)
     photo_distance = object_style_distance(small_photo, small_mask, targets, extractor)
     background = (photo_alpha < 0.01).float()
+    on_object, painting_pixels = small_mask > 0.5, torch.from_numpy(painting)
     common = {"content": args.content.name, "style": args.style.name, "size": args.size, "width": args.width,
-              "photo_fine_detail_rms": round(fine_detail_rms(photo, photo_alpha, args.size), 4)}
+              "photo_fine_detail_rms": round(fine_detail_rms(photo, photo_alpha, args.size), 4),
+              "photo_color_distance": round(color_statistics_distance([small_photo], [on_object], painting_pixels), 4)}
     renders, middles = [], []
     for item in args.run:
         label, path = item.split("=", 1)
@@ -86,7 +91,8 @@ def main() -> None:
         emit("stylize_image_quality", run=label, **common,
              gram_fall_pct=round(100 * (1 - distance / photo_distance), 1),
              fine_detail_rms=round(fine_detail_rms(large, photo_alpha, args.size), 4),
-             background_change=round(change, 4))
+             background_change=round(change, 4),
+             color_distance=round(color_statistics_distance([small], [on_object], painting_pixels), 4))
         side = args.width // 4
         top, left = (height - side) // 2, (args.width - side) // 2
         renders.append((shrunk(large, args.width // 2, height // 2).numpy(), f"{label}, {args.width} px"))

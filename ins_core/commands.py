@@ -122,7 +122,8 @@ def run_stylize_image(args: argparse.Namespace) -> int:
     if fit.step < fit.config["steps"]:
         _train_with_bar(fit)
     session = make_session()
-    if session.step < session.config["steps"]:
+    session.note = lambda message: print(f"{message}...", file=sys.stderr)
+    if not session.finished():
         _train_with_bar(session)
     height, width = session.data.image.shape[:2]
     for index, style in enumerate(session.config["styles"]):

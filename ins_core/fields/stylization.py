@@ -100,16 +100,12 @@ def check_style_weights(weights: torch.Tensor, n_styles: int) -> torch.Tensor:
     return weights
 
 
-class _StylizedBase(nn.Module):
-    """Shared state: the frozen content field, the SIM and AM, and the current style weights."""
+class _StyleMix(nn.Module):
+    """The style weights of a stylized field and each style's colour map after them."""
 
-    def __init__(self, content: nn.Module, config: StylizationConfig):
+    def __init__(self, config: StylizationConfig):
         super().__init__()
         self.config = config
-        self.content = frozen_copy(content)
-        self.register_buffer("aabb", content.aabb.clone())
-        self.sim = StyleImplicitModule(config, content.feature_dim)
-        self.am = AmalgamateModule(config, content.feature_dim)
         self.register_buffer("style_weights", torch.zeros(config.n_styles))
         self.style_weights[0] = 1.0
         # Per style, an affine colour map [3, 4] on the output (ARF's colour transfer, view-independent
@@ -118,14 +114,9 @@ class _StylizedBase(nn.Module):
         # The colour each map was matched about (where a mix of styles mixes what the maps give;
         # `color_mix.py`). Mid-grey until a match sets it.
         self.register_buffer("color_centres", torch.full((config.n_styles, 3), 0.5))
-        self.content_raw: torch.Tensor | None = None
         # Whether the weights mix several styles: a CPU flag set with them, so a render reads it with
         # no device sync; changed in place, so the renderer's shallow copies of the field see it too.
         self.mixing_styles = torch.zeros((), dtype=torch.bool)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.content.feature_dim
 
     def set_style(self, weights) -> None:
         weights = check_style_weights(weights, self.config.n_styles)
@@ -134,7 +125,9 @@ class _StylizedBase(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Runs stylized before the maps had centres load with mid-grey ones (their one-style
-        # renders are unchanged; a mix of their styles comes close to what it was).
+        # renders are unchanged; a mix of their styles comes close to what it was); image runs from
+        # before they had maps, with the identity.
+        state_dict.setdefault(prefix + "color_maps", self.color_maps.clone())
         state_dict.setdefault(prefix + "color_centres", self.color_centres.clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.mixing_styles.fill_(int((self.style_weights > 0).sum()) > 1)
@@ -148,14 +141,33 @@ class _StylizedBase(nn.Module):
         solved = torch.linalg.lstsq(current[:, :3].double().cpu(), (centre - current[:, 3]).double().cpu()[:, None]).solution[:, 0]
         self.color_centres[style_index] = solved.to(self.color_centres)
 
+    def color_map(self) -> torch.Tensor:
+        """The style mix's colour map [3, 4]."""
+        if self.mixing_styles:
+            return mix_color_maps(self.color_maps, self.color_centres, self.style_weights)
+        return (self.style_weights[:, None, None] * self.color_maps).sum(0)
+
     def recolor(self, rgb: torch.Tensor) -> torch.Tensor:
         """The style mix's colour map applied to colours [N, 3] (the identity map changes nothing)."""
-        if self.mixing_styles:
-            matrix = mix_color_maps(self.color_maps, self.color_centres, self.style_weights)
-        else:
-            # No check for the identity (a device sync per call): x*1 + y*0 + z*0 + 0 is x exactly in floating point.
-            matrix = (self.style_weights[:, None, None] * self.color_maps).sum(0)
+        matrix = self.color_map()
+        # No check for the identity (a device sync per call): x*1 + y*0 + z*0 + 0 is x exactly in floating point.
         return (rgb @ matrix[:, :3].T + matrix[:, 3]).clamp(0.0, 1.0)
+
+
+class _StylizedBase(_StyleMix):
+    """Shared state: the frozen content field, the SIM and AM, and the style mix."""
+
+    def __init__(self, content: nn.Module, config: StylizationConfig):
+        super().__init__(config)
+        self.content = frozen_copy(content)
+        self.register_buffer("aabb", content.aabb.clone())
+        self.sim = StyleImplicitModule(config, content.feature_dim)
+        self.am = AmalgamateModule(config, content.feature_dim)
+        self.content_raw: torch.Tensor | None = None
+
+    @property
+    def feature_dim(self) -> int:
+        return self.content.feature_dim
 
     def _style_feature(self, x: torch.Tensor, scene_feature: torch.Tensor) -> torch.Tensor:
         unit = ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])).clamp(0, 1)
@@ -205,14 +217,14 @@ class StylizedNerfField(_StylizedBase):
         return self._stylized_color(self.surface_feature(samples), samples.feature, samples.direction)
 
 
-class StylizedImageField(nn.Module):
+class StylizedImageField(_StyleMix):
     """INS for an image field: the frozen content image field (CIM) gives h and its RGB; the SIM
     (a 2D hash grid + the style weights) and the AM add a residual to its colour logits, starting
-    exactly at the content image. Continuous, so the stylized image renders at any resolution."""
+    exactly at the content image, and the style's colour map (the palette match) is applied last.
+    Continuous, so the stylized image renders at any resolution."""
 
     def __init__(self, content: nn.Module, config: StylizationConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.content = frozen_copy(content)
         self.position_encoding = HashGridEncoding(2, config.n_levels, 2, config.log2_table_size, config.base_resolution, config.max_resolution)
         fused = content.feature_dim + self.position_encoding.output_dim + config.n_styles
@@ -220,11 +232,32 @@ class StylizedImageField(nn.Module):
         self.color_head = mlp(content.feature_dim + config.style_feature_dim, config.hidden_dim, 1, 3)
         nn.init.zeros_(self.color_head[-1].weight)  # a residual on the content's colour, starting at zero
         nn.init.zeros_(self.color_head[-1].bias)
-        self.register_buffer("style_weights", torch.zeros(config.n_styles))
-        self.style_weights[0] = 1.0
+        # Where the photograph is opaque [1, 1, H, W] (a cut-out object; 1x1 of one: all of it), so
+        # that the colour map paints the object and leaves the background as it was.
+        self.register_buffer("object_alpha", torch.ones(1, 1, 1, 1))
 
-    def set_style(self, weights) -> None:
-        self.style_weights.copy_(check_style_weights(weights, self.config.n_styles).to(self.style_weights.device))
+    def set_object_alpha(self, alpha: torch.Tensor) -> None:
+        """The photograph's opacity [H, W] (sampled bilinearly wherever the field is drawn)."""
+        self.object_alpha = alpha.to(self.object_alpha)[None, None].clone()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "object_alpha"
+        state_dict.setdefault(key, torch.ones(1, 1, 1, 1))  # runs from before: no map, nothing to keep apart
+        self.object_alpha = torch.empty_like(state_dict[key], device=self.object_alpha.device)  # the photograph's size
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _recolor_object(self, uv: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """The colour map on colours [N, 3] as far as they are the object's: rgb + alpha ((A - I) rgb
+        + b), so mapped where the photograph is opaque and as they were where it is transparent, and
+        the identity map changes nothing exactly."""
+        matrix = self.color_map()
+        if self.object_alpha.numel() == 1:
+            alpha = self.object_alpha.reshape(1, 1).expand(uv.shape[0], 1)
+        else:
+            grid = (uv * 2.0 - 1.0).reshape(1, 1, -1, 2)
+            alpha = nn.functional.grid_sample(self.object_alpha, grid, mode="bilinear", padding_mode="border", align_corners=False).reshape(-1, 1)
+        change = rgb @ (matrix[:, :3] - torch.eye(3, device=matrix.device, dtype=matrix.dtype)).T + matrix[:, 3]
+        return (rgb + alpha * change).clamp(0.0, 1.0)
 
     def forward(self, uv: torch.Tensor, content: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """RGB at image positions [N, 2]. `content`: the frozen content field's (h, logits) at `uv`
@@ -236,7 +269,7 @@ class StylizedImageField(nn.Module):
         weights = self.style_weights[None].expand(uv.shape[0], -1)
         style_feature = self.style_net(torch.cat([h, self.position_encoding(uv), weights], dim=-1))
         fused = self.color_head(torch.cat([h, style_feature], dim=-1))
-        return torch.sigmoid(content_logits + fused)
+        return self._recolor_object(uv, torch.sigmoid(content_logits + fused))
 
 
 class StylizedSdfField(_StylizedBase):

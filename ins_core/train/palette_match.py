@@ -34,7 +34,8 @@ from typing import Callable
 
 import torch
 
-from ..losses.style import MomentMatch, partial_spread
+from ..losses.style import MomentMatch, cap_gain, moment_match, partial_spread
+from ..stylize_options import AUTO_SPREADS, PALETTE_SPREAD_AUTO
 
 # How much the colour distance counts against the Gram loss: the search minimises the Gram loss times
 # the distance to this power. At 0.5 (a fifth nearer the painting's mix is worth a tenth more Gram
@@ -256,3 +257,71 @@ def choose_spread(affine: torch.Tensor, content_mean: torch.Tensor, views: list[
         losses = [float(palette_objective(partial_spread(affine, spread, content_mean).float().to(device), views, style_loss, colours))
                   for spread in spreads]
     return spreads[min(range(len(spreads)), key=losses.__getitem__)]
+
+
+@dataclass
+class StylePalette:
+    """What the palette match needs of one style: the colours [N, 3] rendered with it (over the
+    background) and which of them are the object's [N], the painting's pixels [H, W, 3], the views
+    the search looks through and its style loss over a view's object."""
+
+    colors: torch.Tensor
+    on_object: torch.Tensor
+    painting: torch.Tensor
+    views: list[SearchView]
+    style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class PaletteSettings:
+    """How the palette match after training chooses its maps (the stylization's settings of the same names)."""
+
+    search_steps: int = 15
+    distribution: bool = True
+    spread: float | str = PALETTE_SPREAD_AUTO
+    max_gain: float | None = None
+    refined_starts: int | None = None
+    spread_weighs_colours: bool = False
+
+
+@dataclass
+class MatchedPalette:
+    """One style's map [3, 4], the colour it was matched about [3], and the spread it took."""
+
+    affine: torch.Tensor
+    centre: torch.Tensor
+    spread: float
+
+
+def match_style_palettes(styles: list[StylePalette], settings: PaletteSettings,
+                         should_stop: Callable[[], bool] | None = None) -> list[MatchedPalette] | None:
+    """Per style, the map that gives the object the painting's colour mean and covariance, with its
+    free rotation searched for the painting's Gram statistics (`PaletteSearch`; every style of one
+    model of the same handedness, `shared_handedness`), then its stretch taken only `spread` of the
+    way ("auto": `choose_spread`) and capped at `max_gain`. None when `should_stop()` turned true."""
+    searches, screenings = [], []
+    for style in styles:
+        colours = ColourDistribution(style.painting).of(style.colors[style.on_object]) if settings.distribution else None
+        search = PaletteSearch(moment_match(style.colors.cpu(), style.painting, style.on_object.cpu()), style.views, style.style_loss, colours)
+        searches.append(search)
+        if settings.search_steps > 0:
+            screenings.append(search.screen(should_stop))
+            if screenings[-1] is None:
+                return None
+    sign = shared_handedness(screenings) if len(screenings) > 1 else None
+    matched = []
+    for index, search in enumerate(searches):
+        match, matrix = search.match, search.match.matrix()
+        if settings.search_steps > 0:
+            matrix = search.refine(search.starts(screenings[index], sign, settings.refined_starts), settings.search_steps, should_stop=should_stop)
+            if matrix is None:
+                return None
+        spread = choose_spread(matrix, match.content_mean, search.views, search.style_loss, AUTO_SPREADS,
+                               search.colours if settings.spread_weighs_colours else None) \
+            if settings.spread == PALETTE_SPREAD_AUTO else float(settings.spread)
+        if spread != 1.0:
+            matrix = partial_spread(matrix, spread, match.content_mean)
+        if settings.max_gain is not None:
+            matrix = cap_gain(matrix, settings.max_gain, match.content_mean)
+        matched.append(MatchedPalette(matrix, match.content_mean, spread))
+    return matched

@@ -52,19 +52,18 @@ from ..fields.stylization import StylizationConfig
 from ..losses.consistency import reprojection_difference
 from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
-from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, band_limited, cap_gain, color_transfer_matrix, partial_spread, gram_matrix, masked_gram_matrix,
-                            moment_match,
+from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, band_limited, color_transfer_matrix, gram_matrix, masked_gram_matrix,
                             nnfm_loss, palette_shortfall, principal_colours, relative_content_loss, total_variation)
 from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples
 from ..render.views import render_view
-from ..stylize_options import (AUTO_SPREADS, PALETTE_SPREAD_AUTO, PALETTE_SPREAD_HINT, STYLE_DETAILS, STYLIZE_MODES, palette_spread_problem,
+from ..stylize_options import (PALETTE_SPREAD_HINT, STYLE_DETAILS, STYLIZE_MODES, palette_spread_problem,
                                resolved_style_detail, view_mode_only_asked)
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
-from .palette_match import ColourDistribution, PaletteSearch, SearchView, choose_spread, shared_handedness
+from .palette_match import PaletteSettings, SearchView, StylePalette, match_style_palettes
 from .patches import Patch, sample_patch
 from .runs import RunDir
 from .scene_models import LossTerms, StylizedModel, build_model
@@ -341,41 +340,21 @@ class StyleObjective:
         "auto" weighs the colour distance too, as the search does (tried, not the default). False (nothing changed)
         when `should_stop()` turned true during the search."""
         field, s = self.model.field, self.settings
-        searches, screenings = [], []
+        styles = []
         for index, style in enumerate(self.style_pixels):
             self._use_style(index)
             renders = self._palette_views(max_views)
             colors = torch.cat([view.premultiplied.reshape(-1, 3) + (1 - view.opacity.reshape(-1, 1)) * self.white for view in renders])
-            masks = torch.cat([view.opacity.reshape(-1) > 0.5 for view in renders])
-            colours = ColourDistribution(torch.from_numpy(style)).of(colors[masks]) if s.palette_distribution else None
+            on_object = torch.cat([view.opacity.reshape(-1) > 0.5 for view in renders])
             chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
-            search = PaletteSearch(moment_match(colors.cpu(), torch.from_numpy(style), masks.cpu()), chosen,
-                                   functools.partial(self.gram_loss, style_index=index), colours)
-            searches.append(search)
-            if s.palette_search_steps > 0:
-                screenings.append(search.screen(should_stop))
-                if screenings[-1] is None:
-                    return False
-        sign = shared_handedness(screenings) if len(screenings) > 1 else None
-        maps, spreads = [], []
-        for index, search in enumerate(searches):
-            match, matrix = search.match, search.match.matrix()
-            if s.palette_search_steps > 0:
-                matrix = search.refine(search.starts(screenings[index], sign, refined_starts), s.palette_search_steps, should_stop=should_stop)
-                if matrix is None:
-                    return False
-            spread = choose_spread(matrix, match.content_mean, search.views, search.style_loss, AUTO_SPREADS,
-                                   search.colours if spread_weighs_colours else None) \
-                if s.palette_spread == PALETTE_SPREAD_AUTO else float(s.palette_spread)
-            spreads.append(spread)
-            if spread != 1.0:
-                matrix = partial_spread(matrix, spread, match.content_mean)
-            if s.palette_max_gain is not None:
-                matrix = cap_gain(matrix, s.palette_max_gain, match.content_mean)
-            maps.append(matrix)
-        self.chosen_spreads = spreads
-        for index, (matrix, search) in enumerate(zip(maps, searches)):
-            field.compose_color_map(index, matrix.to(field.color_maps), search.match.content_mean.to(field.color_maps))
+            styles.append(StylePalette(colors, on_object, torch.from_numpy(style), chosen, functools.partial(self.gram_loss, style_index=index)))
+        matched = match_style_palettes(styles, PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_spread,
+                                                               s.palette_max_gain, refined_starts, spread_weighs_colours), should_stop)
+        if matched is None:
+            return False
+        self.chosen_spreads = [palette.spread for palette in matched]
+        for index, palette in enumerate(matched):
+            field.compose_color_map(index, palette.affine.to(field.color_maps), palette.centre.to(field.color_maps))
         return True
 
     @torch.no_grad()

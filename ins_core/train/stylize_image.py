@@ -1,16 +1,19 @@
 """INS on an image field: `python -m ins_core stylize-image --content img.png --style a.jpg --out DIR`.
 
 The content image is fitted by an image field (the CIM), then the style modules are trained on
-whole-image renders with the Gram style loss and the relu2_2 content loss; an image with
-transparency has its object stylized and its background kept. The result is a field:
-`render --run DIR/stylized --width 2048` draws it at any resolution.
+whole-image renders with the Gram style loss and the relu2_2 content loss, then the painting's
+palette is matched as `stylize` matches it; an image with transparency has its object stylized and
+its background kept. The result is a field: `render --run DIR/stylized --width 2048` draws it at
+any resolution.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix
 from ..losses.vgg import loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, check_image_file, load_run_data, start_fit
+from .palette_match import MatchedPalette, PaletteSettings, SearchView, StylePalette, match_style_palettes
 from .runs import RunDir
 from .scene_models import LossTerms, build_model
 from .trainer import Trainer
@@ -45,6 +49,10 @@ class ImageStylizeSettings:
     # Each step sees every pixel at a random point of its cell, so the field learns the picture between
     # the points too and renders larger without noise; False: the pixel centres alone (runs from before).
     jitter_pixels: bool = True
+    # After training, the palette match that `stylize` makes: the object's colours mapped to the
+    # painting's mean and covariance, the map's turn and stretch chosen by the Gram loss
+    # (`palette_match.py`, its defaults); False: none (runs from before).
+    palette_match: bool = True
     # What the loss network computes in: "auto" (bfloat16 where the hardware has it, as in `stylize`),
     # "float32", "bfloat16"; recorded as what it resolved to.
     loss_precision: str = "auto"
@@ -66,18 +74,46 @@ class ImageStyleObjective:
             self.photo_features = self.extractor(photo, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
         self.targets = StyleTargets(self.extractor, [torch.from_numpy(s).permute(2, 0, 1).to(device) for s in styles], GRAM_LAYERS)
         self.n_styles, self.next_style, self.photo = len(styles), 0, photo
-        self.mask = None  # [1, 1, h, w]: the object, where the image has transparency
-        if alpha is not None and settings.background_weight > 0 and bool((alpha < 1.0).any()):
-            self.mask = F.interpolate(alpha.permute(2, 0, 1)[None], size=(self.height, self.width), mode="area")
+        self.style_pixels = styles
+        # [1, 1, h, w]: the photograph's opacity at the losses' size (all ones for an opaque one)
+        self.alpha_small = torch.ones(1, 1, self.height, self.width, device=device)
+        cut_out = alpha is not None and bool((alpha < 1.0).any())
+        if cut_out:
+            self.alpha_small = F.interpolate(alpha.permute(2, 0, 1)[None], size=(self.height, self.width), mode="area")
+        self.mask = self.alpha_small if cut_out and settings.background_weight > 0 else None  # what the style is matched over
+
+    @torch.no_grad()
+    def match_palettes(self, should_stop=None) -> list[MatchedPalette] | None:
+        """Each style's palette map (`match_style_palettes`), seen through the image at the losses'
+        size and its object; None when `should_stop()` turned true."""
+        white = torch.ones(3, device=self.uv.device)
+        opacity = self.alpha_small[0, 0]
+        styles = []
+        for index in range(self.n_styles):
+            self._use_style(index)
+            image = self.model.field(self.uv).view(self.height, self.width, 3)
+            view = SearchView.from_render(image, opacity, white)
+            styles.append(StylePalette(image.reshape(-1, 3), opacity.reshape(-1) > 0.5, torch.from_numpy(self.style_pixels[index]), [view],
+                                       functools.partial(self.gram_loss, style_index=index)))
+        with torch.enable_grad():  # the search's steps
+            return match_style_palettes(styles, PaletteSettings(), should_stop)
+
+    def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
+        """The relative Gram loss of an image [H, W, 3] over its object (`opacity` [H, W])."""
+        feats = self.extractor(image.permute(2, 0, 1)[None], list(GRAM_LAYERS), self.loss_dtype)
+        return self.targets[style_index].relative_gram_loss({layer: masked_gram_matrix(feats[layer], opacity[None, None]) for layer in GRAM_LAYERS})
+
+    def _use_style(self, style_index: int) -> None:
+        weights = torch.zeros(self.n_styles)
+        weights[style_index] = 1.0
+        self.model.set_style(weights)
 
     def batch(self) -> dict:
         index, self.next_style = self.next_style, (self.next_style + 1) % self.n_styles
         return {"style_index": index}
 
     def loss(self, style_index: int) -> LossTerms:
-        weights = torch.zeros(self.n_styles)
-        weights[style_index] = 1.0
-        self.model.set_style(weights)
+        self._use_style(style_index)
         uv = self.uv
         if self.settings.jitter_pixels:  # a random point of each pixel's cell
             uv = uv + (torch.rand(uv.shape, generator=self.generator, device=uv.device) - 0.5) * self.pixel_size
@@ -108,6 +144,7 @@ class ImageStylizeSession(RunSession):
         config["stylize"].setdefault("loss_precision", "float32")  # runs from before the setting computed in float32
         config["stylize"].setdefault("background_weight", 0.0)  # stylized the whole image
         config["stylize"].setdefault("jitter_pixels", False)  # at the pixel centres
+        config["stylize"].setdefault("palette_match", False)  # and kept the colours as trained
         self.data = load_run_data(config, device, run.root)
         if content_state is not None:
             content = build_model("image", None, config["model"]["content"])
@@ -115,12 +152,34 @@ class ImageStylizeSession(RunSession):
             from .scene_models import StylizedImageModel
 
             self.model = StylizedImageModel(content, StylizationConfig(**config["model"]["stylization"])).to(device)
+            if bool((self.data.image_alpha < 1.0).any()):
+                self.model.field.set_object_alpha(self.data.image_alpha[..., 0])
         else:
             self.model = build_model("stylized_image", None, config["model"]).to(device)
         settings = ImageStylizeSettings(**config["stylize"])
         self.objective = ImageStyleObjective(self.model, backbone.extractor, styles, self.data.image, settings, device, self.data.image_alpha)
         self.trainer = Trainer(self.model, self.objective.batch, settings.lr, config["steps"], loss_fn=self.objective.loss)
+        self.note: Callable[[str], None] = lambda message: None  # told what happens after the last step
         self._resume()
+
+    def finished(self) -> bool:
+        """Trained, and the palette matched where asked (a run stopped during the match does it when resumed)."""
+        return super().finished() and (self.config.get("recolored", False) or not self.objective.settings.palette_match)
+
+    def run_loop(self, time_budget=None, on_step=None, should_stop=None) -> str:
+        outcome = super().run_loop(time_budget, on_step, should_stop)
+        if self.step >= self.config["steps"] and self.objective.settings.palette_match and not self.config.get("recolored"):
+            self.note("Matching each painting's palette")
+            matched = self.objective.match_palettes(should_stop)
+            if matched is None:
+                return "stopped"
+            field = self.model.field
+            for index, palette in enumerate(matched):
+                field.compose_color_map(index, palette.affine.to(field.color_maps), palette.centre.to(field.color_maps))
+            self.config["recolored"] = True
+            self.config["palette_spreads"] = [palette.spread for palette in matched]
+            self.save("done")
+        return outcome
 
 
 def start_image_stylize(content: Path, styles: list[Path], out: Path, device: str = "auto", steps: int | None = None,
