@@ -198,9 +198,9 @@ def test_stylize_image_teaches_the_field_between_the_pixels_it_sees(tmp_path):
 
 
 def test_stylized_image_colour_map_paints_the_object_and_leaves_the_background():
-    """The palette map acts on the object's share of each colour: the identity changes nothing
-    exactly, a map leaves transparent places white and maps opaque ones fully; fields saved before
-    the maps existed load with none."""
+    """The style's change and the palette map act on the object's share of each colour: the identity
+    changes nothing exactly, a map or a change leaves transparent places as they were and acts fully
+    on opaque ones; fields saved before the maps existed load with none."""
     import torch
 
     from ins_core.fields.image import ImageField
@@ -220,6 +220,13 @@ def test_stylized_image_colour_map_paints_the_object_and_leaves_the_background()
     left, right = uv[:, 0] < 0.4, uv[:, 0] > 0.6
     assert torch.allclose(mapped[left], plain[left], atol=1e-6)  # the background's colour as it was
     assert torch.allclose(mapped[right], (plain[right] @ affine[:, :3].T + affine[:, 3]).clamp(0, 1), atol=1e-6)
+    with torch.no_grad():
+        field.color_head[-1].bias.fill_(1.0)  # a style's change to every colour
+    changed = field(uv)
+    assert torch.allclose(changed[left], plain[left], atol=1e-6)
+    assert (changed[right] - mapped[right]).abs().max() > 0.05
+    with torch.no_grad():
+        field.color_head[-1].bias.zero_()
     saved = {key: value for key, value in field.state_dict().items() if key not in ("object_alpha", "color_maps", "color_centres")}
     old = StylizedImageField(ImageField(), StylizationConfig(n_styles=1))
     old.load_state_dict(saved)

@@ -232,8 +232,9 @@ class StylizedImageField(_StyleMix):
         self.color_head = mlp(content.feature_dim + config.style_feature_dim, config.hidden_dim, 1, 3)
         nn.init.zeros_(self.color_head[-1].weight)  # a residual on the content's colour, starting at zero
         nn.init.zeros_(self.color_head[-1].bias)
-        # Where the photograph is opaque [1, 1, H, W] (a cut-out object; 1x1 of one: all of it), so
-        # that the colour map paints the object and leaves the background as it was.
+        # Where the photograph is opaque [1, 1, H, W] (a cut-out object; 1x1 of one: all of it): the
+        # style's change and the colour map act on each colour as far as it is the object's, so the
+        # background stays as it was, to its very edge.
         self.register_buffer("object_alpha", torch.ones(1, 1, 1, 1))
 
     def set_object_alpha(self, alpha: torch.Tensor) -> None:
@@ -246,16 +247,17 @@ class StylizedImageField(_StyleMix):
         self.object_alpha = torch.empty_like(state_dict[key], device=self.object_alpha.device)  # the photograph's size
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _recolor_object(self, uv: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """The colour map on colours [N, 3] as far as they are the object's: rgb + alpha ((A - I) rgb
-        + b), so mapped where the photograph is opaque and as they were where it is transparent, and
-        the identity map changes nothing exactly."""
-        matrix = self.color_map()
+    def object_share(self, uv: torch.Tensor) -> torch.Tensor:
+        """How far the colour at image positions [N, 2] is the object's: the photograph's opacity [N, 1]."""
         if self.object_alpha.numel() == 1:
-            alpha = self.object_alpha.reshape(1, 1).expand(uv.shape[0], 1)
-        else:
-            grid = (uv * 2.0 - 1.0).reshape(1, 1, -1, 2)
-            alpha = nn.functional.grid_sample(self.object_alpha, grid, mode="bilinear", padding_mode="border", align_corners=False).reshape(-1, 1)
+            return self.object_alpha.reshape(1, 1).expand(uv.shape[0], 1)
+        grid = (uv * 2.0 - 1.0).reshape(1, 1, -1, 2)
+        return nn.functional.grid_sample(self.object_alpha, grid, mode="bilinear", padding_mode="border", align_corners=False).reshape(-1, 1)
+
+    def _recolor_object(self, alpha: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """The colour map on colours [N, 3] as far as they are the object's (`alpha` [N, 1]):
+        rgb + alpha ((A - I) rgb + b); the identity map changes nothing exactly."""
+        matrix = self.color_map()
         change = rgb @ (matrix[:, :3] - torch.eye(3, device=matrix.device, dtype=matrix.dtype)).T + matrix[:, 3]
         return (rgb + alpha * change).clamp(0.0, 1.0)
 
@@ -269,7 +271,8 @@ class StylizedImageField(_StyleMix):
         weights = self.style_weights[None].expand(uv.shape[0], -1)
         style_feature = self.style_net(torch.cat([h, self.position_encoding(uv), weights], dim=-1))
         fused = self.color_head(torch.cat([h, style_feature], dim=-1))
-        return self._recolor_object(uv, torch.sigmoid(content_logits + fused))
+        alpha = self.object_share(uv)
+        return self._recolor_object(alpha, torch.sigmoid(content_logits + alpha * fused))
 
 
 class StylizedSdfField(_StylizedBase):

@@ -42,8 +42,9 @@ class ImageStylizeSettings:
     style_weight: float = 1.0
     content_weight: float = 0.5
     # A content image with transparency (an object cut out): the style is matched over the object
-    # alone (alpha-weighted Grams), and the background is held to the photograph's with this weight,
-    # so the style is not spent painting the empty background and the object keeps its silhouette.
+    # alone (alpha-weighted Grams; the field changes each colour only as far as it is the object's),
+    # and the pixels the object partly covers at the losses' size are held to the photograph's with
+    # this weight, so no style is spent on the empty background or fringes the object.
     # 0: the whole image is stylized as one, transparency or not (runs from before).
     background_weight: float = 10.0
     # Each step sees every pixel at a random point of its cell, so the field learns the picture between
