@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize_image.add_argument("--out", required=True, type=Path)
     stylize_image.add_argument("--steps", type=_positive_int, help="stylization steps")
     stylize_image.add_argument("--fit-steps", type=_positive_int, help="steps fitting the content image first")
+    stylize_image.add_argument("--stroke-scale", type=float, help="how big brush strokes are: 1 (the default) the painting's against the "
+                                                                  "192 px image the losses see, 2 twice as big")
     stylize_image.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
     stylize_image.add_argument("--vgg-weights")
     _add_device(stylize_image)

@@ -118,7 +118,7 @@ def run_stylize_image(args: argparse.Namespace) -> int:
 
     fit, make_session = start_image_stylize(args.content, args.styles, args.out, args.device, args.steps, args.fit_steps, args.vgg_weights,
                                             log=lambda message: print(f"note: {message}", file=sys.stderr),
-                                            loss_precision=args.loss_precision or "auto")
+                                            loss_precision=args.loss_precision or "auto", stroke_scale=args.stroke_scale)
     if fit.step < fit.config["steps"]:
         _train_with_bar(fit)
     session = make_session()

@@ -231,3 +231,25 @@ def test_stylized_image_colour_map_paints_the_object_and_leaves_the_background()
     old = StylizedImageField(ImageField(), StylizationConfig(n_styles=1))
     old.load_state_dict(saved)
     assert torch.equal(old(uv), plain)
+
+
+def test_stylize_image_stroke_scale_sets_the_paintings_size_and_a_resumed_run_keeps_its_own(tmp_path, capsys):
+    from ins_core.train.stylize_image import PAINTING_SIZE, start_image_stylize
+
+    content = _test_image(tmp_path / "content.png", size=32)
+    style = _test_image(tmp_path / "style.png", size=200)
+    out = tmp_path / "out"
+
+    def painting_side(stroke_scale):
+        fit, make_session = start_image_stylize(content, [style], out, "cpu", steps=1, fit_steps=5, stroke_scale=stroke_scale, log=lambda m: None)
+        fit.run_loop()
+        session = make_session()
+        session.run_loop()
+        return max(session.objective.style_pixels[0].shape[:2])
+
+    assert painting_side(2.0) == 2 * PAINTING_SIZE  # enlarged from 200 px: strokes twice as big against the image
+    assert painting_side(0.5) == 2 * PAINTING_SIZE  # the finished run keeps the scale it was made with
+    assert main(["stylize-image", "--content", str(content), "--style", str(style), "--out", str(tmp_path / "bad"),
+                 "--stroke-scale", "0", "--device", "cpu"]) == 2
+    assert "stroke scale must be a positive number" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -34,10 +34,16 @@ from .scene_models import LossTerms, build_model
 from .trainer import Trainer
 
 
+PAINTING_SIZE = 256  # the painting's longer side at stroke scale 1, against the losses' 192 px
+
+
 @dataclass
 class ImageStylizeSettings:
     steps: int = 300
     size: int = 192  # the longer side of the image the losses see
+    # How big strokes are: the painting is read at PAINTING_SIZE * stroke_scale on its longer side,
+    # and its features are the same size in pixels as the image's, so 2 paints strokes twice as big.
+    stroke_scale: float = 1.0
     lr: float = 5e-3
     style_weight: float = 1.0
     content_weight: float = 0.5
@@ -184,20 +190,26 @@ class ImageStylizeSession(RunSession):
 
 
 def start_image_stylize(content: Path, styles: list[Path], out: Path, device: str = "auto", steps: int | None = None,
-                        fit_steps: int | None = None, vgg_weights: str | None = None, log=None, loss_precision: str = "auto"):
+                        fit_steps: int | None = None, vgg_weights: str | None = None, log=None, loss_precision: str = "auto",
+                        stroke_scale: float | None = None):
     """(content fit session, a function that makes the stylization session once the fit is done),
-    both resumable, under out/content and out/stylized."""
+    both resumable, under out/content and out/stylized. A run that resumes keeps its own stroke scale."""
     if not styles:
         raise InputError("No style image given; pass --style PATH (one or more).")
     check_image_file(Path(content), "--content")
+    if stroke_scale is not None and not stroke_scale > 0:
+        raise InputError(f"The stroke scale must be a positive number (1: the painting's strokes as they are against the "
+                         f"{ImageStylizeSettings.size} px image the losses see; 2: twice as big), got {stroke_scale:g}.")
     torch_device = resolve_device(device)
     precision = resolved_loss_precision(loss_precision, torch_device)  # a wrong value is refused before anything is written
-    style_images = [load_style_image(path, 256) for path in styles]
-    fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
-    settings = ImageStylizeSettings(steps=steps or (1000 if torch_device.type != "cpu" else 300), loss_precision=precision)
+    settings = ImageStylizeSettings(steps=steps or (1000 if torch_device.type != "cpu" else 300), loss_precision=precision,
+                                    stroke_scale=stroke_scale or 1.0)
     run = RunDir(out / "stylized")
     signature = {"kind": "stylized_image", "styles": [Path(p).name for p in styles]}
     resume = run.prepare_new(signature, force=False)
+    scale = run.read_config()["stylize"].get("stroke_scale", 1.0) if resume else settings.stroke_scale
+    style_images = [load_style_image(path, max(16, round(PAINTING_SIZE * scale)), enlarge=True) for path in styles]
+    fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
     backbone = resolve_backbone(vgg_weights, None, False, log)
 
     def make_session():
