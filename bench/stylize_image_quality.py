@@ -33,22 +33,16 @@ from bench.common import emit, emit_hardware  # noqa: E402
 from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.data.images import load_rgb_and_alpha  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
-from ins_core.eval.stylization import color_statistics_distance  # noqa: E402
-from ins_core.losses.style import object_style_distance, painting_grams  # noqa: E402
+from ins_core.eval.stylized_image import area_resized, background_change, style_match  # noqa: E402
 from ins_core.losses.vgg import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_image_field  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 
 
-def shrunk(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """[H, W, C] resized by area averaging."""
-    return F.interpolate(image.permute(2, 0, 1)[None], size=(height, width), mode="area")[0].permute(1, 2, 0)
-
-
 def fine_detail_rms(image: torch.Tensor, mask: torch.Tensor, size: int) -> float:
     """RMS over `mask` of what is finer than `size` pixels across in `image` [H, W, 3]."""
     height, width = image.shape[:2]
-    small = shrunk(image, size, round(size * height / width))
+    small = area_resized(image, size, round(size * height / width))
     back = F.interpolate(small.permute(2, 0, 1)[None], size=(height, width), mode="bicubic", align_corners=False)[0].permute(1, 2, 0)
     residual = ((image - back) ** 2).sum(-1)
     return float((residual * mask).sum() / (3 * mask.sum()).clamp_min(1)) ** 0.5
@@ -66,19 +60,15 @@ def main() -> None:
     emit_hardware(torch.device("cpu"))
     extractor = resolve_backbone().extractor
     painting = load_style_image(args.style, 256).pixels
-    targets = painting_grams(painting, extractor)
     rgb, alpha = (torch.from_numpy(np.ascontiguousarray(a)) for a in load_rgb_and_alpha(args.content, "photograph"))
     height = round(args.width * rgb.shape[0] / rgb.shape[1])
-    photo, photo_alpha = shrunk(rgb, args.width, height), shrunk(alpha, args.width, height)[..., 0]
+    photo, photo_alpha = area_resized(rgb, args.width, height), area_resized(alpha, args.width, height)[..., 0]
     small_height = round(args.size * height / args.width)
-    small_mask = shrunk(photo_alpha[..., None], args.size, small_height)[..., 0]
-    small_photo = shrunk(photo, args.size, small_height)
-    photo_distance = object_style_distance(small_photo, small_mask, targets, extractor)
-    background = (photo_alpha < 0.01).float()
-    on_object, painting_pixels = small_mask > 0.5, torch.from_numpy(painting)
+    small_mask = area_resized(photo_alpha[..., None], args.size, small_height)[..., 0]
+    small_photo = area_resized(photo, args.size, small_height)
+    painting_pixels = torch.from_numpy(painting)
     common = {"content": args.content.name, "style": args.style.name, "size": args.size, "width": args.width,
-              "photo_fine_detail_rms": round(fine_detail_rms(photo, photo_alpha, args.size), 4),
-              "photo_color_distance": round(color_statistics_distance([small_photo], [on_object], painting_pixels), 4)}
+              "photo_fine_detail_rms": round(fine_detail_rms(photo, photo_alpha, args.size), 4)}
     renders, middles = [], []
     for item in args.run:
         label, path = item.split("=", 1)
@@ -86,16 +76,15 @@ def main() -> None:
         with torch.no_grad():
             large = render_image_field(run.model.field, args.width, height).clamp(0, 1)
             small = render_image_field(run.model.field, args.size, small_height).clamp(0, 1)
-        distance = object_style_distance(small, small_mask, targets, extractor)
-        change = float((((large - photo).abs().mean(-1)) * background).sum() / background.sum().clamp_min(1))
-        emit("stylize_image_quality", run=label, **common,
-             gram_fall_pct=round(100 * (1 - distance / photo_distance), 1),
+        match = style_match(small, small_photo, small_mask, painting_pixels, extractor)
+        emit("stylize_image_quality", run=label, **common, photo_color_distance=round(match["color_distance_before"], 4),
+             gram_fall_pct=round(100 * match["gram_fall"], 1),
              fine_detail_rms=round(fine_detail_rms(large, photo_alpha, args.size), 4),
-             background_change=round(change, 4),
-             color_distance=round(color_statistics_distance([small], [on_object], painting_pixels), 4))
+             background_change=round(background_change(large, photo, photo_alpha), 4),
+             color_distance=round(match["color_distance_after"], 4))
         side = args.width // 4
         top, left = (height - side) // 2, (args.width - side) // 2
-        renders.append((shrunk(large, args.width // 2, height // 2).numpy(), f"{label}, {args.width} px"))
+        renders.append((area_resized(large, args.width // 2, height // 2).numpy(), f"{label}, {args.width} px"))
         middles.append((large[top:top + side, left:left + side].numpy().repeat(2, axis=0).repeat(2, axis=1), f"{label}, its middle"))
     if args.picture:
         tiles, labels = zip(*renders, *middles)

@@ -212,6 +212,14 @@ def run_eval(args: argparse.Namespace) -> int:
                   f"style's colour map: {entry['palette_reference_short_range_rmse']:.3f} / {entry['palette_reference_long_range_rmse']:.3f})")
         print(f"written to {trained.run.metrics_path} (loss network: {metrics['backbone']})")
         return 0
+    if trained.kind == "stylized_image" and "styles" in metrics:
+        for entry in metrics["styles"]:
+            kept = "" if entry["background_change"] is None else f", the transparent background changed by {entry['background_change']:.4f}"
+            print(f"{entry['name']}: over the object at the losses' {metrics['size']} px, Gram distance to the painting "
+                  f"{entry['style_distance_before']:.3g} -> {entry['style_distance_after']:.3g} (fall {entry['gram_fall']:.0%}), "
+                  f"colour-statistics distance {entry['color_distance_before']:.3g} -> {entry['color_distance_after']:.3g}{kept}")
+        print(f"written to {trained.run.metrics_path} and {trained.run.root / metrics['picture']} (loss network: {metrics['backbone']})")
+        return 0
     print(f"{args.run}: {metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} (written to {trained.run.metrics_path})")
     return 0
 

@@ -156,7 +156,14 @@ def test_stylize_image_paints_a_cut_out_object_and_keeps_its_background(tmp_path
     # and its colours, through the palette match after training (0.71x here; 0.89x without the map:
     # the demo painting's navy and gold stretch beyond 0-1 and clip)
     assert colours[1] < 0.8 * colours[0]
-    assert json.loads((tmp_path / "stylized_image" / "stylized" / "run.json").read_text())["recolored"] is True
+    run = tmp_path / "stylized_image" / "stylized"
+    assert json.loads((run / "run.json").read_text())["recolored"] is True
+    # `eval` measures the same over the object, from the painting the run kept, and draws it.
+    assert (run / "styles" / "00_style.png").is_file()
+    assert main(["eval", "--run", str(run), "--device", "cpu"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())["styles"][0]
+    assert metrics["gram_fall"] > 0.1 and metrics["color_fall"] > 0.2 and metrics["background_change"] < 0.01, metrics
+    assert Image.open(run / "eval.png").size[0] > 3 * 64
 
 
 def test_stylize_image_teaches_the_field_between_the_pixels_it_sees(tmp_path):

@@ -73,3 +73,20 @@ def load_style_image(path: str | Path, working_size: int = 512, enlarge: bool = 
     if scale < 1 or (enlarge and scale > 1):
         rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
     return StyleImage(path.stem, np.asarray(rgb, dtype=np.float32) / 255.0, notes)
+
+
+def keep_style_copies(styles: list[StyleImage], sources: list[str | Path], run_root: Path) -> list[dict]:
+    """Write each style as the run uses it to RUN/styles (so a run needs none of the user's files
+    to resume or be evaluated); its records for the run's config."""
+    (run_root / "styles").mkdir(parents=True, exist_ok=True)
+    records = []
+    for index, (style, source) in enumerate(zip(styles, sources)):
+        name = f"{index:02d}_{style.name}.png"
+        Image.fromarray((style.pixels * 255).round().astype(np.uint8)).save(run_root / "styles" / name)
+        records.append({"name": style.name, "file": f"styles/{name}", "source": str(Path(source).resolve()), "notes": style.notes})
+    return records
+
+
+def kept_style(run_root: Path, record: dict) -> np.ndarray:
+    """A style a run kept (`keep_style_copies`), as float RGB [H, W, 3] in [0, 1]."""
+    return np.asarray(Image.open(run_root / record["file"]).convert("RGB"), dtype=np.float32) / 255.0

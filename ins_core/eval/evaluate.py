@@ -48,11 +48,9 @@ def content_run_of(trained: TrainedRun) -> TrainedRun:
 
 def styles_of(trained: TrainedRun) -> list[torch.Tensor]:
     """A stylized run's paintings [H, W, 3] in [0, 1], as it kept them (at their working size)."""
-    import numpy as np
-    from PIL import Image
+    from ..data.styles import kept_style
 
-    return [torch.from_numpy(np.asarray(Image.open(trained.run.root / s["file"]).convert("RGB"), dtype=np.float32) / 255.0).to(trained.device)
-            for s in trained.config["styles"]]
+    return [torch.from_numpy(kept_style(trained.run.root, s)).to(trained.device) for s in trained.config["styles"]]
 
 
 def _evaluate_stylized_run(trained: TrainedRun, progress=None) -> dict:
@@ -75,6 +73,17 @@ def _evaluate_stylized_run(trained: TrainedRun, progress=None) -> dict:
 
 
 STYLIZED_PICTURE = "eval.png"
+
+
+def _evaluate_stylized_image_run(trained: TrainedRun) -> dict:
+    """Each style's match over the object, against the photograph (`stylized_image.py`), and its picture."""
+    from ..losses.vgg import resolve_backbone
+    from .stylized_image import evaluate_stylized_image
+
+    backbone = resolve_backbone(trained.config.get("vgg_weights"), None, False, log=lambda message: None)
+    metrics, picture = evaluate_stylized_image(trained, styles_of(trained), backbone.extractor.to(trained.device))
+    save_png(trained.run.root / STYLIZED_PICTURE, picture)
+    return {"backbone": backbone.name, "pretrained_backbone": backbone.pretrained, "picture": STYLIZED_PICTURE, **metrics}
 
 
 def stylized_picture(renders: dict, styles: list[torch.Tensor], names: list[str], result: dict, max_views: int = 4):
@@ -122,7 +131,9 @@ def evaluate_run(trained: TrainedRun, progress=None) -> dict:
     """Metrics for a run, also written to RUN/metrics.json."""
     if trained.kind == "stylized":
         metrics = _evaluate_stylized_run(trained, progress)
-    elif trained.kind in ("image", "stylized_image"):
+    elif trained.kind == "stylized_image" and all("file" in s for s in trained.config["styles"]):
+        metrics = _evaluate_stylized_image_run(trained)
+    elif trained.kind in ("image", "stylized_image"):  # stylized images from before they kept their paintings: the fit alone
         image = trained.data.image
         render = render_image_field(trained.model.field, image.shape[1], image.shape[0])
         metrics = {"split": "image", "psnr": psnr(render, image), "ssim": ssim(render, image)}

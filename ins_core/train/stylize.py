@@ -43,9 +43,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from ..data.styles import load_style_image
+from ..data.styles import keep_style_copies, kept_style, load_style_image
 from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
@@ -520,15 +519,8 @@ class StyleObjective:
 
 def _copy_styles(styles: list[Path], out: Path, working_size: int) -> tuple[list[dict], list[np.ndarray]]:
     """Load and check each style, keep a copy in RUN/styles so the run does not need the user's files."""
-    records, pixels = [], []
-    (out / "styles").mkdir(parents=True, exist_ok=True)
-    for index, path in enumerate(styles):
-        style = load_style_image(path, working_size, enlarge=True)  # a small painting too: its strokes at the size asked for
-        name = f"{index:02d}_{style.name}.png"
-        Image.fromarray((style.pixels * 255).round().astype(np.uint8)).save(out / "styles" / name)
-        records.append({"name": style.name, "file": f"styles/{name}", "source": str(Path(path).resolve()), "notes": style.notes})
-        pixels.append(style.pixels)
-    return records, pixels
+    images = [load_style_image(path, working_size, enlarge=True) for path in styles]  # a small painting too: its strokes at the size asked for
+    return keep_style_copies(images, styles, out), [style.pixels for style in images]
 
 
 class StylizeSession(RunSession):
@@ -602,7 +594,7 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
     backbone = resolve_backbone(request.vgg_weights, request.cache_dir, request.allow_download, log)
     if resume:
         config = out.read_config()
-        style_pixels = [np.asarray(Image.open(out.root / record["file"]).convert("RGB"), dtype=np.float32) / 255.0 for record in config["styles"]]
+        style_pixels = [kept_style(out.root, record) for record in config["styles"]]
         return StylizeSession(out, config, device, backbone, style_pixels, None)
     try:
         records, style_pixels = _copy_styles(request.styles, out.root, settings.style_size)

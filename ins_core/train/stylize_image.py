@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.cameras import image_pixels
-from ..data.styles import load_style_image
+from ..data.styles import keep_style_copies, kept_style, load_style_image
 from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
@@ -207,20 +207,23 @@ def start_image_stylize(content: Path, styles: list[Path], out: Path, device: st
     run = RunDir(out / "stylized")
     signature = {"kind": "stylized_image", "styles": [Path(p).name for p in styles]}
     resume = run.prepare_new(signature, force=False)
+    kept = resume and all("file" in record for record in run.read_config()["styles"])  # runs from before read the paintings again
     scale = run.read_config()["stylize"].get("stroke_scale", 1.0) if resume else settings.stroke_scale
-    style_images = [load_style_image(path, max(16, round(PAINTING_SIZE * scale)), enlarge=True) for path in styles]
+    style_images = [] if kept else [load_style_image(path, max(16, round(PAINTING_SIZE * scale)), enlarge=True) for path in styles]
     fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
     backbone = resolve_backbone(vgg_weights, None, False, log)
 
     def make_session():
         if resume:
-            return ImageStylizeSession(run, run.read_config(), torch_device, backbone, [s.pixels for s in style_images], None)
+            config = run.read_config()
+            paintings = [kept_style(run.root, record) for record in config["styles"]] if kept else [s.pixels for s in style_images]
+            return ImageStylizeSession(run, config, torch_device, backbone, paintings, None)
         base = fit.config
         config = {
             "kind": "stylized_image", "signature": signature, "base_run": str((out / "content").resolve()),
             "data": {**base["data"], "relative": os.path.relpath(base["data"]["path"], run.root.resolve())},
             "model": {"content_kind": "image", "content": base["model"], "stylization": StylizationConfig(n_styles=len(styles)).to_dict()},
-            "styles": [{"name": s.name, "notes": s.notes} for s in style_images], "stylize": asdict(settings),
+            "styles": keep_style_copies(style_images, styles, run.root), "stylize": asdict(settings),
             "backbone": {"name": backbone.name, "pretrained": backbone.pretrained, "note": backbone.note}, "vgg_weights": vgg_weights,
             "steps": settings.steps, "step": 0, "status": "new", "seed": 0, "aabb": None, "device": device,
         }
