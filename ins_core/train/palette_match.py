@@ -274,7 +274,8 @@ class StylePalette:
 
 @dataclass
 class PaletteSettings:
-    """How the palette match after training chooses its maps (the stylization's settings of the same names)."""
+    """How the palette match after training chooses its maps: the defaults of `stylize` (its
+    settings of the same names take theirs from here) and of `stylize-image`."""
 
     search_steps: int = 15
     distribution: bool = True

@@ -138,9 +138,9 @@ class StylizeSettings:
     palette_weight: float = 2.0  # view mode: the object made to reach the painting's colour range while training (0: off)
     consistency_weight: float = 0.0  # view mode: each view made to agree with a neighbouring view where both see the surface (0: off)
     palette_max_gain: float | None = None  # cap on how much the palette map after training stretches colour differences (None: no cap)
-    palette_search_steps: int = 15  # Adam steps searching the palette map's rotation for the painting's Gram statistics (0: ARF's map)
-    palette_distribution: bool = True  # the search also weighs how far the object's colours lie from the painting's distribution of colours
-    palette_spread: float | str = "auto"  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF; auto: chosen by the Gram loss)
+    palette_search_steps: int = PaletteSettings.search_steps  # Adam steps searching the palette map's rotation for the painting's Gram statistics (0: ARF's map)
+    palette_distribution: bool = PaletteSettings.distribution  # the search also weighs how far the object's colours lie from the painting's distribution of colours
+    palette_spread: float | str = PaletteSettings.spread  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF; auto: chosen by the Gram loss)
     vgg_size: int = 256
     stroke_scale: float = 1.0
     style_size: int = 0  # 0: vgg_size * stroke_scale
