@@ -25,6 +25,9 @@
 #          the view's detail (the GPU's default before) on the same field; about 6 minutes (at most 9).
 #          First, the style mix's colour map on the GPU against the CPU's; last, the four paintings'
 #          palette spread chosen weighing the colour distance too (bench/palette_rematch.py).
+#   PART=9, the 2D case (about 2 minutes): `stylize-image` on lego's r_0 at 400 px with starry night at
+#          the GPU's 1000 steps, timed, then its match over the object (bench/stylize_image_quality.py)
+#          and `eval`'s picture.
 # Data: `python bench/prepare_device_data.py --lego ../shared/data/nerf_synthetic_lego --styles
 # ../shared/data/styles` writes .benchdata/lego400 (resized to 400x400), .benchdata/styles and
 # .benchdata/starry_night.jpg; PART=1 also wants .benchdata/lego800 (a copy of the lego folder); PART=7
@@ -149,6 +152,18 @@ print(json.dumps({'figure': 'color_mix_device', 'device': d, 'max_difference': f
   # The palette spread weighing the colour distance too (tried at 100 px on a CPU, 2026-12-05: not
   # kept there, where the view's detail is the measure); at 400 px the painting's own detail is.
   timeout 90 $PY bench/palette_rematch.py --stylized-run "$W"/lego400_styles/*_default --spread auto --spread-weighs-colours --device $DEVICE 2>&1 | grep '^{' | tee -a "$log"
+elif [ "$PART" = 9 ]; then
+  # stylize-image since 2026-12-05 (the object alone, each pixel jittered, the palette match): on the
+  # CPU 73-80 s a painting at 800 px with 300 steps; the GPU's default is 1000 steps.
+  photo="$LEGO400/train/r_0.png"
+  steps=$([ "${SMOKE:-0}" = 1 ] && echo "--steps $STYLE_STEPS --fit-steps 20")
+  SECONDS=0
+  timeout 240 $PY -m ins_core stylize-image --content "$photo" --style "$STYLE" --out "$W/image" $steps --device $DEVICE > "$OUT/stylize_image.log" 2>&1
+  echo "{\"figure\": \"stylize_image_seconds\", \"device\": \"$DEVICE\", \"exit\": $?, \"seconds\": $SECONDS}" | tee -a "$log"
+  timeout 60 $PY bench/stylize_image_quality.py --content "$photo" --style "$STYLE" --run "gpu=$W/image/stylized" --width $R400 \
+    --picture "$OUT/pictures/stylize_image_gpu.png" 2>&1 | grep '^{' | tee -a "$log"
+  timeout 60 $PY -m ins_core eval --run "$W/image/stylized" --device $DEVICE 2>&1 | tail -2 | tee -a "$OUT/stylize_image.log"
+  cp "$W/image/stylized/eval.png" "$OUT/pictures/stylize_image_eval_gpu.png" 2>/dev/null
 else
   timeout 200 $PY bench/fit_lego.py --data "$LEGO400" --resolution $R400 --time-budget $FIT_S --evaluations 6 --device $DEVICE --out "$W/lego400" 2>&1 | tee -a "$log"
   timeout 240 $PY bench/stylize_lego.py --content-run "$W/lego400" --style "$STYLE" --variant default --variant gram --steps $STYLE_STEPS --device $DEVICE --out "$W/lego400_styles" --pictures "$OUT/pictures" 2>&1 | tee -a "$log"

@@ -214,7 +214,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     if trained.kind == "stylized_image" and "styles" in metrics:
         for entry in metrics["styles"]:
-            kept = "" if entry["background_change"] is None else f", the transparent background changed by {entry['background_change']:.4f}"
+            kept = "" if entry["background_change"] is None else f", the transparent background changed by {entry['background_change']:.4f} from the fitted photograph"
             print(f"{entry['name']}: over the object at the losses' {metrics['size']} px, Gram distance to the painting "
                   f"{entry['style_distance_before']:.3g} -> {entry['style_distance_after']:.3g} (fall {entry['gram_fall']:.0%}), "
                   f"colour-statistics distance {entry['color_distance_before']:.3g} -> {entry['color_distance_after']:.3g}{kept}")

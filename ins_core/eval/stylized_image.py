@@ -33,18 +33,20 @@ def style_match(image: torch.Tensor, photo: torch.Tensor, opacity: torch.Tensor,
             "color_distance_before": colour[0], "color_distance_after": colour[1], "color_fall": 1.0 - colour[1] / colour[0]}
 
 
-def background_change(image: torch.Tensor, photo: torch.Tensor, opacity: torch.Tensor) -> float | None:
-    """The mean absolute change where the photograph is transparent (None where it has no such place)."""
+def background_change(image: torch.Tensor, before: torch.Tensor, opacity: torch.Tensor) -> float | None:
+    """The mean absolute change from `before` where the photograph is transparent (None where it has
+    no such place)."""
     background = opacity < 0.01
     if not bool(background.any()):
         return None
-    return float((image - photo).abs().mean(-1)[background].mean())
+    return float((image - before).abs().mean(-1)[background].mean())
 
 
 @torch.no_grad()
 def evaluate_stylized_image(trained, paintings: list[torch.Tensor], extractor) -> tuple[dict, np.ndarray]:
-    """Per style, `style_match` at the losses' size and `background_change` at the photograph's; and
-    a picture: the photograph and each style's result, the paintings above, the figures below."""
+    """Per style, `style_match` at the losses' size and `background_change` at the photograph's size
+    from the content field's picture (what the stylization changed, not the fit's own error); and a
+    picture: the photograph and each style's result, the paintings above, the figures below."""
     photo, opacity = trained.data.image, trained.data.image_alpha[..., 0]
     height, width = photo.shape[:2]
     size = trained.config["stylize"].get("size", 192)
@@ -53,6 +55,7 @@ def evaluate_stylized_image(trained, paintings: list[torch.Tensor], extractor) -
     small_photo = area_resized(photo, small_width, small_height)
     small_opacity = area_resized(opacity[..., None], small_width, small_height)[..., 0]
     names = [style["name"] for style in trained.config["styles"]]
+    fitted = render_image_field(trained.model.field.content, width, height).clamp(0, 1)
     results, images = [], []
     for index, painting in enumerate(paintings):
         weights = [0.0] * len(paintings)
@@ -61,7 +64,7 @@ def evaluate_stylized_image(trained, paintings: list[torch.Tensor], extractor) -
         field = trained.model.field
         match = style_match(render_image_field(field, small_width, small_height).clamp(0, 1), small_photo, small_opacity, painting, extractor)
         image = render_image_field(field, width, height).clamp(0, 1)
-        results.append({"style": index, "name": names[index], **match, "background_change": background_change(image, photo, opacity)})
+        results.append({"style": index, "name": names[index], **match, "background_change": background_change(image, fitted, opacity)})
         images.append(image)
     picture = _picture(photo, images, paintings, names, results)
     return {"split": "image", "size": size, "styles": results}, picture
