@@ -56,9 +56,14 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def _progress_bar(desc: str):
-    bar = tqdm(desc=desc, unit="view", dynamic_ncols=True)
+    """A progress callback (done, total) whose bar appears with the first report (work that reports
+    nothing, an image run's eval, leaves no empty bar behind)."""
+    bars = []
 
     def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=desc, unit="view", dynamic_ncols=True, total=total))
+        bar = bars[0]
         bar.total = total
         bar.update(done - bar.n)
         if done == total:
