@@ -118,6 +118,7 @@ def parse_style_mix(text: str | None, n_styles: int) -> list[float]:
 
 def run_stylize_image(args: argparse.Namespace) -> int:
     from .render.views import render_image_field
+    from .fields.stylization import one_style
     from .train.stylize_image import start_image_stylize
     from .eval.pictures import save_png
 
@@ -132,9 +133,7 @@ def run_stylize_image(args: argparse.Namespace) -> int:
         _train_with_bar(session)
     height, width = session.data.image.shape[:2]
     for index, style in enumerate(session.config["styles"]):
-        weights = [0.0] * len(session.config["styles"])
-        weights[index] = 1.0
-        session.model.set_style(weights)
+        session.model.set_style(one_style(index, len(session.config["styles"])))
         image = render_image_field(session.model.field, width, height)
         path = args.out / f"stylized_{style['name']}.png"
         save_png(path, (image.clamp(0, 1).cpu().numpy() * 255).round().astype("uint8"))

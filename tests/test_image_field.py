@@ -153,9 +153,9 @@ def test_stylize_image_paints_a_cut_out_object_and_keeps_its_background(tmp_path
 
     painting = torch.from_numpy(np.asarray(Image.open(style).convert("RGB"), dtype=np.float32) / 255)
     colours = [color_statistics_distance([torch.from_numpy(image)], [torch.from_numpy(inside)], painting) for image in (on_white, result)]
-    # and its colours, through the palette match after training (0.71x here; 0.89x without the map:
-    # the demo painting's navy and gold stretch beyond 0-1 and clip)
-    assert colours[1] < 0.8 * colours[0]
+    # and its colours, through the palette match after training (0.30x here; 1.18x with the same
+    # field drawn without its map)
+    assert colours[1] < 0.5 * colours[0]
     run = tmp_path / "stylized_image" / "stylized"
     assert json.loads((run / "run.json").read_text())["recolored"] is True
     # `eval` measures the same over the object, from the painting the run kept, and draws it.

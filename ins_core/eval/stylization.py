@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.cameras import image_pixels, look_at, rays_from_pixels
+from ..fields.stylization import one_style
 from ..losses.style import CONTENT_LAYER, band_limited, content_loss, object_style_distances, painting_grams
 from ..render.reprojection import reproject
 from ..render.views import ViewRender, render_view
@@ -247,9 +248,7 @@ def evaluate_stylized(stylized, content, views, styles: list[torch.Tensor], extr
     content_orbit: list[ViewRender] = []
     result = {"content": consistency(content.model, orbit, on_view=rendered, renders_out=content_orbit), "styles": []}
     for index, style in enumerate(styles):
-        weights = [0.0] * len(styles)
-        weights[index] = 1.0
-        stylized.model.set_style(weights)
+        stylized.model.set_style(one_style(index, len(styles)))
         stylized_renders = renders(stylized.model)
         masks = [r.opacity for r in content_renders]
         grams = painting_grams(style, extractor)

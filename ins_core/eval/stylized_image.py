@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..fields.stylization import one_style
 from ..losses.style import object_style_distance, painting_grams
 from ..render.views import render_image_field
 from .pictures import image_grid, with_caption
@@ -58,9 +59,7 @@ def evaluate_stylized_image(trained, paintings: list[torch.Tensor], extractor) -
     fitted = render_image_field(trained.model.field.content, width, height).clamp(0, 1)
     results, images = [], []
     for index, painting in enumerate(paintings):
-        weights = [0.0] * len(paintings)
-        weights[index] = 1.0
-        trained.model.set_style(weights)
+        trained.model.set_style(one_style(index, len(paintings)))
         field = trained.model.field
         match = style_match(render_image_field(field, small_width, small_height).clamp(0, 1), small_photo, small_opacity, painting, extractor)
         image = render_image_field(field, width, height).clamp(0, 1)

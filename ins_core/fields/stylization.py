@@ -92,6 +92,13 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     return teacher
 
 
+def one_style(index: int, n_styles: int) -> list[float]:
+    """The style weights of style `index` alone (one-hot over `n_styles`)."""
+    weights = [0.0] * n_styles
+    weights[index] = 1.0
+    return weights
+
+
 def check_style_weights(weights: torch.Tensor, n_styles: int) -> torch.Tensor:
     """A convex mix of the K styles: K non-negative weights summing to 1."""
     weights = torch.as_tensor(weights, dtype=torch.float32).flatten()

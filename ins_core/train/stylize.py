@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from ..data.styles import keep_style_copies, kept_style, load_style_image
 from ..device import resolve_device
 from ..errors import InputError
-from ..fields.stylization import StylizationConfig
+from ..fields.stylization import StylizationConfig, one_style
 from ..losses.consistency import reprojection_difference
 from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
@@ -390,9 +390,7 @@ class StyleObjective:
         return self.targets[style_index].relative_gram_loss(grams)
 
     def _use_style(self, style_index: int) -> None:
-        weights = torch.zeros(self.n_styles)
-        weights[style_index] = 1.0
-        self.model.set_style(weights)
+        self.model.set_style(one_style(style_index, self.n_styles))
 
     @torch.no_grad()
     def photo_features(self, photo: torch.Tensor, size: int | None, key: tuple[int, int] | None) -> torch.Tensor:

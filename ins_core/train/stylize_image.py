@@ -23,7 +23,7 @@ from ..data.cameras import image_pixels
 from ..data.styles import keep_style_copies, kept_style, load_style_image
 from ..device import resolve_device
 from ..errors import InputError
-from ..fields.stylization import StylizationConfig
+from ..fields.stylization import StylizationConfig, one_style
 from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, masked_gram_matrix, relative_content_loss
 from ..losses.vgg import loss_network_dtype, resolve_backbone, resolved_loss_precision
 from .checkpoint import load_checkpoint
@@ -111,9 +111,7 @@ class ImageStyleObjective:
         return self.targets[style_index].relative_gram_loss({layer: masked_gram_matrix(feats[layer], opacity[None, None]) for layer in GRAM_LAYERS})
 
     def _use_style(self, style_index: int) -> None:
-        weights = torch.zeros(self.n_styles)
-        weights[style_index] = 1.0
-        self.model.set_style(weights)
+        self.model.set_style(one_style(style_index, self.n_styles))
 
     def batch(self) -> dict:
         index, self.next_style = self.next_style, (self.next_style + 1) % self.n_styles
@@ -207,8 +205,9 @@ def start_image_stylize(content: Path, styles: list[Path], out: Path, device: st
     run = RunDir(out / "stylized")
     signature = {"kind": "stylized_image", "styles": [Path(p).name for p in styles]}
     resume = run.prepare_new(signature, force=False)
-    kept = resume and all("file" in record for record in run.read_config()["styles"])  # runs from before read the paintings again
-    scale = run.read_config()["stylize"].get("stroke_scale", 1.0) if resume else settings.stroke_scale
+    recorded = run.read_config() if resume else None
+    kept = resume and all("file" in record for record in recorded["styles"])  # runs from before read the paintings again
+    scale = recorded["stylize"].get("stroke_scale", 1.0) if resume else settings.stroke_scale
     style_images = [] if kept else [load_style_image(path, max(16, round(PAINTING_SIZE * scale)), enlarge=True) for path in styles]
     fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
     backbone = resolve_backbone(vgg_weights, None, False, log)
