@@ -42,6 +42,10 @@ _positive_int = _int_at_least(1, "a positive integer")
 _count = _int_at_least(0, "a whole number (0 or more)")
 
 
+VGG_WEIGHTS_HELP = ("the loss network's weights: a local torchvision vgg16-397923af.pth or a trimmed file "
+                    "(default: the ImageNet VGG-16 that `weights` extracted, ins_core/assets)")
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where to compute (auto: cuda, then mps, then cpu)")
 
@@ -52,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="train a NeRF, SDF or image field from posed views (or an image)")
     fit.add_argument("--data", required=True, type=Path, help="dataset folder with transforms_train.json / transforms.json (an image file for --field image)")
-    fit.add_argument("--field", default="nerf", choices=FIELD_KINDS)
+    fit.add_argument("--field", default="nerf", choices=FIELD_KINDS, help="nerf (density, the default), sdf (a surface: smoother meshes) or image (one picture)")
     fit.add_argument("--out", required=True, type=Path, help="run folder to create (an unfinished run there resumes)")
     fit.add_argument("--resolution", type=_positive_int, help="train on views resized to this width in pixels")
     fit.add_argument("--steps", type=_positive_int, help="optimiser steps (default depends on the field and device)")
@@ -60,22 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--time-budget", type=float, help="stop after this many seconds of training (resumable)")
     fit.add_argument("--holdout-every", type=int, default=10, help="without a test split, hold out every n-th view (0: none)")
     fit.add_argument("--image-backbone", default="hashgrid", choices=("hashgrid", "siren"), help="for --field image")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="initialisation and ray sampling (the same seed repeats a run on the same machine)")
     fit.add_argument("--force", action="store_true", help="replace another run in --out")
     _add_device(fit)
 
     render = commands.add_parser("render", help="render held-out views, depth maps and a turntable of a run")
-    render.add_argument("--run", required=True, type=Path)
-    render.add_argument("--turntable-frames", type=_positive_int, default=48)
+    render.add_argument("--run", required=True, type=Path, help="a run folder (from fit, stylize or stylize-image); pictures go to RUN/renders")
+    render.add_argument("--turntable-frames", type=_positive_int, default=48, help="frames in the orbit (default 48)")
     render.add_argument("--format", default="gif", choices=("gif", "mp4"), help="turntable video format")
-    render.add_argument("--no-turntable", action="store_true")
+    render.add_argument("--no-turntable", action="store_true", help="held-out views and depth maps only")
     render.add_argument("--width", type=_positive_int, help="output width in pixels, any resolution (image fields: the image; NeRF / SDF runs: the turntable)")
     render.add_argument("--style-mix", help="stylized runs: weights of the styles, e.g. 0.3,0.7 (default: the first style)")
     render.add_argument("--morph", action="store_true", help="stylized runs: a turntable that morphs from the first style to the last")
     _add_device(render)
 
-    evaluate = commands.add_parser("eval", help="PSNR and SSIM on held-out views, written to RUN/metrics.json")
-    evaluate.add_argument("--run", required=True, type=Path)
+    evaluate = commands.add_parser("eval", help="measure a run on its held-out views: PSNR and SSIM for a fit; for a stylized run the match to "
+                                     "each painting, the silhouette and the view-to-view warp, with a picture (RUN/eval.png); "
+                                     "the figures in RUN/metrics.json")
+    evaluate.add_argument("--run", required=True, type=Path, help="a run folder (from fit, stylize or stylize-image)")
     evaluate.add_argument("--mesh", type=Path, help="also compare an exported mesh (the folder `export` wrote) with the field: "
                                                     "PSNR and silhouette IoU through the held-out cameras")
     evaluate.add_argument("--supersample", type=_positive_int, default=2, help="mesh renders: k x k samples per pixel")
@@ -97,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--lr", type=float, help="learning rate")
     stylize.add_argument("--patch", type=_positive_int, help="patch mode: rays per patch side (P)")
     stylize.add_argument("--stride", type=int, choices=(1, 2, 4), help="patch mode: sampling stride s: a P x P patch from a (P*s)^2 window")
-    stylize.add_argument("--style-weight", type=float)
-    stylize.add_argument("--content-weight", type=float)
+    stylize.add_argument("--style-weight", type=float, help="weight of the Gram (style) loss")
+    stylize.add_argument("--content-weight", type=float, help="weight of the content loss (higher keeps more of the scene's own look)")
     stylize.add_argument("--geometry-weight", type=float, help="self-distilled geometry consistency (0 turns it off)")
     stylize.add_argument("--nnfm-weight", type=float, help="nearest-neighbour feature matching (sharper strokes)")
     stylize.add_argument("--tv-weight", type=float, help="how smooth the strokes are made (total variation; view mode 100, patch 0; "
@@ -129,30 +135,32 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                "colours lie from the painting's mix of colours (default on; off: "
                                                                                "by the Gram loss alone, from two starts)")
     stylize.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
-    stylize.add_argument("--vgg-weights", help="a local torchvision vgg16-397923af.pth (or the trimmed cache file)")
+    stylize.add_argument("--vgg-weights", help=VGG_WEIGHTS_HELP)
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")
     stylize.add_argument("--allow-download", action="store_true", help="download the VGG weights once (needs network)")
-    stylize.add_argument("--seed", type=int, default=0)
-    stylize.add_argument("--force", action="store_true")
+    stylize.add_argument("--seed", type=int, default=0, help="initialisation of the style modules")
+    stylize.add_argument("--force", action="store_true", help="replace another run in --out")
     _add_device(stylize)
 
     stylize_image = commands.add_parser("stylize-image", help="stylize one image with INS on an image field (renders at any resolution)")
     stylize_image.add_argument("--content", required=True, type=Path, help="the image to stylize")
-    stylize_image.add_argument("--style", required=True, action="append", type=Path, dest="styles")
-    stylize_image.add_argument("--out", required=True, type=Path)
+    stylize_image.add_argument("--style", required=True, action="append", type=Path, dest="styles", help="a style image; repeat for several styles in one model")
+    stylize_image.add_argument("--out", required=True, type=Path, help="a folder: the photograph's fit in OUT/content, the model in "
+                                                                         "OUT/stylized, a picture per style in OUT/stylized_NAME.png "
+                                                                         "(an unfinished run there resumes)")
     stylize_image.add_argument("--steps", type=_positive_int, help="stylization steps")
     stylize_image.add_argument("--fit-steps", type=_positive_int, help="steps fitting the content image first")
     stylize_image.add_argument("--stroke-scale", type=float, help="how big brush strokes are: 1 (the default) the painting's against the "
                                                                   "192 px image the losses see, 2 twice as big")
     stylize_image.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
-    stylize_image.add_argument("--vgg-weights")
+    stylize_image.add_argument("--vgg-weights", help=VGG_WEIGHTS_HELP)
     _add_device(stylize_image)
 
     export = commands.add_parser("export", help="marching-cubes mesh with a baked (stylized) texture: glb, obj, npz")
-    export.add_argument("--run", required=True, type=Path)
-    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--run", required=True, type=Path, help="a NeRF, SDF or stylized run folder")
+    export.add_argument("--out", required=True, type=Path, help="the folder for mesh.glb, mesh.obj (+ .mtl, texture.png) and mesh.npz")
     export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes grid cells per side")
-    export.add_argument("--texture-size", type=_positive_int, default=1024)
+    export.add_argument("--texture-size", type=_positive_int, default=1024, help="texture width and height in pixels")
     export.add_argument("--level", type=float, help="density threshold (NeRF runs; default: calibrated on the field's own renders)")
     export.add_argument("--style-mix", help="stylized runs: weights of the styles, e.g. 0.3,0.7")
     export.add_argument("--target-faces", type=_count, default=DEFAULT_EXPORT_FACES,
@@ -170,12 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--force", action="store_true", help="extract again even if the file is already there and loads")
 
     run_job = commands.add_parser("run-job", help="run a job directory end to end (what the Blender add-on's worker does)")
-    run_job.add_argument("job", type=Path)
+    run_job.add_argument("job", type=Path, help="a job folder holding job.json (as the add-on writes it)")
 
     demo = commands.add_parser("demo", help="the built-in demo: generate the scene, train, render and evaluate")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
-    demo.add_argument("--steps", type=_positive_int)
-    demo.add_argument("--force", action="store_true")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="where the demo's runs and pictures go (default runs/demo)")
+    demo.add_argument("--steps", type=_positive_int, help="NeRF pre-training steps (default: fit's own)")
+    demo.add_argument("--force", action="store_true", help="replace the runs of an earlier demo in --out")
     _add_device(demo)
     return parser
 

@@ -150,3 +150,16 @@ def test_a_fit_with_the_same_seed_is_the_same_fit_bit_for_bit(demo_data, tmp_pat
         assert torch.equal(first[key], again[key]), key
     assert not torch.equal(first["grid.density"], other["grid.density"])
     assert not torch.equal(first["field.position_encoding.table"], other["field.position_encoding.table"])
+
+
+def test_every_command_and_option_says_what_it_does_in_help():
+    import argparse
+
+    from ins_core.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    described = {choice.dest for choice in commands._choices_actions}
+    silent = [f"{name} {action.option_strings[-1] if action.option_strings else action.dest}"
+              for name, command in commands.choices.items() for action in command._actions if action.help is None]
+    assert described == set(commands.choices), "a command without a help line"
+    assert not silent, f"options with no help text: {silent}"
