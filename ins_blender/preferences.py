@@ -33,24 +33,28 @@ class INS_AddonPreferences(AddonPreferences):
         name="Worker Python", subtype="FILE_PATH", default="",
         description="Python executable that runs the worker (needs torch; a CUDA build for the GPU). Empty: Blender's own Python with the extension's bundled packages",
     )
-    device: EnumProperty(name="Default Device", items=DEVICES, default="AUTO")
+    device: EnumProperty(name="Default Device", items=DEVICES, default="AUTO",
+                          description="Where the worker trains when a scene's Device is Default")
     cache_dir: StringProperty(
         name="Weights Cache", subtype="DIR_PATH", default="",
-        description="Folder for the downloaded VGG-16 loss-network weights (empty: the extension's user folder)",
+        description=("Folder for VGG-16 weights trimmed from a file below or a download (empty: the extension's user "
+                     "folder); the ImageNet VGG-16 bundled with the extension needs none"),
     )
     vgg_weights: StringProperty(
         name="VGG-16 Weights File", subtype="FILE_PATH", default="",
-        description="Optional local file with VGG-16 weights (torchvision layout); used instead of a download",
+        description=("Optional: a local VGG-16 weights file (torchvision layout, or a trimmed file) used instead of the "
+                     "ImageNet VGG-16 bundled with the extension"),
     )
     allow_downloads: BoolProperty(
         name="Allow Downloads", default=True,
-        description="Download the VGG-16 weights once when needed (only when Blender's Allow Online Access is on too)",
+        description=("Only where no weights are bundled, cached or given: download the VGG-16 weights once (and only "
+                     "when Blender's Allow Online Access is on too)"),
     )
     capture_in_background: BoolProperty(
         name="Capture in Background", default=True,
         description="Render the training views in a background Blender process so the interface stays responsive",
     )
-    check_result: StringProperty(name="Worker Check", default="")
+    check_result: StringProperty(name="Worker Check", default="", description="What Check Worker found")
 
     def draw(self, context):
         layout = self.layout

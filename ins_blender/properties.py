@@ -71,10 +71,11 @@ class INS_StyleItem(PropertyGroup):
 
 class INS_SceneSettings(PropertyGroup):
     # -- inputs --------------------------------------------------------------------------------
-    styles: CollectionProperty(type=INS_StyleItem)
-    active_style_index: IntProperty(name="Active Style", default=0, min=0)
-    mode: EnumProperty(name="Mode", items=MODES, default="NERF")
-    preset: EnumProperty(name="Quality", items=presets.enum_items(), default="PREVIEW")
+    styles: CollectionProperty(type=INS_StyleItem, description="The paintings to stylize with; several train one model that can mix them")
+    active_style_index: IntProperty(name="Active Style", default=0, min=0, description="The style selected in the list")
+    mode: EnumProperty(name="Mode", items=MODES, default="NERF", description="The neural field fitted to the scene's views before it is stylized")
+    preset: EnumProperty(name="Quality", items=presets.enum_items(), default="PREVIEW",
+                          description="How many and how large the training views are, and how long each stage trains")
     stroke_scale: FloatProperty(name="Stroke Scale", default=1.0, min=0.25, max=4.0, soft_min=0.5, soft_max=3.0, step=10,
                                 description="How big the painting's brush strokes are on the scene: 1 keeps the painting's "
                                             "own scale against a view, 2 makes them twice as big, 0.5 half as big")
@@ -92,9 +93,10 @@ class INS_SceneSettings(PropertyGroup):
                                               "colours, at most the scene's own contrast)")
     style_detail: EnumProperty(name="Detail", items=DETAILS, default="AUTO",
                                description="Which of the painting's detail the scene is asked for while training")
-    device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES")
-    outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH")
-    capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG")
+    device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES", description="Where the worker trains")
+    outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH", description="What the job gives back")
+    capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG",
+                                 description="Where the cameras of the training views come from")
     camera_collection: PointerProperty(name="Cameras", type=bpy.types.Collection,
                                        description="Use the cameras of this collection (empty: every camera of the scene)")
     only_selected: BoolProperty(name="Selected Only", default=False,

@@ -148,8 +148,10 @@ def test_every_setting_the_panels_show_has_a_tooltip():
         rna = properties.INS_SceneSettings.bl_rna.properties
         for name in sorted(drawn):
             prop = rna[name]
-            described = prop.description or (prop.type == "ENUM" and all(item.description for item in prop.enum_items))
-            assert described, f"{name} has no tooltip"
+            assert prop.description, f"{name} has no tooltip"
+            assert prop.type != "ENUM" or all(item.description for item in prop.enum_items), f"{name}: a choice with no tooltip"
+        for prop in preferences.INS_AddonPreferences.bl_rna.properties:
+            assert prop.identifier in ("rna_type", "bl_idname") or prop.description, f"preference {prop.identifier} has no tooltip"
     finally:
         ins_blender.unregister()
 
