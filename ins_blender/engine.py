@@ -8,7 +8,10 @@ once per job and reused for every frame; the engine waits for the `rendered` eve
 progress, honouring Esc via `test_break()`), then loads the PNG into the render result
 (`RenderLayer.load_from_file`, which turns the top-down PNG rows into Blender's bottom-up ones
 and the 8-bit sRGB values into linear light; with the "Standard" view transform the colours come
-out exactly as rendered).
+out exactly as rendered). As Cycles does, it shows the world's colour where the field is empty
+unless Film > Transparent is on (`world.py`), and fills the Depth pass when the view layer has Z
+on (the distance along the camera's axis, 1e10 where there is no surface), so the result can be
+Z-combined with other renders in the compositor.
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -20,10 +23,12 @@ finished job the engine says so in one sentence and leaves the result empty.
 
 from __future__ import annotations
 
+import array
 import math
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -39,6 +44,7 @@ from ins_core.protocol import RenderCommand
 
 from . import jobs
 from .capture import camera_intrinsics, camera_to_world
+from .world import background_colour
 
 READY_TIMEOUT_S = 600.0  # loading torch and the model
 RENDER_TIMEOUT_S = 3600.0
@@ -148,12 +154,14 @@ class RenderServer:
             time.sleep(0.05)
         return True
 
-    def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None) -> tuple[str, Path]:
+    def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False) -> tuple[str, Path]:
+        """Send one render request; its PNG will be the returned path (its Z pass, with `depth`,
+        `depth_path(path)`)."""
         request_id = uuid.uuid4().hex[:12]
         out = self.folder / f"{request_id}.png"
         command = RenderCommand(request_id=request_id, c2w=c2w, fx=float(fx), fy=float(fy), cx=float(cx),
                                 cy=float(cy), width=int(width), height=int(height), out=str(out),
-                                style_mix=style_mix)
+                                style_mix=style_mix, background=background, depth_out=str(depth_path(out)) if depth else None)
         try:
             self.worker.send(command)
         except jobs.WorkerError as error:
@@ -165,10 +173,10 @@ class RenderServer:
             self.worker.poll()
             return self.worker.state.rendered.pop(request_id, None)
 
-    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, *, should_stop=None,
-               on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
+    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, *,
+               should_stop=None, on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
         """Blocking render of one view; None when `should_stop()` said stop."""
-        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix)
+        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth)
         deadline = time.monotonic() + timeout
         while True:
             path = self.result(request_id)
@@ -240,6 +248,28 @@ def stop_servers() -> None:
             pass
 
 
+def depth_path(image: Path) -> Path:
+    """Where the server writes the Z pass of the render whose image is `image`."""
+    return image.with_suffix(".depth")
+
+
+def read_depth(path: Path, width: int, height: int) -> array.array:
+    """The server's Z pass (float32 little-endian, top row first) as Blender's pass wants it:
+    bottom row first. No numpy (some Blender builds have none)."""
+    values = array.array("f")
+    try:
+        with open(path, "rb") as f:
+            values.fromfile(f, width * height)
+    except (OSError, EOFError) as error:
+        raise EngineError(f"The INS render server's depth pass '{path}' cannot be read ({getattr(error, 'strerror', None) or error}).") from None
+    if sys.byteorder == "big":
+        values.byteswap()
+    rows = array.array("f")
+    for row in range(height - 1, -1, -1):
+        rows.extend(values[row * width:(row + 1) * width])
+    return rows
+
+
 def png_size(path: Path) -> tuple[int, int]:
     """(width, height) from a PNG header; EngineError when it is not a PNG."""
     try:
@@ -299,12 +329,20 @@ class INSRenderEngine(bpy.types.RenderEngine):
             except (AttributeError, RuntimeError):
                 pass
 
+    def update_render_passes(self, scene=None, renderlayer=None):
+        """The passes the engine fills: Combined, and Depth when the view layer asks for Z."""
+        self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
+        if renderlayer.use_pass_z:
+            self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
+
     def _render(self, scene, depsgraph) -> None:
         width, height = int(self.resolution_x), int(self.resolution_y)
         camera = self.camera_override or scene.camera
         c2w, k = _camera_view(scene, depsgraph, camera, width, height)
         job = render_job(scene)
         mix = mix_for_job(scene, job)
+        view_layer = depsgraph.view_layer
+        with_depth = view_layer is not None and view_layer.use_pass_z
         self.update_stats("", "INS: starting the render server")
         server = get_server(job)
         started = time.monotonic()
@@ -317,7 +355,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         if not server.wait_ready(should_stop=self.test_break, on_wait=waiting("loading the stylized model")):
             return
         self.update_progress(0.1)
-        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix,
+        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix, background_colour(scene), with_depth,
                              should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
         if path is None:
             return
@@ -325,18 +363,21 @@ class INSRenderEngine(bpy.types.RenderEngine):
             size = png_size(path)
             if size != (width, height):
                 raise EngineError(f"The INS render server returned a {size[0]}x{size[1]} image for a {width}x{height} render; see the log '{server.worker.stderr_path}'.")
-            layer = depsgraph.view_layer.name if depsgraph.view_layer is not None else ""
-            result = self.begin_result(0, 0, width, height, layer=layer)
+            depth = read_depth(depth_path(path), width, height) if with_depth else None
+            result = self.begin_result(0, 0, width, height, layer=view_layer.name if view_layer is not None else "")
             try:
                 # Top-down sRGB PNG -> bottom-up linear render result (Blender converts both).
                 result.layers[0].load_from_file(str(path))
+                if depth is not None:
+                    result.layers[0].passes["Depth"].rect.foreach_set(depth)
             finally:
                 self.end_result(result)
         finally:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            for leftover in (path, depth_path(path)):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
         self.update_progress(1.0)
         self.update_stats("", f"INS: rendered in {time.monotonic() - started:.1f} s")
 
@@ -437,15 +478,16 @@ class ViewportPreview:
         self.error = ""
         job = render_job(scene)
         mix = mix_for_job(scene, job)
+        background = background_colour(scene)
         server = get_server(job)
         if server is not self.server:  # a new server (the job was re-run) never answers the old requests
             self.server, self.pending, self.key = server, None, None
-        key = (view.key, tuple(mix or ()))
+        key = (view.key, tuple(mix or ()), None if background is None else tuple(round(c, 4) for c in background))
         if key != self.key:
             self.key, self.level = key, 0  # a request in flight for the old view is awaited
         if server.ready and self.pending is None and self.level < len(VIEWPORT_LEVELS):
             args = view.scaled(VIEWPORT_LEVELS[self.level])
-            request_id, _ = server.submit(*args, mix)
+            request_id, _ = server.submit(*args, mix, background)
             self.pending = (request_id, args[-2:], self.key)
         if not server.ready or self.pending is not None:
             self._poll_soon()
@@ -552,7 +594,9 @@ CLASSES = (INSRenderEngine,)
 
 # Built-in panels that make sense for the INS engine (colour management, dimensions are global).
 _COMPAT_PANELS = ("RENDER_PT_color_management", "RENDER_PT_color_management_curves",
-                  "RENDER_PT_color_management_display_settings", "RENDER_PT_color_management_white_balance")
+                  "RENDER_PT_color_management_display_settings", "RENDER_PT_color_management_white_balance",
+                  "RENDER_PT_opengl_film",  # Film > Transparent (the world's colour behind the field, or none)
+                  "VIEWLAYER_PT_layer_passes")  # the parent of the engine's own "Data" passes panel
 
 
 def register() -> None:

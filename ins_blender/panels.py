@@ -212,23 +212,50 @@ class VIEW3D_PT_ins_render(_INSPanel, Panel):
             layout.prop(item, "weight", text=item.display_name(), slider=True)
 
 
-class RENDER_PT_ins(Panel):
-    bl_idname = "RENDER_PT_ins"
-    bl_label = "INS"
+class _INSPropertiesPanel:
+    """A panel of the Properties editor shown while the INS engine is the scene's."""
+
     bl_space_type = "PROPERTIES"
     bl_region_type = "WINDOW"
-    bl_context = "render"
     COMPAT_ENGINES = {"INS"}
 
     @classmethod
     def poll(cls, context):
-        return context.engine in cls.COMPAT_ENGINES and _settings(context) is not None
+        return context.engine in cls.COMPAT_ENGINES
+
+
+class RENDER_PT_ins(_INSPropertiesPanel, Panel):
+    bl_idname = "RENDER_PT_ins"
+    bl_label = "INS"
+    bl_context = "render"
+
+    @classmethod
+    def poll(cls, context):
+        return super().poll(context) and _settings(context) is not None
 
     def draw(self, context):
         VIEW3D_PT_ins_render.draw(self, context)
 
 
-CLASSES = (INS_UL_styles, VIEW3D_PT_ins, VIEW3D_PT_ins_capture, VIEW3D_PT_ins_job, VIEW3D_PT_ins_render, RENDER_PT_ins)
+class VIEWLAYER_PT_ins_passes_data(_INSPropertiesPanel, Panel):
+    """View Layer > Passes > Data for the INS engine: the passes it fills."""
+
+    bl_idname = "VIEWLAYER_PT_ins_passes_data"
+    bl_label = "Data"
+    bl_context = "view_layer"
+    bl_parent_id = "VIEWLAYER_PT_layer_passes"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        column = layout.column()
+        column.prop(context.view_layer, "use_pass_combined")
+        column.prop(context.view_layer, "use_pass_z")
+
+
+CLASSES = (INS_UL_styles, VIEW3D_PT_ins, VIEW3D_PT_ins_capture, VIEW3D_PT_ins_job, VIEW3D_PT_ins_render, RENDER_PT_ins,
+           VIEWLAYER_PT_ins_passes_data)
 
 
 register, unregister = class_registrar(CLASSES)

@@ -167,11 +167,19 @@ class RenderedEvent(_Event):
 
 
 _finite = number_field()
+# The Z pass where a ray meets no surface: what Cycles writes there.
+NO_DEPTH = 1e10
 
 
 @dataclass(frozen=True)
 class RenderCommand(_Command):
-    """Render one view: camera-to-world (Blender `matrix_world`), pinhole intrinsics in pixels."""
+    """Render one view: camera-to-world (Blender `matrix_world`), pinhole intrinsics in pixels.
+
+    `out` gets an RGBA PNG: straight alpha over a transparent background, or, with `background`
+    (linear RGB, Blender's world colour when Film > Transparent is off), the field over that colour
+    and opaque. `depth_out`, when given, gets the Z pass as Blender keeps it: the distance along
+    the camera's viewing axis, `NO_DEPTH` where no surface is, float32 little-endian, top row first.
+    """
 
     request_id: str
     c2w: list[list[float]]
@@ -183,6 +191,8 @@ class RenderCommand(_Command):
     height: int
     out: str
     style_mix: list[float] | None = None
+    background: list[float] | None = None
+    depth_out: str | None = None
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -195,6 +205,8 @@ class RenderCommand(_Command):
         "height": int_field(1),
         "out": _text,
         "style_mix": optional_field(weights_field()),
+        "background": optional_field(list_field(number_field(0.0), length=3)),
+        "depth_out": optional_field(_text),
     }
 
 

@@ -3,7 +3,8 @@
     python -m ins_core.worker JOB --serve
 
 Emits `ready`, then answers each `render` command on stdin (camera, intrinsics, size, style mix)
-with an RGBA PNG written atomically to the command's `out` path and a `rendered` event. `quit` or
+with an RGBA PNG written atomically to the command's `out` path (over the command's background
+colour, and its Z pass to `depth_out`, when it asks) and a `rendered` event. `quit` or
 the end of stdin stops it. A bad request gets an `error` event and the server keeps serving.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .job import JobPaths, ResultManifest
-from .protocol import ErrorEvent, QuitCommand, ReadyEvent, RenderCommand, RenderedEvent, decode_command, write_message
+from .protocol import NO_DEPTH, ErrorEvent, QuitCommand, ReadyEvent, RenderCommand, RenderedEvent, decode_command, write_message
 
 
 # Where the engine sends the server's stderr (ins_blender/jobs.py SERVER_STDERR_NAME); error events
@@ -40,7 +41,9 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     import torch
 
     from .eval.pictures import save_png
+    from .export.writers import write_bytes
     from .render.parallel import frame_workers
+    from .render.passes import over_background, z_pass
     from .render.views import render_view
 
     device = trained.device
@@ -51,8 +54,14 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
         trained.model.set_style(command.style_mix if command.style_mix else [1.0] + [0.0] * (n_styles - 1))
     workers = frame_workers() if fast else 1
     render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast, workers=workers)
+    if command.depth_out:
+        depth = z_pass(render, intrinsics, NO_DEPTH).cpu().numpy().astype("<f4")
+        write_bytes(command.depth_out, depth.tobytes())
+    rgba = render.rgba().clamp(0, 1)
+    if command.background is not None:
+        rgba = over_background(rgba, torch.tensor(command.background, dtype=torch.float32, device=device))
     out = Path(command.out)
-    save_png(out, (render.rgba().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
+    save_png(out, (rgba.cpu().numpy() * 255).round().astype(np.uint8))
     return out
 
 

@@ -49,11 +49,15 @@ def test_register_and_unregister_cleanly_twice():
         assert bpy.context.scene.ins.preset == "PREVIEW"
         assert all(hasattr(bpy.ops.ins, name) and getattr(bpy.types, f"INS_OT_{name}", None) is not None for name in OPERATORS)
         assert bpy.types.VIEW3D_PT_ins.is_registered and preferences.INS_AddonPreferences.is_registered
+        # Film > Transparent and View Layer > Passes show for the engine, its own Data passes under them.
+        assert "INS" in bpy.types.RENDER_PT_opengl_film.COMPAT_ENGINES and "INS" in bpy.types.VIEWLAYER_PT_layer_passes.COMPAT_ENGINES
+        assert bpy.types.VIEWLAYER_PT_ins_passes_data.is_registered
         assert bpy.app.handlers.load_post and any(h.__module__ == "ins_blender.jobs" for h in bpy.app.handlers.load_post)
         bpy.context.scene.render.engine = "CYCLES"
         ins_blender.unregister()
         assert not INSRenderEngine.is_registered and "INS" not in engines()
         assert not hasattr(bpy.types.Scene, "ins")
+        assert "INS" not in bpy.types.RENDER_PT_opengl_film.COMPAT_ENGINES and "INS" not in bpy.types.VIEWLAYER_PT_layer_passes.COMPAT_ENGINES
         assert not any(getattr(h, "__module__", "") == "ins_blender.jobs" for h in bpy.app.handlers.load_post)
         with pytest.raises(TypeError):
             bpy.context.scene.render.engine = "INS"
@@ -372,7 +376,7 @@ def test_panels_draw_in_every_status(tmp_path):
         scene = bpy.context.scene
         s = scene.ins
         bpy.ops.ins.add_style(filepath=str(tmp_path / "a.png"))
-        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager)
+        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager, view_layer=bpy.context.view_layer)
         drawn = []
         s.stage, s.eta_text = "Pre-training 1500/1500, PSNR 27.35 dB", "about 59 min left"
         for status in ("IDLE", "RUNNING", "CANCELLED", "FINISHED", "FAILED"):
@@ -411,7 +415,7 @@ def test_the_panel_estimate_comes_from_this_machines_recorded_speed(tmp_path, mo
     try:
         scene = bpy.context.scene
         scene.ins.preset, scene.ins.mode, scene.ins.device = "PREVIEW", "NERF", "CPU"
-        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager)
+        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager, view_layer=bpy.context.view_layer)
 
         def labels():
             fake = SimpleNamespace(layout=CheckingLayout())

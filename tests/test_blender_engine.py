@@ -3,9 +3,9 @@
 The render server here is FAKE_SERVER below: a test double of the protocol (stdlib only) that
 plays `python -m ins_core.worker JOB --serve`: it says "ready", answers every render command by
 writing a PNG of the asked size (top half one colour, bottom half another, so a flipped image
-shows) and logs the commands it got, so the tests can check the camera, intrinsics and style mix
-the engine sent. The variant with the real server is at the end (skipped until ins_core/worker.py
-exists).
+shows) and its Z pass when asked (2 above, 5 below), and logs the commands it got, so the tests
+can check the camera, intrinsics, style mix and background the engine sent. The test with the real
+server, on a job trained here, is at the end.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ import ins_blender  # noqa: E402
 from ins_blender import engine, jobs  # noqa: E402
 from ins_blender.capture import camera_intrinsics, camera_to_world  # noqa: E402
 from ins_core.job import JobPaths, JobSpec, ResultManifest  # noqa: E402
+from ins_core.protocol import NO_DEPTH  # noqa: E402
+from openexr import read_exr_channels  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
-ROOT = Path(__file__).resolve().parents[1]
 TOP, BOTTOM = (200, 100, 50, 255), (0, 0, 255, 255)
 
 FAKE_SERVER = r'''
@@ -54,6 +55,10 @@ for line in sys.stdin:
         break
     log.write(json.dumps({**command, "pid": os.getpid()}) + "\n")
     log.flush()
+    if command.get("depth_out"):  # the Z pass: 2 over the top half, 5 over the bottom, top row first
+        w, h = command["width"], command["height"]
+        with open(command["depth_out"], "wb") as f:
+            f.write(b"".join(struct.pack("<f", 2.0 if y < h // 2 else 5.0) * w for y in range(h)))
     png(command["out"], command["width"], command["height"])
     print(json.dumps({"event": "rendered", "request_id": command["request_id"], "path": command["out"]}), flush=True)
 '''
@@ -130,6 +135,62 @@ def test_f12_renders_the_camera_through_the_server(scene, tmp_path):
     assert command["cx"] < 20.0  # the camera's shift moved the principal point
     assert command["style_mix"] == pytest.approx([0.25, 0.75])
     assert not Path(command["out"]).exists()  # the engine removes the server's file
+
+
+def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
+    """F12, the result saved as an uncompressed multilayer EXR and read back: {pass name: [H, W(, C)]}."""
+    settings = bpy.context.scene.render.image_settings
+    if "media_type" in settings.bl_rna.properties:  # Blender 5: the container first, then the format
+        settings.media_type = "MULTI_LAYER_IMAGE"
+    settings.file_format = "OPEN_EXR_MULTILAYER"
+    settings.exr_codec, settings.color_depth = "NONE", "32"
+    bpy.ops.render.render()
+    path = tmp_path / "passes.exr"
+    bpy.data.images["Render Result"].save_render(str(path))
+    channels = read_exr_channels(path)
+    layer = bpy.context.view_layer.name
+    combined = np.stack([channels[f"{layer}.Combined.{c}"] for c in "RGBA"], axis=-1)
+    return {"Combined": combined, **({"Depth": channels[f"{layer}.Depth.Z"]} if f"{layer}.Depth.Z" in channels else {})}
+
+
+def test_the_depth_pass_comes_from_the_server_when_the_view_layer_asks(scene, tmp_path):
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    scene.render.film_transparent = True
+    assert "Depth" not in render_passes(tmp_path)
+    assert commands(job)[-1]["depth_out"] is None
+    bpy.context.view_layer.use_pass_z = True
+    passes = render_passes(tmp_path)
+    assert passes["Depth"].shape == (30, 40)
+    assert (passes["Depth"][:15] == 2.0).all() and (passes["Depth"][15:] == 5.0).all()  # not upside down
+    assert np.allclose(passes["Combined"][:15, :, 3], 1.0) and passes["Combined"][:15, :, 0].max() > 0.5  # the image too
+    depth_file = Path(commands(job)[-1]["depth_out"])
+    assert depth_file.suffix == ".depth" and not depth_file.exists()  # the engine removes the server's files
+
+
+def test_the_world_colour_lies_behind_the_field_unless_film_is_transparent(scene, tmp_path):
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    scene.render.film_transparent = False
+    scene.world = None
+    render(tmp_path)
+    assert commands(job)[-1]["background"] == [0.0, 0.0, 0.0]  # no world: black, as in Cycles
+    world = scene.world = bpy.data.worlds.new("World")
+    world.color = (0.3, 0.2, 0.1)
+    if bpy.app.version < (5, 0, 0):  # Blender 5 gives every world its nodes
+        world.use_nodes = True
+    background = next(node for node in world.node_tree.nodes if node.type == "BACKGROUND")
+    background.inputs["Color"].default_value = (0.2, 0.4, 0.8, 1.0)
+    background.inputs["Strength"].default_value = 0.5
+    render(tmp_path)
+    assert commands(job)[-1]["background"] == pytest.approx([0.1, 0.2, 0.4])
+    sky = world.node_tree.nodes.new("ShaderNodeTexSky")
+    world.node_tree.links.new(sky.outputs["Color"], background.inputs["Color"])
+    render(tmp_path)
+    assert commands(job)[-1]["background"] == pytest.approx([0.3, 0.2, 0.1])  # a texture: the world's viewport colour
+    scene.render.film_transparent = True
+    render(tmp_path)
+    assert commands(job)[-1]["background"] is None
 
 
 def test_one_server_serves_every_frame_and_the_style_mix_animates(scene, tmp_path):
@@ -316,10 +377,9 @@ np.save(out, (rgba.clamp(0, 1).numpy() * 255).round().astype(np.float64))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "ins_core" / "worker.py").exists(),
-                    reason="needs the real render server (python -m ins_core.worker JOB --serve), which the lead is writing")
 def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
     from ins_blender.batch import run_batch
+    from ins_blender.world import background_colour
 
     monkeypatch.setattr(jobs, "EXTRA_PATHS", [])
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -343,6 +403,7 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         camera.rotation_euler = (Vector((0, 0, 0)) - camera.location).to_track_quat("-Z", "Y").to_euler()
         scene.camera = camera
         scene.view_settings.view_transform = "Standard"  # no tone mapping between the two images
+        scene.render.film_transparent = True
         pixels = render(tmp_path)
         assert pixels.shape == (32, 32, 4)
         assert pixels[..., 3].max() > 0  # the cube shows
@@ -357,5 +418,23 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
         premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731
         assert np.abs(premultiplied(own) - premultiplied(pixels.astype(np.float64))).mean() < 2.0
+
+        # Film > Transparent off and the Z pass on: the world's colour where the field is empty,
+        # and depth exactly where the field is at least half opaque.
+        scene.render.film_transparent = False
+        bpy.context.view_layer.use_pass_z = True
+        scene.world = bpy.data.worlds.new("World")
+        world = background_colour(scene)
+        assert world is not None and max(world) > 0.01
+        passes = render_passes(tmp_path)
+        assert np.allclose(passes["Combined"][..., 3], 1.0)
+        assert np.abs(passes["Combined"][own[..., 3] == 0][:, :3] - world).max() < 0.003
+        depth, alpha = passes["Depth"], own[..., 3]
+        assert (depth[alpha < 124] == NO_DEPTH).all()  # (the two renderers' alpha differ by up to 2 levels)
+        # Where there is a surface, it lies within the job's box (the field is soft after so few steps).
+        low, high = np.reshape(ResultManifest.load(JobPaths(result.job_dir).result_json).aabb, (2, 3))
+        to_camera = camera.matrix_world.inverted()
+        axial = [-(to_camera @ Vector((x, y, z))).z for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])]
+        assert (alpha > 131).any() and (min(axial) - 0.01 < depth[alpha > 131]).all() and (depth[alpha > 131] < max(axial) + 0.01).all()
     finally:
         ins_blender.unregister()

@@ -16,7 +16,7 @@ from PIL import Image
 from ins_core import sharing, throughput
 from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.job import JobPaths, JobSpec, ResultManifest
-from ins_core.protocol import QuitCommand, RenderCommand, decode_event, encode
+from ins_core.protocol import NO_DEPTH, QuitCommand, RenderCommand, decode_event, encode
 
 OVERRIDES = {"pretrain_steps": 150, "stylize_steps": 20, "mesh_resolution": 40, "texture_size": 64, "mesh_faces": 600, "stroke_scale": 0.5,
              "style_detail": "full", "palette_spread": 0.8}
@@ -140,7 +140,26 @@ def test_render_server_answers_render_requests(finished_job, tmp_path):
     assert rendered.event == "rendered" and rendered.request_id == "f1"
     image = Image.open(out)
     assert image.size == (48, 32) and image.mode == "RGBA"
-    assert np.asarray(image)[..., 3].max() == 255  # the scene is in view
+    plain = np.asarray(image).astype(int)
+    assert plain[..., 3].max() == 255  # the scene is in view
+
+    # Film > Transparent off: over the world's (linear) colour, opaque; and the Z pass beside it.
+    world, depth_file = [0.2, 0.4, 0.8], tmp_path / "frame.depth"
+    command = RenderCommand(request_id="f2", c2w=c2w, fx=40.0, fy=40.0, cx=24.0, cy=16.0, width=48, height=32, out=str(out),
+                            style_mix=[1.0], background=world, depth_out=str(depth_file))
+    server.stdin.write(encode(command) + "\n")
+    server.stdin.flush()
+    assert read_events(server, until=lambda e: e.event in ("rendered", "error"))[-1].event == "rendered"
+    over = np.asarray(Image.open(out)).astype(int)
+    assert (over[..., 3] == 255).all()
+    empty, solid = plain[..., 3] == 0, plain[..., 3] == 255
+    assert empty.any() and solid.any()
+    assert (np.abs(over[empty][:, :3] - [124, 170, 231]) <= 1).all()  # the world colour, sRGB-encoded
+    assert (np.abs(over[solid][:, :3] - plain[solid][:, :3]) <= 1).all()
+    depth = np.fromfile(depth_file, "<f4").reshape(32, 48)
+    assert (depth[plain[..., 3] < 100] == NO_DEPTH).all()
+    camera_distance = np.linalg.norm(np.asarray(c2w)[:3, 3])
+    assert (depth[solid] > 0).all() and (depth[solid] < camera_distance + 1.0).all()
     server.stdin.write(encode(QuitCommand()) + "\n")
     server.stdin.flush()
     assert server.wait(timeout=30) == 0

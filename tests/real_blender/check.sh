@@ -9,7 +9,8 @@
 #   2. the demo scene (ins_blender/demo_scene.py) saved by that Blender
 #   3. `--command ins_stylize`: bad input exits 2; SIGTERM exits 143 and Ctrl-C typed in a terminal
 #      exits 130, each with the worker checkpointed and gone; --resume finishes the job (exit 0, result imported, .blend saved); --resume again only imports
-#   4. `blender -b out.blend -E INS -f 1` writes a picture
+#   4. `blender -b out.blend -E INS -f 1` writes a picture; as a multilayer EXR it holds the
+#      engine's Depth pass, and the world's colour behind the field with Film > Transparent off
 #   5. in a window: Rendered shading with the INS engine, screenshots of the viewport preview and
 #      of the sidebar's INS tab at the default width
 #
@@ -78,6 +79,9 @@ echo "== F12 with the INS engine"
 expect 0 f12 "$RB" run blender -b "$OUT/out.blend" -E INS -o "$OUT/f12_####" -F PNG -f 1
 test -s "$OUT/f12_0001.png"
 echo "ok: $OUT/f12_0001.png"
+# The same frame as a multilayer EXR with the Z pass on and Film > Transparent off.
+expect 0 f12_passes "$RB" run blender -b "$OUT/out.blend" -E INS --python tests/real_blender/passes.py -o "$OUT/passes_####" -f 1
+.venv/bin/python tests/real_blender/check_passes.py "$OUT/passes_0001.exr"
 
 echo "== the window"
 INS_BLEND="$OUT/out.blend" INS_SECONDS=300 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &

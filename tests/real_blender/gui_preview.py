@@ -1,6 +1,7 @@
 """Under `real-blender gui`: open a .blend whose scene points at a finished INS job, put the
 3D viewport in Rendered shading with the INS engine (camera view), open the sidebar on the INS
-tab, and log what the viewport preview does, so screenshots (`real-blender shot`) can be taken.
+tab and the Properties editor on View Layer (the engine's passes), and log what the viewport
+preview does, so screenshots (`real-blender shot`) can be taken.
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
@@ -47,6 +48,10 @@ def setup() -> None:
                 region.active_panel_category = "INS"
             except (AttributeError, TypeError) as error:
                 log(f"cannot choose the INS tab ({error})")
+    # The Properties editor on View Layer: the engine's Passes > Data (Combined, Z) should show.
+    for other in window.screen.areas:
+        if other.type == "PROPERTIES":
+            other.spaces.active.context = "VIEW_LAYER"
     # Let the camera frame fill the region.
     with bpy.context.temp_override(window=window, area=area,
                                    region=next(r for r in area.regions if r.type == "WINDOW")):

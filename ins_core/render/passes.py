@@ -1,0 +1,47 @@
+"""A view render turned into what a render engine hands to Blender: the combined image over the
+world's colour, and the Z pass.
+
+The fields' colours are sRGB-encoded (they learnt from 8-bit renders saved under the "Standard"
+view transform), while Blender's world colour and its render result are linear light, so the
+field is laid over the world in linear light and encoded back. Blender's Z pass is the distance
+along the camera's viewing axis, one sample a pixel: a pixel shows a surface where the field is
+at least half opaque, and elsewhere holds `no_depth` (Cycles writes 1e10 there).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.cameras import camera_directions, image_pixels
+from .views import ViewRender
+
+SURFACE_OPACITY = 0.5
+
+
+def srgb_to_linear(encoded: torch.Tensor) -> torch.Tensor:
+    """The sRGB transfer function undone, values in [0, 1]."""
+    return torch.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
+    """Linear light in [0, 1] (clipped) encoded with the sRGB transfer function."""
+    linear = linear.clamp(0.0, 1.0)
+    return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+
+
+def over_background(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Straight-alpha RGBA [H, W, 4] (sRGB-encoded colours) over a linear RGB colour [3]: opaque
+    RGBA, sRGB-encoded, composited in linear light."""
+    alpha = rgba[..., 3:]
+    linear = srgb_to_linear(rgba[..., :3]) * alpha + background.to(rgba) * (1.0 - alpha)
+    return torch.cat([linear_to_srgb(linear), torch.ones_like(alpha)], dim=-1)
+
+
+def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> torch.Tensor:
+    """[H, W] distance along the viewing axis to the surface each pixel shows (`render.depth` runs
+    along unit rays through the pixel centres), `no_depth` where the field is under half opaque."""
+    height, width = render.depth.shape
+    pixels = image_pixels(width, height, render.depth.device)
+    ray_length_per_unit_axis = camera_directions(pixels, intrinsics.to(pixels)).norm(dim=-1).view(height, width)
+    along_axis = render.depth / ray_length_per_unit_axis
+    return torch.where(render.opacity >= SURFACE_OPACITY, along_axis, torch.full_like(along_axis, no_depth))

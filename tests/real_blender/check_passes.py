@@ -1,0 +1,22 @@
+"""After `passes.py`'s frame: the EXR holds the INS engine's Depth pass, with depths exactly where
+the field is opaque, and an opaque image (the world's colour where the field is empty).
+
+    python tests/real_blender/check_passes.py OUT/passes_0001.exr
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from openexr import read_exr_channels  # noqa: E402
+
+channels = read_exr_channels(sys.argv[1])
+layer = next(name.split(".")[0] for name in channels if name.endswith(".Depth.Z"))
+depth, alpha = channels[f"{layer}.Depth.Z"], channels[f"{layer}.Combined.A"]
+surface = depth < 1e9
+assert np.allclose(alpha, 1.0), "Film > Transparent is off: the image should be opaque"
+assert 0.01 < surface.mean() < 0.99, f"the field covers {surface.mean():.1%} of the frame"
+assert (depth[surface] > 0).all()
+print(f"Depth pass: {surface.mean():.1%} of the frame, {depth[surface].min():.2f} to {depth[surface].max():.2f} along the camera's axis")

@@ -1,0 +1,18 @@
+"""Inside Blender, before `-f`: have the frame written as an uncompressed multilayer EXR with the
+Z pass on and Film > Transparent off, so `check.sh` can read the INS engine's Depth pass and the
+world behind the field back (tests/openexr.py).
+
+    blender -b out.blend -E INS --python tests/real_blender/passes.py -o OUT/passes_#### -f 1
+"""
+
+import bpy
+
+scene = bpy.context.scene
+scene.render.film_transparent = False
+for layer in scene.view_layers:
+    layer.use_pass_z = True
+settings = scene.render.image_settings
+if "media_type" in settings.bl_rna.properties:  # Blender 5: the container first, then the format
+    settings.media_type = "MULTI_LAYER_IMAGE"
+settings.file_format = "OPEN_EXR_MULTILAYER"
+settings.exr_codec, settings.color_depth = "NONE", "32"

@@ -1,0 +1,61 @@
+"""What the render engine's passes are made of: the field over the world's colour, and the Z pass."""
+
+import math
+
+import torch
+
+from ins_core.data.cameras import Intrinsics, camera_directions, image_pixels, look_at, project_points, rays_from_pixels
+from ins_core.render.passes import linear_to_srgb, over_background, srgb_to_linear, z_pass
+from ins_core.render.views import render_view
+from ins_core.train.scene_models import SdfModel
+
+NO_DEPTH = 1e10
+
+
+def test_srgb_encoding_round_trips_and_matches_the_standard_at_known_points():
+    values = torch.linspace(0, 1, 101)
+    assert torch.allclose(srgb_to_linear(linear_to_srgb(values)), values, atol=1e-5)
+    assert math.isclose(float(linear_to_srgb(torch.tensor(0.18))), 0.4613561, abs_tol=1e-5)  # middle grey
+    assert math.isclose(float(srgb_to_linear(torch.tensor(0.5))), 0.2140411, abs_tol=1e-5)
+
+
+def test_over_background_blends_in_linear_light_and_is_opaque():
+    rgba = torch.tensor([[[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.5]]])
+    world = torch.tensor([0.0, 0.0, 0.0])
+    out = over_background(rgba, world)
+    assert torch.equal(out[..., 3], torch.ones(1, 3))
+    assert torch.allclose(out[0, 0, :3], torch.tensor([1.0, 0.0, 0.0]))  # the field where it is opaque
+    assert torch.allclose(out[0, 1, :3], torch.zeros(3))  # the world where it is empty
+    # Half-covering white over black is half the light, not half the code value: 0.735 encoded.
+    assert torch.allclose(out[0, 2, :3], linear_to_srgb(torch.tensor(0.5)).expand(3), atol=1e-6)
+    assert 0.73 < float(out[0, 2, 0]) < 0.74
+
+
+def test_the_z_pass_is_the_distance_along_the_viewing_axis_to_the_surface():
+    """An SDF at its initial sphere about the box's centre, made sharp, seen up close with a wide
+    lens, so that ray length and axial distance differ by up to 6 % over the sphere."""
+    torch.manual_seed(0)
+    aabb = torch.tensor([[-0.6, -0.6, -0.6], [0.6, 0.6, 0.6]])
+    model = SdfModel(aabb, {"n_levels": 4, "log2_table_size": 10, "max_resolution": 32, "hidden_dim": 32}, n_samples=64).eval()
+    with torch.no_grad():
+        model.field.variance.fill_(0.5)  # a sharp surface, as a trained one is
+    size, eye = 40, torch.tensor([0.0, -0.9, 0.0])
+    c2w, intrinsics = look_at(eye, torch.zeros(3)), Intrinsics.from_fov(1.2, size, size).as_tensor()
+    render = render_view(model, c2w, intrinsics, size, size)
+    depth = z_pass(render, intrinsics, NO_DEPTH)
+
+    surface = render.opacity >= 0.5
+    assert surface.sum() > 100 and (~surface).sum() > 100
+    assert (depth[~surface] == NO_DEPTH).all()
+    # The points each surface pixel's ray reaches, projected back: their axial depth is the pass.
+    pixels = image_pixels(size, size)
+    origins, directions = rays_from_pixels(pixels, c2w, intrinsics)
+    points = (origins + directions * render.depth.reshape(-1, 1))[surface.reshape(-1)]
+    _, axial = project_points(points, c2w, intrinsics)
+    assert torch.allclose(depth[surface], axial, rtol=1e-4)
+    # ...which is shorter than the ray where the ray runs off the axis (and lands on the sphere).
+    off_axis = camera_directions(pixels, intrinsics).norm(dim=-1).reshape(size, size) > 1.04
+    assert (surface & off_axis).sum() > 10
+    assert (depth[surface & off_axis] < 0.97 * render.depth[surface & off_axis]).all()
+    with torch.no_grad():  # and the points are on the surface: the SDF's zero level
+        assert model.field.sdf(points).abs().median() < 0.02
