@@ -1,6 +1,7 @@
 """The palette match after training run again on finished stylized runs, with other settings.
 
-    python bench/palette_rematch.py --stylized-run runs/lego100_styles/*_default --spread 1 auto [--picture FILE.png]
+    python bench/palette_rematch.py --stylized-run runs/lego100_styles/*_default --spread 1 auto [--distribution both]
+        [--consistency both] [--picture FILE.png]
 
 The strokes a run learnt do not depend on the match (it runs after the last step), so the match's
 settings can be compared on the very same fields: for each run and each `--spread` (and the
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--spread-weighs-colours", action="store_true", help="with --spread auto, weigh the colour distance too, as the search does")
     parser.add_argument("--distribution", choices=("on", "off", "both"), default="on",
                         help="the search also weighs the colours' distance from the painting's distribution (both: one line each)")
+    parser.add_argument("--consistency", choices=("on", "off", "both"), default="on",
+                        help="the search also weighs how much a map stretches the differences between neighbouring views (both: one line each)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--picture", type=Path, help="a PNG of the held-out views, a row per run (the runs of one resolution)")
     parser.add_argument("--no-eval", action="store_true", help="pictures and the match's time only")
@@ -66,9 +69,11 @@ def main() -> None:
         objective, field = session.objective, session.model.field
         style = torch.from_numpy(load_style_image(path / config["styles"][0]["file"]).pixels).to(finished.device)
         distributions = {"on": [True], "off": [False], "both": [False, True]}[args.distribution]
-        for spread, distribution in ((s, d) for s in args.spread for d in distributions):
+        consistencies = {"on": [True], "off": [False], "both": [False, True]}[args.consistency]
+        for spread, distribution, consistent in ((s, d, c) for s in args.spread for d in distributions for c in consistencies):
             objective.settings.palette_spread = spread
             objective.settings.palette_distribution = distribution
+            objective.settings.palette_consistency = consistent
             if args.search_steps is not None:
                 objective.settings.palette_search_steps = args.search_steps
             with torch.no_grad():
@@ -78,16 +83,16 @@ def main() -> None:
             seconds = time.perf_counter() - start
             measured = {} if args.no_eval else metrics_record(evaluate_stylized(SimpleNamespace(model=session.model), content, views, [style],
                                                                                 extractor, working_size=objective.settings.vgg_size))
-            emit("palette_rematch", run=path.name, spread=spread, distribution=distribution, chosen_spread=objective.chosen_spreads[0],
+            emit("palette_rematch", run=path.name, spread=spread, distribution=distribution, consistency=consistent, chosen_spread=objective.chosen_spreads[0],
                  search_steps=objective.settings.palette_search_steps, refined_starts=args.refined_starts, spread_weighs_colours=args.spread_weighs_colours,
                  match_seconds=round(seconds, 1), resolution=views.width, **measured)
             session.model.set_style([1.0])
             for k in args.views:
                 tiles.append(render_view(session.model, views.c2w[k], views.intrinsics[k] * 2, views.width * 2, views.height * 2,
                                          white).rgb.clamp(0, 1).cpu().numpy())
-                labels.append(f"{path.name}, spread {spread}{', distribution' if distribution else ''}, view {k}")
+                labels.append(f"{path.name}, spread {spread}{', distribution' if distribution else ''}{', consistency' if consistent else ''}, view {k}")
         if args.picture:  # after each run, so that a run cut short still leaves the rows before it
-            save_png(args.picture, image_grid(tiles, labels, columns=len(args.views) * len(args.spread) * len(distributions)))
+            save_png(args.picture, image_grid(tiles, labels, columns=len(args.views) * len(args.spread) * len(distributions) * len(consistencies)))
 
 
 if __name__ == "__main__":

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--palette-distribution", choices=("on", "off"), help="whether that search also weighs how far the object's "
                                                                                "colours lie from the painting's mix of colours (default on; off: "
                                                                                "by the Gram loss alone, from two starts)")
+    stylize.add_argument("--palette-consistency", choices=("on", "off"), help="whether that search also weighs how much a map "
+                                                                              "stretches the colour differences between neighbouring "
+                                                                              "views, which makes strokes flicker (default on)")
     stylize.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
     stylize.add_argument("--vgg-weights", help=VGG_WEIGHTS_HELP)
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")

@@ -261,8 +261,9 @@ def run_stylize(args: argparse.Namespace) -> int:
     settings = {key: getattr(args, key, None) for key in ("steps", "mode", "stroke_scale", "vgg_size", "render_scale", "max_views", "lr", "patch", "stride", "style_weight",
                                                     "content_weight", "geometry_weight", "nnfm_weight", "tv_weight", "color_transfer", "palette_weight",
                                                     "palette_max_gain", "palette_search_steps", "palette_spread", "consistency_weight", "loss_precision", "style_detail")}
-    if getattr(args, "palette_distribution", None) is not None:
-        settings["palette_distribution"] = args.palette_distribution == "on"
+    for switch in ("palette_distribution", "palette_consistency"):
+        if getattr(args, switch, None) is not None:
+            settings[switch] = getattr(args, switch) == "on"
     request = StylizeRequest(run=args.run, styles=args.styles, out=args.out, device=args.device, settings=settings,
                              vgg_weights=args.vgg_weights, cache_dir=args.cache_dir, allow_download=args.allow_download, force=args.force, seed=args.seed)
     session = start_stylize(request, log=lambda message: print(f"note: {message}", file=sys.stderr))

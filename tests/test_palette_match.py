@@ -9,8 +9,8 @@ import torch
 
 from ins_core.losses.style import color_statistics, moment_match, partial_spread
 from ins_core.stylize_options import AUTO_SPREADS
-from ins_core.train.palette_match import (MIRROR, ColourDistribution, SearchView, choose_spread, of_handedness, rotation, search_palette_map,
-                                          shared_handedness, signed_permutations)
+from ins_core.train.palette_match import (MIRROR, ColourDistribution, SearchView, ViewDifferences, choose_spread, of_handedness, rotation,
+                                          search_palette_map, shared_handedness, signed_permutations)
 
 
 def _views_and_painting():
@@ -185,3 +185,39 @@ def test_the_spread_can_weigh_the_colour_distance_as_the_search_does():
     distances = [float(target.distance(partial_spread(affine, s, match.content_mean))) for s in spreads]
     nearest = spreads[distances.index(min(distances))]
     assert nearest != 0.3 and choose_spread(affine, match.content_mean, views, flat, spreads, colours=target) == nearest
+
+
+def test_a_maps_stretch_of_view_differences_is_the_ratio_of_warp_errors_through_it():
+    generator = torch.Generator().manual_seed(0)
+    differences = torch.randn(5000, 3, generator=generator) * torch.tensor([0.05, 0.01, 0.002])  # views disagree mostly in red
+    through = lambda affine: differences @ affine[:, :3].T  # noqa: E731: the offset cancels in a difference
+    rms = lambda d: float(d.pow(2).mean().sqrt())  # noqa: E731
+    stretch = ViewDifferences(differences)
+    assert float(stretch.amplification(torch.eye(3, 4))) == pytest.approx(1.0)
+    for _ in range(3):
+        affine = torch.randn(3, 4, generator=generator)
+        assert float(stretch.amplification(affine)) == pytest.approx(rms(through(affine)) / rms(differences), rel=1e-5)
+    # Stretching the direction the views disagree in matters; stretching another hardly does.
+    assert float(stretch.amplification(torch.diag(torch.tensor([3.0, 1.0, 1.0, 0.0]))[:3])) > 2.9
+    assert float(stretch.amplification(torch.diag(torch.tensor([1.0, 1.0, 3.0, 0.0]))[:3])) < 1.01
+
+
+def test_weighing_view_differences_the_search_keeps_them_out_of_the_paintings_widest_colour_direction():
+    """The painting's colours spread widely along one direction, the views of the object disagree
+    along one of its colour directions: every map gives the painting's colour statistics, and with a
+    style loss that cannot tell them apart the search takes one that sends the disagreement to the
+    painting's narrowest direction, not its widest, where it would flicker the most."""
+    generator = torch.Generator().manual_seed(1)
+    colours = 0.5 + 0.1 * torch.randn(144, 3, generator=generator)
+    painting = 0.5 + torch.randn(4000, 3, generator=generator) @ torch.diag(torch.tensor([0.02, 0.2, 0.05]))
+    view = SearchView.from_render(colours.reshape(12, 12, 3), torch.ones(12, 12), torch.ones(3))
+    match = moment_match(colours, painting)
+    disagreement = ViewDifferences(torch.randn(2000, 3, generator=generator) * torch.tensor([0.03, 0.001, 0.001]))
+    flat = lambda image, opacity: image.sum() * 0 + 1.0  # noqa: E731: no style preference at all
+
+    found = search_palette_map(match, [view], flat, steps=5, differences=disagreement)
+    stretches = [float(disagreement.amplification(match.matrix(q))) for q in signed_permutations()]
+    assert float(disagreement.amplification(found)) <= min(stretches) + 1e-4
+    assert float(disagreement.amplification(found)) < 0.3 * max(stretches)
+    torch.testing.assert_close(color_statistics(colours.double() @ found[:, :3].T + found[:, 3])[1],
+                               color_statistics(painting.double())[1], atol=1e-6, rtol=1e-4)  # the painting's covariance still

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.cameras import image_pixels, look_at, rays_from_pixels
+from ..data.cameras import look_at
 from ..fields.stylization import one_style
 from ..losses.style import CONTENT_LAYER, band_limited, content_loss, object_style_distances, painting_grams
 from ..render.reprojection import reproject
+from ..render.view_overlaps import surface_points as points_at_depth
 from ..render.views import ViewRender, render_view
 
 
@@ -53,8 +54,7 @@ def orbit_views(aabb: torch.Tensor, template: CameraView, radius: float, elevati
 
 def surface_points(render: ViewRender, view: CameraView) -> torch.Tensor:
     """The world point [H*W, 3] each pixel of a render sees, at its rendered depth."""
-    origins, directions = rays_from_pixels(image_pixels(view.width, view.height, render.rgb.device), view.c2w, view.intrinsics)
-    return origins + directions * render.depth.reshape(-1)[:, None]
+    return points_at_depth(render.depth, view.c2w, view.intrinsics)
 
 
 def warp_error(source: ViewRender, source_view: CameraView, target: ViewRender, target_view: CameraView, depth_tolerance: float = 0.03) -> tuple[float, int]:

@@ -43,6 +43,13 @@ from ..stylize_options import AUTO_SPREADS, PALETTE_SPREAD_AUTO
 # figures moved less than at 1 (docs/stylization.md).
 COLOUR_EXPONENT = 0.5
 
+# How much the map's stretch of the differences between neighbouring views counts: the search
+# minimises its objective times that stretch to this power. At 1, a map that makes views 20 % more
+# different must buy it with 20 % less loss (docs/stylization.md).
+DIFFERENCE_EXPONENT = 1.0
+
+IDENTITY_MAP = torch.eye(3, 4)  # the colour map that changes nothing
+
 # A mirror image (det Q = -1): no rotation reaches it from the identity, so it is a start of its own.
 MIRROR = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
 
@@ -128,6 +135,26 @@ class ObjectColours:
         return (d.quantiles(mapped) - d.reference.to(mapped)).abs().mean()
 
 
+class ViewDifferences:
+    """How much a colour map stretches the differences between neighbouring views. Where two views
+    see the same surface point their colours differ by d; through a map with linear part L they
+    differ by L d (the offset cancels), so over all such points the warp error's square through the
+    map is tr(L S L^T) / 3, S the second moment of d. The maps the search chooses among give the
+    object the same colour covariance, but one that stretches the directions in which the field's
+    views disagree (a low-contrast flicker across its main colours) makes the views flicker more:
+    `amplification` is that stretch against the identity's (docs/stylization.md)."""
+
+    def __init__(self, differences: torch.Tensor):
+        d = differences.reshape(-1, 3).double().cpu()
+        self.second_moment = d.T @ d / max(1, d.shape[0])
+
+    def amplification(self, affine: torch.Tensor) -> torch.Tensor:
+        """sqrt(tr(L S L^T) / tr(S)) for the map `affine` [3, 4] (1 for the identity)."""
+        linear = affine[:, :3]
+        moment = self.second_moment.to(linear)
+        return (torch.trace(linear @ moment @ linear.T) / torch.trace(moment).clamp_min(1e-12)).clamp_min(0.0).sqrt()
+
+
 Scored = list[tuple[float, torch.Tensor]]  # (objective, signed permutation or start), best first
 
 
@@ -135,25 +162,33 @@ Scored = list[tuple[float, torch.Tensor]]  # (objective, signed permutation or s
 class PaletteSearch:
     """One style's search among `match`'s maps: the lowest `style_loss(image [H, W, 3], opacity
     [H, W])` of the `views` seen through the map (averaged), times the object `colours`' distance
-    from the painting's when given. Without `colours` it starts from Q = I and from its mirror;
-    with them, from the best of the 48 signed permutations, each scored with one pass of the loss
-    network: the product's landscape has more than two valleys."""
+    from the painting's and the map's stretch of the `differences` between neighbouring views when
+    given. With neither it starts from Q = I and from its mirror; with either, from the best of the
+    48 signed permutations, each scored with one pass of the loss network: the product's landscape
+    has more than two valleys."""
 
     match: MomentMatch
     views: list[SearchView]
     style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     colours: ObjectColours | None = None
+    differences: ViewDifferences | None = None
 
     @property
     def device(self) -> torch.device:
         return self.views[0].premultiplied.device
 
+    @property
+    def many_valleys(self) -> bool:
+        """Whether the objective weighs more than the Gram loss: then its landscape has more valleys
+        than Q = I's and its mirror's, and the 48 signed permutations are screened first."""
+        return self.colours is not None or self.differences is not None
+
     def objective(self, affine: torch.Tensor) -> torch.Tensor:
-        return palette_objective(affine, self.views, self.style_loss, self.colours)
+        return palette_objective(affine, self.views, self.style_loss, self.colours, self.differences)
 
     def screen(self, should_stop: Callable[[], bool] | None = None) -> Scored | None:
         """The starts scored, best first. None when `should_stop()` turned true."""
-        starts = signed_permutations() if self.colours is not None else [torch.eye(3, dtype=torch.float64), MIRROR]
+        starts = signed_permutations() if self.many_valleys else [torch.eye(3, dtype=torch.float64), MIRROR]
         scored = []
         for q in starts:
             if should_stop is not None and should_stop():
@@ -168,7 +203,7 @@ class PaletteSearch:
         with them (the 48 screened already chose the valley: refining the second best too changed
         the map on two fields of five, within a point of Gram fall either way, for 8 s more a style
         at 100 px on 2 cores; docs/stylization.md)."""
-        count = count if count is not None else (1 if self.colours is not None else 2)
+        count = count if count is not None else (1 if self.many_valleys else 2)
         return [q for _, q in of_handedness(scored, sign)[:count]]
 
     def refine(self, starts: list[torch.Tensor], steps: int, lr: float = 0.1,
@@ -221,11 +256,12 @@ def shared_handedness(screenings: list[Scored]) -> int:
 
 def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                        steps: int, lr: float = 0.1, should_stop: Callable[[], bool] | None = None,
-                       colours: ObjectColours | None = None, refined: int | None = None, sign: int | None = None) -> torch.Tensor | None:
+                       colours: ObjectColours | None = None, refined: int | None = None, sign: int | None = None,
+                       differences: ViewDifferences | None = None) -> torch.Tensor | None:
     """One style's map (`PaletteSearch`): its best `refined` starts (`PaletteSearch.starts`), of
     handedness `sign` when given (+1 rotations, -1 mirror images), refined by `steps` Adam steps.
     None when `should_stop()` turned true on the way."""
-    search = PaletteSearch(match, views, style_loss, colours)
+    search = PaletteSearch(match, views, style_loss, colours, differences)
     scored = search.screen(should_stop)
     if scored is None:
         return None
@@ -233,11 +269,16 @@ def search_palette_map(match: MomentMatch, views: list[SearchView], style_loss: 
 
 
 def palette_objective(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                      colours: ObjectColours | None = None) -> torch.Tensor:
+                      colours: ObjectColours | None = None, differences: ViewDifferences | None = None) -> torch.Tensor:
     """What the search minimises for the map `affine` [3, 4]: `views_loss`, times the object
-    `colours`' distance from the painting's to the power `COLOUR_EXPONENT` when given."""
+    `colours`' distance from the painting's to the power `COLOUR_EXPONENT` when given, times the
+    map's stretch of the `differences` between neighbouring views to `DIFFERENCE_EXPONENT` when given."""
     loss = views_loss(affine.float(), views, style_loss)
-    return loss * colours.distance(affine.float()).to(loss) ** COLOUR_EXPONENT if colours is not None else loss
+    if colours is not None:
+        loss = loss * colours.distance(affine.float()).to(loss) ** COLOUR_EXPONENT
+    if differences is not None:
+        loss = loss * differences.amplification(affine.float()).to(loss) ** DIFFERENCE_EXPONENT
+    return loss
 
 
 def views_loss(affine: torch.Tensor, views: list[SearchView], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -270,6 +311,7 @@ class StylePalette:
     painting: torch.Tensor
     views: list[SearchView]
     style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    view_differences: torch.Tensor | None = None  # [N, 3] colour differences of neighbouring views at shared surface points
 
 
 @dataclass
@@ -279,6 +321,7 @@ class PaletteSettings:
 
     search_steps: int = 15
     distribution: bool = True
+    consistency: bool = True  # weigh how much a map stretches the differences between neighbouring views (where given)
     spread: float | str = PALETTE_SPREAD_AUTO
     max_gain: float | None = None
     refined_starts: int | None = None
@@ -303,7 +346,10 @@ def match_style_palettes(styles: list[StylePalette], settings: PaletteSettings,
     searches, screenings = [], []
     for style in styles:
         colours = ColourDistribution(style.painting).of(style.colors[style.on_object]) if settings.distribution else None
-        search = PaletteSearch(moment_match(style.colors.cpu(), style.painting, style.on_object.cpu()), style.views, style.style_loss, colours)
+        differences = ViewDifferences(style.view_differences) if settings.consistency and style.view_differences is not None \
+            and len(style.view_differences) else None
+        search = PaletteSearch(moment_match(style.colors.cpu(), style.painting, style.on_object.cpu()), style.views, style.style_loss,
+                               colours, differences)
         searches.append(search)
         if settings.search_steps > 0:
             screenings.append(search.screen(should_stop))

@@ -57,12 +57,13 @@ from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone, resolve
 from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples
+from ..render.view_overlaps import SurfaceView, neighbour_overlaps, surface_points, view_differences
 from ..render.views import render_view
 from ..stylize_options import (PALETTE_SPREAD_HINT, STYLE_DETAILS, STYLIZE_MODES, palette_spread_problem,
                                resolved_style_detail, view_mode_only_asked)
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
-from .palette_match import PaletteSettings, SearchView, StylePalette, match_style_palettes
+from .palette_match import IDENTITY_MAP, PaletteSettings, SearchView, StylePalette, match_style_palettes
 from .patches import Patch, sample_patch
 from .runs import RunDir
 from .scene_models import LossTerms, StylizedModel, build_model
@@ -140,6 +141,7 @@ class StylizeSettings:
     palette_max_gain: float | None = None  # cap on how much the palette map after training stretches colour differences (None: no cap)
     palette_search_steps: int = PaletteSettings.search_steps  # Adam steps searching the palette map's rotation for the painting's Gram statistics (0: ARF's map)
     palette_distribution: bool = PaletteSettings.distribution  # the search also weighs how far the object's colours lie from the painting's distribution of colours
+    palette_consistency: bool = PaletteSettings.consistency  # the search also weighs how much a map stretches the differences between neighbouring views
     palette_spread: float | str = PaletteSettings.spread  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF; auto: chosen by the Gram loss)
     vgg_size: int = 256
     stroke_scale: float = 1.0
@@ -339,16 +341,21 @@ class StyleObjective:
         "auto" weighs the colour distance too, as the search does (tried, not the default). False (nothing changed)
         when `should_stop()` turned true during the search."""
         field, s = self.model.field, self.settings
-        styles = []
+        styles, overlaps = [], None
         for index, style in enumerate(self.style_pixels):
             self._use_style(index)
-            renders = self._palette_views(max_views)
+            renders, cameras = self._palette_views(max_views)
+            if overlaps is None and s.palette_consistency:
+                overlaps = neighbour_overlaps(cameras)  # the geometry is the content's: the same for every style
             colors = torch.cat([view.premultiplied.reshape(-1, 3) + (1 - view.opacity.reshape(-1, 1)) * self.white for view in renders])
             on_object = torch.cat([view.opacity.reshape(-1) > 0.5 for view in renders])
             chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
-            styles.append(StylePalette(colors, on_object, torch.from_numpy(style), chosen, functools.partial(self.gram_loss, style_index=index)))
-        matched = match_style_palettes(styles, PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_spread,
-                                                               s.palette_max_gain, refined_starts, spread_weighs_colours), should_stop)
+            differences = view_differences([view.through(IDENTITY_MAP.to(view.premultiplied)) for view in renders], overlaps) if overlaps else None
+            styles.append(StylePalette(colors, on_object, torch.from_numpy(style), chosen, functools.partial(self.gram_loss, style_index=index),
+                                       differences))
+        settings = PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_consistency, s.palette_spread,
+                                   s.palette_max_gain, refined_starts, spread_weighs_colours)
+        matched = match_style_palettes(styles, settings, should_stop)
         if matched is None:
             return False
         self.chosen_spreads = [palette.spread for palette in matched]
@@ -357,20 +364,25 @@ class StyleObjective:
         return True
 
     @torch.no_grad()
-    def _palette_views(self, max_views: int) -> list[SearchView]:
-        """Up to `max_views` of the training views, evenly spread, rendered with the current style."""
-        field, views = self.model.field, []
+    def _palette_views(self, max_views: int) -> tuple[list[SearchView], list[SurfaceView]]:
+        """Up to `max_views` of the training views, evenly spread, rendered with the current style,
+        and where each one's pixels see the surface."""
+        field, views, cameras = self.model.field, [], []
         for view in self.view_indices[:: max(1, len(self.view_indices) // max_views)]:
+            c2w = self.views.c2w[view]
             if self.settings.mode == "view":
                 samples = self.view_samples(view)
                 height, width = self.render_size
                 rgb, opacity = samples.composite(field.surface_color(samples), self.white), samples.opacity
+                points, intrinsics = samples.surface_points(), self.views.intrinsics[view] * self.render_scale
             else:
                 height, width = self.views.height, self.views.width
-                render = render_view(self.model, self.views.c2w[view], self.views.intrinsics[view], width, height, self.white)
-                rgb, opacity = render.rgb, render.opacity
+                render = render_view(self.model, c2w, self.views.intrinsics[view], width, height, self.white)
+                rgb, opacity, intrinsics = render.rgb, render.opacity, self.views.intrinsics[view]
+                points = surface_points(render.depth, c2w, intrinsics)
             views.append(SearchView.from_render(rgb.reshape(height, width, 3), opacity.reshape(height, width), self.white))
-        return views
+            cameras.append(SurfaceView(c2w, intrinsics, points, opacity.reshape(height, width)))
+        return views, cameras
 
     def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
         """The Gram term of `image_terms` alone, over the object (`opacity` [H, W]) of an image [H, W, 3]."""
@@ -539,6 +551,7 @@ class StylizeSession(RunSession):
         config["stylize"].setdefault("palette_search_steps", 0)  # and took ARF's palette map as it was
         config["stylize"].setdefault("palette_spread", 1.0)  # in full
         config["stylize"].setdefault("palette_distribution", False)  # and searched the map by the Gram loss alone
+        config["stylize"].setdefault("palette_consistency", False)  # not weighing how much it made views differ
         settings = StylizeSettings(**config["stylize"])
         if not settings.tune_color_mlp:
             self.model.field.color_mlp.requires_grad_(False)
@@ -560,6 +573,7 @@ class StylizeSession(RunSession):
         settings = self.objective.settings
         if self.step >= self.config["steps"] and settings.color_transfer and not self.config.get("recolored"):
             weighed = " and mix of colours" if settings.palette_distribution else ""
+            weighed += ", steady from view to view" if settings.palette_consistency else ""
             searched = f", searching its map for the painting's strokes{weighed} ({settings.palette_search_steps} steps)" if settings.palette_search_steps else ""
             self.note(f"Matching each painting's palette{searched}")
             start = time.perf_counter()
