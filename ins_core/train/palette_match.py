@@ -8,7 +8,8 @@ oranges, blues or yellows, and so how its strokes read under the loss network. S
 few Adam steps over its three rotation angles, from Q = I and from its mirror image (det Q = -1),
 for the lowest Gram loss of a few views seen through the map; the better of the two is kept. The
 colour statistics stay exactly the painting's whatever Q is found, and the map is still one affine
-function of colour for every view, so it cannot make views disagree.
+function of colour for every view: it adds no disagreement between views of its own, though it can
+stretch the disagreement there is (below).
 
 On lego at 100 px, on the same stylized runs, this took the Scream's Gram fall at the view's detail
 from 53-70 % to 62-71 % over five seeds and gave starry night's body the painting's yellows, in
@@ -18,6 +19,11 @@ Then how far the map stretches colour differences (`choose_spread`): the same lo
 few spreads, the shrinks always kept, so a painting whose full stretch makes the field's strokes
 harsher than the painting's (the Scream's orange against its blues) gets less of it, and one whose
 full stretch suits (Matisse's many colours) keeps it.
+
+Where the views of a 3D scene are given, the search also weighs how much a map stretches the
+colour differences between neighbouring views at the same surface points (`ViewDifferences`): maps
+with the same colour statistics can still stretch the directions in which the views disagree, and
+make the strokes flicker.
 
 The styles of one model share the maps' handedness (all rotations of ARF's map, or all mirror
 images): a mix of styles turns one style's map into the other's (`fields/color_mix.py`), which no

@@ -331,11 +331,14 @@ class StyleObjective:
         """After training, map each style's rendered colours to the painting's mean and covariance
         (ARF's colour transfer, once more on the result), with the free rotation among such maps
         searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`),
+        its mix of colours (`palette_distribution`) and how little the map makes neighbouring views
+        differ (`palette_consistency`: the differences of the views rendered here, before the map),
         then its stretch of colour differences taken only `palette_spread` of the way (with "auto",
         the spread the same views and loss choose; each style's is kept in `chosen_spreads`).
         The styles of one model share the maps' handedness, so that a mix of styles can turn one
         map into the other (`fields/color_mix.py`). The map is one affine per style, the same in
-        every view, so it cannot break consistency; it is kept in the field's `color_maps`, the
+        every view, so it adds no disagreement of its own (it can only stretch what there is); it
+        is kept in the field's `color_maps`, the
         colour it was matched about in `color_centres`. `refined_starts`: how many of the screened
         starts the search refines (None: `PaletteSearch.starts`' default); `spread_weighs_colours`:
         "auto" weighs the colour distance too, as the search does (tried, not the default). False (nothing changed)
