@@ -42,6 +42,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
 
     from .eval.pictures import save_png
     from .export.writers import write_bytes
+    from .fields.stylization import one_style
     from .render.parallel import frame_workers
     from .render.passes import over_background, z_pass
     from .render.views import render_view
@@ -51,7 +52,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     intrinsics = torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device)
     if trained.kind == "stylized":
         n_styles = len(trained.config["styles"])
-        trained.model.set_style(command.style_mix if command.style_mix else [1.0] + [0.0] * (n_styles - 1))
+        trained.model.set_style(command.style_mix if command.style_mix else one_style(0, n_styles))
     workers = frame_workers() if fast else 1
     render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast, workers=workers)
     if command.depth_out:

@@ -5,11 +5,10 @@ import math
 import torch
 
 from ins_core.data.cameras import Intrinsics, camera_directions, image_pixels, look_at, project_points, rays_from_pixels
+from ins_core.protocol import NO_DEPTH
 from ins_core.render.passes import linear_to_srgb, over_background, srgb_to_linear, z_pass
 from ins_core.render.views import render_view
 from ins_core.train.scene_models import SdfModel
-
-NO_DEPTH = 1e10
 
 
 def test_srgb_encoding_round_trips_and_matches_the_standard_at_known_points():

@@ -54,8 +54,6 @@ COLOUR_EXPONENT = 0.5
 # different must buy it with 20 % less loss (docs/stylization.md).
 DIFFERENCE_EXPONENT = 1.0
 
-IDENTITY_MAP = torch.eye(3, 4)  # the colour map that changes nothing
-
 # A mirror image (det Q = -1): no rotation reaches it from the identity, so it is a start of its own.
 MIRROR = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
 

@@ -63,7 +63,7 @@ from ..stylize_options import (PALETTE_SPREAD_HINT, STYLE_DETAILS, STYLIZE_MODES
                                resolved_style_detail, view_mode_only_asked)
 from .deferred import deferred_backward
 from .fit import RunSession, data_path, load_run_data
-from .palette_match import IDENTITY_MAP, PaletteSettings, SearchView, StylePalette, match_style_palettes
+from .palette_match import PaletteSettings, SearchView, StylePalette, match_style_palettes
 from .patches import Patch, sample_patch
 from .runs import RunDir
 from .scene_models import LossTerms, StylizedModel, build_model
@@ -347,13 +347,15 @@ class StyleObjective:
         styles, overlaps = [], None
         for index, style in enumerate(self.style_pixels):
             self._use_style(index)
-            renders, cameras = self._palette_views(max_views)
-            if overlaps is None and s.palette_consistency:
-                overlaps = neighbour_overlaps(cameras)  # the geometry is the content's: the same for every style
-            colors = torch.cat([view.premultiplied.reshape(-1, 3) + (1 - view.opacity.reshape(-1, 1)) * self.white for view in renders])
+            # The geometry is the content's, the same for every style: where views overlap is found once.
+            renders, surfaces = self._palette_views(max_views, with_surfaces=s.palette_consistency and index == 0)
+            if surfaces is not None:
+                overlaps = neighbour_overlaps(surfaces)
+            images = [view.premultiplied + (1 - view.opacity[..., None]) * self.white for view in renders]
+            colors = torch.cat([image.reshape(-1, 3) for image in images])
             on_object = torch.cat([view.opacity.reshape(-1) > 0.5 for view in renders])
             chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
-            differences = view_differences([view.through(IDENTITY_MAP.to(view.premultiplied)) for view in renders], overlaps) if overlaps else None
+            differences = view_differences(images, overlaps) if overlaps else None
             styles.append(StylePalette(colors, on_object, torch.from_numpy(style), chosen, functools.partial(self.gram_loss, style_index=index),
                                        differences))
         settings = PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_consistency, s.palette_spread,
@@ -367,9 +369,9 @@ class StyleObjective:
         return True
 
     @torch.no_grad()
-    def _palette_views(self, max_views: int) -> tuple[list[SearchView], list[SurfaceView]]:
+    def _palette_views(self, max_views: int, with_surfaces: bool = False) -> tuple[list[SearchView], list[SurfaceView] | None]:
         """Up to `max_views` of the training views, evenly spread, rendered with the current style,
-        and where each one's pixels see the surface."""
+        and, `with_surfaces`, where each one's pixels see the surface (else None)."""
         field, views, cameras = self.model.field, [], []
         for view in self.view_indices[:: max(1, len(self.view_indices) // max_views)]:
             c2w = self.views.c2w[view]
@@ -377,15 +379,16 @@ class StyleObjective:
                 samples = self.view_samples(view)
                 height, width = self.render_size
                 rgb, opacity = samples.composite(field.surface_color(samples), self.white), samples.opacity
-                points, intrinsics = samples.surface_points(), self.views.intrinsics[view] * self.render_scale
+                intrinsics, points = self.views.intrinsics[view] * self.render_scale, samples.surface_points
             else:
                 height, width = self.views.height, self.views.width
                 render = render_view(self.model, c2w, self.views.intrinsics[view], width, height, self.white)
                 rgb, opacity, intrinsics = render.rgb, render.opacity, self.views.intrinsics[view]
-                points = surface_points(render.depth, c2w, intrinsics)
+                points = functools.partial(surface_points, render.depth, c2w, intrinsics)
             views.append(SearchView.from_render(rgb.reshape(height, width, 3), opacity.reshape(height, width), self.white))
-            cameras.append(SurfaceView(c2w, intrinsics, points, opacity.reshape(height, width)))
-        return views, cameras
+            if with_surfaces:
+                cameras.append(SurfaceView(c2w, intrinsics, points(), opacity.reshape(height, width)))
+        return views, cameras if with_surfaces else None
 
     def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
         """The Gram term of `image_terms` alone, over the object (`opacity` [H, W]) of an image [H, W, 3]."""
