@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .activations import color_activation
 from .encodings import HashGridConfig
 from .mlp import Siren, mlp
 
@@ -57,4 +58,4 @@ class ImageField(nn.Module):
 
     def forward(self, uv: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1] at image positions [N, 2] ((0, 0) top-left, (1, 1) bottom-right)."""
-        return torch.sigmoid(self.features_and_logits(uv)[1])
+        return color_activation(self.features_and_logits(uv)[1])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .activations import density_activation
+from .activations import color_activation, density_activation
 from .encodings import HashGridConfig, SphericalHarmonicsEncoding
 from .mlp import mlp
 
@@ -64,4 +64,4 @@ class NerfField(nn.Module):
 
     def color(self, h: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1] from scene features [N, F] and unit view directions [N, 3]."""
-        return torch.sigmoid(self.color_mlp(torch.cat([h, self.direction_encoding(directions)], dim=-1)))
+        return color_activation(self.color_mlp(torch.cat([h, self.direction_encoding(directions)], dim=-1)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .activations import color_activation
 from .encodings import HashGridConfig, SphericalHarmonicsEncoding
 from .mlp import mlp
 
@@ -87,4 +88,4 @@ class SdfField(nn.Module):
     def color(self, x: torch.Tensor, normals: torch.Tensor, directions: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         local = (x - self.centre) / self.scale
         inputs = torch.cat([local, normals, self.direction_encoding(directions), h], dim=-1)
-        return torch.sigmoid(self.color_mlp(inputs))
+        return color_activation(self.color_mlp(inputs))

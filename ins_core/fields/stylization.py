@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .activations import color_activation
 from .color_mix import mix_color_maps
 from .encodings import HashGridEncoding
 from .mlp import mlp
@@ -213,7 +214,7 @@ class StylizedNerfField(_StylizedBase):
         fixed direction: a painting's strokes do not shift with the viewpoint, so the views agree."""
         canonical = self.direction_encoding(self.canonical_direction.expand(scene.shape[0], 3))
         logits = self._logits(scene, self.direction_encoding(directions)) + self._logits(stylized, canonical) - self._logits(scene, canonical)
-        return self.recolor(torch.sigmoid(logits))
+        return self.recolor(color_activation(logits))
 
     def color(self, h: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         dim = self.content.feature_dim
@@ -279,7 +280,7 @@ class StylizedImageField(_StyleMix):
         style_feature = self.style_net(torch.cat([h, self.position_encoding(uv), weights], dim=-1))
         fused = self.color_head(torch.cat([h, style_feature], dim=-1))
         alpha = self.object_share(uv)
-        return self._recolor_object(alpha, torch.sigmoid(content_logits + alpha * fused))
+        return self._recolor_object(alpha, color_activation(content_logits + alpha * fused))
 
 
 class StylizedSdfField(_StylizedBase):
@@ -302,7 +303,7 @@ class StylizedSdfField(_StylizedBase):
     def color(self, x: torch.Tensor, normals: torch.Tensor, directions: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         local = (x - self.content.centre) / self.content.scale
         inputs = torch.cat([local, normals, self.content.direction_encoding(directions), h], dim=-1)
-        return self.recolor(torch.sigmoid(self.color_mlp(inputs)))
+        return self.recolor(color_activation(self.color_mlp(inputs)))
 
     def surface_color(self, samples: "SurfaceSamples") -> torch.Tensor:
         """Stylized colours [M, 3] at kept interval midpoints. The renderer blends the stylized
