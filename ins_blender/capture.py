@@ -22,7 +22,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,13 +33,14 @@ from ins_core.errors import InputError
 from ins_core.job import JobPaths, write_json_atomic
 
 from . import rig as rig_module
-from .render_settings import apply_capture_settings, preserved_render_settings
+from .render_settings import apply_capture_settings, depth_output, preserved_render_settings
 
 SOURCES = ("cameras", "animation", "auto_rig")
 TRAIN_JSON = "transforms_train.json"
 TEST_JSON = "transforms_test.json"
 AABB_PADDING = 0.05  # the scene box grows by this fraction of its largest side on every side
-_IMAGE_NAME = re.compile(r"r_\d+\.png")
+_IMAGE_NAME = re.compile(r"r_\d+(\.png|_depth\.exr)")
+DEPTH_SUFFIX = "_depth.exr"  # r_N.png's depth: r_N_depth.exr (a multilayer EXR with the Depth pass)
 
 
 class CaptureCancelled(Exception):
@@ -97,6 +98,7 @@ class CaptureResult:
     seconds: float
     per_frame_intrinsics: bool = False
     images: list[Path] = field(default_factory=list)
+    depths: list[Path] = field(default_factory=list)  # each image's depth (r_N_depth.exr), if captured
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +259,9 @@ def _render_context(scene):
     return bpy.context.temp_override(scene=scene, view_layer=scene.view_layers[0])
 
 
-def _render_still(scene, path: Path) -> None:
+def _render_still(scene, path: Path, depth_path: Path | None = None) -> None:
+    """Render the scene's camera into `path` (PNG) and, with `depth_path`, its passes (the
+    Depth pass among them) into that OpenEXR."""
     with _render_context(scene):
         bpy.ops.render.render(write_still=False)
     results = _render_result_images()
@@ -265,8 +269,29 @@ def _render_still(scene, path: Path) -> None:
         raise RuntimeError("Blender rendered no 'Render Result' image.")
     try:
         results[0].save_render(str(path), scene=scene)
+        if depth_path is not None:
+            with depth_output(scene):
+                results[0].save_render(str(depth_path), scene=scene)
     except RuntimeError as error:
         raise InputError(f"Cannot write the view '{path}' ({error}); check free disk space and the output folder's permissions.") from None
+
+
+@contextmanager
+def _depth_pass(view_layer, wanted: bool):
+    """The view layer's Z pass on while the views render (when `wanted`), as the user had it after."""
+    had = view_layer.use_pass_z
+    view_layer.use_pass_z = had or wanted
+    try:
+        yield
+    finally:
+        view_layer.use_pass_z = had
+
+
+def _render_view_layer(scene):
+    """The view layer a capture renders (one layer: the window's if `scene` is shown, else the first)."""
+    if bpy.context.scene == scene and bpy.context.view_layer is not None:
+        return bpy.context.view_layer
+    return scene.view_layers[0]
 
 
 def _split(n: int, test_every: int) -> list[bool]:
@@ -325,6 +350,7 @@ def capture_views(
     test_every: int = 8,
     denoise: bool = False,
     seed: int = 0,
+    depth: bool = True,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> CaptureResult:
@@ -335,6 +361,8 @@ def capture_views(
       (`n_views` cameras on a sphere / upper hemisphere around the objects).
     objects: the objects whose bounds make the scene box (and frame the rig); default: every
       render-visible object with geometry. Other visible objects still appear in the images.
+    depth: also write each view's passes as r_N_depth.exr (its Depth pass, the distance the
+      content fit is taught where surfaces are) and name it in the frame's 'depth_file_path'.
     progress(done, total) is called after each view; cancel() is asked before each view and
       True stops the capture with CaptureCancelled. Views already written stay on disk, but
       no transforms file is written, so a cancelled dataset is never mistaken for a whole one.
@@ -382,14 +410,15 @@ def capture_views(
                     rig.set_clipping(rig_module.rig_radius(low, high, narrow), 0.5 * (high - low).length)
                     poses = rig_module.auto_rig_poses(low, high, n_views, hemisphere, narrow, seed=seed)
                     views = [_View(pose=p) for p in poses]
-                result = _render_views(scene, views, rig, train_dir, test_dir, width, height,
-                                       test_every, progress, cancel)
+                with _depth_pass(_render_view_layer(scene), depth):
+                    result = _render_views(scene, views, rig, train_dir, test_dir, width, height,
+                                           test_every, depth, progress, cancel)
     finally:
         if not had_render_result:
             for image in _render_result_images():
                 bpy.data.images.remove(image)
 
-    records, intrinsics, images = result
+    records, intrinsics, images, depths = result
     is_test = _split(len(records), test_every)
     per_frame = any(not k.close_to(intrinsics[0]) for k in intrinsics)
     splits: dict[bool, list[dict]] = {False: [], True: []}
@@ -405,20 +434,20 @@ def capture_views(
         write_json_atomic(train_json, _transforms(splits[False], intrinsics[0], aabb))
     except OSError as error:
         raise InputError(f"Cannot write the transforms files into '{dataset}' ({error.strerror or error}); choose an output folder you can write to.") from None
-    _remove_stale_images(train_dir, test_dir, images)
+    _remove_stale_images(train_dir, test_dir, images + depths)
     return CaptureResult(
         dataset_dir=dataset, train_json=train_json, test_json=test_json,
         n_train=len(splits[False]), n_test=len(splits[True]), width=width, height=height,
         aabb=aabb, source=source, seconds=time.monotonic() - started,
-        per_frame_intrinsics=per_frame, images=images,
+        per_frame_intrinsics=per_frame, images=images, depths=depths,
     )
 
 
-def _render_views(scene, views, rig, train_dir, test_dir, width, height, test_every, progress, cancel):
-    """Render every view; returns per-view frame records, intrinsics and image paths."""
+def _render_views(scene, views, rig, train_dir, test_dir, width, height, test_every, depth, progress, cancel):
+    """Render every view; returns per-view frame records, intrinsics, image paths and depth paths."""
     is_test = _split(len(views), test_every)
     counters = {False: 0, True: 0}
-    records, intrinsics, images = [], [], []
+    records, intrinsics, images, depths = [], [], [], []
     for index, view in enumerate(views):
         if cancel is not None and cancel():
             raise CaptureCancelled(f"Capture cancelled after {index} of {len(views)} views.")
@@ -439,20 +468,22 @@ def _render_views(scene, views, rig, train_dir, test_dir, width, height, test_ev
         name = f"r_{counters[test]}.png"
         counters[test] += 1
         path = folder / name
-        _render_still(scene, path)
-        records.append({
-            "file_path": f"./{folder.name}/{name}",
-            "transform_matrix": camera_to_world(evaluated.matrix_world),
-        })
+        depth_path = path.with_name(path.stem + DEPTH_SUFFIX) if depth else None
+        _render_still(scene, path, depth_path)
+        record = {"file_path": f"./{folder.name}/{name}", "transform_matrix": camera_to_world(evaluated.matrix_world)}
+        if depth_path is not None:
+            record["depth_file_path"] = f"./{folder.name}/{depth_path.name}"
+            depths.append(depth_path)
+        records.append(record)
         intrinsics.append(k)
         images.append(path)
         if progress is not None:
             progress(index + 1, len(views))
-    return records, intrinsics, images
+    return records, intrinsics, images, depths
 
 
 def _remove_stale_images(train_dir: Path, test_dir: Path, keep: list[Path]) -> None:
-    """Delete r_N.png files left by an earlier, larger capture into the same job."""
+    """Delete r_N.png (and r_N_depth.exr) files left by an earlier, larger capture into the same job."""
     keep_set = {p.resolve() for p in keep}
     for folder in (train_dir, test_dir):
         for path in folder.iterdir():

@@ -36,6 +36,7 @@ CAPTURE_SETTINGS: tuple[str, ...] = (
     "render.image_settings.file_format",
     "render.image_settings.color_mode",
     "render.image_settings.color_depth",
+    "render.image_settings.exr_codec",
     "render.image_settings.compression",
     "render.image_settings.color_management",
     "display_settings.display_device",
@@ -137,6 +138,40 @@ def _set_if_present(scene, path: str, value: Any) -> None:
         setattr(owner, attr, value)
 
 
+def use_png_output(scene) -> None:
+    """Write the render as an 8-bit RGBA PNG (a training image)."""
+    settings = scene.render.image_settings
+    _set_if_present(scene, "render.image_settings.media_type", "IMAGE")
+    settings.file_format = "PNG"
+    settings.color_mode = "RGBA"
+    settings.color_depth = "8"
+    settings.compression = 15
+
+
+@contextmanager
+def depth_output(scene):
+    """Write renders, while inside, with their passes as a 32-bit float multilayer OpenEXR,
+    ZIP-compressed (a training view's depth: ins_core reads the Depth pass); PNG again after.
+
+    The pixel aspect is 1 while inside: Blender refuses to write a multilayer EXR of a render with
+    another aspect ("conflicting attributes": each pass's header gets its own). The image is the
+    same; the view's intrinsics already hold the aspect.
+    """
+    settings, render = scene.render.image_settings, scene.render
+    aspect = render.pixel_aspect_x, render.pixel_aspect_y
+    # Blender 5 picks the container first (a multilayer image), then the format within it.
+    _set_if_present(scene, "render.image_settings.media_type", "MULTI_LAYER_IMAGE")
+    settings.file_format = "OPEN_EXR_MULTILAYER"
+    settings.color_depth = "32"
+    settings.exr_codec = "ZIP"
+    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+    try:
+        yield
+    finally:
+        render.pixel_aspect_x, render.pixel_aspect_y = aspect
+        use_png_output(scene)
+
+
 def apply_capture_settings(scene, width: int, height: int, *, engine: str = "CYCLES", samples: int = 16,
                            denoise: bool = False) -> None:
     """Switch the scene to what a training view needs (call inside `preserved_render_settings`).
@@ -160,12 +195,7 @@ def apply_capture_settings(scene, width: int, height: int, *, engine: str = "CYC
     render.use_multiview = False
     render.use_motion_blur = False
 
-    settings = render.image_settings
-    _set_if_present(scene, "render.image_settings.media_type", "IMAGE")
-    settings.file_format = "PNG"
-    settings.color_mode = "RGBA"
-    settings.color_depth = "8"
-    settings.compression = 15
+    use_png_output(scene)
     # Images are written with the scene's colour management, not an override in the output panel.
     _set_if_present(scene, "render.image_settings.color_management", "FOLLOW_SCENE")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, palette_spread_arg
-from .train.settings import FIELD_KINDS
+from .train.settings import DEFAULT_DEPTH_WEIGHT, FIELD_KINDS
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--time-budget", type=float, help="stop after this many seconds of training (resumable)")
     fit.add_argument("--holdout-every", type=int, default=10, help="without a test split, hold out every n-th view (0: none)")
     fit.add_argument("--image-backbone", default="hashgrid", choices=("hashgrid", "siren"), help="for --field image")
+    fit.add_argument("--depth-weight", type=float, help="how strongly the views' depth (a frame's 'depth_file_path', which Blender captures write) "
+                     "teaches the field where surfaces are; 0 ignores it (default: %s)" % DEFAULT_DEPTH_WEIGHT)
     fit.add_argument("--seed", type=int, default=0, help="initialisation and ray sampling (the same seed repeats a run on the same machine)")
     fit.add_argument("--force", action="store_true", help="replace another run in --out")
     _add_device(fit)

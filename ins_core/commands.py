@@ -37,7 +37,7 @@ def run_fit(args: argparse.Namespace) -> int:
     request = FitRequest(
         data=args.data, kind=args.field, out=args.out, device=args.device, resolution=args.resolution,
         steps=args.steps, batch_rays=args.batch_rays, holdout_every=args.holdout_every, seed=args.seed,
-        force=args.force, image_backbone=args.image_backbone,
+        force=args.force, image_backbone=args.image_backbone, depth_weight=args.depth_weight,
     )
     session = start_fit(request)
     if session.step >= session.config["steps"]:

@@ -282,12 +282,13 @@ def test_auto_rig_capture_writes_a_dataset_and_restores_the_scene(scene, tmp_pat
     check = ("from ins_core.data.dataset import load_dataset\n"
              f"train, test = load_dataset({str(dataset)!r})\n"
              "assert train.images.shape == (4, 32, 32, 4) and test.images.shape == (2, 32, 32, 4)\n"
-             "assert abs(float(train.aabb[1, 0]) - 0.55) < 1e-4, train.aabb\n")
+             "assert abs(float(train.aabb[1, 0]) - 0.55) < 1e-4, train.aabb\n"
+             "assert train.depth.shape == (4, 32, 32) and float(train.depth[:, 14:18, 14:18].min()) > 0\n")
     subprocess.run([worker_python, "-c", check], cwd=ROOT, check=True, timeout=120)
 
     # a smaller capture into the same job leaves no stale views behind
     capture_views(scene, tmp_path / "job", source="auto_rig", n_views=2, test_every=0, **FAST)
-    assert sorted(p.name for p in (dataset / "train").iterdir()) == ["r_0.png", "r_1.png"]
+    assert sorted(p.name for p in (dataset / "train").iterdir()) == ["r_0.png", "r_0_depth.exr", "r_1.png", "r_1_depth.exr"]
     assert not list((dataset / "test").iterdir()) and not (dataset / "transforms_test.json").exists()
     assert_unchanged(before, scene_state(scene))
 
@@ -340,6 +341,42 @@ def test_existing_cameras_reproduce_blender_projection_and_render(scene, tmp_pat
         col = 0 if min(us) > 3 else 39
         assert min(us) > 3 or max(us) < 36
         assert pixels[int(sum(vs) / len(vs)), col, 3] == 0
+
+
+def test_captured_depth_puts_every_solid_pixel_on_the_surface(scene, tmp_path):
+    """Each view's Depth pass, read back by the core (planar Z -> distance along the ray), puts
+    every opaque pixel's ray on the cube's surface, for a shifted camera with a vertical sensor
+    fit too; transparent pixels have no depth. The user's own Z pass setting is kept."""
+    from ins_core.data.depth import load_depth  # numpy only: Blender's Python reads it too
+
+    centre, half = np.array([0.3, -0.2, 0.1]), 0.5
+    add_cube(location=tuple(centre))
+    rig_collection = bpy.data.collections.new("Rig")
+    scene.collection.children.link(rig_collection)
+    add_camera(scene, "A", (4.0, -3.0, 2.0), tuple(centre), rig_collection)
+    b = add_camera(scene, "B", (-3.0, -4.0, 2.5), tuple(centre), rig_collection)
+    b.data.shift_x, b.data.sensor_fit, b.data.sensor_height, b.data.lens = 0.1, "VERTICAL", 18.0, 35.0
+    before = scene_state(scene)
+    capture_views(scene, tmp_path, source="cameras", collection_name="Rig", resolution=(40, 30), samples=4, test_every=0)
+    assert_unchanged(before, scene_state(scene))
+    assert not scene.view_layers[0].use_pass_z
+    train, _ = read_dataset(tmp_path / "dataset")
+    for frame in all_frames(train, None):
+        assert frame["depth_file_path"] == frame["file_path"].replace(".png", "_depth.exr")
+        intrinsics = (frame["fl_x"], frame["fl_y"], frame["cx"], frame["cy"])
+        depth = load_depth(tmp_path / "dataset" / frame["depth_file_path"], intrinsics, (40, 30), (40, 30), "test")
+        alpha = rgba(tmp_path / "dataset" / frame["file_path"])[..., 3]
+        assert (depth[alpha == 0] == 0).all()
+        solid = alpha == 255
+        assert solid.sum() > 100 and (depth[solid] > 0).all()
+        rows, cols = np.nonzero(solid)
+        c2w = np.array(frame["transform_matrix"])
+        local = np.stack([(cols + 0.5 - frame["cx"]) / frame["fl_x"], -(rows + 0.5 - frame["cy"]) / frame["fl_y"], -np.ones(len(rows))], -1)
+        directions = local @ c2w[:3, :3].T
+        directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+        points = c2w[:3, 3] + directions * depth[solid][:, None]
+        off_surface = np.abs(np.abs(points - centre).max(axis=-1) - half)
+        assert off_surface.max() < 2e-3, off_surface.max()
 
 
 def convex_hull(points):

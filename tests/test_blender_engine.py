@@ -29,7 +29,7 @@ from ins_blender import engine, jobs  # noqa: E402
 from ins_blender.capture import camera_intrinsics, camera_to_world  # noqa: E402
 from ins_core.job import JobPaths, JobSpec, ResultManifest  # noqa: E402
 from ins_core.protocol import NO_DEPTH  # noqa: E402
-from openexr import read_exr_channels  # noqa: E402
+from ins_core.data.exr import read_exr_channels  # noqa: E402
 
 pytestmark = pytest.mark.blender
 

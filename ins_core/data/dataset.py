@@ -15,6 +15,7 @@ import torch
 
 from ..errors import InputError
 from .bounds import carve_aabb
+from .depth import load_depth
 from .images import open_image, resize_rgba, to_rgba8
 from .transforms import FrameRecord, TransformsFile, frame_intrinsics, read_transforms
 
@@ -31,6 +32,7 @@ class PosedViews:
     c2w: torch.Tensor  # [N, 4, 4] float32
     intrinsics: torch.Tensor  # [N, 4] (fx, fy, cx, cy) in pixels of these images
     aabb: torch.Tensor  # [2, 3]
+    depth: torch.Tensor | None = None  # [N, H, W] distance along each pixel's ray, 0 where unknown
 
     @property
     def width(self) -> int:
@@ -48,7 +50,8 @@ class PosedViews:
         return self.images[index].float() / 255.0
 
     def to(self, device: torch.device | str) -> "PosedViews":
-        return PosedViews(self.names, self.images.to(device), self.c2w.to(device), self.intrinsics.to(device), self.aabb.to(device))
+        depth = None if self.depth is None else self.depth.to(device)
+        return PosedViews(self.names, self.images.to(device), self.c2w.to(device), self.intrinsics.to(device), self.aabb.to(device), depth)
 
 
 def _scaled_size(width: int, height: int, target_width: int | None) -> tuple[int, int]:
@@ -59,8 +62,9 @@ def _scaled_size(width: int, height: int, target_width: int | None) -> tuple[int
     return target_width, max(1, round(height * target_width / width))
 
 
-def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    images, c2ws, intrinsics = [], [], []
+def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Images, cameras, intrinsics and, where any frame has a depth file, depths (0 for a frame without)."""
+    images, c2ws, intrinsics, depths = [], [], [], []
     first_size = None
     for frame in frames:
         where = f"{source}: frames[{frame.index}] ('{frame.name}')"
@@ -76,7 +80,11 @@ def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | No
         images.append(torch.from_numpy(resize_rgba(pixels, width, height).copy()))
         intrinsics.append([fx * sx, fy * sy, cx * sx, cy * sy])
         c2ws.append(frame.c2w)
-    return torch.stack(images), torch.tensor(np.stack(c2ws), dtype=torch.float32), torch.tensor(intrinsics, dtype=torch.float32)
+        depths.append(None if frame.depth_path is None else load_depth(frame.depth_path, (fx, fy, cx, cy), size, (width, height), where))
+    depth = None
+    if any(d is not None for d in depths):
+        depth = torch.stack([torch.zeros(images[i].shape[:2]) if d is None else torch.from_numpy(d) for i, d in enumerate(depths)])
+    return torch.stack(images), torch.tensor(np.stack(c2ws), dtype=torch.float32), torch.tensor(intrinsics, dtype=torch.float32), depth
 
 
 def find_transforms(data_dir: Path) -> tuple[Path, Path | None]:
@@ -120,16 +128,16 @@ def load_dataset(
         train_frames, test_frames = train_file.frames, read_transforms(test_path).frames
     else:
         train_frames, test_frames = split_holdout(train_file.frames, holdout_every, holdout_names)
-    images, c2w, intrinsics = _load_frames(train_frames, train_path, resolution)
+    images, c2w, intrinsics, depth = _load_frames(train_frames, train_path, resolution)
     if train_file.aabb is not None:
         aabb = torch.tensor(train_file.aabb, dtype=torch.float32)
     else:
         aabb = carve_aabb(images[..., 3].float() / 255.0, c2w, intrinsics)
-    train = PosedViews([f.name for f in train_frames], images, c2w, intrinsics, aabb)
+    train = PosedViews([f.name for f in train_frames], images, c2w, intrinsics, aabb, depth)
     test = None
     if test_frames:
-        test_images, test_c2w, test_intrinsics = _load_frames(test_frames, test_path or train_path, resolution)
+        test_images, test_c2w, test_intrinsics, test_depth = _load_frames(test_frames, test_path or train_path, resolution)
         if test_images.shape[1:3] != images.shape[1:3]:
             raise InputError(f"{test_path}: test views are {test_images.shape[2]}x{test_images.shape[1]} but training views are {images.shape[2]}x{images.shape[1]}; render both at one resolution.")
-        test = PosedViews([f.name for f in test_frames], test_images, test_c2w, test_intrinsics, aabb)
+        test = PosedViews([f.name for f in test_frames], test_images, test_c2w, test_intrinsics, aabb, test_depth)
     return train, test

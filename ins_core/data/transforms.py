@@ -27,6 +27,7 @@ class FrameRecord:
     image_path: Path
     c2w: np.ndarray  # [4, 4] float64
     camera: dict  # the intrinsic keys that apply to this frame (camera_angle_x/y, fl_x, ...)
+    depth_path: Path | None = None  # 'depth_file_path': the view's depth (a Blender Z pass, OpenEXR)
 
 
 @dataclass
@@ -88,6 +89,19 @@ def _resolve_image(base: Path, file_path: str, where: str) -> Path:
     raise InputError(f"{where}: image '{file_path}' does not exist next to the transforms file; check 'file_path' or copy the image.")
 
 
+def _resolve_depth(base: Path, frame: dict, where: str) -> Path | None:
+    """The frame's depth file ('depth_file_path', as nerfstudio names it), if it declares one."""
+    if "depth_file_path" not in frame:
+        return None
+    value = frame["depth_file_path"]
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{where} field 'depth_file_path' must be a non-empty string; fix it or leave it out.")
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise InputError(f"{where}: depth file '{value}' does not exist next to the transforms file; check 'depth_file_path' or leave it out.")
+    return path
+
+
 def read_transforms(path: Path) -> TransformsFile:
     """Read one transforms file: frames with their cameras, and the optional scene box."""
     data = read_json_file(path, "transforms file")
@@ -115,6 +129,7 @@ def read_transforms(path: Path) -> TransformsFile:
                 image_path=_resolve_image(path.parent, frame["file_path"], where),
                 c2w=parse_matrix(frame["transform_matrix"], f"{where} field 'transform_matrix'"),
                 camera=camera,
+                depth_path=_resolve_depth(path.parent, frame, where),
             )
         )
     aabb = parse_aabb(data["aabb"], f"{path}: field 'aabb'") if "aabb" in data else None

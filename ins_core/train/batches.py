@@ -9,7 +9,8 @@ from ..data.dataset import PosedViews
 
 
 class RayBatcher:
-    """Rays through random pixels of random training views, with a random background per ray.
+    """Rays through random pixels of random training views, with a random background per ray
+    (and each ray's known distance to the surface where the views have depths).
 
     The background colour changes every step so that the field cannot explain transparent pixels
     with colour and must learn empty space.
@@ -30,7 +31,10 @@ class RayBatcher:
         origins, directions = rays_from_pixels(pixels, views.c2w[view], views.intrinsics[view])
         rgba = views.images[view, row, col].float() / 255.0
         background = torch.rand((n, 3), device=device, generator=g)
-        return {"origins": origins, "directions": directions, "rgba": rgba, "background": background}
+        batch = {"origins": origins, "directions": directions, "rgba": rgba, "background": background}
+        if views.depth is not None:
+            batch["depth"] = views.depth[view, row, col]
+        return batch
 
 
 class PixelBatcher:

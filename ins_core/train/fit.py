@@ -8,6 +8,7 @@ The CLI wraps it in a tqdm bar; the worker turns its callbacks into protocol eve
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -46,12 +47,13 @@ class FitRequest:
     seed: int = 0
     force: bool = False
     image_backbone: str = "hashgrid"
+    depth_weight: float | None = None  # the depth term's weight (NeRF, SDF); None: the default
     # For benchmarks that compare settings: replaces the device's defaults (`TUNABLE` keys only).
     tuning: dict | None = None
 
 
 # What `FitRequest.tuning` may replace: the optimiser's keys, and the field's grid.
-TUNABLE = {"lr": (), "final_lr_fraction": (), "n_levels": ("model", "field"), "log2_table_size": ("model", "field")}
+TUNABLE = {"lr": (), "final_lr_fraction": (), "n_levels": ("model", "field"), "log2_table_size": ("model", "field"), "depth_weight": ("model",)}
 
 
 @dataclass
@@ -141,6 +143,10 @@ def _new_config(request: FitRequest, device: torch.device) -> dict:
         for part in TUNABLE[key]:
             target = target[part]
         target[key] = value
+    if request.depth_weight is not None and request.kind != "image":
+        if not (request.depth_weight >= 0 and math.isfinite(request.depth_weight)):
+            raise InputError(f"--depth-weight must be 0 (ignore the views' depth) or a positive number, got {request.depth_weight}.")
+        settings["model"]["depth_weight"] = float(request.depth_weight)
     for key in ("steps", "batch_rays"):
         value = getattr(request, key)
         if value is not None:

@@ -8,6 +8,11 @@ FIELD_KINDS = ("nerf", "sdf", "image")
 SMALL_VIEWS = 128  # pixels on the longer side: up to this, a CPU NeRF takes the small, fast hash grid
 
 
+# How strongly a view's known depth (Blender captures write it) teaches where surfaces are: the
+# depth term's weight against the colour's squared error (docs/results.md, "Depth from Blender").
+DEFAULT_DEPTH_WEIGHT = 0.1
+
+
 def default_settings(kind: str, device: torch.device, width: int) -> dict:
     """Model and optimisation settings that fit the device: small and quick on a CPU."""
     gpu = device.type != "cpu"
@@ -26,7 +31,8 @@ def default_settings(kind: str, device: torch.device, width: int) -> dict:
             levels, table = 12, 17
         field = {"n_levels": levels, "log2_table_size": table, "max_resolution": max_resolution}
         return {
-            "model": {"field": field, "n_samples": 256 if gpu else 96, "grid_resolution": 128 if gpu else 64},
+            "model": {"field": field, "n_samples": 256 if gpu else 96, "grid_resolution": 128 if gpu else 64,
+                      "depth_weight": DEFAULT_DEPTH_WEIGHT},
             "steps": 5000 if gpu else 2000,
             "batch_rays": 8192 if gpu else 1024,
             # A CPU run is a few thousand steps: a higher rate that decays less learns more in them
@@ -38,7 +44,8 @@ def default_settings(kind: str, device: torch.device, width: int) -> dict:
     if kind == "sdf":
         field = {"n_levels": 16 if gpu else 12, "log2_table_size": 19 if gpu else 16, "max_resolution": max_resolution}
         return {
-            "model": {"field": field, "n_samples": 128 if gpu else 64, "eikonal_weight": 0.1, "mask_weight": 0.1},
+            "model": {"field": field, "n_samples": 128 if gpu else 64, "eikonal_weight": 0.1, "mask_weight": 0.1,
+                      "depth_weight": DEFAULT_DEPTH_WEIGHT},
             # A CPU step takes the SDF's gradient graph only where it moves the picture (2.6-2.7x faster,
             # render/sdf_renderer.py), so a CPU run takes more of them: the demo scene at 128 px
             # reached 30.1-30.6 dB held out in 2500 steps (460-538 s) against 29.9-30.3 dB in 1500 before (790-810 s).

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from openexr import read_exr_channels  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ins_core.data.exr import read_exr_channels  # noqa: E402
 
 channels = read_exr_channels(sys.argv[1])
 layer = next(name.split(".")[0] for name in channels if name.endswith(".Depth.Z"))

@@ -1,6 +1,6 @@
 """Inside Blender, before `-f`: have the frame written as an uncompressed multilayer EXR with the
 Z pass on and Film > Transparent off, so `check.sh` can read the INS engine's Depth pass and the
-world behind the field back (tests/openexr.py).
+world behind the field back (ins_core/data/exr.py).
 
     blender -b out.blend -E INS --python tests/real_blender/passes.py -o OUT/passes_#### -f 1
 """
