@@ -114,6 +114,20 @@ def test_views_with_nothing_in_them(data, tmp_path, capsys):
     _expect_error(data, tmp_path, capsys, "no object")
 
 
+def test_a_frames_missing_depth_file(data, tmp_path, capsys):
+    content = _transforms(data)
+    content["frames"][0]["depth_file_path"] = "./train/nowhere_depth.exr"
+    _write_transforms(data, content)
+    _expect_error(data, tmp_path, capsys, "nowhere_depth.exr", "does not exist", "depth_file_path")
+
+
+def test_a_negative_depth_weight(data, tmp_path, capsys):
+    status = main(["fit", "--data", str(data), "--out", str(tmp_path / "out"), "--steps", "2", "--device", "cpu", "--depth-weight", "-1"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: --depth-weight must be 0") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_output_folder_with_another_run_is_kept_unless_forced(data, good_data, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["fit", "--data", str(good_data), "--out", str(out), "--steps", "2", "--batch-rays", "16", "--device", "cpu"]) == 0
