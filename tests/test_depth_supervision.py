@@ -83,6 +83,14 @@ def test_a_frames_depth_file_that_is_missing_or_not_an_exr_is_one_sentence(tmp_p
     (tmp_path / "train" / "r_0_depth.exr").write_bytes(b"not an image")
     with pytest.raises(InputError, match=r"r_0_depth\.exr' is not an OpenEXR file"):
         load_dataset(tmp_path, holdout_every=0)
+    # What does not weigh depth does not read it: a load without depth, and every test view.
+    train, _ = load_dataset(tmp_path, holdout_every=0, with_depth=False)
+    assert train.depth is None
+    Image.new("RGBA", (4, 4)).save(tmp_path / "train" / "r_1.png")
+    plain = {"file_path": "./train/r_1.png", "transform_matrix": np.eye(4).tolist()}
+    (tmp_path / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": [frame, plain], "aabb": [[-1] * 3, [1] * 3]}))
+    train, test = load_dataset(tmp_path, holdout_names={"r_0"})  # the broken depth is a test view's
+    assert test.names == ["r_0"] and test.depth is None and train.depth is None
 
 
 def test_a_fit_taught_by_the_captured_depth_puts_its_surfaces_where_the_scene_has_them(tmp_path, one_torch_thread):
@@ -93,17 +101,20 @@ def test_a_fit_taught_by_the_captured_depth_puts_its_surfaces_where_the_scene_ha
     from ins_blender.capture import capture_views
     from ins_core.render.views import render_view
     from ins_core.train.fit import FitRequest, start_fit
+    from ins_core.train.loading import open_run
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.mesh.primitive_cube_add(size=1.0)
     capture_views(bpy.context.scene, tmp_path / "job", source="auto_rig", n_views=10, resolution=(32, 32), samples=4, test_every=0)
+    views, _ = load_dataset(tmp_path / "job" / "dataset", holdout_every=0)
+    assert views.depth is not None and views.depth.shape == (10, 32, 32)
     errors = {}
     for weight in (0.0, 0.1):
         session = start_fit(FitRequest(data=tmp_path / "job" / "dataset", kind="nerf", out=tmp_path / f"fit_{weight}", device="cpu",
                                        steps=200, batch_rays=256, depth_weight=weight, holdout_every=0))
         session.run_loop()
-        views, model = session.data.train, session.model.eval()
-        assert views.depth is not None and views.depth.shape == (10, 32, 32)
+        model = session.model.eval()
+        assert (session.data.train.depth is not None) == (weight > 0)  # read only where the fit weighs it
         relative = []
         for i in range(len(views)):
             render = render_view(model, views.c2w[i], views.intrinsics[i], 32, 32)
@@ -111,3 +122,4 @@ def test_a_fit_taught_by_the_captured_depth_puts_its_surfaces_where_the_scene_ha
             relative.append(((render.depth[solid] - views.depth[i][solid]).abs() / views.depth[i][solid]))
         errors[weight] = float(torch.cat(relative).mean())
     assert errors[0.1] < 0.5 * errors[0.0], errors
+    assert open_run(tmp_path / "fit_0.1").data.train.depth is None  # stylizing or evaluating the run never reads it

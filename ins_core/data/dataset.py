@@ -62,8 +62,10 @@ def _scaled_size(width: int, height: int, target_width: int | None) -> tuple[int
     return target_width, max(1, round(height * target_width / width))
 
 
-def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Images, cameras, intrinsics and, where any frame has a depth file, depths (0 for a frame without)."""
+def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | None,
+                 with_depth: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Images, cameras, intrinsics and, with `with_depth` where any frame has a depth file, depths
+    (0 for a frame without)."""
     images, c2ws, intrinsics, depths = [], [], [], []
     first_size = None
     for frame in frames:
@@ -80,7 +82,7 @@ def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | No
         images.append(torch.from_numpy(resize_rgba(pixels, width, height).copy()))
         intrinsics.append([fx * sx, fy * sy, cx * sx, cy * sy])
         c2ws.append(frame.c2w)
-        depths.append(None if frame.depth_path is None else load_depth(frame.depth_path, (fx, fy, cx, cy), size, (width, height), where))
+        depths.append(None if frame.depth_path is None or not with_depth else load_depth(frame.depth_path, (fx, fy, cx, cy), size, (width, height), where))
     depth = None
     if any(d is not None for d in depths):
         depth = torch.stack([torch.zeros(images[i].shape[:2]) if d is None else torch.from_numpy(d) for i, d in enumerate(depths)])
@@ -116,10 +118,13 @@ def load_dataset(
     resolution: int | None = None,
     holdout_every: int = 10,
     holdout_names: set[str] | None = None,
+    with_depth: bool = True,
 ) -> tuple[PosedViews, PosedViews | None]:
     """Training and test views of a dataset folder, resized to `resolution` pixels wide.
 
-    The scene box comes from the file's `aabb`, or is carved from the training masks.
+    The scene box comes from the file's `aabb`, or is carved from the training masks. With
+    `with_depth`, the training views carry the depth files the frames name; test views never do
+    (nothing measures against their depth, and each multilayer EXR costs more than its image).
     """
     data_dir = Path(data_dir)
     train_path, test_path = find_transforms(data_dir)
@@ -128,7 +133,7 @@ def load_dataset(
         train_frames, test_frames = train_file.frames, read_transforms(test_path).frames
     else:
         train_frames, test_frames = split_holdout(train_file.frames, holdout_every, holdout_names)
-    images, c2w, intrinsics, depth = _load_frames(train_frames, train_path, resolution)
+    images, c2w, intrinsics, depth = _load_frames(train_frames, train_path, resolution, with_depth)
     if train_file.aabb is not None:
         aabb = torch.tensor(train_file.aabb, dtype=torch.float32)
     else:
@@ -136,7 +141,7 @@ def load_dataset(
     train = PosedViews([f.name for f in train_frames], images, c2w, intrinsics, aabb, depth)
     test = None
     if test_frames:
-        test_images, test_c2w, test_intrinsics, test_depth = _load_frames(test_frames, test_path or train_path, resolution)
+        test_images, test_c2w, test_intrinsics, test_depth = _load_frames(test_frames, test_path or train_path, resolution, with_depth=False)
         if test_images.shape[1:3] != images.shape[1:3]:
             raise InputError(f"{test_path}: test views are {test_images.shape[2]}x{test_images.shape[1]} but training views are {images.shape[2]}x{images.shape[1]}; render both at one resolution.")
         test = PosedViews([f.name for f in test_frames], test_images, test_c2w, test_intrinsics, aabb, test_depth)

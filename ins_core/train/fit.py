@@ -78,8 +78,9 @@ def data_path(data: dict, run_root: Path | None) -> Path:
     return Path(data["path"])
 
 
-def load_run_data(config: dict, device: torch.device, run_root: Path | None = None) -> LoadedData:
-    """The data a run was (or will be) trained on, as recorded in its run.json."""
+def load_run_data(config: dict, device: torch.device, run_root: Path | None = None, with_depth: bool = False) -> LoadedData:
+    """The data a run was (or will be) trained on, as recorded in its run.json; the views' depth
+    only `with_depth` (a fit that weighs it; stylization and evaluation never read it)."""
     data = dict(config["data"])
     data["path"] = str(data_path(data, run_root))
     if config["kind"] in ("image", "stylized_image"):
@@ -89,7 +90,7 @@ def load_run_data(config: dict, device: torch.device, run_root: Path | None = No
         return LoadedData(image=torch.from_numpy(np.ascontiguousarray(pixels)).to(device),
                           image_alpha=torch.from_numpy(np.ascontiguousarray(alpha)).to(device))
     names = set(data["holdout_names"]) if data.get("holdout_names") else None
-    train, test = load_dataset(data["path"], data.get("resolution"), data.get("holdout_every", 10), names)
+    train, test = load_dataset(data["path"], data.get("resolution"), data.get("holdout_every", 10), names, with_depth)
     if config.get("aabb"):
         train.aabb = torch.tensor(config["aabb"], dtype=torch.float32).view(2, 3)
     return LoadedData(train=train.to(device), test=None if test is None else test.to(device))
@@ -240,7 +241,7 @@ class FitSession(RunSession):
     def __init__(self, run: RunDir, config: dict, device: torch.device):
         super().__init__(run, config, device)
         torch.manual_seed(config["seed"])
-        self.data = load_run_data(config, device, run.root)
+        self.data = load_run_data(config, device, run.root, with_depth=config["model"].get("depth_weight", 0.0) > 0)
         aabb = self.data.aabb()
         if aabb is not None:
             config["aabb"] = aabb.flatten().tolist()
