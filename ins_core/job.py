@@ -425,6 +425,7 @@ OVERRIDES: dict[str, Check] = {
     "mesh_resolution": int_field(16),
     "texture_size": int_field(16),
     "mesh_faces": int_field(0),  # 0: no face budget
+    "mesh_keep_unseen": bool_field(),  # keep the surfaces no camera saw (default: left out of the mesh)
     "style_weight": number_field(0.0),
     "content_weight": number_field(0.0),
     "geometry_weight": number_field(0.0),

@@ -281,13 +281,14 @@ class JobRunner:
             self.events.send(StageEvent(stage="export", total_steps=100))
             start = time.perf_counter()
             result = export_run(trained, paths.result_dir, settings["mesh_resolution"], settings["texture_size"],
-                                target_faces=settings["mesh_faces"] or None,
+                                target_faces=settings["mesh_faces"] or None, keep_unseen=settings.get("mesh_keep_unseen", False),
                                 progress=lambda stage, fraction: self.events.progress(int(100 * overall_fraction(stage, fraction)), 100))
             self.timings["export"] = time.perf_counter() - start
             files.update({"mesh_glb": paths.relative(result.glb), "mesh_obj": paths.relative(result.obj), "mesh_npz": paths.relative(result.npz)})
             if result.texture is not None:
                 files["texture"] = paths.relative(result.texture)
             metrics["mesh_faces"] = float(result.n_faces)
+            metrics["mesh_unseen_faces"] = float(result.unseen_faces)
         self._renders(trained, files)
         backbone = trained.config["backbone"]
         manifest = ResultManifest(mode=spec.mode, styles=[s["name"] for s in trained.config["styles"]], backbone=backbone, files=files,

@@ -47,6 +47,11 @@ def density_radius(level: float) -> float:
     return RADIUS + DENSITY_SOFTNESS * math.log(1.0 / share - 1.0)
 
 
+def hollow_sphere_sdf(points: torch.Tensor, inner: float = 0.35) -> torch.Tensor:
+    """The test sphere with a sealed spherical pocket of radius `inner` at its centre."""
+    return torch.maximum(sphere_sdf(points), inner - (points - CENTRE).norm(dim=-1))
+
+
 def sphere_mesh(resolution: int = 48) -> tuple[np.ndarray, np.ndarray]:
     grid = sample_grid(sphere_sdf, BOX, resolution)
     return extract_mesh(grid, BOX, 0.0, "sdf")
@@ -227,6 +232,22 @@ def test_decimate_meets_the_face_budget_and_keeps_the_shape():
     assert small.is_watertight and small.is_winding_consistent and small.volume > 0
     same_v, same_f = cleanup.decimate(vertices, faces, len(faces) + 1)
     assert same_f is faces or np.array_equal(same_f, faces)
+
+
+def test_decimate_keeps_an_open_border_unless_the_budget_needs_it():
+    vertices, faces = sphere_mesh(48)
+    upper = faces[vertices[faces].mean(axis=1)[:, 2] > CENTRE[2].item()]  # an open bowl
+    bowl_v, bowl_f = cleanup.compact(vertices, upper)
+    edges = np.sort(bowl_f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    unique, count = np.unique(edges, axis=0, return_counts=True)
+    border = bowl_v[np.unique(unique[count == 1])]  # vertices on edges of one face only
+    rim = {tuple(p) for p in np.round(border, 5)}
+    loose_v, loose_f = cleanup.decimate(bowl_v, bowl_f, len(bowl_f) // 3)
+    assert len(loose_f) <= len(bowl_f) // 3
+    assert rim <= {tuple(p) for p in np.round(loose_v, 5)}  # every rim vertex is still there
+    tight_v, tight_f = cleanup.decimate(bowl_v, bowl_f, 60)  # fewer faces than the rim has edges
+    assert len(tight_f) <= 60 and len(border) > 60
+    assert np.abs(radii(tight_v) - RADIUS).max() < 0.05
 
 
 def test_vertex_normals_are_unit_and_radial():

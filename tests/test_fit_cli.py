@@ -1,6 +1,7 @@
 """A small real fit through the CLI: train on the built-in demo scene, evaluate, render, resume."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -101,6 +102,32 @@ def test_export_writes_a_textured_mesh_of_the_run(trained_run, tmp_path, capsys)
     assert 100 < np.load(budget / "mesh.npz")["faces"].shape[0] <= 150 < mesh["faces"].shape[0]
     assert main(["export", "--run", str(trained_run), "--out", str(out), "--style-mix", "1", "--device", "cpu"]) == 2
     assert "not stylized" in capsys.readouterr().err
+
+
+def test_export_leaves_out_what_no_camera_saw_unless_asked(trained_run, tmp_path, capsys):
+    def export(folder, *extra):
+        assert main(["export", "--run", str(folder_run), "--out", str(tmp_path / folder), "--resolution", "64", "--texture-size", "64",
+                     "--target-faces", "0", "--device", "cpu", *extra]) == 0
+        return np.load(tmp_path / folder / "mesh.npz")["faces"].shape[0], capsys.readouterr()
+
+    folder_run = trained_run
+    seen, printed = export("seen")
+    every, _ = export("every", "--keep-unseen")
+    dropped = int(printed.out.split("; ")[1].split(" faces no camera saw")[0])
+    assert dropped > 0 and seen < every
+    assert main(["eval", "--run", str(trained_run), "--mesh", str(tmp_path / "seen"), "--device", "cpu"]) == 0
+    seen_iou = json.loads((trained_run / "metrics.json").read_text())["mesh"]["silhouette_iou"]
+    assert main(["eval", "--run", str(trained_run), "--mesh", str(tmp_path / "every"), "--device", "cpu"]) == 0
+    assert seen_iou > json.loads((trained_run / "metrics.json").read_text())["mesh"]["silhouette_iou"] - 0.01  # the views see no gap
+
+    # A run whose views have gone still exports, every surface, and says why.
+    folder_run = tmp_path / "moved_run"
+    shutil.copytree(trained_run, folder_run)
+    config = json.loads((folder_run / "run.json").read_text())
+    config["data"].update(path=str(tmp_path / "gone"), relative="../gone")
+    (folder_run / "run.json").write_text(json.dumps(config))
+    count, printed = export("moved")
+    assert count == every and "views could not be read" in printed.err
 
 
 def test_eval_compares_the_exported_mesh_with_the_field(trained_run, tmp_path, capsys):

@@ -68,8 +68,9 @@ def keep_largest(
 def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """Reduce the mesh to at most `target_faces` faces by quadric edge collapse (the
     Fast-Quadric-Mesh-Simplification library), which keeps curvature and sharp edges where
-    marching cubes spent many small faces on flat parts. Open borders stay where they are, so
-    a mesh clipped by the scene box keeps its outline."""
+    marching cubes spent many small faces on flat parts. Open borders (a surface cut by the scene
+    box, the edge of what the cameras saw) stay where they are, unless the budget cannot be met
+    while they do: then they are simplified too."""
     require(target_faces >= 4, f"The face budget must be at least 4 faces, not {target_faces}.")
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) <= target_faces:
@@ -77,11 +78,14 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
     # Imported here: only meshes over their face budget need the compiled library.
     import fast_simplification
 
-    new_vertices, new_faces = fast_simplification.simplify(
-        np.ascontiguousarray(vertices, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
-        target_count=int(target_faces), preserve_border=True,
-    )
-    new_faces = np.asarray(new_faces, dtype=np.int64).reshape(-1, 3)
+    for preserve_border in (True, False):
+        new_vertices, new_faces = fast_simplification.simplify(
+            np.ascontiguousarray(vertices, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
+            target_count=int(target_faces), preserve_border=preserve_border,
+        )
+        new_faces = np.asarray(new_faces, dtype=np.int64).reshape(-1, 3)
+        if len(new_faces) <= target_faces:
+            break
     return compact(np.asarray(new_vertices, dtype=vertices.dtype), new_faces)
 
 

@@ -13,6 +13,7 @@ from ..render.nerf_renderer import render_nerf_samples
 from ..render.samplers import segment_samples
 from ..train.loading import TrainedRun
 from .pipeline import ExportResult, export_mesh
+from .visibility import Cameras
 
 
 def _content_kind(trained: TrainedRun) -> str:
@@ -129,14 +130,25 @@ def density_level(trained: TrainedRun) -> float:
     return float(torch.quantile(densities.float(), CALIBRATION_QUANTILE))
 
 
+def run_cameras(trained: TrainedRun) -> Cameras | None:
+    """The cameras the run was taught from (training and test views), where its data is loaded."""
+    views = [v for v in (trained.data.train, trained.data.test) if v is not None and len(v)]
+    if not views:
+        return None
+    return Cameras(torch.cat([v.c2w for v in views]).cpu(), torch.cat([v.intrinsics for v in views]).cpu(), views[0].width, views[0].height)
+
+
 def export_run(trained: TrainedRun, out_dir: Path, resolution: int = 256, texture_size: int = 1024, level: float | None = None,
                target_faces: int | None = None, vertex_colors_only: bool = False, progress=None,
-               keep_components: int = 1, n_directions: int = 1, color_lookup: str = "ray") -> ExportResult:
-    """A textured mesh of the run (its current style mix) in out_dir, in the scene's world frame."""
+               keep_components: int = 1, n_directions: int = 1, color_lookup: str = "ray", keep_unseen: bool = False) -> ExportResult:
+    """A textured mesh of the run (its current style mix) in out_dir, in the scene's world frame.
+
+    Unless `keep_unseen`, or the run's views are not loaded, faces none of its cameras saw are left out."""
     scalar_fn, color_fn, occupied_fn, mode = field_functions(trained, color_lookup)
     trained.model.eval()
     if level is None and mode == "density":
         level = density_level(trained)
     return export_mesh(scalar_fn, color_fn, trained.model.field.aabb.cpu(), out_dir, mode, resolution=resolution, texture_size=texture_size,
                        level=level, occupied_fn=occupied_fn, target_faces=target_faces, vertex_colors_only=vertex_colors_only,
-                       progress=progress, device=trained.device, keep_components=keep_components, n_directions=n_directions)
+                       progress=progress, device=trained.device, keep_components=keep_components, n_directions=n_directions,
+                       seen_by=None if keep_unseen else run_cameras(trained))

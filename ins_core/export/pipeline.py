@@ -7,6 +7,7 @@ tqdm bar or the worker's events.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +17,10 @@ import numpy as np
 import torch
 
 from ins_core.errors import require
-from ins_core.export import bake, cleanup, marching_cubes, uv, writers
+from ins_core.export import bake, cleanup, marching_cubes, uv, visibility, writers
 from ins_core.export.marching_cubes import Mode, OccupiedFn, ScalarFn
 
 ProgressFn = Callable[[str, float], None]
-STAGES = ("grid", "marching_cubes", "cleanup", "uv", "bake", "write")
 GLB_NAME, NPZ_NAME = "mesh.glb", "mesh.npz"
 VIEW_OFFSET_CELLS = 0.1
 SDF_BAND_MIN_RESOLUTION = 96  # below this the whole SDF grid is cheap enough to evaluate
@@ -39,6 +39,7 @@ class ExportResult:
     n_faces: int
     level: float
     timings: dict[str, float] = field(default_factory=dict)
+    unseen_faces: int = 0  # faces no camera saw, left out
 
     def to_json(self) -> dict:
         """Plain JSON-ready fields (for result.json); paths as strings."""
@@ -52,6 +53,7 @@ class ExportResult:
             "n_faces": self.n_faces,
             "level": self.level,
             "timings": dict(self.timings),
+            "unseen_faces": self.unseen_faces,
         }
 
 
@@ -93,6 +95,27 @@ def _empty_value(mode: str, spacing: np.ndarray) -> float:
     return 0.0 if mode == "density" else float(np.linalg.norm(spacing))
 
 
+def _drop_unseen(vertices: np.ndarray, faces: np.ndarray, cameras: visibility.Cameras, cell: float,
+                 target_faces: int | None, device: torch.device | str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The mesh without the faces no camera sees, and how many those were. Over a face budget, the
+    closed surface is decimated first, to the budget the seen part will need (an open border left
+    by the cut cannot be simplified without moving what the views see); each decimated vertex takes
+    the visibility of the nearest full-resolution one."""
+    seen = visibility.seen_vertices(vertices, faces, cameras, cell, device)
+    keep = visibility.seen_faces(faces, seen)
+    require(bool(keep.any()), "No part of the surface lies where the run's cameras see it; export every surface "
+                              "(--keep-unseen) or check that the run's views are the scene's.")
+    if target_faces is not None and len(faces) > target_faces:
+        from scipy.spatial import cKDTree  # scipy is a dependency already (PyMCubes needs it)
+
+        fine_vertices = vertices
+        vertices, faces = cleanup.decimate(vertices, faces, max(4, math.ceil(target_faces / keep.mean())))
+        seen = seen[cKDTree(fine_vertices).query(vertices)[1]]
+        keep = visibility.seen_faces(faces, seen)
+    vertices, kept_faces = cleanup.compact(vertices, faces[keep])
+    return vertices, kept_faces, int((~keep).sum())
+
+
 def export_mesh(
     scalar_fn: ScalarFn,
     color_fn: bake.ColorFn,
@@ -111,6 +134,7 @@ def export_mesh(
     view_offset: float | None = None,
     device: torch.device | str = "cpu",
     memory_budget: int | None = None,
+    seen_by: visibility.Cameras | None = None,
 ) -> ExportResult:
     """Export the field's surface as mesh.glb, mesh.obj (+ mesh.mtl, texture.png) and mesh.npz.
 
@@ -122,7 +146,9 @@ def export_mesh(
     `n_directions` directions around the normal. `device` is where grid points and texel points
     are made for the callables; `memory_budget` (bytes) caps the grid (default: half the
     available memory). `occupied_fn` must count the inside of objects as occupied: a skipped
-    sample reads as outside, so a hollow occupancy shell would add an inner surface.
+    sample reads as outside, so a hollow occupancy shell would add an inner surface. With
+    `seen_by` (the training cameras), faces none of them sees are left out: the walls of
+    hollows inside objects and the undersides no view showed.
     """
     # Every refusal comes before minutes of sampling.
     marching_cubes.check_mode(mode)
@@ -156,6 +182,9 @@ def export_mesh(
     stages.begin("cleanup")
     if keep_components:
         vertices, faces = cleanup.keep_largest(vertices, faces, keep_components)
+    unseen = 0
+    if seen_by is not None and len(seen_by):
+        vertices, faces, unseen = _drop_unseen(vertices, faces, seen_by, float(spacing.max()), target_faces, device)
     if target_faces is not None:
         vertices, faces = cleanup.decimate(vertices, faces, target_faces)
     normals = cleanup.vertex_normals(vertices, faces)
@@ -198,4 +227,5 @@ def export_mesh(
         n_faces=len(faces),
         level=level,
         timings=stages.timings,
+        unseen_faces=unseen,
     )

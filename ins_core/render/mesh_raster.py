@@ -89,6 +89,35 @@ def _chunks(counts: torch.Tensor):
 
 
 @torch.no_grad()
+def _projected_faces(vertices: torch.Tensor, faces: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int):
+    """The faces wholly in front of the camera, their corners on screen and in depth, their pixel
+    boxes, how many pixels each box holds, and which boxes hold any."""
+    screen_v, depth_v = project_points(vertices.float(), c2w.float(), intrinsics.float())
+    faces = faces.long()
+    faces = faces[(depth_v[faces] > NEAR).all(dim=1)]
+    screen, depth = screen_v[faces], depth_v[faces]
+    low, size = _face_boxes(screen, width, height)
+    counts = size[:, 0] * size[:, 1]
+    return faces, screen, depth, low, size, counts, torch.nonzero(counts > 0).squeeze(1)
+
+
+def _zbuffer(screen, depth, low, size, counts, visible, width: int, height: int) -> torch.Tensor:
+    """[H * W] the nearest face's depth at each pixel centre (inf where no face covers it)."""
+    zbuffer = torch.full((width * height,), float("inf"), device=screen.device)
+    for part in _chunks(counts[visible]):
+        pixel, _, _, z = _candidates(screen, depth, low, size, visible[part], width)
+        zbuffer.scatter_reduce_(0, pixel, z, reduce="amin")
+    return zbuffer
+
+
+def depth_buffer(vertices: torch.Tensor, faces: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor,
+                 width: int, height: int) -> torch.Tensor:
+    """[H, W]: the distance along the viewing axis to the nearest face at each pixel centre, inf
+    where no face covers it (a z-buffer alone, without colour)."""
+    projected = _projected_faces(vertices, faces, c2w, intrinsics, width, height)
+    return _zbuffer(*projected[1:], width, height).view(height, width)
+
+
 def rasterize(vertices: torch.Tensor, faces: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
               uvs: torch.Tensor | None = None, texture: torch.Tensor | None = None, vertex_colors: torch.Tensor | None = None,
               supersample: int = 1) -> MeshRender:
@@ -104,20 +133,9 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, c2w: torch.Tensor, in
     big_w, big_h = width * k, height * k
     fx, fy, cx, cy = intrinsics.unbind(-1)
     scaled = torch.stack([fx * k, fy * k, cx * k, cy * k])
-    screen_v, depth_v = project_points(vertices.float(), c2w.float(), scaled.float())
-    faces = faces.long()
-    in_front = (depth_v[faces] > NEAR).all(dim=1)
-    faces = faces[in_front]
-    screen, depth = screen_v[faces], depth_v[faces]
-    low, size = _face_boxes(screen, big_w, big_h)
-    counts = size[:, 0] * size[:, 1]
-    visible = torch.nonzero(counts > 0).squeeze(1)
-
+    faces, screen, depth, low, size, counts, visible = _projected_faces(vertices, faces, c2w, scaled, big_w, big_h)
     n_pixels = big_w * big_h
-    zbuffer = torch.full((n_pixels,), float("inf"), device=vertices.device)
-    for part in _chunks(counts[visible]):
-        pixel, _, _, z = _candidates(screen, depth, low, size, visible[part], big_w)
-        zbuffer.scatter_reduce_(0, pixel, z, reduce="amin")
+    zbuffer = _zbuffer(screen, depth, low, size, counts, visible, big_w, big_h)
     values = torch.zeros(n_pixels, attribute.shape[1], device=vertices.device)
     for part in _chunks(counts[visible]):
         pixel, owner, weights, z = _candidates(screen, depth, low, size, visible[part], big_w)
