@@ -8,7 +8,8 @@ Builds the demo scene with the `bpy` module, captures it as the Preview preset d
 own meshes, then fits a NeRF per weight and seed. Figures per fit: the held-out PSNR, the Chamfer
 distance each way between the marching-cubes surface (192^3, the export's density level) and the
 truth, above the pedestal's underside (which no view sees), and the surface's face count (hidden
-shells inside objects add faces). One JSON line per figure, the hardware first. With `--pictures
+shells inside objects add faces); each for every surface and for the faces the cameras see (what
+the export keeps). One JSON line per figure, the hardware first. With `--pictures
 FILE`, the first seed's surfaces for each weight and the true one, shaded grey in Cycles from two
 cameras (the demo's, and close to the cube), side by side.
 """
@@ -32,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import emit, emit_hardware  # noqa: E402
 from ins_core.eval.evaluate import evaluate_views  # noqa: E402
 from ins_core.eval.mesh_fidelity import sample_surface  # noqa: E402
-from ins_core.export import cleanup, marching_cubes  # noqa: E402
-from ins_core.export.from_run import density_level, field_functions  # noqa: E402
+from ins_core.export import cleanup, marching_cubes, visibility  # noqa: E402
+from ins_core.export.from_run import density_level, field_functions, run_cameras  # noqa: E402
 from ins_core.train.fit import FitRequest, start_fit  # noqa: E402
 from ins_core.train.loading import TrainedRun  # noqa: E402
 
@@ -160,11 +161,14 @@ def main() -> None:
                 box = marching_cubes.check_aabb(session.model.field.aabb.cpu())
                 grid = marching_cubes.sample_grid(scalar_fn, box, args.grid, occupied_fn)
                 vertices, faces = cleanup.keep_largest(*marching_cubes.extract_mesh(grid, box, density_level(trained), "density"))
-                if seed == args.seeds[0]:
-                    surfaces.append((f"depth weight {weight:g}, seed {seed}", vertices, faces))
-                emit("depth_supervision", scene="make demo (Preview capture, 24 x 160 px)", depth_weight=weight, seed=seed,
-                     steps=args.steps, fit_s=round(seconds, 1), test_psnr=round(quality["psnr"], 2), faces=int(len(faces)),
-                     **{key: round(value, 4) for key, value in chamfer_seen((vertices, faces), truth).items()})
+                # Every surface, then what the export keeps: the faces the run's cameras see.
+                seen = visibility.seen_vertices(vertices, faces, run_cameras(trained), float(marching_cubes.grid_spacing(box, args.grid).max()))
+                for surface, (v, f) in (("every", (vertices, faces)), ("seen", cleanup.compact(vertices, faces[visibility.seen_faces(faces, seen)]))):
+                    if seed == args.seeds[0] and surface == "every":
+                        surfaces.append((f"depth weight {weight:g}, seed {seed}", v, f))
+                    emit("depth_supervision", scene="make demo (Preview capture, 24 x 160 px)", depth_weight=weight, seed=seed,
+                         steps=args.steps, fit_s=round(seconds, 1), test_psnr=round(quality["psnr"], 2), surfaces=surface, faces=int(len(f)),
+                         **{key: round(value, 4) for key, value in chamfer_seen((v, f), truth).items()})
         if args.pictures:
             render_surfaces(surfaces + [("the scene's true surface", *truth)], args.pictures)
 

@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "can show (view) or at its own detail (full: finer texture that "
                                                                     "flickers from view to view on small views); auto, the default, "
                                                                     "takes full for views of at least 5/8 of the loss network's size")
+    p.add_argument("--keep-unseen", action="store_true", default=None,
+                   help="keep the mesh's surfaces no training view sees (by default they are left out)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
@@ -159,6 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.overrides = {name: getattr(args, name) for name in ("stroke_scale", "palette_weight", "palette_spread", "consistency_weight", "tv_weight",
                                                                 "style_detail")
                       if getattr(args, name) is not None}
+    if args.keep_unseen:
+        args.overrides["mesh_keep_unseen"] = True
     if args.steps is not None:
         parts = args.steps.split(",")
         if len(parts) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in parts):

@@ -17,7 +17,7 @@ from bpy.types import Panel, UIList
 from .registration import class_registrar
 from . import estimates, preferences, presets
 from .preferences import _wrap
-from .properties import BUSY, STATUSES, device_for_job
+from .properties import BUSY, STATUSES, device_for_job, outputs_for_job
 
 LINE = 28  # characters of a label that fit the sidebar at its default width
 STATUS_LABELS = {key: label for key, label, _ in STATUSES}
@@ -110,6 +110,9 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         value.prop(settings, "palette_spread", text="")
         layout.prop(settings, "style_detail", text="Detail", expand=True)
         layout.prop(settings, "outputs")
+        unseen = layout.row()
+        unseen.active = "mesh" in outputs_for_job(settings)
+        unseen.prop(settings, "keep_unseen", text="Keep Unseen")
         layout.prop(settings, "device")
 
         layout.use_property_split = False

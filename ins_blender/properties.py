@@ -95,6 +95,10 @@ class INS_SceneSettings(PropertyGroup):
                                description="Which of the painting's detail the scene is asked for while training")
     device: EnumProperty(name="Device", items=DEVICES, default="PREFERENCES", description="Where the worker trains")
     outputs: EnumProperty(name="Output", items=OUTPUTS, default="BOTH", description="What the job gives back")
+    keep_unseen: BoolProperty(name="Keep Unseen Surfaces", default=False,
+                              description="Keep the mesh's surfaces no training view sees (the walls of hollows inside objects, "
+                                          "undersides); off, they are left out, so the faces and the texture go to what the views "
+                                          "showed and the mesh is open where nothing was seen")
     capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG",
                                  description="Where the cameras of the training views come from")
     camera_collection: PointerProperty(name="Cameras", type=bpy.types.Collection,

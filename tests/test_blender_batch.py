@@ -163,6 +163,7 @@ def test_steps_stroke_scale_and_loss_weights_become_job_overrides():
     assert args.overrides == {"stroke_scale": 2.0, "palette_weight": 1.0, "palette_spread": 0.8, "consistency_weight": 10.0, "tv_weight": 200.0,
                               "style_detail": "full", "pretrain_steps": 200, "stylize_steps": 30}
     assert batch.parse_args(["--style", "a.png", "--out", "job"]).overrides == {}
+    assert batch.parse_args(["--style", "a.png", "--out", "job", "--keep-unseen"]).overrides == {"mesh_keep_unseen": True}
     assert batch.parse_args(["--style", "a.png", "--out", "job", "--palette-spread", "Auto"]).overrides == {"palette_spread": "auto"}
 
 
