@@ -116,7 +116,7 @@ def test_views_with_nothing_in_them(data, tmp_path, capsys):
 
 def test_a_frames_missing_depth_file(data, tmp_path, capsys):
     content = _transforms(data)
-    content["frames"][0]["depth_file_path"] = "./train/nowhere_depth.exr"
+    content["frames"][1]["depth_file_path"] = "./train/nowhere_depth.exr"  # a training view (frame 0 is held out, its depth unread)
     _write_transforms(data, content)
     _expect_error(data, tmp_path, capsys, "nowhere_depth.exr", "does not exist", "depth_file_path")
 

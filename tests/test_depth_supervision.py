@@ -78,8 +78,9 @@ def test_a_frames_depth_file_that_is_missing_or_not_an_exr_is_one_sentence(tmp_p
     Image.new("RGBA", (4, 4)).save(tmp_path / "train" / "r_0.png")
     frame = {"file_path": "./train/r_0.png", "depth_file_path": "./train/r_0_depth.exr", "transform_matrix": np.eye(4).tolist()}
     (tmp_path / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": [frame], "aabb": [[-1] * 3, [1] * 3]}))
-    with pytest.raises(InputError, match=r"depth file '\./train/r_0_depth\.exr' does not exist.*'depth_file_path'"):
+    with pytest.raises(InputError, match=r"frames\[0\].*depth file '[^']*/train/r_0_depth\.exr' does not exist.*'depth_file_path'"):
         load_dataset(tmp_path, holdout_every=0)
+    assert load_dataset(tmp_path, holdout_every=0, with_depth=False)[0].depth is None  # a missing file blocks only its reader
     (tmp_path / "train" / "r_0_depth.exr").write_bytes(b"not an image")
     with pytest.raises(InputError, match=r"r_0_depth\.exr' is not an OpenEXR file"):
         load_dataset(tmp_path, holdout_every=0)

@@ -121,11 +121,11 @@ def test_hidden_shells_and_unseen_undersides_are_left_out_and_what_was_seen_stay
         kept_centres = {tuple(np.round(c, 5)) for c in data["vertices"][data["faces"]].mean(axis=1)}
     watched = outer & (facing > math.cos(math.radians(75)))
     assert {tuple(np.round(c, 5)) for c in centres[watched]} <= kept_centres
-    # Faces turned away from every camera (the underside) go, but for a band along the edge of what
-    # the cameras see (a face with one corner seen stays; the tolerance covers grazing pixels).
+    # Faces turned away from every camera (the underside) go (measured: all 2197 of them; a face with
+    # one corner seen would stay, so a few along the edge of what the cameras see may).
     turned_away = outer & (facing < 0)
     kept_away = sum(tuple(np.round(c, 5)) in kept_centres for c in centres[turned_away])
-    assert turned_away.sum() > 500 and kept_away < 0.2 * turned_away.sum(), (kept_away, turned_away.sum())
+    assert turned_away.sum() > 500 and kept_away < 0.05 * turned_away.sum(), (kept_away, turned_away.sum())
 
 
 def test_a_surface_no_camera_sees_is_refused_with_the_way_out(tmp_path):

@@ -53,6 +53,9 @@ def load_depth(path: Path, intrinsics: tuple[float, float, float, float], image_
                target_size: tuple[int, int], where: str) -> np.ndarray:
     """A view's ray distances [H, W] at `target_size` (width, height) from its Z pass, which must
     match the view's image (`image_size`, for which `intrinsics` hold)."""
+    if not path.is_file():
+        raise InputError(f"{where}: depth file '{path}' does not exist; check the frame's 'depth_file_path', "
+                         "leave it out, or fit with --depth-weight 0.")
     planar = depth_channel(read_exr_channels(path), path)
     if (planar.shape[1], planar.shape[0]) != tuple(image_size):
         raise InputError(f"{where}: the depth file '{path.name}' is {planar.shape[1]}x{planar.shape[0]} but the image is "

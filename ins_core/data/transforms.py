@@ -96,10 +96,8 @@ def _resolve_depth(base: Path, frame: dict, where: str) -> Path | None:
     value = frame["depth_file_path"]
     if not isinstance(value, str) or not value:
         raise InputError(f"{where} field 'depth_file_path' must be a non-empty string; fix it or leave it out.")
-    path = (base / value).resolve()
-    if not path.is_file():
-        raise InputError(f"{where}: depth file '{value}' does not exist next to the transforms file; check 'depth_file_path' or leave it out.")
-    return path
+    # Whether it exists is asked when it is read: only a fit that weighs depth needs it.
+    return (base / value).resolve()
 
 
 def read_transforms(path: Path) -> TransformsFile:
