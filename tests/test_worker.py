@@ -115,9 +115,11 @@ def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
     mesh = np.load(paths.root / manifest.files["mesh_npz"])
     assert 100 < mesh["faces"].shape[0] <= 600  # decimated to the job's face budget (without it: about 30 k faces)
     assert manifest.metrics["mesh_faces"] == mesh["faces"].shape[0]
-    # Reported; at 600 faces every face reaches what some camera saw (test_export_visibility and
-    # test_fit_cli check what is left out at finer budgets).
-    assert manifest.metrics["mesh_unseen_faces"] == 0
+    # Reported; at 600 faces nearly every face reaches what some camera saw (0 here, 1 on another
+    # CPU: training differs in the last bits), and test_export_visibility and test_fit_cli check
+    # what is left out at finer budgets.
+    unseen = manifest.metrics["mesh_unseen_faces"]
+    assert unseen == int(unseen) and 0 <= unseen <= 0.05 * manifest.metrics["mesh_faces"]
     assert mesh["uvs"].shape == (mesh["vertices"].shape[0], 2)
     assert Image.open(paths.root / manifest.files["texture"]).size == (64, 64)
     assert any(e.event == "log" and "pretrained VGG-16 ImageNet weights" in e.message for e in events)
