@@ -141,15 +141,16 @@ def run_stylize_image(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_cameras(trained) -> None:
-    """The run's views, which tell the export what its cameras saw; a run whose views have moved
-    still exports, with every surface."""
-    from .train.fit import load_run_data
+def _run_cameras_or_note(trained):
+    """The run's cameras, which tell the export what its views saw; a run whose views have moved
+    still exports, with every surface (None)."""
+    from .export.from_run import run_cameras
 
     try:
-        trained.data = load_run_data(trained.config, trained.device, trained.run.root)
+        return run_cameras(trained)
     except InputError as error:
         print(f"note: the run's views could not be read, so surfaces no camera saw stay in the mesh ({error})", file=sys.stderr)
+        return None
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -159,8 +160,7 @@ def run_export(args: argparse.Namespace) -> int:
     trained = open_run(args.run, args.device, load_data=False)
     if trained.kind == "image":
         raise InputError(f"Run '{args.run}' is an image field; export meshes from NeRF or SDF runs.")
-    if not args.keep_unseen:
-        _load_cameras(trained)
+    cameras = None if args.keep_unseen else _run_cameras_or_note(trained)
     if trained.kind == "stylized":
         trained.model.set_style(parse_style_mix(args.style_mix, len(trained.config["styles"])))
     elif args.style_mix:
@@ -175,7 +175,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     result = export_run(trained, args.out, args.resolution, args.texture_size, args.level, args.target_faces or None, args.vertex_colors, progress,
                         keep_components=args.keep_components, n_directions=args.view_directions, color_lookup=args.color_lookup,
-                        keep_unseen=args.keep_unseen)
+                        keep_unseen=cameras is None, cameras=cameras)
     bar.close()
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
     unseen = f"; {result.unseen_faces} faces no camera saw left out" if result.unseen_faces else ""

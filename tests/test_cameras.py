@@ -67,3 +67,28 @@ def test_ray_box_intersection():
     assert hit.tolist() == [True, False, True]
     assert near[0].item() == pytest.approx(4.0) and far[0].item() == pytest.approx(6.0)
     assert near[2].item() == pytest.approx(0.0) and far[2].item() == pytest.approx(1.0)
+
+
+def test_the_views_cameras_read_without_their_pixels_are_those_the_dataset_loads(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    from ins_core.data import dataset
+    from scenes import sphere_views, write_dataset
+
+    intr, views = sphere_views(6, 16)
+    split = write_dataset(tmp_path / "split", intr, views, split_every=3)  # transforms_train.json + transforms_test.json
+    one_file = write_dataset(tmp_path / "one", intr, views)  # transforms_train.json alone, views held out by position
+    for folder in (split, one_file):
+        for resolution in (None, 8):
+            train, test = dataset.load_dataset(folder, resolution, holdout_every=4)
+            loaded = [v for v in (train, test) if v is not None]
+            decoded = []
+            monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image))  # no pixels may be decoded
+            cameras = dataset.load_cameras(folder, resolution)
+            monkeypatch.undo()
+            assert not decoded and len(cameras) == 6 and (cameras.width, cameras.height) == (train.width, train.height)
+            # The same cameras, training views first, whatever the split.
+            assert torch.equal(cameras.c2w, torch.cat([v.c2w for v in loaded])) == (folder == split)
+            order = lambda c2w: sorted(map(tuple, c2w.flatten(1).tolist()))  # noqa: E731
+            assert order(cameras.c2w) == order(torch.cat([v.c2w for v in loaded]))
+            assert torch.equal(cameras.intrinsics, torch.cat([v.intrinsics for v in loaded]))

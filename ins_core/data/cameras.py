@@ -34,6 +34,19 @@ class Intrinsics:
         return torch.tensor([self.fx, self.fy, self.cx, self.cy], dtype=torch.float32, device=device)
 
 
+@dataclass
+class Cameras:
+    """Pinhole cameras: c2w [N, 4, 4], intrinsics [N, 4] (fx, fy, cx, cy) for images of width x height."""
+
+    c2w: torch.Tensor
+    intrinsics: torch.Tensor
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+
 def camera_directions(pixels: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
     """Camera-space ray directions (z = -1) through pixel coordinates.
 

@@ -16,7 +16,8 @@ import torch
 from ..errors import InputError
 from .bounds import carve_aabb
 from .depth import load_depth
-from .images import open_image, resize_rgba, to_rgba8
+from .cameras import Cameras
+from .images import image_size, open_image, resize_rgba, to_rgba8
 from .transforms import FrameRecord, TransformsFile, frame_intrinsics, read_transforms
 
 TRAIN_NAMES = ("transforms_train.json", "transforms.json")
@@ -62,6 +63,14 @@ def _scaled_size(width: int, height: int, target_width: int | None) -> tuple[int
     return target_width, max(1, round(height * target_width / width))
 
 
+def _scaled_intrinsics(frame: FrameRecord, size: tuple[int, int], target_width: int | None, where: str) -> tuple[int, int, list[float]]:
+    """The view's size once scaled to `target_width`, and (fx, fy, cx, cy) in its pixels."""
+    fx, fy, cx, cy = frame_intrinsics(frame.camera, size[0], size[1], where)
+    width, height = _scaled_size(size[0], size[1], target_width)
+    sx, sy = width / size[0], height / size[1]
+    return width, height, [fx * sx, fy * sy, cx * sx, cy * sy]
+
+
 def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | None,
                  with_depth: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Images, cameras, intrinsics and, with `with_depth` where any frame has a depth file, depths
@@ -76,13 +85,14 @@ def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | No
             first_size = size
         elif size != first_size:
             raise InputError(f"{where}: the image is {size[0]}x{size[1]} but the first view is {first_size[0]}x{first_size[1]}; render all views at one resolution.")
-        fx, fy, cx, cy = frame_intrinsics(frame.camera, size[0], size[1], where)
-        width, height = _scaled_size(size[0], size[1], target_width)
-        sx, sy = width / size[0], height / size[1]
+        width, height, scaled = _scaled_intrinsics(frame, size, target_width, where)
         images.append(torch.from_numpy(resize_rgba(pixels, width, height).copy()))
-        intrinsics.append([fx * sx, fy * sy, cx * sx, cy * sy])
+        intrinsics.append(scaled)
         c2ws.append(frame.c2w)
-        depths.append(None if frame.depth_path is None or not with_depth else load_depth(frame.depth_path, (fx, fy, cx, cy), size, (width, height), where))
+        if frame.depth_path is None or not with_depth:
+            depths.append(None)
+        else:
+            depths.append(load_depth(frame.depth_path, frame_intrinsics(frame.camera, size[0], size[1], where), size, (width, height), where))
     depth = None
     if any(d is not None for d in depths):
         depth = torch.stack([torch.zeros(images[i].shape[:2]) if d is None else torch.from_numpy(d) for i, d in enumerate(depths)])
@@ -146,3 +156,24 @@ def load_dataset(
             raise InputError(f"{test_path}: test views are {test_images.shape[2]}x{test_images.shape[1]} but training views are {images.shape[2]}x{images.shape[1]}; render both at one resolution.")
         test = PosedViews([f.name for f in test_frames], test_images, test_c2w, test_intrinsics, aabb, test_depth)
     return train, test
+
+
+def load_cameras(data_dir: str | Path, resolution: int | None = None) -> Cameras:
+    """Every view's camera (training and test) as `load_dataset` would scale it, from the
+    transforms files and the images' headers alone: what an export needs to know what the views
+    saw, without decoding their pixels."""
+    train_path, test_path = find_transforms(Path(data_dir))
+    c2ws, intrinsics, sizes = [], [], set()
+    for source in (train_path, test_path):
+        if source is None:
+            continue
+        for frame in read_transforms(source).frames:
+            where = f"{source}: frames[{frame.index}] ('{frame.name}')"
+            width, height, scaled = _scaled_intrinsics(frame, image_size(frame.image_path, where), resolution, where)
+            sizes.add((width, height))
+            c2ws.append(frame.c2w)
+            intrinsics.append(scaled)
+    if len(sizes) > 1:
+        raise InputError(f"{data_dir}: the views come in {len(sizes)} sizes; render all views at one resolution.")
+    (width, height), = sizes
+    return Cameras(torch.tensor(np.stack(c2ws), dtype=torch.float32), torch.tensor(intrinsics, dtype=torch.float32), width, height)

@@ -10,16 +10,24 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InputError
 
 
-def open_image(path: Path, what: str) -> Image.Image:
-    """Open an image file fully, or raise InputError naming `what` and the path."""
+def open_image(path: Path, what: str, pixels: bool = True) -> Image.Image:
+    """Open an image file (its pixels too, unless only its header is wanted), or raise InputError
+    naming `what` and the path."""
     if not path.is_file():
         raise InputError(f"{what}: image file '{path}' does not exist; check the path or re-export the views.")
     try:
         image = Image.open(path)
-        image.load()
+        if pixels:
+            image.load()
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise InputError(f"{what}: '{path}' is not a readable image ({error}); re-export it as PNG.") from None
     return image
+
+
+def image_size(path: Path, what: str) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding its pixels."""
+    with open_image(path, what, pixels=False) as image:
+        return image.size
 
 
 def to_rgba8(image: Image.Image, path: Path, what: str) -> np.ndarray:

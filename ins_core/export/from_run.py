@@ -7,13 +7,15 @@ from pathlib import Path
 
 import torch
 
+from ..data.cameras import Cameras
+from ..data.dataset import load_cameras
 from ..errors import require
 from ..fields.activations import density_activation
 from ..render.nerf_renderer import render_nerf_samples
 from ..render.samplers import segment_samples
+from ..train.fit import data_path
 from ..train.loading import TrainedRun
 from .pipeline import ExportResult, export_mesh
-from .visibility import Cameras
 
 
 def _content_kind(trained: TrainedRun) -> str:
@@ -130,20 +132,23 @@ def density_level(trained: TrainedRun) -> float:
     return float(torch.quantile(densities.float(), CALIBRATION_QUANTILE))
 
 
-def run_cameras(trained: TrainedRun) -> Cameras | None:
-    """The cameras the run was taught from (training and test views), where its data is loaded."""
+def run_cameras(trained: TrainedRun) -> Cameras:
+    """The cameras the run was taught from (training and test views): from its loaded views, else
+    read from its dataset's transforms and image headers (InputError where the views have moved)."""
     views = [v for v in (trained.data.train, trained.data.test) if v is not None and len(v)]
-    if not views:
-        return None
-    return Cameras(torch.cat([v.c2w for v in views]).cpu(), torch.cat([v.intrinsics for v in views]).cpu(), views[0].width, views[0].height)
+    if views:
+        return Cameras(torch.cat([v.c2w for v in views]).cpu(), torch.cat([v.intrinsics for v in views]).cpu(), views[0].width, views[0].height)
+    data = trained.config["data"]
+    return load_cameras(data_path(data, trained.run.root), data.get("resolution"))
 
 
 def export_run(trained: TrainedRun, out_dir: Path, resolution: int = 256, texture_size: int = 1024, level: float | None = None,
                target_faces: int | None = None, vertex_colors_only: bool = False, progress=None,
-               keep_components: int = 1, n_directions: int = 1, color_lookup: str = "ray", keep_unseen: bool = False) -> ExportResult:
+               keep_components: int = 1, n_directions: int = 1, color_lookup: str = "ray", keep_unseen: bool = False,
+               cameras: Cameras | None = None) -> ExportResult:
     """A textured mesh of the run (its current style mix) in out_dir, in the scene's world frame.
 
-    Unless `keep_unseen`, or the run's views are not loaded, faces none of its cameras saw are left out."""
+    Unless `keep_unseen`, faces none of the run's cameras (or `cameras`, where given) saw are left out."""
     scalar_fn, color_fn, occupied_fn, mode = field_functions(trained, color_lookup)
     trained.model.eval()
     if level is None and mode == "density":
@@ -151,4 +156,4 @@ def export_run(trained: TrainedRun, out_dir: Path, resolution: int = 256, textur
     return export_mesh(scalar_fn, color_fn, trained.model.field.aabb.cpu(), out_dir, mode, resolution=resolution, texture_size=texture_size,
                        level=level, occupied_fn=occupied_fn, target_faces=target_faces, vertex_colors_only=vertex_colors_only,
                        progress=progress, device=trained.device, keep_components=keep_components, n_directions=n_directions,
-                       seen_by=None if keep_unseen else run_cameras(trained))
+                       seen_by=None if keep_unseen else cameras or run_cameras(trained))

@@ -16,13 +16,12 @@ so this module knows nothing about fields or runs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ins_core.data.cameras import project_points
+from ins_core.data.cameras import Cameras, project_points
 from ins_core.render.mesh_raster import depth_buffer
 
 # How far behind the surface at its pixel a vertex may lie and still count as seen, in grid cells:
@@ -35,19 +34,6 @@ PIXEL_CELLS = 1.5
 MAX_PIXELS_SIDE = 512
 # Cameras asked at most: spread evenly over the run's views, they see what all of them see.
 MAX_CAMERAS = 48
-
-
-@dataclass
-class Cameras:
-    """Pinhole cameras: c2w [N, 4, 4], intrinsics [N, 4] (fx, fy, cx, cy) for images of width x height."""
-
-    c2w: torch.Tensor
-    intrinsics: torch.Tensor
-    width: int
-    height: int
-
-    def __len__(self) -> int:
-        return self.c2w.shape[0]
 
 
 def distance_spread(distance: torch.Tensor) -> torch.Tensor:
