@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from ins_core.data.cameras import image_pixels, look_at, rays_from_pixels
+from ins_core.data.cameras import Cameras, image_pixels, look_at, rays_from_pixels
 from ins_core.errors import InputError
 from ins_core.export import export_mesh
-from ins_core.export.visibility import Cameras, distance_spread, seen_points
+from ins_core.export.visibility import distance_spread, seen_points
 from ins_core.render.mesh_raster import depth_buffer
 from test_export_marching_cubes import BOX, CENTRE, RADIUS, hollow_sphere_sdf, radii
 
