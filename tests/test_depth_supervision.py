@@ -55,6 +55,19 @@ def test_the_depth_term_counts_solid_pixels_with_a_known_surface_relative_to_the
     assert float(none_solid) == 0.0
 
 
+def test_a_ray_through_a_hole_is_left_to_the_colours():
+    # Three solid pixels whose rays all read 10 % too far: opaque, half opaque, almost transparent
+    # (a hole in the surface the pixel shows). The hole's ray would pull a thousand times harder
+    # than the opaque one (1 / opacity); it is left out, and the others pull by their distance alone.
+    target, rgba = torch.tensor([2.0, 2.0, 2.0]), torch.ones(3, 4)
+    opacity = torch.tensor([1.0, 0.5, 0.001], requires_grad=True)
+    rendered = (torch.tensor([2.2, 2.2, 2.2]) * opacity.detach()).requires_grad_()
+    error = depth_error(rendered, opacity, target, rgba)
+    assert float(error) == pytest.approx(0.1)
+    error.backward()
+    assert rendered.grad.tolist() == pytest.approx([0.25, 0.5, 0.0])  # 1 / (opacity * distance * rays counted)
+
+
 def test_ray_batches_carry_the_depth_of_the_pixel_each_ray_goes_through():
     n, height, width = 3, 5, 7
     index = torch.arange(n * height * width, dtype=torch.float32).view(n, height, width)
