@@ -63,9 +63,10 @@ def _scaled_size(width: int, height: int, target_width: int | None) -> tuple[int
     return target_width, max(1, round(height * target_width / width))
 
 
-def _scaled_intrinsics(frame: FrameRecord, size: tuple[int, int], target_width: int | None, where: str) -> tuple[int, int, list[float]]:
-    """The view's size once scaled to `target_width`, and (fx, fy, cx, cy) in its pixels."""
-    fx, fy, cx, cy = frame_intrinsics(frame.camera, size[0], size[1], where)
+def _scaled_intrinsics(intrinsics: tuple[float, float, float, float], size: tuple[int, int],
+                       target_width: int | None) -> tuple[int, int, list[float]]:
+    """The view's size once scaled to `target_width`, and its (fx, fy, cx, cy) in those pixels."""
+    fx, fy, cx, cy = intrinsics
     width, height = _scaled_size(size[0], size[1], target_width)
     sx, sy = width / size[0], height / size[1]
     return width, height, [fx * sx, fy * sy, cx * sx, cy * sy]
@@ -85,14 +86,12 @@ def _load_frames(frames: list[FrameRecord], source: Path, target_width: int | No
             first_size = size
         elif size != first_size:
             raise InputError(f"{where}: the image is {size[0]}x{size[1]} but the first view is {first_size[0]}x{first_size[1]}; render all views at one resolution.")
-        width, height, scaled = _scaled_intrinsics(frame, size, target_width, where)
+        own = frame_intrinsics(frame.camera, size[0], size[1], where)
+        width, height, scaled = _scaled_intrinsics(own, size, target_width)
         images.append(torch.from_numpy(resize_rgba(pixels, width, height).copy()))
         intrinsics.append(scaled)
         c2ws.append(frame.c2w)
-        if frame.depth_path is None or not with_depth:
-            depths.append(None)
-        else:
-            depths.append(load_depth(frame.depth_path, frame_intrinsics(frame.camera, size[0], size[1], where), size, (width, height), where))
+        depths.append(None if frame.depth_path is None or not with_depth else load_depth(frame.depth_path, own, size, (width, height), where))
     depth = None
     if any(d is not None for d in depths):
         depth = torch.stack([torch.zeros(images[i].shape[:2]) if d is None else torch.from_numpy(d) for i, d in enumerate(depths)])
@@ -169,7 +168,8 @@ def load_cameras(data_dir: str | Path, resolution: int | None = None) -> Cameras
             continue
         for frame in read_transforms(source).frames:
             where = f"{source}: frames[{frame.index}] ('{frame.name}')"
-            width, height, scaled = _scaled_intrinsics(frame, image_size(frame.image_path, where), resolution, where)
+            size = image_size(frame.image_path, where)
+            width, height, scaled = _scaled_intrinsics(frame_intrinsics(frame.camera, *size, where), size, resolution)
             sizes.add((width, height))
             c2ws.append(frame.c2w)
             intrinsics.append(scaled)
