@@ -42,7 +42,7 @@ Layout inside every zip (the zip root is the extension's package, `bl_ext.<repo>
 blender_manifest.toml, the files of ins_blender/, wheels/ins_core-<v>+<hash>-py3-none-any.whl, and in
 full zips wheels/<dependency>.whl for each Python version. The add-on imports ins_core from the
 extensions' site-packages, and the worker runs `PYTHON -m ins_core.worker JOB` with that folder on
-its path (see ins_blender/jobs.py), so Blender's own Python finds the bundled torch there.
+its path (see ins_blender/worker_launch.py), so Blender's own Python finds the bundled torch there.
 
 Variants:
   * full, one zip per platform, <id>-<version>-<platform>.zip: the worker runs in Blender's own

@@ -60,7 +60,7 @@ from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, StageEvent, write_message
 from ins_core.stylize_options import STYLE_DETAILS, palette_spread_arg
 
-from . import jobs, preferences, presets
+from . import job_run, preferences, presets, worker_launch, worker_process
 from .operators import Request, StyleSource, capture_in_process, check_writable, create_job, validate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -206,7 +206,7 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
         raise InputError(f"Device {device!r} is unknown; use one of {', '.join(DEVICE_NAMES)}.")
     outputs = OUTPUT_NAMES[outputs] if isinstance(outputs, str) and outputs in OUTPUT_NAMES else list(outputs)
     # --python, else the Worker Python preference (empty: Blender's own Python).
-    python_path, bundled = jobs.resolve_python(python) if python else preferences.worker_python()
+    python_path, bundled = worker_launch.resolve_python(python) if python else preferences.worker_python()
     if source is None:
         source = "cameras" if _scene_has_cameras(scene) else "auto_rig"
     size = presets.scene_view_size(preset_obj, scene.render, resolution or 0)
@@ -294,7 +294,7 @@ def finished_result(job: JobPaths) -> ResultManifest | None:
 def _run_worker(job: JobPaths, python_path: str, bundled: bool, timeout: float | None, log,
                 silence_s: float | None = None) -> str:
     """Run the worker to the end (blocking, printing progress); BatchError unless it finished."""
-    run = jobs.JobRun(job.root, python_path, bundled=bundled).start()
+    run = job_run.JobRun(job.root, python_path, bundled=bundled).start()
     log(f"INS: worker started ({python_path})")
     started = time.monotonic()
     try:
@@ -313,7 +313,7 @@ def _run_worker(job: JobPaths, python_path: str, bundled: bool, timeout: float |
     return status
 
 
-def stop_worker(worker: "jobs.WorkerProcess | None") -> None:
+def stop_worker(worker: "worker_process.WorkerProcess | None") -> None:
     """Ask the worker to checkpoint and stop, and wait until it has exited (killed after the
     grace time). Another Ctrl-C / SIGTERM meanwhile kills it at once instead of leaving it running."""
     if worker is None or not worker.alive:
@@ -394,7 +394,7 @@ def _printer(log):
     def show(events):
         for event in events:
             if isinstance(event, StageEvent):
-                log(f"INS: {jobs.STAGE_LABELS.get(event.stage, event.stage)} ({event.total_steps} steps)")
+                log(f"INS: {worker_process.STAGE_LABELS.get(event.stage, event.stage)} ({event.total_steps} steps)")
                 last["stage"] = event.stage
             elif isinstance(event, ProgressEvent):
                 now = time.monotonic()
@@ -405,7 +405,7 @@ def _printer(log):
                         parts.append(f"loss {event.loss:.4g}")
                     if event.psnr is not None:
                         parts.append(f"PSNR {event.psnr:.2f} dB")
-                    eta = jobs.format_eta(event.eta_s)
+                    eta = worker_process.format_eta(event.eta_s)
                     if eta:
                         parts.append(eta)
                     log("INS:   " + ", ".join(parts))
@@ -449,7 +449,7 @@ def _main(argv: list[str] | None) -> int:
         if args.save:
             save_blend(args.save)
         return EXIT_OK
-    except (InputError, jobs.WorkerError) as error:
+    except (InputError, worker_launch.WorkerError) as error:
         print(f"INS: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BatchError as error:

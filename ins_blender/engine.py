@@ -42,7 +42,7 @@ from ins_core.errors import InputError
 from ins_core.job import JobPaths, JobSpec
 from ins_core.protocol import RenderCommand
 
-from . import jobs
+from . import worker_launch, worker_process
 from .capture import camera_intrinsics, camera_to_world
 from .world import background_colour
 
@@ -108,9 +108,9 @@ class RenderServer:
         self.job = job
         self.python = python
         self.stamp = _result_stamp(job)
-        self.worker = jobs.WorkerProcess(
-            jobs.worker_argv(python, job.root, serve=True, bundled=bundled), job.root, env=jobs.worker_env(bundled),
-            stderr_path=job.root / jobs.SERVER_STDERR_NAME, label="render server", python=python, kind="server",
+        self.worker = worker_process.WorkerProcess(
+            worker_launch.worker_argv(python, job.root, serve=True, bundled=bundled), job.root, env=worker_launch.worker_env(bundled),
+            stderr_path=job.root / worker_process.SERVER_STDERR_NAME, label="render server", python=python, kind="server",
         )
         self.folder = Path(tempfile.mkdtemp(prefix="ins_render_"))
         self.lock = threading.Lock()
@@ -118,7 +118,7 @@ class RenderServer:
     def start(self) -> "RenderServer":
         try:
             self.worker.start()
-        except jobs.WorkerError as error:
+        except worker_launch.WorkerError as error:
             raise EngineError(str(error)) from None
         return self
 
@@ -164,7 +164,7 @@ class RenderServer:
                                 style_mix=style_mix, background=background, depth_out=str(depth_path(out)) if depth else None)
         try:
             self.worker.send(command)
-        except jobs.WorkerError as error:
+        except worker_launch.WorkerError as error:
             raise EngineError(str(error)) from None
         return request_id, out
 
@@ -217,7 +217,7 @@ def get_server(job: JobPaths) -> RenderServer:
 
     try:
         python, bundled = preferences.worker_python()
-    except jobs.WorkerError as error:
+    except worker_launch.WorkerError as error:
         raise EngineError(str(error)) from None
     key = str(job.root.resolve())
     with _SERVERS_LOCK:
@@ -322,7 +322,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         scene = depsgraph.scene
         try:
             self._render(scene, depsgraph)
-        except (EngineError, jobs.WorkerError, InputError) as error:
+        except (EngineError, worker_launch.WorkerError, InputError) as error:
             self.report({"ERROR"}, f"INS: {error}")
             try:
                 self.error_set(str(error))
@@ -467,7 +467,7 @@ class ViewportPreview:
         """An exception becomes the overlay's text: drawing must never take the viewport down."""
         try:
             yield
-        except (EngineError, jobs.WorkerError, InputError) as error:
+        except (EngineError, worker_launch.WorkerError, InputError) as error:
             self.error = str(error)
         except Exception as error:  # noqa: BLE001 - shown to the user, not raised into Blender's draw
             self.error = f"viewport: {type(error).__name__}: {error}"

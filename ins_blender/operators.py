@@ -31,7 +31,7 @@ from ins_core.job import JobPaths, JobSpec
 from ins_core.stylize_options import PALETTE_SPREAD_AUTO
 
 from .registration import class_registrar
-from . import jobs, presets
+from . import job_run, jobs, presets, worker_launch
 from . import preferences as prefs_module
 from . import properties as props_module
 
@@ -273,7 +273,7 @@ def capture_subprocess_argv(request: Request, job: JobPaths) -> list[str]:
     blend = job.root / CAPTURE_BLEND
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, check_existing=False, compress=False, relative_remap=True)
     package_dir = Path(__file__).resolve().parent
-    paths = [str(package_dir.parent), jobs.ins_core_root()]
+    paths = [str(package_dir.parent), worker_launch.ins_core_root()]
     expr = (f"import sys; sys.path[:0] = {paths!r}; "
             f"import {package_dir.name}.batch as b; sys.exit(b.capture_main())")
     args = ["--capture-job", str(job.root), "--scene", request.scene.name, "--source", request.source,
@@ -357,7 +357,7 @@ class INS_OT_stylize_scene(Operator):
                     capture_in_process(request, job, progress=lambda done, total: wm.progress_update(done / max(1, total)))
                 finally:
                     wm.progress_end()
-            run = jobs.JobRun(job.root, request.python, bundled=request.bundled, capture_argv=capture_argv,
+            run = job_run.JobRun(job.root, request.python, bundled=request.bundled, capture_argv=capture_argv,
                               scene_name=scene.name)
             run.start()
         except BaseException:
@@ -376,7 +376,7 @@ class INS_OT_stylize_scene(Operator):
             raise InputError(f"The job folder '{job.root}' is incomplete (no job.json or captured views); start a new job with Stylize Scene.")
         spec = JobSpec.load(job.job_json)
         python, bundled = prefs_module.worker_python(prefs_module.get(context))
-        run = jobs.JobRun(job.root, python, bundled=bundled, scene_name=scene.name).start()
+        run = job_run.JobRun(job.root, python, bundled=bundled, scene_name=scene.name).start()
         self._outputs = tuple(spec.outputs)
         return run
 
@@ -402,7 +402,7 @@ class INS_OT_stylize_scene(Operator):
         status = self._before(context)
         try:
             run = self._prepare(context, can_capture_in_background(context))
-        except (InputError, jobs.WorkerError) as error:
+        except (InputError, worker_launch.WorkerError) as error:
             context.scene.ins.status, context.scene.ins.message = status
             return self._fail(context, error)
         except Exception as error:  # noqa: BLE001 - a bug: one sentence here, the traceback in the console
@@ -472,7 +472,7 @@ class INS_OT_stylize_scene(Operator):
         status = self._before(context)
         try:
             run = self._prepare(context, background_capture=False)
-        except (InputError, jobs.WorkerError) as error:
+        except (InputError, worker_launch.WorkerError) as error:
             scene.ins.status, scene.ins.message = status
             return self._fail(context, error)
         except Exception as error:  # noqa: BLE001

@@ -18,7 +18,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy.types import AddonPreferences, Operator
 
 from .registration import class_registrar
-from . import jobs
+from . import worker_check, worker_launch
 
 ADDON_ID = __package__  # "ins_blender", or "bl_ext.<repo>.ins_stylize" as an installed extension
 DEVICES = [("AUTO", "Auto", "The GPU when the worker has one (CUDA, then Apple MPS), else the CPU"),
@@ -140,10 +140,10 @@ def vgg_weights(prefs=None) -> str | None:
 
 
 def worker_python(prefs=None) -> tuple[str, bool]:
-    """(python, is_bundled) from the preference; jobs.WorkerError when the path is bad."""
+    """(python, is_bundled) from the preference; worker_launch.WorkerError when the path is bad."""
     prefs = prefs or get()
     text = prefs.worker_python.strip()
-    return jobs.resolve_python(bpy.path.abspath(text) if text else "")
+    return worker_launch.resolve_python(bpy.path.abspath(text) if text else "")
 
 
 class INS_OT_check_worker(Operator):
@@ -159,7 +159,7 @@ class INS_OT_check_worker(Operator):
 
     def execute(self, context):  # blocking variant (background mode, scripts)
         prefs = get(context)
-        result = jobs.check_worker(bpy.path.abspath(prefs.worker_python) if prefs.worker_python.strip() else "")
+        result = worker_check.check_worker(bpy.path.abspath(prefs.worker_python) if prefs.worker_python.strip() else "")
         return self._finish(context, result)
 
     def invoke(self, context, event):
@@ -168,7 +168,7 @@ class INS_OT_check_worker(Operator):
         holder = self._holder = {}
 
         def run() -> None:
-            holder["result"] = jobs.check_worker(setting)
+            holder["result"] = worker_check.check_worker(setting)
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()

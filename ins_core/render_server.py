@@ -19,7 +19,7 @@ from .job import JobPaths, ResultManifest
 from .protocol import NO_DEPTH, ErrorEvent, QuitCommand, ReadyEvent, RenderCommand, RenderedEvent, decode_command, write_message
 
 
-# Where the engine sends the server's stderr (ins_blender/jobs.py SERVER_STDERR_NAME); error events
+# Where the engine sends the server's stderr (ins_blender/worker_process.py SERVER_STDERR_NAME); error events
 # must name a log.
 SERVER_LOG = "render_server_stderr.txt"
 

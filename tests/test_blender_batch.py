@@ -19,7 +19,7 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-from ins_blender import batch, importer, jobs  # noqa: E402
+from ins_blender import batch, importer, worker_launch  # noqa: E402
 from ins_core.errors import InputError  # noqa: E402
 from ins_core.protocol import ErrorEvent, ProgressEvent, ResultEvent, StageEvent, CancelledEvent, decode_event  # noqa: E402
 
@@ -253,8 +253,8 @@ def test_capture_main_speaks_the_protocol(scene, tmp_path):
 def fake_worker(monkeypatch, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fake_worker")
     (folder / "ins_fake_mesh_worker.py").write_text(FAKE_WORKER)
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_fake_mesh_worker")
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(folder)])
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_fake_mesh_worker")
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [str(folder)])
 
 
 def tiny_job_argv(style, out) -> list[str]:
@@ -323,8 +323,8 @@ def test_a_failing_worker_gives_status_1(scene, style, tmp_path, monkeypatch, ca
     folder = tmp_path / "broken_worker"
     folder.mkdir()
     (folder / "ins_broken_worker.py").write_text("import sys; print('worker blew up', file=sys.stderr); sys.exit(3)\n")
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_broken_worker")
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(folder)])
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_broken_worker")
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [str(folder)])
     add_cube()
     assert batch.cli_command(tiny_job_argv(style, tmp_path / "job")) == batch.EXIT_FAILED
     err = capsys.readouterr().err
@@ -375,8 +375,8 @@ def test_a_signal_cancels_the_worker_and_waits_for_it(scene, style, tmp_path, mo
     folder = tmp_path / "slow_worker"
     folder.mkdir()
     (folder / "ins_slow_worker.py").write_text(SLOW_WORKER)
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_slow_worker")
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(folder)])
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_slow_worker")
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [str(folder)])
     add_cube()
     out = tmp_path / "job"
 

@@ -25,7 +25,7 @@ bpy = pytest.importorskip("bpy")
 from mathutils import Euler, Vector  # noqa: E402
 
 import ins_blender  # noqa: E402
-from ins_blender import engine, jobs  # noqa: E402
+from ins_blender import engine, worker_launch, worker_process  # noqa: E402
 from ins_blender.capture import camera_intrinsics, camera_to_world  # noqa: E402
 from ins_core.job import JobPaths, JobSpec, ResultManifest  # noqa: E402
 from ins_core.protocol import NO_DEPTH  # noqa: E402
@@ -73,8 +73,8 @@ def fake_dir(tmp_path_factory):
 
 @pytest.fixture
 def scene(monkeypatch, fake_dir):
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_fake_server")
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(fake_dir)])
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_fake_server")
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [str(fake_dir)])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     ins_blender.register()
     scene = bpy.context.scene
@@ -297,14 +297,14 @@ def test_the_viewport_preview_appears_low_res_first_and_refines(scene, tmp_path,
 def test_the_viewport_preview_shows_a_server_failure(scene, tmp_path, monkeypatch):
     job = finished_job(tmp_path / "job")
     scene.ins.job_dir = str(job.root)
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_no_such_server_module")
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_no_such_server_module")
     timers = []
     monkeypatch.setattr(engine, "schedule", lambda function, delay: timers.append(function))
     fake = FakeViewportEngine()
     preview = engine.ViewportPreview(fake)
     preview.update(scene, engine.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 50.0, 50.0, 20.0, 20.0, 40, 40))
     run_timer(timers.pop())
-    assert fake.redraws and "cannot import" in preview.status() and jobs.SERVER_STDERR_NAME in preview.status()
+    assert fake.redraws and "cannot import" in preview.status() and worker_process.SERVER_STDERR_NAME in preview.status()
     assert not timers  # it stopped polling
 
 
@@ -355,13 +355,13 @@ def test_no_finished_job_gives_a_clear_error(scene, tmp_path, capsys):
 def test_a_server_that_dies_gives_a_clear_error(scene, tmp_path, capsys, monkeypatch):
     job = finished_job(tmp_path / "job")
     scene.ins.render_job_dir = str(job.root)
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_no_such_server_module")
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_no_such_server_module")
     message = _render_error(capsys)
     assert "cannot import 'ins_no_such_server_module'" in message or "stopped unexpectedly" in message
-    assert str(job.root / jobs.SERVER_STDERR_NAME) in message
+    assert str(job.root / worker_process.SERVER_STDERR_NAME) in message
     # A failed server is not restarted at every redraw: the next render gets the same sentence.
     assert _render_error(capsys) == message
-    assert (job.root / jobs.SERVER_STDERR_NAME).read_text().count("render server started") == 1
+    assert (job.root / worker_process.SERVER_STDERR_NAME).read_text().count("render server started") == 1
 
 
 OWN_RENDER = r"""
@@ -381,7 +381,7 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
     from ins_blender.batch import run_batch
     from ins_blender.world import background_colour
 
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [])
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     ins_blender.register()
     try:

@@ -1,10 +1,11 @@
-"""jobs.py: starting, polling, cancelling and reporting on worker subprocesses.
+"""Starting, polling, cancelling and reporting on worker subprocesses: worker_launch, worker_process,
+job_run, worker_check and the jobs glue.
 
 The worker here is FAKE_WORKER below: a test double of the protocol (stdlib only) that prints
 the events `python -m ins_core.worker JOB` prints, without any training. What it does is chosen
 by JOB/fake_mode.txt (ok, slow, stubborn, crash, error). It runs through the same command line
-and environment the add-on builds (`jobs.worker_argv`, `jobs.worker_env`), with
-`jobs.WORKER_MODULE` pointed at it. The end-to-end run with the real worker is in
+and environment the add-on builds (`worker_launch.worker_argv`, `worker_launch.worker_env`), with
+`worker_launch.WORKER_MODULE` pointed at it. The end-to-end run with the real worker is in
 test_blender_batch.py.
 """
 
@@ -23,7 +24,7 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-from ins_blender import jobs, operators, preferences, properties  # noqa: E402
+from ins_blender import job_run, jobs, operators, preferences, properties, worker_check, worker_launch, worker_process  # noqa: E402
 from ins_core.job import JobPaths  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -84,8 +85,8 @@ def fake_dir(tmp_path_factory):
 
 @pytest.fixture
 def fake(monkeypatch, fake_dir):
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_fake_worker")
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(fake_dir)])
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_fake_worker")
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [str(fake_dir)])
     yield
     jobs.shutdown_all(timeout=2.0)
 
@@ -97,9 +98,9 @@ def make_job(tmp_path: Path, mode: str = "ok") -> JobPaths:
     return job
 
 
-def start(job: JobPaths, python: str | None = None, bundled: bool = True) -> jobs.WorkerProcess:
+def start(job: JobPaths, python: str | None = None, bundled: bool = True) -> worker_process.WorkerProcess:
     python = python or sys.executable
-    return jobs.WorkerProcess(jobs.worker_argv(python, job.root, bundled=bundled), job.root, env=jobs.worker_env(bundled), python=python).start()
+    return worker_process.WorkerProcess(worker_launch.worker_argv(python, job.root, bundled=bundled), job.root, env=worker_launch.worker_env(bundled), python=python).start()
 
 
 def gone(pid: int) -> bool:
@@ -128,14 +129,14 @@ def test_events_update_the_state(fake, tmp_path):
     assert state.overall == 1.0
     assert state.returncode == 0 and gone(worker.pid)
     # Stray text is not an event; the worker's stderr goes to its own log in the job.
-    assert (job.root / jobs.STDERR_NAME).is_file()
+    assert (job.root / worker_process.STDERR_NAME).is_file()
 
 
 def test_a_run_shows_every_event_even_those_its_status_update_drains(fake, tmp_path, monkeypatch):
     """JobRun.wait polls the worker twice a turn (wait, then the status update): events that
     arrive in between must reach on_events too (the batch printed no final PSNR under load)."""
     job = make_job(tmp_path)
-    run = jobs.JobRun(job.root, sys.executable).start()
+    run = job_run.JobRun(job.root, sys.executable).start()
     run.worker._proc.wait(timeout=30)
     run.worker._reader.join(timeout=10)  # every event is queued: only update() will drain them
     monkeypatch.setattr(run.worker, "wait_event", lambda timeout: [])
@@ -148,13 +149,13 @@ def test_a_run_shows_every_event_even_those_its_status_update_drains(fake, tmp_p
 def test_a_run_waits_while_events_come_and_gives_up_on_silence(fake, tmp_path):
     """The hang guard of the batch and the tests: no event for `silence_s` seconds, however long the
     run took before (a busy machine slows a job down; only a hang stops its events)."""
-    run = jobs.JobRun(make_job(tmp_path, "slow").root, sys.executable).start()
+    run = job_run.JobRun(make_job(tmp_path, "slow").root, sys.executable).start()
     began = time.monotonic()
     assert run.wait(silence_s=1.0) == "running"  # it went quiet after "halfway"
     assert 1.0 <= time.monotonic() - began < 20 and run.state.message == "halfway"
     run.request_cancel()
     assert run.wait(timeout=30) == "cancelled"
-    assert jobs.JobRun(make_job(tmp_path / "ok").root, sys.executable).start().wait(silence_s=30) == "finished"
+    assert job_run.JobRun(make_job(tmp_path / "ok").root, sys.executable).start().wait(silence_s=30) == "finished"
 
 
 def test_poll_never_blocks_and_cancel_leaves_no_process(fake, tmp_path):
@@ -194,7 +195,7 @@ def test_a_crash_names_the_log(fake, tmp_path):
     worker = start(job)
     state = worker.wait(timeout=30)
     assert state.status == "failed"
-    log = job.root / jobs.STDERR_NAME
+    log = job.root / worker_process.STDERR_NAME
     assert f"'{log}'" in state.message and "exit status 3" in state.message and "boom" in state.message
     assert "boom" in log.read_text()
 
@@ -207,14 +208,14 @@ def test_an_error_event_is_reported_with_the_log(fake, tmp_path):
 
 
 def test_a_missing_python_is_reported_before_anything_runs(tmp_path):
-    with pytest.raises(jobs.WorkerError, match="does not exist; choose a Python with torch in Preferences"):
-        jobs.resolve_python(str(tmp_path / "no" / "python3"))
+    with pytest.raises(worker_launch.WorkerError, match="does not exist; choose a Python with torch in Preferences"):
+        worker_launch.resolve_python(str(tmp_path / "no" / "python3"))
     job = make_job(tmp_path)
-    worker = jobs.WorkerProcess([str(tmp_path / "no" / "python3"), "-m", "x", str(job.root)], job.root)
-    with pytest.raises(jobs.WorkerError, match="does not exist"):
+    worker = worker_process.WorkerProcess([str(tmp_path / "no" / "python3"), "-m", "x", str(job.root)], job.root)
+    with pytest.raises(worker_launch.WorkerError, match="does not exist"):
         worker.start()
     assert worker.pid is None
-    check = jobs.check_worker(str(tmp_path / "no" / "python3"))
+    check = worker_check.check_worker(str(tmp_path / "no" / "python3"))
     assert not check.ok and "does not exist" in check.message
 
 
@@ -222,23 +223,23 @@ def _python_without_torch() -> str:
     python = "/usr/bin/python3"
     if not os.path.exists(python):
         pytest.skip("no system Python at /usr/bin/python3 to play a Python without torch")
-    if jobs.subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0:
+    if subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0:
         pytest.skip("/usr/bin/python3 has torch; it cannot play a Python without torch")
     return python
 
 
 def test_a_python_without_torch_gets_a_clear_report(monkeypatch, fake_dir, tmp_path):
     python = _python_without_torch()
-    resolved, bundled = jobs.resolve_python(python)
+    resolved, bundled = worker_launch.resolve_python(python)
     assert not bundled  # an external Python: only ins_core's folder goes on its path
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_fake_torch_worker")
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(fake_dir)])
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_fake_torch_worker")
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [str(fake_dir)])
     job = make_job(tmp_path)
     state = start(job, resolved, bundled).wait(timeout=30)
     assert state.status == "failed"
     assert state.message.startswith(f"The worker Python '{python}' has no torch; install torch into it")
-    assert "Preferences" in state.message and jobs.STDERR_NAME in state.message
-    check = jobs.check_worker(python, timeout=60)
+    assert "Preferences" in state.message and worker_process.STDERR_NAME in state.message
+    check = worker_check.check_worker(python, timeout=60)
     assert not check.ok and "has no torch" in check.message and "Preferences" in check.message
 
 
@@ -257,16 +258,16 @@ def test_blenders_own_python_without_torch_gets_advice_that_fits_it(monkeypatch,
     """Blender's own Python without torch: a full zip helps only where it bundles torch for that
     platform and Python; otherwise, a Worker Python. Check Worker says so."""
     output = 'INS_CHECK {"python": "3.x", "error": "torch", "detail": "ModuleNotFoundError"}\n'
-    monkeypatch.setattr(jobs, "blender_platform", lambda: where)
-    advice_for = jobs.bundled_torch_advice
-    monkeypatch.setattr(jobs, "bundled_torch_advice", lambda: advice_for(version))  # Blender's Python: `version`
-    monkeypatch.setattr(jobs.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, output.encode(), b""))
-    check = jobs.check_worker("")
+    monkeypatch.setattr(worker_launch, "blender_platform", lambda: where)
+    advice_for = worker_launch.bundled_torch_advice
+    monkeypatch.setattr(worker_check, "bundled_torch_advice", lambda: advice_for(version))  # Blender's Python: `version`
+    monkeypatch.setattr(worker_check.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, output.encode(), b""))
+    check = worker_check.check_worker("")
     assert not check.ok and advice in check.message and "Worker Python to a Python that has torch" in check.message
 
 
 def test_this_machines_platform_is_named_as_blender_names_it():
-    assert jobs.blender_platform() in {"linux-x64", "linux-arm64", "windows-x64", "windows-arm64", "macos-arm64",
+    assert worker_launch.blender_platform() in {"linux-x64", "linux-arm64", "windows-x64", "windows-arm64", "macos-arm64",
                                        "macos-x64"}
 
 
@@ -277,9 +278,9 @@ def test_the_add_on_knows_which_full_zips_bundle_torch():
     import build_addon
 
     manifest = build_addon.tomllib.loads(build_addon.SOURCE_MANIFEST.read_text(encoding="utf-8"))
-    assert set(jobs.BUNDLED_TORCH_PYTHONS) == set(manifest["platforms"])
-    assert set(jobs.PYTHON_BLENDERS) == set(build_addon.PYTHON_BLENDERS)
-    for where, pythons in jobs.BUNDLED_TORCH_PYTHONS.items():
+    assert set(worker_launch.BUNDLED_TORCH_PYTHONS) == set(manifest["platforms"])
+    assert set(worker_launch.PYTHON_BLENDERS) == set(build_addon.PYTHON_BLENDERS)
+    for where, pythons in worker_launch.BUNDLED_TORCH_PYTHONS.items():
         expected = [p for p in build_addon.PYTHON_BLENDERS if p == (3, 11) or build_addon.PLATFORMS[where].torch_from_pypi]
         assert list(pythons) == expected, where
         assert all(build_addon.worker_pins(where, p) for p in pythons)
@@ -313,17 +314,17 @@ def test_an_external_pythons_own_torch_wins_over_the_bundled_one(monkeypatch, fa
     extension = tmp_path / "extension"  # what a full zip unpacks: ins_core beside the bundled wheels
     (extension / "torch").mkdir(parents=True)
     (extension / "torch" / "__init__.py").write_text("__version__ = 'bundled-cpu-build'\n")
-    (extension / "ins_core").symlink_to(Path(jobs.ins_core_root()) / "ins_core")
+    (extension / "ins_core").symlink_to(Path(worker_launch.ins_core_root()) / "ins_core")
     (fake_dir / "ins_probe_worker.py").write_text(PROBE_WORKER)
-    monkeypatch.setattr(jobs, "ins_core_root", lambda: str(extension))
-    monkeypatch.setattr(jobs, "WORKER_MODULE", "ins_probe_worker")
-    monkeypatch.setattr(jobs, "EXTRA_PATHS", [str(fake_dir)])
+    monkeypatch.setattr(worker_launch, "ins_core_root", lambda: str(extension))
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_probe_worker")
+    monkeypatch.setattr(worker_launch, "EXTRA_PATHS", [str(fake_dir)])
 
-    resolved, bundled = jobs.resolve_python(python)
+    resolved, bundled = worker_launch.resolve_python(python)
     assert not bundled
     job = make_job(tmp_path)
     # cwd as WorkerProcess sets it: `python -c` puts the working folder first on sys.path
-    result = subprocess.run(jobs.worker_argv(resolved, job.root, bundled=False), env=jobs.worker_env(False),
+    result = subprocess.run(worker_launch.worker_argv(resolved, job.root, bundled=False), env=worker_launch.worker_env(False),
                             cwd=job.root, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
@@ -331,13 +332,13 @@ def test_an_external_pythons_own_torch_wins_over_the_bundled_one(monkeypatch, fa
     assert seen["ins_core"].startswith(str(extension))  # ins_core still comes from the extension
     assert seen["job"] == str(job.root.resolve())
     # And with Blender's own Python, the bundled torch is the one the worker gets.
-    own = subprocess.run(jobs.worker_argv(sys.executable, job.root, bundled=True), env=jobs.worker_env(True), cwd=job.root,
+    own = subprocess.run(worker_launch.worker_argv(sys.executable, job.root, bundled=True), env=worker_launch.worker_env(True), cwd=job.root,
                          capture_output=True, text=True, timeout=60)
     assert json.loads(own.stdout.strip().splitlines()[-1])["torch"] == "bundled-cpu-build", own.stderr
 
 
 def test_check_worker_reports_torch_and_cuda(worker_python):
-    check = jobs.check_worker(worker_python, timeout=120)  # the test venv's Python, or INS_WORKER_PYTHON
+    check = worker_check.check_worker(worker_python, timeout=120)  # the test venv's Python, or INS_WORKER_PYTHON
     assert check.ok, check.message
     torch_says = subprocess.run([worker_python, "-c", "import torch; print(torch.__version__, torch.cuda.is_available())"],
                                 capture_output=True, text=True, timeout=120, check=True).stdout.split()
@@ -350,7 +351,7 @@ def test_shutdown_stops_every_worker(fake, tmp_path):
     worker = start(job)
     while worker.state.step < 5:
         worker.wait_event(1.0)
-    jobs.shutdown_all(timeout=5.0)  # what quitting Blender runs (atexit)
+    worker_process.shutdown_all(timeout=5.0)  # what quitting Blender runs (atexit)
     assert gone(worker.pid)
 
 
@@ -383,7 +384,7 @@ def style_file(tmp_path: Path) -> Path:
 def test_the_timer_copies_the_state_into_the_scene(fake, addon, tmp_path):
     scene = addon
     job = make_job(tmp_path)
-    run = jobs.JobRun(job.root, sys.executable).start()
+    run = job_run.JobRun(job.root, sys.executable).start()
     jobs.add_run(scene, run)
     assert scene.ins.status == "RUNNING" and scene.ins.job_dir == str(job.root)
     deadline = time.monotonic() + 30

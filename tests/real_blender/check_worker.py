@@ -11,11 +11,11 @@ import bpy
 
 PACKAGE = "bl_ext.user_default.ins_stylize"
 
-jobs = importlib.import_module(f"{PACKAGE}.jobs")
-own = jobs.check_worker("", timeout=120)
+worker_check = importlib.import_module(f"{PACKAGE}.worker_check")
+own = worker_check.check_worker("", timeout=120)
 print(f"Check Worker, Blender's own Python: {own.message}")
 preference = bpy.context.preferences.addons[PACKAGE].preferences.worker_python
-chosen = jobs.check_worker(preference, timeout=120)
+chosen = worker_check.check_worker(preference, timeout=120)
 print(f"Check Worker, {preference}: {chosen.message}")
 if own.ok or "Worker Python to a Python that has torch" not in own.message or not chosen.ok:
     sys.exit(1)
