@@ -1,7 +1,8 @@
 """The jobs Blender is watching: a registry of running jobs per scene, a `bpy.app.timers` poller
 that copies their state into the scene's INS settings and the preview image, file-load handlers,
-and `shutdown_all()` (also run at exit) so quitting Blender stops every worker. Imports bpy lazily;
-the processes themselves are `worker_process.WorkerProcess` and `job_run.JobRun`.
+and `shutdown_all()` so disabling the add-on stops every worker (quitting Blender does too: the
+processes, `worker_process.WorkerProcess` under `job_run.JobRun`, are stopped at exit). Imports bpy
+lazily.
 """
 
 from __future__ import annotations
