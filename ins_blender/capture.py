@@ -30,7 +30,8 @@ import bpy
 from mathutils import Matrix, Vector
 
 from ins_core.errors import InputError
-from ins_core.job import JobPaths, write_json_atomic
+from ins_core.job import JobPaths
+from ins_core.json_files import write_json_atomic
 
 from . import rig as rig_module
 from .render_settings import apply_capture_settings, depth_output, preserved_render_settings

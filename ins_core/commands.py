@@ -192,7 +192,7 @@ def run_run_job(args: argparse.Namespace) -> int:
 def _eval_mesh(trained, mesh, args: argparse.Namespace, metrics: dict) -> None:
     """Adds the mesh-against-field comparison to metrics.json and prints it."""
     from .eval.mesh_fidelity import texture_fidelity
-    from .job import write_json_atomic
+    from .json_files import write_json_atomic
 
     views = trained.data.test if trained.data.test is not None and len(trained.data.test) else trained.data.train
     fidelity = texture_fidelity(trained, mesh, views, args.supersample, _progress_bar("mesh"))

@@ -5,351 +5,47 @@
 one sentence naming the file, the field and the fix (`InputError`), never as a traceback from
 deep inside training. Plain Python only (no torch, numpy or bpy): Blender imports this module.
 
-The small field checks below (`int_field`, `list_field`, ...) are shared with `protocol.py`.
+The field checks are `schema.py`'s (shared with `protocol.py`), the atomic JSON writes
+`json_files.py`'s.
 """
 
-import copy
-import json
-import math
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, InitVar, dataclass, field, fields
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from .errors import InputError, require
-from .stylize_options import PALETTE_SPREAD_AUTO, STYLE_DETAILS, STYLIZE_MODES, view_mode_only_asked
+from .json_files import read_json, write_json_atomic
+from .schema import (
+    Check,
+    auto_or_field,
+    bool_field,
+    check_fields,
+    choice_field,
+    dataclass_kwargs,
+    dict_field,
+    int_field,
+    list_field,
+    nested,
+    number_field,
+    optional_field,
+    plain_fields,
+    quoted,
+    record_field,
+    relpath_field,
+    show_value,
+    str_field,
+    version_field,
+    weights_field,
+)
+from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, view_mode_only_asked
 
 JOB_VERSION = 1
 MODES = ("nerf", "sdf")
 PRESETS = ("preview", "standard", "high")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OUTPUTS = ("mesh", "render_engine")
-MIX_TOLERANCE = 1e-6
-
-# ---------------------------------------------------------------------------------------------
-# Field checks: each takes (value, where) and returns the normalised value or raises InputError.
-# `where` reads like "job.json: field 'seed'", so every message names the file and the field.
-# ---------------------------------------------------------------------------------------------
-
-Check = Callable[[Any, str], Any]
-
-
-def _show(value: Any) -> str:
-    """Short rendering of a bad value for an error message."""
-    text = repr(value) if isinstance(value, str) else json.dumps(value, default=repr)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _quoted(options: Iterable[Any]) -> str:
-    return ", ".join(repr(o) for o in options)
-
-
-def _sub(where: str, suffix: str) -> str:
-    """"x: field 'styles'" + "[0]" -> "x: field 'styles[0]'" (names nested fields exactly)."""
-    return where[:-1] + suffix + "'" if where.endswith("'") else where + suffix
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def int_field(minimum: int | None = None, maximum: int | None = None) -> Check:
-    """An integer (never a bool) within optional bounds."""
-
-    def check(value: Any, where: str) -> int:
-        require(_is_int(value), f"{where} is {_show(value)}; use an integer.")
-        require(minimum is None or value >= minimum,
-                f"{where} is {value}; use an integer >= {minimum}.")
-        require(maximum is None or value <= maximum,
-                f"{where} is {value}; use an integer <= {maximum}.")
-        return int(value)
-
-    return check
-
-
-def number_field(minimum: float | None = None, *, above: bool = False, maximum: float | None = None) -> Check:
-    """A finite number, returned as float; `above` makes the minimum exclusive; `maximum` is inclusive."""
-
-    def check(value: Any, where: str) -> float:
-        require(_is_number(value), f"{where} is {_show(value)}; use a number.")
-        value = float(value)
-        require(math.isfinite(value), f"{where} is {_show(value)}; use a finite number.")
-        if minimum is not None:
-            ok = value > minimum if above else value >= minimum
-            require(ok, f"{where} is {value:g}; use a number {'>' if above else '>='} {minimum:g}.")
-        if maximum is not None:
-            require(value <= maximum, f"{where} is {value:g}; use a number <= {maximum:g}.")
-        return value
-
-    return check
-
-
-def optional_number_field(minimum: float | None = None) -> Check:
-    """A number or null; NaN/inf become None (a diverged loss is reported as 'unknown')."""
-    finite = number_field(minimum)
-
-    def check(value: Any, where: str) -> float | None:
-        if value is None or (_is_number(value) and not math.isfinite(value)):
-            return None
-        return finite(value, where)
-
-    return check
-
-
-def bool_field() -> Check:
-    """true or false (not 0/1, not "yes")."""
-
-    def check(value: Any, where: str) -> bool:
-        require(isinstance(value, bool), f"{where} is {_show(value)}; use true or false.")
-        return value
-
-    return check
-
-
-def str_field(nonempty: bool = True) -> Check:
-    """A string, by default non-empty."""
-
-    def check(value: Any, where: str) -> str:
-        require(isinstance(value, str), f"{where} is {_show(value)}; use a string.")
-        require(not nonempty or value.strip(), f"{where} is empty; give a non-empty string.")
-        return value
-
-    return check
-
-
-def choice_field(options: Iterable[str]) -> Check:
-    """One string out of a fixed set."""
-    options = tuple(options)
-
-    def check(value: Any, where: str) -> str:
-        require(isinstance(value, str) and value in options,
-                f"{where} is {_show(value)}; use one of {_quoted(options)}.")
-        return value
-
-    return check
-
-
-def auto_or_field(inner: Check) -> Check:
-    """The string "auto" (`PALETTE_SPREAD_AUTO`), or whatever `inner` accepts."""
-
-    def check(value: Any, where: str) -> Any:
-        if isinstance(value, str):
-            require(value == PALETTE_SPREAD_AUTO, f"{where} is {_show(value)}; use \"{PALETTE_SPREAD_AUTO}\" or a number.")
-            return value
-        return inner(value, where)
-
-    return check
-
-
-def optional_field(inner: Check) -> Check:
-    """null, or whatever `inner` accepts."""
-
-    def check(value: Any, where: str) -> Any:
-        return None if value is None else inner(value, where)
-
-    return check
-
-
-def list_field(item: Check, *, min_len: int = 0, length: int | None = None) -> Check:
-    """A list (or tuple) whose items pass `item`; returned as a new list."""
-
-    def check(value: Any, where: str) -> list:
-        require(isinstance(value, (list, tuple)), f"{where} is {_show(value)}; use a list.")
-        if length is not None:
-            require(len(value) == length,
-                    f"{where} has {len(value)} item(s); give exactly {length}.")
-        require(len(value) >= min_len,
-                f"{where} has {len(value)} item(s); give at least {min_len}.")
-        return [item(v, _sub(where, f"[{i}]")) for i, v in enumerate(value)]
-
-    return check
-
-
-def dict_field(values: Check | Mapping[str, Check]) -> Check:
-    """A JSON object with non-empty string keys.
-
-    `values` is one check for every value, or a table key -> check that also fixes the keys.
-    """
-    table = values if isinstance(values, Mapping) else None
-
-    def check(value: Any, where: str) -> dict:
-        require(isinstance(value, Mapping), f"{where} is {_show(value)}; use a JSON object.")
-        out = {}
-        for key, v in value.items():
-            require(isinstance(key, str) and key,
-                    f"{where} has key {_show(key)}; use non-empty string keys.")
-            require(table is None or key in table,
-                    f"{where} has unknown key {key!r}; use one of {_quoted(table or ())}.")
-            out[key] = (values if table is None else table[key])(v, _sub(where, f".{key}"))
-        return out
-
-    return check
-
-
-def record_field(table: Mapping[str, Check]) -> Check:
-    """A JSON object with exactly the keys of `table`, each checked by its entry."""
-
-    def check(value: Any, where: str) -> dict:
-        require(isinstance(value, Mapping), f"{where} is {_show(value)}; use a JSON object.")
-        _check_key_sets(value, table, where, required=table)
-        return {k: c(value[k], _sub(where, f".{k}")) for k, c in table.items()}
-
-    return check
-
-
-def relpath_field() -> Check:
-    """A path relative to the job directory that stays inside it (the job must be portable)."""
-
-    def check(value: Any, where: str) -> str:
-        str_field()(value, where)
-        fix = "copy the file into the job directory and give its path relative to it, e.g. 'styles/a.jpg'"
-        require("\\" not in value, f"{where} is {_show(value)}; use forward slashes, e.g. 'styles/a.jpg'.")
-        absolute = PurePosixPath(value).is_absolute() or bool(PureWindowsPath(value).anchor)
-        require(not absolute, f"{where} is the absolute path {_show(value)}; {fix}.")
-        parts = PurePosixPath(value).parts
-        require(".." not in parts, f"{where} is {_show(value)} which leaves the job directory ('..'); {fix}.")
-        require(bool(parts), f"{where} is {_show(value)} which names no file; {fix}.")
-        return PurePosixPath(*parts).as_posix()
-
-    return check
-
-
-def weights_field() -> Check:
-    """Non-negative mixing weights that sum to 1 (within MIX_TOLERANCE)."""
-    items = list_field(number_field(0.0), min_len=1)
-
-    def check(value: Any, where: str) -> list[float]:
-        weights = items(value, where)
-        total = math.fsum(weights)
-        require(abs(total - 1.0) <= MIX_TOLERANCE,
-                f"{where} sums to {total:.9g}; give weights that sum to 1.")
-        return weights
-
-    return check
-
-
-def version_field(current: int) -> Check:
-    """The file format version this code reads."""
-
-    def check(value: Any, where: str) -> int:
-        int_field()(value, where)
-        require(value == current,
-                f"{where} is {value}; this INS version reads version {current}, "
-                f"so re-create the file or update INS for Blender.")
-        return value
-
-    return check
-
-
-# ---------------------------------------------------------------------------------------------
-# Dataclass plumbing shared by JobSpec, ResultManifest and the protocol messages.
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_key_sets(d: Mapping, allowed: Iterable[str], where: str, required: Iterable[str]) -> None:
-    allowed = list(allowed)
-    unknown = sorted(str(k) for k in d if k not in allowed)
-    require(not unknown, f"{where} has unknown field(s) {_quoted(unknown)}; remove them "
-                         f"(known fields: {_quoted(allowed)}).")
-    missing = [k for k in required if k not in d]
-    require(not missing, f"{where} is missing field(s) {_quoted(missing)}; add them.")
-
-
-def dataclass_kwargs(cls: type, d: Any, source: str, *, ignore: Iterable[str] = (),
-                     allow_unknown: bool = False) -> dict[str, Any]:
-    """Check a JSON object's keys against a dataclass's fields and return them as kwargs.
-
-    Unknown keys are an error (a typo must not be silently ignored) unless `allow_unknown`.
-    """
-    require(isinstance(d, Mapping), f"{source}: the content is {_show(d)}; use a JSON object {{...}}.")
-    ignore = set(ignore)
-    names = [f.name for f in fields(cls) if f.init]
-    required = [f.name for f in fields(cls)
-                if f.init and f.default is MISSING and f.default_factory is MISSING]
-    body = {k: v for k, v in d.items() if k not in ignore and (not allow_unknown or k in names)}
-    _check_key_sets(body, names, source, required)
-    return body
-
-
-def check_fields(obj: Any, table: Mapping[str, Check], source: str) -> None:
-    """Validate and normalise `obj`'s fields in place (works on frozen dataclasses too)."""
-    for name, check in table.items():
-        object.__setattr__(obj, name, check(getattr(obj, name), f"{source}: field '{name}'"))
-
-
-def _plain(obj: Any) -> dict[str, Any]:
-    """Dataclass fields -> dict, copying lists and dicts so callers cannot alias them."""
-    return {f.name: copy.deepcopy(getattr(obj, f.name)) for f in fields(obj)}
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON files.
-# ---------------------------------------------------------------------------------------------
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as JSON so that readers see either the old file or the whole new one.
-
-    Serialises first (a failure there touches nothing), then writes a temp file in the same
-    directory, flushes and fsyncs it and renames it over `path`. NaN/inf are refused because
-    they are not JSON.
-    """
-    path = Path(path)
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable where the OS allows it (not on Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Read a JSON file; every failure is an InputError naming the file (and line/column)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found; check the path.") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason}); re-create it.") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the {what} ({e.strerror}); check the path.") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: {what} is not valid JSON at line {e.lineno}, column {e.colno} "
-                         f"({e.msg}); fix or re-create it.") from None
-
 
 # ---------------------------------------------------------------------------------------------
 # The job directory.
@@ -406,9 +102,9 @@ def _outputs_field() -> Check:
 
     def check(value: Any, where: str) -> list[str]:
         require(isinstance(value, (list, tuple, set, frozenset)),
-                f"{where} is {_show(value)}; use a list of {_quoted(OUTPUTS)}.")
-        chosen = {choice(v, _sub(where, f"[{i}]")) for i, v in enumerate(value)}
-        require(bool(chosen), f"{where} is empty; choose at least one of {_quoted(OUTPUTS)}.")
+                f"{where} is {show_value(value)}; use a list of {quoted(OUTPUTS)}.")
+        chosen = {choice(v, nested(where, f"[{i}]")) for i, v in enumerate(value)}
+        require(bool(chosen), f"{where} is empty; choose at least one of {quoted(OUTPUTS)}.")
         return [o for o in OUTPUTS if o in chosen]
 
     return check
@@ -466,7 +162,7 @@ class _JsonFile:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy of the fields."""
-        return _plain(self)
+        return plain_fields(self)
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "") -> Any:
@@ -530,7 +226,7 @@ def _iso_field() -> Check:
         try:
             datetime.fromisoformat(value)
         except ValueError:
-            raise InputError(f"{where} is {_show(value)}; use an ISO 8601 timestamp "
+            raise InputError(f"{where} is {show_value(value)}; use an ISO 8601 timestamp "
                              f"like '2024-05-01T12:00:00+00:00'.") from None
         return value
 
@@ -543,7 +239,7 @@ def _aabb_field() -> Check:
     def check(value: Any, where: str) -> list[float]:
         box = six(value, where)
         require(all(box[i] < box[i + 3] for i in range(3)),
-                f"{where} is {_show(box)}; give min x, y, z then max x, y, z with each min < max.")
+                f"{where} is {show_value(box)}; give min x, y, z then max x, y, z with each min < max.")
         return box
 
     return check

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import IO, Any, ClassVar, Union, get_args
 
 from .errors import InputError
-from .job import (
+from .schema import (
     Check,
     choice_field,
     dataclass_kwargs,

@@ -10,7 +10,6 @@ the end of stdin stops it. A bad request gets an `error` event and the server ke
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ins_core import job as job_module
+from ins_core import json_files
 from ins_core.errors import InputError
 from ins_core.job import (
     OVERRIDES,
     JobPaths,
     JobSpec,
     ResultManifest,
-    read_json,
-    write_json_atomic,
 )
+from ins_core.json_files import read_json, write_json_atomic
 
 
 def full_job() -> dict:
@@ -277,7 +276,7 @@ def test_write_json_atomic_failed_rename_removes_temp_file(tmp_path: Path, monke
         assert Path(src).parent == tmp_path  # temp file lives next to the target
         raise OSError("disk full")
 
-    monkeypatch.setattr(job_module.os, "replace", broken_replace)
+    monkeypatch.setattr(json_files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_json_atomic(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}

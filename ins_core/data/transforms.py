@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..job import read_json
+from ..json_files import read_json
 
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 IMAGE_SUFFIXES = ("", ".png", ".PNG")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..job import write_json_atomic
+from ..json_files import write_json_atomic
 from ..render.views import render_image_field, render_view
 from ..train.loading import TrainedRun
 from .metrics import psnr, ssim

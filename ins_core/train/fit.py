@@ -22,7 +22,7 @@ from ..data.dataset import PosedViews, load_dataset
 from ..data.images import load_rgb, load_rgb_and_alpha
 from ..device import resolve_device
 from ..errors import InputError
-from ..job import write_json_atomic
+from ..json_files import write_json_atomic
 from .batches import PixelBatcher, RayBatcher
 from .checkpoint import load_checkpoint, save_checkpoint
 from .runs import RunDir

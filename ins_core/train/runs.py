@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import InputError
-from ..job import read_json, write_json_atomic
+from ..json_files import read_json, write_json_atomic
 
 RUN_VERSION = 1
 
