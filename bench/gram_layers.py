@@ -26,7 +26,7 @@ from bench.common import emit, emit_hardware  # noqa: E402
 from ins_core.eval.evaluate import content_run_of, styles_of  # noqa: E402
 from ins_core.eval.stylization import object_distances, painting_as_seen, painting_pasted_distances  # noqa: E402
 from ins_core.losses.style import painting_grams  # noqa: E402
-from ins_core.losses.vgg import resolve_backbone  # noqa: E402
+from ins_core.losses.backbone import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import emit, emit_hardware, sync  # noqa: E402
 from ins_core.device import resolve_device  # noqa: E402
 from ins_core.losses.style import CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, gram_matrix, nnfm_loss  # noqa: E402
-from ins_core.losses.vgg import loss_network_dtype, resolve_backbone  # noqa: E402
+from ins_core.losses.backbone import resolve_backbone  # noqa: E402
+from ins_core.losses.loss_precision import loss_network_dtype  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 from ins_core.train.stylize_image import start_image_stylize  # noqa: E402
 

@@ -25,13 +25,9 @@ from PIL import Image
 
 from ins_core.data.images import load_rgb
 from ins_core.losses.style import GRAM_LAYERS, StyleTarget, gram_matrix, style_loss, style_statistics_distance
-from ins_core.losses.vgg import (
-    FeatureExtractor,
-    OFFLINE_SEED,
-    features_from_weights,
-    resolve_backbone,
-    vgg16_parameter_shapes,
-)
+from ins_core.losses.backbone import resolve_backbone
+from ins_core.losses.vgg import FeatureExtractor, features_from_weights, vgg16_parameter_shapes
+from ins_core.losses.vgg_offline import OFFLINE_SEED
 
 DEFAULT_STYLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "styles" / "starry_night.jpg"
 

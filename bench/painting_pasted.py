@@ -26,7 +26,7 @@ from bench.common import emit, emit_hardware  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
 from ins_core.eval.stylization import object_distance, painting_pasted_distance  # noqa: E402
 from ins_core.losses.style import painting_grams  # noqa: E402
-from ins_core.losses.vgg import resolve_backbone  # noqa: E402
+from ins_core.losses.backbone import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 

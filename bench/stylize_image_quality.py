@@ -34,7 +34,7 @@ from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.data.images import load_rgb_and_alpha  # noqa: E402
 from ins_core.data.styles import load_style_image  # noqa: E402
 from ins_core.eval.stylized_image import area_resized, background_change, style_match  # noqa: E402
-from ins_core.losses.vgg import resolve_backbone  # noqa: E402
+from ins_core.losses.backbone import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_image_field  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 

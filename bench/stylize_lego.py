@@ -44,7 +44,7 @@ from ins_core.data.styles import load_style_image  # noqa: E402
 from ins_core.eval.evaluate import gram_fall  # noqa: E402
 from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
-from ins_core.losses.vgg import resolve_backbone  # noqa: E402
+from ins_core.losses.backbone import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, StylizeSettings, start_stylize  # noqa: E402

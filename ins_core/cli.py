@@ -18,7 +18,7 @@ from .train.settings import DEFAULT_DEPTH_WEIGHT, FIELD_KINDS
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_EXPORT_FACES = 500_000  # lego at 256^3 makes ~1 M faces: heavy in a viewport, slow to unwrap
-# The choices are losses/vgg.py's LOSS_PRECISIONS, spelt here so that parsing does not import torch.
+# The choices are losses/loss_precision.py's LOSS_PRECISIONS, spelt here so that parsing does not import torch.
 LOSS_PRECISION_OPTION = {"choices": ("auto", "float32", "bfloat16"),
                          "help": "what the loss network computes in (auto: bfloat16 on GPUs and CPUs that have it, else float32)"}
 

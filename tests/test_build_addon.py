@@ -388,7 +388,7 @@ def test_pins_checked_against_pyproject_per_python(requires_python, deps, errors
 def write_wheel(folder: Path, filename: str, requires: list[str] = ()) -> Path:
     name, version = filename.split("-")[:2]
     path = folder / filename
-    meta = "\n".join([f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
                      + [f"Requires-Dist: {r}" for r in requires]) + "\n\n"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{name}-{version}.dist-info/METADATA", meta)

@@ -193,8 +193,6 @@ def test_a_sharp_sdf_is_drawn_from_its_surface_band_alone(monkeypatch):
 def test_a_stylized_sdf_that_keeps_its_geometry_runs_the_style_only_where_colour_is_needed(monkeypatch):
     """The AM's blend at 1 makes the stylized SDF the content's: its band and normals come from the
     content field, and the style modules run only at the ends of the intervals that get colour."""
-    from ins_core.render import sdf_fast
-
     model = _stylized_sdf()
     with torch.no_grad():
         model.field.content.variance.fill_(0.6)  # sharp: a thin band, few coloured intervals

@@ -72,7 +72,7 @@ def test_stylize_image_moves_towards_the_style_and_renders_at_any_resolution(tmp
     import torch
 
     from ins_core.losses.style import style_statistics_distance
-    from ins_core.losses.vgg import resolve_backbone
+    from ins_core.losses.backbone import resolve_backbone
 
     content = _test_image(tmp_path / "content.png", size=64)
     result, style = _stylize_image(tmp_path, content, steps=40)
@@ -95,7 +95,7 @@ def test_stylize_image_computes_its_losses_in_the_precision_asked_for(tmp_path):
     import torch
 
     from ins_core.data.demo_scene import write_demo_style
-    from ins_core.losses.vgg import resolve_backbone
+    from ins_core.losses.backbone import resolve_backbone
     from ins_core.train.loading import open_run
     from ins_core.train.stylize_image import ImageStyleObjective, ImageStylizeSettings
 
@@ -134,7 +134,7 @@ def test_stylize_image_paints_a_cut_out_object_and_keeps_its_background(tmp_path
     import torch
 
     from ins_core.losses.style import object_style_distance, painting_grams
-    from ins_core.losses.vgg import resolve_backbone
+    from ins_core.losses.backbone import resolve_backbone
 
     content, inside = _cut_out_image(tmp_path / "content.png", 64)
     result, style = _stylize_image(tmp_path, content, steps=60)
@@ -174,7 +174,7 @@ def test_stylize_image_teaches_the_field_between_the_pixels_it_sees(tmp_path):
 
     from ins_core.data.demo_scene import write_demo_style
     from ins_core.fields.stylization import StylizationConfig
-    from ins_core.losses.vgg import resolve_backbone
+    from ins_core.losses.backbone import resolve_backbone
     from ins_core.render.views import render_image_field
     from ins_core.train.loading import open_run
     from ins_core.train.scene_models import StylizedImageModel

@@ -32,7 +32,9 @@ from ins_core.losses.style import (
     style_statistics_distance,
     total_variation,
 )
-from ins_core.losses.vgg import BUNDLED_WEIGHTS, FeatureExtractor, build_offline_vgg16, features_from_weights, load_vgg_file
+from ins_core.losses.vgg import FeatureExtractor, features_from_weights
+from ins_core.losses.vgg_offline import build_offline_vgg16
+from ins_core.losses.vgg_weights import BUNDLED_WEIGHTS, load_vgg_file
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

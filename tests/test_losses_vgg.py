@@ -11,27 +11,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ins_core.errors import InputError
-from ins_core.losses import vgg
+from ins_core.losses import vgg_weights
+from ins_core.losses.backbone import resolve_backbone
+from ins_core.losses.loss_precision import cpu_flags_have_bfloat16, loss_network_dtype, native_bfloat16
 from ins_core.losses.vgg import (
+    TAPS,
+    build_vgg16_features,
+    FeatureExtractor,
+    features_from_weights,
+    vgg16_parameter_shapes,
+)
+from ins_core.losses.vgg_offline import build_offline_vgg16, calibration_images
+from ins_core.losses.vgg_weights import (
     BUNDLED_WEIGHTS,
     CACHE_FILENAME,
     OFFLINE_WARNING,
-    TAPS,
-    FeatureExtractor,
-    build_offline_vgg16,
-    build_vgg16_features,
-    calibration_images,
-    cpu_flags_have_bfloat16,
     download_weights,
-    features_from_weights,
     load_vgg_file,
     load_vgg_weights,
-    loss_network_dtype,
-    native_bfloat16,
-    resolve_backbone,
     sha256_matches,
     trim_and_cache,
-    vgg16_parameter_shapes,
 )
 
 # torchvision.models.vgg16().features, written out by hand: (index, out_channels, in_channels).
@@ -148,7 +147,7 @@ def test_trim_and_cache_is_atomic(full_checkpoint, tmp_path, monkeypatch):
     def fail_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(vgg.os, "replace", fail_replace)
+    monkeypatch.setattr(vgg_weights.os, "replace", fail_replace)
     with pytest.raises(OSError):
         trim_and_cache(path, cache)
     assert (cache / CACHE_FILENAME).read_bytes() == b"previous cache"
@@ -233,7 +232,7 @@ def test_download_refused_unless_allowed(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tried to open a URL")
 
-    monkeypatch.setattr(vgg.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(vgg_weights.urllib.request, "urlopen", no_network)
     with pytest.raises(InputError, match="not allowed"):
         download_weights(tmp_path / "cache", allow_download=False)
     assert not (tmp_path / "cache").exists()
@@ -243,7 +242,7 @@ def test_download_path_with_a_fake_server(full_checkpoint, tmp_path, monkeypatch
     """No network here: urlopen is replaced by a file-like object serving the test checkpoint."""
     path, _ = full_checkpoint
     payload = path.read_bytes()
-    monkeypatch.setattr(vgg.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(payload))
+    monkeypatch.setattr(vgg_weights.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(payload))
     cache = tmp_path / "cache"
     # Wrong hash (the payload is not torchvision's file): refused, nothing left behind; offline fallback.
     with pytest.raises(InputError, match="SHA-256"):
@@ -253,7 +252,7 @@ def test_download_path_with_a_fake_server(full_checkpoint, tmp_path, monkeypatch
     assert not resolve_backbone(None, cache, True, log=messages.append, bundled=None).pretrained
     assert any("SHA-256" in m for m in messages) and any(OFFLINE_WARNING in m for m in messages)
     # With the expected prefix set to the payload's hash, the file is trimmed into the cache.
-    monkeypatch.setattr(vgg, "VGG16_SHA256_PREFIX", hashlib.sha256(payload).hexdigest()[:8])
+    monkeypatch.setattr(vgg_weights, "VGG16_SHA256_PREFIX", hashlib.sha256(payload).hexdigest()[:8])
     assert resolve_backbone(None, cache, True, log=messages.append, bundled=None).pretrained
     assert sorted(p.name for p in cache.iterdir()) == [CACHE_FILENAME]
 

@@ -3,7 +3,6 @@ the one whose views a style loss likes best."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 

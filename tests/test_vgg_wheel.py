@@ -10,7 +10,14 @@ from ins_core.cli import main
 from ins_core.errors import InputError
 from ins_core.losses import vgg_wheel
 from ins_core.losses.onnx_reader import OnnxFormatError, encode_initializers, read_initializers
-from ins_core.losses.vgg import BUNDLED_WEIGHTS, CAFFE_PREPROCESSING, FeatureExtractor, features_from_weights, load_vgg_file, resolve_backbone, vgg16_parameter_shapes
+from ins_core.losses.backbone import resolve_backbone
+from ins_core.losses.vgg import (
+    CAFFE_PREPROCESSING,
+    FeatureExtractor,
+    features_from_weights,
+    vgg16_parameter_shapes,
+)
+from ins_core.losses.vgg_weights import BUNDLED_WEIGHTS, load_vgg_file
 from ins_core.losses.vgg_wheel import convert_initializers, extract_vgg_from_wheel, onnx_names, trimmed_state_from_onnx
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

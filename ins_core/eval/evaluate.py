@@ -55,7 +55,7 @@ def styles_of(trained: TrainedRun) -> list[torch.Tensor]:
 
 def _evaluate_stylized_run(trained: TrainedRun, progress=None) -> dict:
     """Style match, content kept, geometry kept and consistency, against the run's content run."""
-    from ..losses.vgg import resolve_backbone
+    from ..losses.backbone import resolve_backbone
     from .stylization import evaluate_stylized
 
     config = trained.config
@@ -77,7 +77,7 @@ STYLIZED_PICTURE = "eval.png"
 
 def _evaluate_stylized_image_run(trained: TrainedRun) -> dict:
     """Each style's match over the object, against the photograph (`stylized_image.py`), and its picture."""
-    from ..losses.vgg import resolve_backbone
+    from ..losses.backbone import resolve_backbone
     from .stylized_image import evaluate_stylized_image
 
     backbone = resolve_backbone(trained.config.get("vgg_weights"), None, False, log=lambda message: None)

