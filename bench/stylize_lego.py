@@ -47,7 +47,8 @@ from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
 from ins_core.losses.backbone import resolve_backbone  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
-from ins_core.train.stylize import StylizeRequest, StylizeSettings, start_stylize  # noqa: E402
+from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
+from ins_core.train.stylize_settings import StylizeSettings  # noqa: E402
 
 VARIANTS = {
     "default": {},

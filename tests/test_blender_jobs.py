@@ -453,7 +453,7 @@ def test_the_panels_stroke_scale_palette_weight_and_detail_start_at_the_cores_de
     """The N-panel always sends its values, so its defaults are the defaults an artist gets."""
     pytest.importorskip("torch")  # the core's settings; the Python 3.13 venv has the add-on only
     from ins_core.stylize_options import STYLE_DETAILS
-    from ins_core.train.stylize import StylizeSettings
+    from ins_core.train.stylize_settings import StylizeSettings
 
     core = StylizeSettings()
     assert addon.ins.palette_weight == pytest.approx(core.palette_weight) and core.palette_weight > 0

@@ -10,7 +10,7 @@ import torch
 from ins_core.data.cameras import image_pixels, look_at, rays_from_pixels
 from ins_core.losses.consistency import reprojection_difference
 from ins_core.render.reprojection import reproject
-from ins_core.train.stylize import nearest_views
+from ins_core.train.style_objective import nearest_views
 
 SIZE = 64
 INTRINSICS = torch.tensor([70.0, 70.0, SIZE / 2, SIZE / 2])

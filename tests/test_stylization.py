@@ -22,7 +22,8 @@ from ins_core.render.views import render_view
 from ins_core.stylize_options import AUTO_SPREADS, VIEW_MODE_ONLY, resolved_style_detail
 from ins_core.train.loading import open_run
 from ins_core.train.scene_models import StylizedModel
-from ins_core.train.stylize import StylizeRequest, StylizeSettings, start_stylize
+from ins_core.train.stylize import StylizeRequest, start_stylize
+from ins_core.train.stylize_settings import StylizeSettings
 
 
 @pytest.fixture(scope="module")
@@ -378,7 +379,7 @@ def test_a_stylization_with_the_same_seed_is_the_same_bit_for_bit(content_run):
 
 
 def test_total_variation_weight_is_chosen_by_mode_unless_given():
-    from ins_core.train.stylize import StylizeSettings
+    from ins_core.train.stylize_settings import StylizeSettings
 
     cpu = torch.device("cpu")
     assert StylizeSettings.for_device(cpu).tv_weight == 100.0
@@ -442,7 +443,7 @@ def test_a_views_photograph_features_are_kept_and_the_loss_is_the_same(content_r
     """The content term's photograph features are taken once per view and style: a second step on
     the same view reuses them and gives the content loss of the first step, which took them afresh;
     the kept features stay in budget."""
-    import ins_core.train.stylize as stylize_module
+    import ins_core.train.style_objective as objective_module
 
     session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "kept",
                                            device="cpu", settings={"steps": 4, "vgg_size": 64}, force=True))
@@ -455,7 +456,7 @@ def test_a_views_photograph_features_are_kept_and_the_loss_is_the_same(content_r
     assert objective.content_cache[view, 0] is kept
     torch.testing.assert_close(second.extra["content"], first.extra["content"], rtol=0, atol=0)
     # room for one view's features only: the oldest goes
-    monkeypatch.setattr(stylize_module, "CONTENT_CACHE_BYTES", kept.numel() * kept.element_size())
+    monkeypatch.setattr(objective_module, "CONTENT_CACHE_BYTES", kept.numel() * kept.element_size())
     other = objective.view_indices[1]
     objective.loss(0, view=other)
     assert list(objective.content_cache) == [(other, 0)]

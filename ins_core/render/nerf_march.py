@@ -29,7 +29,7 @@ TRANSMITTANCE_EPS = 1e-4
 FIELD_CHUNK = 1 << 13
 # On a GPU a field call costs its kernel launches, not its size: with 8192, lego at 400 px on an
 # H200 spent 48 s of 63 in marches (about 0.06 s a call of 8192 rays), mostly the hash grid's small
-# kernels; with this, 65536 rays a call and every view's samples kept (train/stylize.py), a
+# kernels; with this, 65536 rays a call and every view's samples kept (train/style_objective.py), a
 # painting's 400 steps took 41 s in all.
 GPU_FIELD_CHUNK = 1 << 18
 
