@@ -130,7 +130,7 @@ def main() -> None:
            psnr_fast_vs_reference_db=agreement or None)
 
     region_w, region_h = (int(v) for v in args.viewport.split("x"))
-    for level, fraction in enumerate((8, 16)):  # 1/8: ins_blender/engine.py VIEWPORT_LEVELS[0]
+    for level, fraction in enumerate((8, 16)):  # 1/8: ins_blender/viewport_preview.py VIEWPORT_LEVELS[0]
         small_w, small_h = math.ceil(region_w / fraction), math.ceil(region_h / fraction)
         first = {name: [] for name in servers if name != "reference"}
         for k in range(args.frames):

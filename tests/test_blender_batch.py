@@ -332,7 +332,7 @@ def test_a_failing_worker_gives_status_1(scene, style, tmp_path, monkeypatch, ca
 
 
 def test_the_saved_blend_renders_with_the_ins_engine_as_it_is(scene, style, tmp_path, fake_worker):
-    from ins_blender import engine
+    from ins_blender import render_client
 
     add_cube()
     out, saved = tmp_path / "job", tmp_path / "result.blend"
@@ -340,7 +340,7 @@ def test_the_saved_blend_renders_with_the_ins_engine_as_it_is(scene, style, tmp_
     bpy.ops.wm.open_mainfile(filepath=str(saved))
     settings = bpy.context.scene.ins
     assert (settings.job_dir, settings.render_job_dir, settings.status) == (str(out), str(out), "FINISHED")
-    assert engine.render_job(bpy.context.scene).root == out  # what `-E INS -f 1` renders
+    assert render_client.render_job(bpy.context.scene).root == out  # what `-E INS -f 1` renders
     # The panel lists the job's own copy of the style (the scene had none), with its weight.
     assert [(Path(item.filepath).parent, item.weight) for item in settings.styles] == [(out / "styles", 1.0)]
     assert Path(settings.styles[0].filepath).is_file()

@@ -25,7 +25,7 @@ bpy = pytest.importorskip("bpy")
 from mathutils import Euler, Vector  # noqa: E402
 
 import ins_blender  # noqa: E402
-from ins_blender import engine, worker_launch, worker_process  # noqa: E402
+from ins_blender import render_client, viewport_preview, worker_launch, worker_process  # noqa: E402
 from ins_blender.capture import camera_intrinsics, camera_to_world  # noqa: E402
 from ins_core.job import JobPaths, JobSpec, ResultManifest  # noqa: E402
 from ins_core.protocol import NO_DEPTH  # noqa: E402
@@ -89,7 +89,7 @@ def scene(monkeypatch, fake_dir):
     camera.data.shift_x = 0.1
     scene.camera = camera
     yield scene
-    servers = list(engine._SERVERS.values())
+    servers = list(render_client._SERVERS.values())
     ins_blender.unregister()  # stops the render servers
     for server in servers:
         assert server.worker._proc.poll() is not None
@@ -216,7 +216,7 @@ def test_a_rerun_job_gets_a_fresh_server(scene, tmp_path):
     job = finished_job(tmp_path / "job")
     scene.ins.render_job_dir = str(job.root)
     render(tmp_path)
-    first = engine._SERVERS[str(job.root.resolve())]
+    first = render_client._SERVERS[str(job.root.resolve())]
     time.sleep(0.01)
     os.utime(job.result_json, (time.time() + 5, time.time() + 5))  # the job finished again
     render(tmp_path)
@@ -233,7 +233,7 @@ def test_viewport_intrinsics_match_the_camera_intrinsics(scene):
     for width, height in ((40, 30), (30, 40)):
         projection = camera.calc_matrix_camera(depsgraph, x=width, y=height)
         k = camera_intrinsics(camera.data, width, height)
-        assert engine.intrinsics_from_projection(projection, width, height) == pytest.approx((k.fl_x, k.fl_y, k.cx, k.cy), rel=1e-5)
+        assert viewport_preview.intrinsics_from_projection(projection, width, height) == pytest.approx((k.fl_x, k.fl_y, k.cx, k.cy), rel=1e-5)
 
 
 class FakeViewportEngine:
@@ -259,36 +259,36 @@ def test_the_viewport_preview_appears_low_res_first_and_refines(scene, tmp_path,
     job = finished_job(tmp_path / "job")
     scene.ins.job_dir = str(job.root)
     timers = []
-    monkeypatch.setattr(engine, "schedule", lambda function, delay: timers.append(function))
+    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
     fake = FakeViewportEngine()
-    preview = engine.ViewportPreview(fake)
+    preview = viewport_preview.ViewportPreview(fake)
     c2w = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 5.0], [0.0, 0.0, 0.0, 1.0]]
-    view = engine.View(c2w, 100.0, 100.0, 80.0, 44.0, 160, 88)
+    view = viewport_preview.View(c2w, 100.0, 100.0, 80.0, 44.0, 160, 88)
     images = sorted(bpy.data.images.keys())
     started = time.monotonic()
     preview.update(scene, view)  # what view_draw does: starts the server, does not wait for it
     assert time.monotonic() - started < 1.0 and sorted(bpy.data.images.keys()) == images
     assert preview.status() in ("loading the stylized model...", "refining 20x11")
     shown = []
-    for _ in range(len(engine.VIEWPORT_LEVELS) + 1):
+    for _ in range(len(viewport_preview.VIEWPORT_LEVELS) + 1):
         assert len(timers) == 1  # one poller at a time
         redraws = fake.redraws
         run_timer(timers.pop())
         assert fake.redraws > redraws  # the timer asked for the redraw that shows its news
         if preview.shown and preview.shown not in shown:
             shown.append(preview.shown)
-            image = bpy.data.images[engine.VIEWPORT_IMAGE]
+            image = bpy.data.images[viewport_preview.VIEWPORT_IMAGE]
             assert tuple(image.size) == preview.shown and image.packed_file is not None
             assert preview.image() == image and preview.status() == f"{preview.shown[0]}x{preview.shown[1]}"
         preview.update(scene, view)  # the redraw: submits the next level
-        if preview.level == len(engine.VIEWPORT_LEVELS):
+        if preview.level == len(viewport_preview.VIEWPORT_LEVELS):
             break
     assert shown == [(20, 11), (40, 22), (80, 44), (160, 88)] and not timers  # done: nothing polls
     sent = commands(job)
     assert [(c["width"], c["height"]) for c in sent] == shown
     assert sent[0]["fx"] == pytest.approx(100.0 / 8) and sent[-1]["cx"] == pytest.approx(80.0)
     # A new view starts again from the coarsest level.
-    preview.update(scene, engine.View(c2w, 120.0, 120.0, 80.0, 44.0, 160, 88))
+    preview.update(scene, viewport_preview.View(c2w, 120.0, 120.0, 80.0, 44.0, 160, 88))
     assert preview.status() == "refining 20x11"
     run_timer(timers.pop())
     assert preview.shown == (20, 11)
@@ -299,10 +299,10 @@ def test_the_viewport_preview_shows_a_server_failure(scene, tmp_path, monkeypatc
     scene.ins.job_dir = str(job.root)
     monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_no_such_server_module")
     timers = []
-    monkeypatch.setattr(engine, "schedule", lambda function, delay: timers.append(function))
+    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
     fake = FakeViewportEngine()
-    preview = engine.ViewportPreview(fake)
-    preview.update(scene, engine.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 50.0, 50.0, 20.0, 20.0, 40, 40))
+    preview = viewport_preview.ViewportPreview(fake)
+    preview.update(scene, viewport_preview.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 50.0, 50.0, 20.0, 20.0, 40, 40))
     run_timer(timers.pop())
     assert fake.redraws and "cannot import" in preview.status() and worker_process.SERVER_STDERR_NAME in preview.status()
     assert not timers  # it stopped polling
@@ -313,15 +313,15 @@ def test_an_image_that_does_not_load_is_shown_as_an_error(scene, tmp_path, monke
     job = finished_job(tmp_path / "job")
     scene.ins.job_dir = str(job.root)
     timers = []
-    monkeypatch.setattr(engine, "schedule", lambda function, delay: timers.append(function))
+    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
 
     def broken(path):
         raise RuntimeError("Error: Cannot read the image")
 
-    monkeypatch.setattr(engine, "load_viewport_image", broken)
+    monkeypatch.setattr(viewport_preview, "load_viewport_image", broken)
     fake = FakeViewportEngine()  # alive as long as its viewport: the preview holds it weakly
-    preview = engine.ViewportPreview(fake)
-    view = engine.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 50.0, 50.0, 20.0, 20.0, 40, 40)
+    preview = viewport_preview.ViewportPreview(fake)
+    view = viewport_preview.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 50.0, 50.0, 20.0, 20.0, 40, 40)
     for _ in range(2):  # the server gets ready, then the answer comes
         preview.update(scene, view)
         run_timer(timers.pop())
@@ -349,7 +349,7 @@ def test_no_finished_job_gives_a_clear_error(scene, tmp_path, capsys):
     spec.save(mesh_only.job_json)
     scene.ins.render_job_dir = str(mesh_only.root)
     assert "without the 'Neural Render' output" in _render_error(capsys)
-    assert not engine._SERVERS  # nothing was started
+    assert not render_client._SERVERS  # nothing was started
 
 
 def test_a_server_that_dies_gives_a_clear_error(scene, tmp_path, capsys, monkeypatch):

@@ -1,0 +1,253 @@
+"""The render server as the INS engine sees it: which finished job a scene renders, one long-lived
+`python -m ins_core.worker JOB --serve` per job (restarted when the job is re-run, not retried on
+every redraw after a failure), render requests and their answers, and the PNG and Z pass they come
+back as. Blender's data is read, never written.
+"""
+
+from __future__ import annotations
+
+import array
+import shutil
+import struct
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import bpy
+
+from ins_core.errors import InputError
+from ins_core.job import JobPaths, JobSpec
+from ins_core.protocol import RenderCommand
+
+from . import worker_launch, worker_process
+
+READY_TIMEOUT_S = 600.0  # loading torch and the model
+RENDER_TIMEOUT_S = 3600.0
+
+
+class EngineError(Exception):
+    """One sentence for the user (no finished job, no camera, server failure)."""
+
+
+def render_job(scene) -> JobPaths:
+    """The finished job the engine renders for `scene`; EngineError when there is none."""
+    settings = getattr(scene, "ins", None)
+    text = ""
+    if settings is not None:
+        text = settings.render_job_dir.strip() or settings.job_dir.strip()
+    if not text:
+        raise EngineError(f"Scene '{scene.name}' has no finished INS job to render; run Stylize Scene with the 'Neural Render' output, or choose a finished job folder as Render Job in the INS panel.")
+    job = JobPaths(Path(bpy.path.abspath(text)))
+    if not job.result_json.is_file():
+        raise EngineError(f"The INS job '{job.root}' is not finished (no result/result.json); wait for it to finish, or choose a finished job folder as Render Job in the INS panel.")
+    try:
+        spec = JobSpec.load(job.job_json)
+    except InputError as error:
+        raise EngineError(str(error)) from None
+    if "render_engine" not in spec.outputs:
+        raise EngineError(f"The INS job '{job.root.name}' was made without the 'Neural Render' output; run Stylize Scene with 'Neural Render' or 'Both'.")
+    return job
+
+
+def job_style_count(job: JobPaths) -> int:
+    try:
+        return len(JobSpec.load(job.job_json).styles)
+    except InputError:
+        return 0
+
+
+def mix_for_job(scene, job: JobPaths) -> list[float] | None:
+    """The scene's (animated) style weights, when they fit the job's styles."""
+    from .properties import style_mix
+
+    settings = getattr(scene, "ins", None)
+    if settings is None:
+        return None
+    mix = style_mix(settings)
+    if mix is not None and len(mix) != job_style_count(job):
+        return None  # the scene's style list changed since the job: use the job's own mix
+    return mix
+
+
+class RenderServer:
+    """One `python -m ins_core.worker JOB --serve` process and its requests (thread-safe)."""
+
+    def __init__(self, job: JobPaths, python: str, bundled: bool) -> None:
+        self.job = job
+        self.python = python
+        self.stamp = _result_stamp(job)
+        self.worker = worker_process.WorkerProcess(
+            worker_launch.worker_argv(python, job.root, serve=True, bundled=bundled), job.root, env=worker_launch.worker_env(bundled),
+            stderr_path=job.root / worker_process.SERVER_STDERR_NAME, label="render server", python=python, kind="server",
+        )
+        self.folder = Path(tempfile.mkdtemp(prefix="ins_render_"))
+        self.lock = threading.Lock()
+
+    def start(self) -> "RenderServer":
+        try:
+            self.worker.start()
+        except worker_launch.WorkerError as error:
+            raise EngineError(str(error)) from None
+        return self
+
+    @property
+    def ready(self) -> bool:
+        with self.lock:
+            self.worker.poll()
+        return self.worker.state.ready
+
+    def check_alive(self) -> None:
+        state = self.worker.state
+        if state.done or not self.worker.alive:
+            with self.lock:
+                self.worker.poll()
+            if state.error is not None or state.done:
+                message = state.message or self.worker.crash_report(state.returncode)
+            else:
+                message = self.worker.crash_report(self.worker._proc.poll())
+            _FAILED[str(self.job.root.resolve())] = (time.monotonic(), (self.stamp, self.python), message)
+            raise EngineError(message)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S, should_stop=None, on_wait=None) -> bool:
+        """True when ready; False when `should_stop()` said stop; EngineError on failure."""
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            self.check_alive()
+            if should_stop is not None and should_stop():
+                return False
+            if time.monotonic() > deadline:
+                raise EngineError(f"The INS render server did not get ready within {timeout:g} s; see the log '{self.worker.stderr_path}'.")
+            if on_wait is not None:
+                on_wait()
+            time.sleep(0.05)
+        return True
+
+    def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False) -> tuple[str, Path]:
+        """Send one render request; its PNG will be the returned path (its Z pass, with `depth`,
+        `depth_path(path)`)."""
+        request_id = uuid.uuid4().hex[:12]
+        out = self.folder / f"{request_id}.png"
+        command = RenderCommand(request_id=request_id, c2w=c2w, fx=float(fx), fy=float(fy), cx=float(cx),
+                                cy=float(cy), width=int(width), height=int(height), out=str(out),
+                                style_mix=style_mix, background=background, depth_out=str(depth_path(out)) if depth else None)
+        try:
+            self.worker.send(command)
+        except worker_launch.WorkerError as error:
+            raise EngineError(str(error)) from None
+        return request_id, out
+
+    def result(self, request_id: str) -> Path | None:
+        with self.lock:
+            self.worker.poll()
+            return self.worker.state.rendered.pop(request_id, None)
+
+    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, *,
+               should_stop=None, on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
+        """Blocking render of one view; None when `should_stop()` said stop."""
+        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth)
+        deadline = time.monotonic() + timeout
+        while True:
+            path = self.result(request_id)
+            if path is not None:
+                return path
+            self.check_alive()
+            if should_stop is not None and should_stop():
+                return None
+            if time.monotonic() > deadline:
+                raise EngineError(f"The INS render server took longer than {timeout:g} s for one frame; see the log '{self.worker.stderr_path}'.")
+            if on_wait is not None:
+                on_wait()
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.worker.close(timeout=3.0)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _result_stamp(job: JobPaths) -> float:
+    try:
+        return job.result_json.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+_SERVERS: dict[str, RenderServer] = {}
+_SERVERS_LOCK = threading.Lock()
+# A server that just failed is not restarted on every viewport redraw: the same job with the
+# same Python gets the same answer for RETRY_AFTER_S seconds.
+_FAILED: dict[str, tuple[float, tuple, str]] = {}
+RETRY_AFTER_S = 10.0
+
+
+def get_server(job: JobPaths) -> RenderServer:
+    """The running server for `job` (started when missing, dead or the job was re-run)."""
+    from . import preferences
+
+    try:
+        python, bundled = preferences.worker_python()
+    except worker_launch.WorkerError as error:
+        raise EngineError(str(error)) from None
+    key = str(job.root.resolve())
+    with _SERVERS_LOCK:
+        server = _SERVERS.get(key)
+        if server is not None and (not server.worker.alive or server.stamp != _result_stamp(job) or server.python != python):
+            _SERVERS.pop(key, None)
+            server.close()
+            server = None
+        if server is None:
+            failed = _FAILED.get(key)
+            if failed is not None and failed[1] == (_result_stamp(job), python) and time.monotonic() - failed[0] < RETRY_AFTER_S:
+                raise EngineError(failed[2])
+            _FAILED.pop(key, None)
+            server = RenderServer(job, python, bundled).start()
+            _SERVERS[key] = server
+        return server
+
+
+def stop_servers() -> None:
+    with _SERVERS_LOCK:
+        servers = list(_SERVERS.values())
+        _SERVERS.clear()
+        _FAILED.clear()
+    for server in servers:
+        try:
+            server.close()
+        except Exception:  # noqa: BLE001 - stopping one must not keep the others running
+            pass
+
+
+def depth_path(image: Path) -> Path:
+    """Where the server writes the Z pass of the render whose image is `image`."""
+    return image.with_suffix(".depth")
+
+
+def read_depth(path: Path, width: int, height: int) -> array.array:
+    """The server's Z pass (float32 little-endian, top row first) as Blender's pass wants it:
+    bottom row first. No numpy (some Blender builds have none)."""
+    values = array.array("f")
+    try:
+        with open(path, "rb") as f:
+            values.fromfile(f, width * height)
+    except (OSError, EOFError) as error:
+        raise EngineError(f"The INS render server's depth pass '{path}' cannot be read ({getattr(error, 'strerror', None) or error}).") from None
+    if sys.byteorder == "big":
+        values.byteswap()
+    rows = array.array("f")
+    for row in range(height - 1, -1, -1):
+        rows.extend(values[row * width:(row + 1) * width])
+    return rows
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG header; EngineError when it is not a PNG."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError as error:
+        raise EngineError(f"The INS render server's image '{path}' cannot be read ({error.strerror or error}).") from None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise EngineError(f"The INS render server wrote '{path}', which is not a PNG image.")
+    return struct.unpack(">II", head[16:24])

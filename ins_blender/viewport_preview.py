@@ -1,0 +1,212 @@
+"""The INS engine's viewport preview. view_draw may neither write Blender data (no
+FUNC_ALLOW_WRITE: loading an image there fails) nor block, so it only submits requests; a timer
+(`poll`) waits for the server's answer, loads the PNG into a hidden image and asks for a redraw,
+which draws it. It renders at 1/8 of the region first and refines to 1/4, 1/2 and full size
+while the view stays still.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import bpy
+
+from ins_core.errors import InputError
+
+from . import worker_launch
+from .render_client import EngineError, RenderServer, get_server, mix_for_job, render_job
+from .world import background_colour
+
+VIEWPORT_LEVELS = (0.125, 0.25, 0.5, 1.0)
+VIEWPORT_IMAGE = ".INS Viewport"
+
+
+def intrinsics_from_projection(matrix, width: int, height: int) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) in pixels (principal point from the top-left, rows down) of an OpenGL
+    perspective projection matrix drawn into width x height pixels (a viewport's window_matrix)."""
+    fx, fy = 0.5 * width * matrix[0][0], 0.5 * height * matrix[1][1]
+    cx, cy = 0.5 * width * (1.0 - matrix[0][2]), 0.5 * height * (1.0 + matrix[1][2])
+    return fx, fy, cx, cy
+
+
+POLL_S = 0.05  # how often the timer asks the server for its answer
+
+
+class View:
+    """A viewport's camera: what a render request needs, and a key to notice changes."""
+
+    def __init__(self, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> None:
+        self.c2w, self.fx, self.fy, self.cx, self.cy = c2w, fx, fy, cx, cy
+        self.width, self.height = width, height
+        self.key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
+                    round(cy, 3), width, height)
+
+    def scaled(self, s: float) -> tuple:
+        """Render-request arguments at `s` times the region size."""
+        w, h = max(1, math.ceil(self.width * s)), max(1, math.ceil(self.height * s))
+        return (self.c2w, self.fx * w / self.width, self.fy * h / self.height, self.cx * w / self.width,
+                self.cy * h / self.height, w, h)
+
+
+def viewport_view(region, rv3d) -> View:
+    """The View of a 3D viewport region (EngineError for an orthographic view)."""
+    if not rv3d.is_perspective:
+        raise EngineError("The INS viewport preview needs a perspective view; press Numpad 5 to switch.")
+    width, height = region.width, region.height
+    fx, fy, cx, cy = intrinsics_from_projection(rv3d.window_matrix, width, height)
+    return View([list(row) for row in rv3d.view_matrix.inverted()], fx, fy, cx, cy, width, height)
+
+
+class ViewportPreview:
+    """Progressive preview of one viewport: 1/8 of the region first, refined to full size while
+    the view stays still. At most one request is in flight (the server answers in order)."""
+
+    def __init__(self, engine) -> None:
+        try:
+            import weakref
+
+            self._engine = weakref.ref(engine)
+        except TypeError:  # no weak references to this object: hold it until free()
+            self._engine = lambda engine=engine: engine
+        self.key = None  # the view (and style mix) being refined
+        self.level = 0  # the next VIEWPORT_LEVELS entry to request
+        self.pending: tuple[str, tuple[int, int], tuple] | None = None  # request id, size, key
+        self.server: RenderServer | None = None
+        self.shown: tuple[int, int] | None = None  # size of the image on screen
+        self.image_name: str | None = None
+        self.error = ""
+        self.polling = False
+        self.freed = False
+
+    def free(self) -> None:
+        self.freed = True
+
+    @contextmanager
+    def reporting(self):
+        """An exception becomes the overlay's text: drawing must never take the viewport down."""
+        try:
+            yield
+        except (EngineError, worker_launch.WorkerError, InputError) as error:
+            self.error = str(error)
+        except Exception as error:  # noqa: BLE001 - shown to the user, not raised into Blender's draw
+            self.error = f"viewport: {type(error).__name__}: {error}"
+
+    def update(self, scene, view: View) -> None:
+        """From view_draw: notice a new view, submit the next request; never waits, never
+        writes Blender data."""
+        self.error = ""
+        job = render_job(scene)
+        mix = mix_for_job(scene, job)
+        background = background_colour(scene)
+        server = get_server(job)
+        if server is not self.server:  # a new server (the job was re-run) never answers the old requests
+            self.server, self.pending, self.key = server, None, None
+        key = (view.key, tuple(mix or ()), None if background is None else tuple(round(c, 4) for c in background))
+        if key != self.key:
+            self.key, self.level = key, 0  # a request in flight for the old view is awaited
+        if server.ready and self.pending is None and self.level < len(VIEWPORT_LEVELS):
+            args = view.scaled(VIEWPORT_LEVELS[self.level])
+            request_id, _ = server.submit(*args, mix, background)
+            self.pending = (request_id, args[-2:], self.key)
+        if not server.ready or self.pending is not None:
+            self._poll_soon()
+
+    def status(self) -> str:
+        if self.error:
+            return self.error
+        if self.server is not None and not self.server.ready:
+            return "loading the stylized model..."
+        if self.pending is not None:
+            return f"refining {self.pending[1][0]}x{self.pending[1][1]}"
+        return f"{self.shown[0]}x{self.shown[1]}" if self.shown else ""
+
+    def image(self):
+        return bpy.data.images.get(self.image_name) if self.image_name else None
+
+    def _poll_soon(self) -> None:
+        if not self.polling:
+            self.polling = True
+            schedule(self.poll, POLL_S)
+
+    def poll(self) -> float | None:
+        """Timer: take the server's answer, load it, ask for a redraw; the next interval or None."""
+        engine = self._engine()
+        if self.freed or engine is None or self.server is None:
+            self.polling = False
+            return None
+        changed = True
+        with self.reporting():  # a timer that raises is dropped: the preview would wait forever
+            changed = self._take_result(self.server)
+        if self.error:
+            self.pending = None  # abandoned; the next draw asks again
+        if changed:
+            try:
+                engine.tag_redraw()
+            except ReferenceError:  # the engine is gone (viewport closed)
+                self.freed = True
+        waiting = self.pending is not None or (not self.error and not self.server.ready)
+        if self.freed or not waiting:
+            self.polling = False
+            return None
+        return POLL_S
+
+    def _take_result(self, server: RenderServer) -> bool:
+        """True when something changed on screen: the server got ready or an image arrived."""
+        if not server.ready:
+            server.check_alive()
+            return server.ready
+        if self.pending is None:
+            return True  # ready: draw again to submit the first request
+        request_id, size, key = self.pending
+        path = server.result(request_id)
+        if path is None:
+            server.check_alive()
+            return False
+        self.pending = None
+        try:
+            if key == self.key or self.image_name is None:  # an image of the old view beats none
+                self.image_name = load_viewport_image(path)
+                self.shown = size
+            if key == self.key:
+                self.level += 1
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return True
+
+
+def schedule(function, delay: float) -> None:
+    """Run `function` from Blender's timers (where Blender data may be written); tests replace it."""
+    bpy.app.timers.register(function, first_interval=delay)
+
+
+def load_viewport_image(path: Path) -> str:
+    """The server's PNG as the hidden image VIEWPORT_IMAGE, packed so the file can go."""
+    old = bpy.data.images.get(VIEWPORT_IMAGE)
+    if old is not None:
+        bpy.data.images.remove(old)
+    image = bpy.data.images.load(str(path), check_existing=False)
+    image.name = VIEWPORT_IMAGE
+    image.pack()
+    return image.name
+
+
+def draw_image(engine, scene, image, width: int, height: int) -> None:
+    """Draw `image` over the region: Blender's GPU texture of it (sRGB decoded to linear, straight
+    alpha) through the display-space shader, as the render-engine template does. No numpy."""
+    if image is None:
+        return
+    import gpu
+    from gpu_extras.presets import draw_texture_2d
+
+    texture = gpu.texture.from_image(image)
+    gpu.state.blend_set("ALPHA")
+    engine.bind_display_space_shader(scene)
+    draw_texture_2d(texture, (0, 0), width, height)
+    engine.unbind_display_space_shader()
+    gpu.state.blend_set("NONE")
