@@ -61,7 +61,7 @@ from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultE
 from ins_core.stylize_options import STYLE_DETAILS, palette_spread_arg
 
 from . import job_run, preferences, presets, worker_launch, worker_process
-from .operators import Request, StyleSource, capture_in_process, check_writable, create_job, validate
+from .job_request import Request, StyleSource, capture_in_process, check_writable, create_job, validate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMAND = "ins_stylize"  # blender --command ins_stylize ...

@@ -427,15 +427,15 @@ def test_the_background_capture_command(scene, style, tmp_path):
     import subprocess
     import sys
 
-    from ins_blender import operators
+    from ins_blender import job_request
 
     add_cube()
     before = scene_state(scene)
-    request = operators.Request(scene=scene, styles=[operators.StyleSource(path=style)], source="auto_rig",
+    request = job_request.Request(scene=scene, styles=[job_request.StyleSource(path=style)], source="auto_rig",
                                 n_views=3, resolution=(16, 12), samples=1, output_root=tmp_path / "jobs")
-    job = operators.create_job(request)
-    argv = operators.capture_subprocess_argv(request, job)
-    blend = job.root / operators.CAPTURE_BLEND
+    job = job_request.create_job(request)
+    argv = job_request.capture_subprocess_argv(request, job)
+    blend = job.root / job_request.CAPTURE_BLEND
     assert argv[1:4] == ["-b", "--factory-startup", str(blend)] and blend.is_file()
     assert bpy.data.filepath == "" and scene_state(scene) == before  # a copy: the session is unchanged
     expr, rest = argv[argv.index("--python-expr") + 1], argv[argv.index("--") + 1:]

@@ -24,7 +24,7 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-from ins_blender import job_run, jobs, operators, preferences, properties, worker_check, worker_launch, worker_process  # noqa: E402
+from ins_blender import job_request, job_run, jobs, preferences, properties, worker_check, worker_launch, worker_process  # noqa: E402
 from ins_core.job import JobPaths  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -460,6 +460,6 @@ def test_the_panels_stroke_scale_palette_weight_and_detail_start_at_the_cores_de
     assert addon.ins.stroke_scale == pytest.approx(core.stroke_scale)
     assert addon.ins.palette_spread_auto and core.palette_spread == "auto"
     bpy.ops.ins.add_style(filepath=str(style_file(tmp_path)))
-    assert operators.request_from_scene(bpy.context).overrides["palette_spread"] == "auto"  # what the worker is sent
+    assert job_request.request_from_scene(bpy.context).overrides["palette_spread"] == "auto"  # what the worker is sent
     assert addon.ins.style_detail.lower() == core.style_detail
     assert {key.lower() for key, _, _ in properties.DETAILS} == set(STYLE_DETAILS)
