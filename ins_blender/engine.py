@@ -11,7 +11,8 @@ and the 8-bit sRGB values into linear light; with the "Standard" view transform 
 out exactly as rendered). As Cycles does, it shows the world's colour where the field is empty
 unless Film > Transparent is on (`world.py`), and fills the Depth pass when the view layer has Z
 on (the distance along the camera's axis, 1e10 where there is no surface), so the result can be
-Z-combined with other renders in the compositor.
+Z-combined with other renders in the compositor, and the Mist pass when it has Mist on (by the
+world's Mist Pass settings, as Cycles makes it).
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -32,9 +33,9 @@ from ins_core.errors import InputError
 
 from . import worker_launch
 from .capture import camera_intrinsics, camera_to_world
-from .render_client import EngineError, depth_path, get_server, mix_for_job, png_size, read_depth, render_job, stop_servers
+from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
 from .viewport_preview import ViewportPreview, draw_image, viewport_view
-from .world import background_colour
+from .world import background_colour, mist_settings
 
 
 def _camera_view(scene, depsgraph, camera_object, width: int, height: int):
@@ -72,10 +73,12 @@ class INSRenderEngine(bpy.types.RenderEngine):
                 pass
 
     def update_render_passes(self, scene=None, renderlayer=None):
-        """The passes the engine fills: Combined, and Depth when the view layer asks for Z."""
+        """The passes the engine fills: Combined, Depth when the view layer asks for Z, and Mist."""
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
         if renderlayer.use_pass_z:
             self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
+        if renderlayer.use_pass_mist:
+            self.register_pass(scene, renderlayer, "Mist", 1, "Z", "VALUE")
 
     def _render(self, scene, depsgraph) -> None:
         width, height = int(self.resolution_x), int(self.resolution_y)
@@ -85,6 +88,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         mix = mix_for_job(scene, job)
         view_layer = depsgraph.view_layer
         with_depth = view_layer is not None and view_layer.use_pass_z
+        mist = mist_settings(scene) if view_layer is not None and view_layer.use_pass_mist else None
         self.update_stats("", "INS: starting the render server")
         server = get_server(job)
         started = time.monotonic()
@@ -97,7 +101,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         if not server.wait_ready(should_stop=self.test_break, on_wait=waiting("loading the stylized model")):
             return
         self.update_progress(0.1)
-        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix, background_colour(scene), with_depth,
+        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix, background_colour(scene), with_depth, mist,
                              should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
         if path is None:
             return
@@ -105,17 +109,18 @@ class INSRenderEngine(bpy.types.RenderEngine):
             size = png_size(path)
             if size != (width, height):
                 raise EngineError(f"The INS render server returned a {size[0]}x{size[1]} image for a {width}x{height} render; see the log '{server.worker.stderr_path}'.")
-            depth = read_depth(depth_path(path), width, height) if with_depth else None
+            passes = {name: read_pass(pass_path(path, suffix), width, height)
+                      for name, suffix, wanted in (("Depth", "depth", with_depth), ("Mist", "mist", mist is not None)) if wanted}
             result = self.begin_result(0, 0, width, height, layer=view_layer.name if view_layer is not None else "")
             try:
                 # Top-down sRGB PNG -> bottom-up linear render result (Blender converts both).
                 result.layers[0].load_from_file(str(path))
-                if depth is not None:
-                    result.layers[0].passes["Depth"].rect.foreach_set(depth)
+                for name, values in passes.items():
+                    result.layers[0].passes[name].rect.foreach_set(values)
             finally:
                 self.end_result(result)
         finally:
-            for leftover in (path, depth_path(path)):
+            for leftover in (path, pass_path(path, "depth"), pass_path(path, "mist")):
                 try:
                     os.unlink(leftover)
                 except OSError:

@@ -255,10 +255,36 @@ class VIEWLAYER_PT_ins_passes_data(_INSPropertiesPanel, Panel):
         column = layout.column()
         column.prop(context.view_layer, "use_pass_combined")
         column.prop(context.view_layer, "use_pass_z")
+        column.prop(context.view_layer, "use_pass_mist")
+
+
+class WORLD_PT_ins_mist(_INSPropertiesPanel, Panel):
+    """World > Mist Pass for the INS engine (Cycles' and EEVEE's panels show for their engines only):
+    where the Mist pass starts, over what distance it fades in, and how."""
+
+    bl_idname = "WORLD_PT_ins_mist"
+    bl_label = "Mist Pass"
+    bl_context = "world"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        return (super().poll(context) and context.world is not None
+                and any(layer.use_pass_mist for layer in context.scene.view_layers))
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        column = layout.column(align=True)
+        mist = context.world.mist_settings
+        column.prop(mist, "start")
+        column.prop(mist, "depth")
+        layout.prop(mist, "falloff")
 
 
 CLASSES = (INS_UL_styles, VIEW3D_PT_ins, VIEW3D_PT_ins_capture, VIEW3D_PT_ins_job, VIEW3D_PT_ins_render, RENDER_PT_ins,
-           VIEWLAYER_PT_ins_passes_data)
+           VIEWLAYER_PT_ins_passes_data, WORLD_PT_ins_mist)
 
 
 register, unregister = class_registrar(CLASSES)

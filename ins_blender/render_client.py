@@ -125,14 +125,22 @@ class RenderServer:
             time.sleep(0.05)
         return True
 
-    def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False) -> tuple[str, Path]:
-        """Send one render request; its PNG will be the returned path (its Z pass, with `depth`,
-        `depth_path(path)`)."""
+    def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False,
+               mist=None) -> tuple[str, Path]:
+        """Send one render request; its PNG will be the returned path (its Z pass, with `depth`, at
+        `pass_path(path, "depth")`; its Mist pass, with `mist` = (start, depth, falloff exponent), at
+        `pass_path(path, "mist")`)."""
         request_id = uuid.uuid4().hex[:12]
         out = self.folder / f"{request_id}.png"
+        mist_request = None
+        if mist is not None:
+            start, mist_depth, exponent = mist
+            mist_request = {"start": float(start), "depth": float(mist_depth), "exponent": float(exponent),
+                            "out": str(pass_path(out, "mist"))}
         command = RenderCommand(request_id=request_id, c2w=c2w, fx=float(fx), fy=float(fy), cx=float(cx),
                                 cy=float(cy), width=int(width), height=int(height), out=str(out),
-                                style_mix=style_mix, background=background, depth_out=str(depth_path(out)) if depth else None)
+                                style_mix=style_mix, background=background,
+                                depth_out=str(pass_path(out, "depth")) if depth else None, mist=mist_request)
         try:
             self.worker.send(command)
         except worker_launch.WorkerError as error:
@@ -144,10 +152,10 @@ class RenderServer:
             self.worker.poll()
             return self.worker.state.rendered.pop(request_id, None)
 
-    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, *,
+    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, mist=None, *,
                should_stop=None, on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
         """Blocking render of one view; None when `should_stop()` said stop."""
-        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth)
+        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth, mist)
         deadline = time.monotonic() + timeout
         while True:
             path = self.result(request_id)
@@ -219,20 +227,24 @@ def stop_servers() -> None:
             pass
 
 
-def depth_path(image: Path) -> Path:
-    """Where the server writes the Z pass of the render whose image is `image`."""
-    return image.with_suffix(".depth")
+PASS_NAMES = {"depth": "depth", "mist": "Mist"}  # a pass's file suffix -> how messages name it
 
 
-def read_depth(path: Path, width: int, height: int) -> array.array:
-    """The server's Z pass (float32 little-endian, top row first) as Blender's pass wants it:
+def pass_path(image: Path, name: str) -> Path:
+    """Where the server writes the `name` pass ("depth" or "mist") of the render whose image is `image`."""
+    return image.with_suffix(f".{name}")
+
+
+def read_pass(path: Path, width: int, height: int) -> array.array:
+    """A pass the server wrote (float32 little-endian, top row first) as Blender's pass wants it:
     bottom row first. No numpy (some Blender builds have none)."""
     values = array.array("f")
     try:
         with open(path, "rb") as f:
             values.fromfile(f, width * height)
     except (OSError, EOFError) as error:
-        raise EngineError(f"The INS render server's depth pass '{path}' cannot be read ({getattr(error, 'strerror', None) or error}).") from None
+        what = PASS_NAMES.get(path.suffix.lstrip("."), path.suffix.lstrip("."))
+        raise EngineError(f"The INS render server's {what} pass '{path}' cannot be read ({getattr(error, 'strerror', None) or error}).") from None
     if sys.byteorder == "big":
         values.byteswap()
     rows = array.array("f")

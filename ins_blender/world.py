@@ -1,5 +1,5 @@
-"""What lies behind the stylized field in an INS render: the world's colour, as Cycles shows it
-where no object is, or nothing at all with Film > Transparent.
+"""What the world gives an INS render: the colour behind the stylized field, as Cycles shows it
+where no object is (or nothing at all with Film > Transparent), and the Mist pass's settings.
 
 The field has no world of its own, so the engine asks its render server to lay the field over one
 colour: the Background shader's Color times Strength when those are plain values, else (a sky
@@ -12,6 +12,9 @@ from __future__ import annotations
 import bpy
 
 BLACK = (0.0, 0.0, 0.0)
+# The falloff of World > Mist Pass as the power Cycles raises the mist amount to.
+MIST_EXPONENTS = {"QUADRATIC": 2.0, "LINEAR": 1.0, "INVERSE_QUADRATIC": 0.5}
+NO_WORLD_MIST = (0.0, 100.0, 1.0)  # what Cycles' Mist pass uses in a scene without a world (measured)
 
 
 def background_colour(scene) -> list[float] | None:
@@ -41,3 +44,12 @@ def _background_shader(world):
         return None
     source = output.inputs["Surface"].links[0].from_node
     return source if source.type == "BACKGROUND" else None
+
+
+def mist_settings(scene) -> tuple[float, float, float]:
+    """(start, depth, falloff exponent) of the scene's Mist pass, as Cycles reads them."""
+    world = scene.world
+    if world is None:
+        return NO_WORLD_MIST
+    mist = world.mist_settings
+    return float(mist.start), float(mist.depth), MIST_EXPONENTS.get(mist.falloff, 2.0)

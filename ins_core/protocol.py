@@ -24,6 +24,7 @@ from .schema import (
     number_field,
     optional_field,
     optional_number_field,
+    record_field,
     str_field,
     weights_field,
 )
@@ -179,6 +180,8 @@ class RenderCommand(_Command):
     (linear RGB, Blender's world colour when Film > Transparent is off), the field over that colour
     and opaque. `depth_out`, when given, gets the Z pass as Blender keeps it: the distance along
     the camera's viewing axis, `NO_DEPTH` where no surface is, float32 little-endian, top row first.
+    `mist`, when given ({"start", "depth", "exponent", "out"}: the world's mist settings, the falloff
+    as an exponent), has the Mist pass written to its `out` the same way.
     """
 
     request_id: str
@@ -193,6 +196,7 @@ class RenderCommand(_Command):
     style_mix: list[float] | None = None
     background: list[float] | None = None
     depth_out: str | None = None
+    mist: dict | None = None
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -207,6 +211,8 @@ class RenderCommand(_Command):
         "style_mix": optional_field(weights_field()),
         "background": optional_field(list_field(number_field(0.0), length=3)),
         "depth_out": optional_field(_text),
+        "mist": optional_field(record_field({"start": _finite, "depth": number_field(0.0), "exponent": number_field(0.0, above=True),
+                                             "out": _text})),
     }
 
 

@@ -4,7 +4,7 @@
 
 Emits `ready`, then answers each `render` command on stdin (camera, intrinsics, size, style mix)
 with an RGBA PNG written atomically to the command's `out` path (over the command's background
-colour, and its Z pass to `depth_out`, when it asks) and a `rendered` event. `quit` or
+colour, and its Z and Mist passes, when it asks) and a `rendered` event. `quit` or
 the end of stdin stops it. A bad request gets an `error` event and the server keeps serving.
 """
 
@@ -43,7 +43,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     from .export.writers import write_bytes
     from .fields.stylization import one_style
     from .render.parallel import frame_workers
-    from .render.passes import over_background, z_pass
+    from .render.passes import mist_pass, over_background, z_pass
     from .render.views import render_view
 
     device = trained.device
@@ -55,14 +55,21 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     workers = frame_workers() if fast else 1
     render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast, workers=workers)
     if command.depth_out:
-        depth = z_pass(render, intrinsics, NO_DEPTH).cpu().numpy().astype("<f4")
-        write_bytes(command.depth_out, depth.tobytes())
+        write_bytes(command.depth_out, _float32_bytes(z_pass(render, intrinsics, NO_DEPTH)))
+    if command.mist is not None:
+        mist = mist_pass(render, command.mist["start"], command.mist["depth"], command.mist["exponent"])
+        write_bytes(command.mist["out"], _float32_bytes(mist))
     rgba = render.rgba().clamp(0, 1)
     if command.background is not None:
         rgba = over_background(rgba, torch.tensor(command.background, dtype=torch.float32, device=device))
     out = Path(command.out)
     save_png(out, (rgba.cpu().numpy() * 255).round().astype(np.uint8))
     return out
+
+
+def _float32_bytes(image) -> bytes:
+    """A [H, W] pass as the engine reads it: float32 little-endian, top row first."""
+    return image.cpu().numpy().astype("<f4").tobytes()
 
 
 def _prepare(trained) -> None:

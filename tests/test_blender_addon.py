@@ -12,6 +12,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -52,6 +53,15 @@ def test_register_and_unregister_cleanly_twice():
         # Film > Transparent and View Layer > Passes show for the engine, its own Data passes under them.
         assert "INS" in bpy.types.RENDER_PT_opengl_film.COMPAT_ENGINES and "INS" in bpy.types.VIEWLAYER_PT_layer_passes.COMPAT_ENGINES
         assert bpy.types.VIEWLAYER_PT_ins_passes_data.is_registered
+        # World > Mist Pass for the engine, once a view layer asks for the Mist pass (as Cycles' shows).
+        scene = bpy.context.scene
+        scene.world = bpy.data.worlds.new("World")
+        world_context = SimpleNamespace(engine="INS", world=scene.world, scene=scene)
+        bpy.context.view_layer.use_pass_mist = False
+        assert not bpy.types.WORLD_PT_ins_mist.poll(world_context)
+        bpy.context.view_layer.use_pass_mist = True
+        assert bpy.types.WORLD_PT_ins_mist.poll(world_context)
+        assert not bpy.types.WORLD_PT_ins_mist.poll(SimpleNamespace(engine="CYCLES", world=scene.world, scene=scene))
         assert bpy.app.handlers.load_post and any(h.__module__ == "ins_blender.jobs" for h in bpy.app.handlers.load_post)
         bpy.context.scene.render.engine = "CYCLES"
         ins_blender.unregister()
@@ -366,8 +376,6 @@ class CheckingLayout:
 
 
 def test_panels_draw_in_every_status(tmp_path):
-    from types import SimpleNamespace
-
     from ins_blender import panels
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -376,7 +384,9 @@ def test_panels_draw_in_every_status(tmp_path):
         scene = bpy.context.scene
         s = scene.ins
         bpy.ops.ins.add_style(filepath=str(tmp_path / "a.png"))
-        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager, view_layer=bpy.context.view_layer)
+        scene.world = bpy.data.worlds.new("World")
+        context = SimpleNamespace(scene=scene, engine="INS", window_manager=bpy.context.window_manager, view_layer=bpy.context.view_layer,
+                                  world=scene.world)
         drawn = []
         s.stage, s.eta_text = "Pre-training 1500/1500, PSNR 27.35 dB", "about 59 min left"
         for status in ("IDLE", "RUNNING", "CANCELLED", "FINISHED", "FAILED"):
@@ -403,8 +413,6 @@ def test_panels_draw_in_every_status(tmp_path):
 
 
 def test_the_panel_estimate_comes_from_this_machines_recorded_speed(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
     from ins_blender import panels
     from ins_core import throughput
 

@@ -59,6 +59,10 @@ for line in sys.stdin:
         w, h = command["width"], command["height"]
         with open(command["depth_out"], "wb") as f:
             f.write(b"".join(struct.pack("<f", 2.0 if y < h // 2 else 5.0) * w for y in range(h)))
+    if command.get("mist"):  # the Mist pass: the request's start over the top half, its exponent over the bottom
+        w, h, mist = command["width"], command["height"], command["mist"]
+        with open(mist["out"], "wb") as f:
+            f.write(b"".join(struct.pack("<f", mist["start"] if y < h // 2 else mist["exponent"]) * w for y in range(h)))
     png(command["out"], command["width"], command["height"])
     print(json.dumps({"event": "rendered", "request_id": command["request_id"], "path": command["out"]}), flush=True)
 '''
@@ -150,7 +154,7 @@ def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     channels = read_exr_channels(path)
     layer = bpy.context.view_layer.name
     combined = np.stack([channels[f"{layer}.Combined.{c}"] for c in "RGBA"], axis=-1)
-    return {"Combined": combined, **({"Depth": channels[f"{layer}.Depth.Z"]} if f"{layer}.Depth.Z" in channels else {})}
+    return {"Combined": combined, **{name: channels[f"{layer}.{name}.Z"] for name in ("Depth", "Mist") if f"{layer}.{name}.Z" in channels}}
 
 
 def test_the_depth_pass_comes_from_the_server_when_the_view_layer_asks(scene, tmp_path):
@@ -166,6 +170,27 @@ def test_the_depth_pass_comes_from_the_server_when_the_view_layer_asks(scene, tm
     assert np.allclose(passes["Combined"][:15, :, 3], 1.0) and passes["Combined"][:15, :, 0].max() > 0.5  # the image too
     depth_file = Path(commands(job)[-1]["depth_out"])
     assert depth_file.suffix == ".depth" and not depth_file.exists()  # the engine removes the server's files
+
+
+def test_the_mist_pass_comes_from_the_server_with_the_worlds_mist_settings(scene, tmp_path):
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    scene.render.film_transparent = True
+    assert "Mist" not in render_passes(tmp_path)
+    assert commands(job)[-1]["mist"] is None
+    bpy.context.view_layer.use_pass_mist = True
+    assert "Mist" in render_passes(tmp_path)
+    assert commands(job)[-1]["mist"]["start"] == 0.0 and commands(job)[-1]["mist"]["depth"] == 100.0  # no world: Cycles' own
+    scene.world = bpy.data.worlds.new("World")
+    mist = scene.world.mist_settings
+    mist.start, mist.depth, mist.falloff = 0.75, 12.0, "INVERSE_QUADRATIC"
+    passes = render_passes(tmp_path)
+    request = commands(job)[-1]["mist"]
+    assert (request["start"], request["depth"], request["exponent"]) == (0.75, 12.0, 0.5)
+    assert passes["Mist"].shape == (30, 40)
+    assert (passes["Mist"][:15] == 0.75).all() and (passes["Mist"][15:] == 0.5).all()  # not upside down
+    assert "Depth" not in passes and commands(job)[-1]["depth_out"] is None  # only what the view layer asks for
+    assert not Path(request["out"]).exists()  # the engine removes the server's files
 
 
 def test_the_world_colour_lies_behind_the_field_unless_film_is_transparent(scene, tmp_path):
@@ -436,5 +461,19 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         to_camera = camera.matrix_world.inverted()
         axial = [-(to_camera @ Vector((x, y, z))).z for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])]
         assert (alpha > 131).any() and (min(axial) - 0.01 < depth[alpha > 131]).all() and (depth[alpha > 131] < max(axial) + 0.01).all()
+
+        # The Mist pass: 1 where the field is empty; where it is opaque, the world's linear mist by
+        # the distance from the camera (the Z pass along each pixel's ray), as Cycles makes it.
+        bpy.context.view_layer.use_pass_mist = True
+        scene.world.mist_settings.start, scene.world.mist_settings.depth, scene.world.mist_settings.falloff = 3.0, 2.0, "LINEAR"
+        passes = render_passes(tmp_path)
+        mist, depth = passes["Mist"], passes["Depth"]
+        assert (mist[alpha == 0] > 0.998).all()  # (8-bit alpha 0: under 1/510 opaque)
+        v, u = np.mgrid[0:32, 0:32] + 0.5
+        ray_per_axis = np.sqrt(1 + ((u - k.cx) / k.fl_x) ** 2 + ((v - k.cy) / k.fl_y) ** 2)
+        opaque = alpha > 250
+        expected = np.clip((depth * ray_per_axis - 3.0) / 2.0, 0.0, 1.0)
+        assert opaque.sum() >= 3 and np.abs(mist[opaque] - expected[opaque]).max() < 0.03
+        assert mist[opaque].max() - mist[opaque].min() > 0.05  # the mist grows with the distance
     finally:
         ins_blender.unregister()

@@ -1,11 +1,14 @@
 """A view render turned into what a render engine hands to Blender: the combined image over the
-world's colour, and the Z pass.
+world's colour, the Z pass and the Mist pass.
 
 The fields' colours are sRGB-encoded (they learnt from 8-bit renders saved under the "Standard"
 view transform), while Blender's world colour and its render result are linear light, so the
 field is laid over the world in linear light and encoded back. Blender's Z pass is the distance
 along the camera's viewing axis, one sample a pixel: a pixel shows a surface where the field is
-at least half opaque, and elsewhere holds `no_depth` (Cycles writes 1e10 there).
+at least half opaque, and elsewhere holds `no_depth` (Cycles writes 1e10 there). Blender's Mist
+pass runs from 0 at the world's mist start to 1 at start + depth, by the distance from the camera
+(not along the axis), shaped by the falloff, and is 1 where nothing is; a partly transparent pixel
+is mist by the share it lets through.
 """
 
 from __future__ import annotations
@@ -45,3 +48,16 @@ def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> tor
     ray_length_per_unit_axis = camera_directions(pixels, intrinsics.to(pixels)).norm(dim=-1).view(height, width)
     along_axis = render.depth / ray_length_per_unit_axis
     return torch.where(render.opacity >= SURFACE_OPACITY, along_axis, torch.full_like(along_axis, no_depth))
+
+
+def mist_pass(render: ViewRender, start: float, depth: float, exponent: float) -> torch.Tensor:
+    """[H, W] Blender's Mist pass: `((distance - start) / depth)` clipped to [0, 1] and raised to
+    `exponent` (the falloff: 2 quadratic, 1 linear, 0.5 inverse quadratic), as Cycles computes it,
+    with each pixel's expected distance along its unit ray (one value a pixel, where Cycles sums
+    its samples), then `1 - opacity * (1 - mist)`: 1 where the field is empty."""
+    distance = render.depth
+    if depth > 0:
+        amount = ((distance - start) / depth).clamp(0.0, 1.0)
+    else:  # a mist of no depth is a step at its start
+        amount = (distance > start).to(distance.dtype)
+    return 1.0 - render.opacity * (1.0 - amount ** exponent)

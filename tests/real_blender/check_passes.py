@@ -1,5 +1,6 @@
 """After `passes.py`'s frame: the EXR holds the INS engine's Depth pass, with depths exactly where
-the field is opaque, and an opaque image (the world's colour where the field is empty).
+the field is opaque, its Mist pass (1 where the field is empty, the world's linear mist by the
+distance where it is opaque), and an opaque image (the world's colour where the field is empty).
 
     python tests/real_blender/check_passes.py OUT/passes_0001.exr
 """
@@ -20,3 +21,8 @@ assert np.allclose(alpha, 1.0), "Film > Transparent is off: the image should be 
 assert 0.01 < surface.mean() < 0.99, f"the field covers {surface.mean():.1%} of the frame"
 assert (depth[surface] > 0).all()
 print(f"Depth pass: {surface.mean():.1%} of the frame, {depth[surface].min():.2f} to {depth[surface].max():.2f} along the camera's axis")
+mist = channels[f"{layer}.Mist.Z"]
+assert ((0.0 <= mist) & (mist <= 1.0)).all(), "the Mist pass runs from 0 to 1"
+assert (mist[~surface] > 0.49).all(), "where the field is under half opaque the mist is at least half"
+assert mist[surface].max() - mist[surface].min() > 0.05, "the mist should grow with the distance over the object"
+print(f"Mist pass: {mist[surface].min():.2f} to {mist[surface].max():.2f} over the surface, {mist[~surface].mean():.2f} elsewhere on average")
