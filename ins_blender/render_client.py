@@ -227,9 +227,6 @@ def stop_servers() -> None:
             pass
 
 
-PASS_NAMES = {"depth": "depth", "mist": "Mist"}  # a pass's file suffix -> how messages name it
-
-
 def pass_path(image: Path, name: str) -> Path:
     """Where the server writes the `name` pass ("depth" or "mist") of the render whose image is `image`."""
     return image.with_suffix(f".{name}")
@@ -243,8 +240,7 @@ def read_pass(path: Path, width: int, height: int) -> array.array:
         with open(path, "rb") as f:
             values.fromfile(f, width * height)
     except (OSError, EOFError) as error:
-        what = PASS_NAMES.get(path.suffix.lstrip("."), path.suffix.lstrip("."))
-        raise EngineError(f"The INS render server's {what} pass '{path}' cannot be read ({getattr(error, 'strerror', None) or error}).") from None
+        raise EngineError(f"The INS render server's {path.suffix.lstrip('.')} pass '{path}' cannot be read ({getattr(error, 'strerror', None) or error}).") from None
     if sys.byteorder == "big":
         values.byteswap()
     rows = array.array("f")
