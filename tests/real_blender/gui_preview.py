@@ -15,7 +15,7 @@ import bpy
 
 BLEND = os.environ["INS_BLEND"]
 SECONDS = float(os.environ.get("INS_SECONDS", "240"))
-ENGINE_MODULE = "bl_ext.user_default.ins_stylize.engine"
+SERVERS_MODULE = "bl_ext.user_default.ins_stylize.render_client"  # where the render servers are kept
 
 
 def log(text: str) -> None:
@@ -48,7 +48,7 @@ def setup() -> None:
                 region.active_panel_category = "INS"
             except (AttributeError, TypeError) as error:
                 log(f"cannot choose the INS tab ({error})")
-    # The Properties editor on View Layer: the engine's Passes > Data (Combined, Z) should show.
+    # The Properties editor on View Layer: the engine's Passes > Data (Combined, Z, Mist) should show.
     for other in window.screen.areas:
         if other.type == "PROPERTIES":
             other.spaces.active.context = "VIEW_LAYER"
@@ -62,10 +62,10 @@ def setup() -> None:
 def report() -> float | None:
     import sys
 
-    engine = sys.modules.get(ENGINE_MODULE)
+    client = sys.modules.get(SERVERS_MODULE)
     image = bpy.data.images.get(".INS Viewport")
     size = tuple(image.size) if image is not None else None
-    servers = getattr(engine, "_SERVERS", None) if engine else None
+    servers = getattr(client, "_SERVERS", None) if client else None
     log(f"preview image {size}; servers {list(servers) if isinstance(servers, dict) else servers}")
     if time.monotonic() - STARTED > SECONDS:
         log("quitting")
