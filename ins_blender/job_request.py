@@ -256,7 +256,7 @@ def capture_subprocess_argv(request: Request, job: JobPaths) -> list[str]:
     package_dir = Path(__file__).resolve().parent
     paths = [str(package_dir.parent), worker_launch.ins_core_root()]
     expr = (f"import sys; sys.path[:0] = {paths!r}; "
-            f"import {package_dir.name}.batch as b; sys.exit(b.capture_main())")
+            f"import {package_dir.name}.background_capture as b; sys.exit(b.capture_main())")
     args = ["--capture-job", str(job.root), "--scene", request.scene.name, "--source", request.source,
             "--views", str(request.n_views), "--resolution", str(request.resolution[0]), str(request.resolution[1]),
             "--samples", str(request.samples), "--seed", str(request.seed), "--delete-blend"]

@@ -19,7 +19,7 @@ from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 
-from ins_blender import batch, importer, worker_launch  # noqa: E402
+from ins_blender import background_capture, batch, importer, worker_launch  # noqa: E402
 from ins_core.errors import InputError  # noqa: E402
 from ins_core.protocol import ErrorEvent, ProgressEvent, ResultEvent, StageEvent, CancelledEvent, decode_event  # noqa: E402
 
@@ -229,7 +229,7 @@ def test_capture_main_speaks_the_protocol(scene, tmp_path):
     out = io.StringIO()
     argv = ["--capture-job", str(tmp_path / "job"), "--scene", scene.name, "--source", "auto_rig", "--views", "3",
             "--resolution", "16", "12", "--samples", "1", "--delete-blend"]
-    assert batch.capture_main(argv, out=out) == 0
+    assert background_capture.capture_main(argv, out=out) == 0
     events = [decode_event(line) for line in out.getvalue().splitlines()]
     assert isinstance(events[0], StageEvent) and [type(e) for e in events[-4:]] == [ProgressEvent] * 3 + [ResultEvent]
     assert events[-1].path == "dataset/transforms_train.json"
@@ -238,10 +238,10 @@ def test_capture_main_speaks_the_protocol(scene, tmp_path):
     assert scene_state(scene) == before
     (tmp_path / "job" / "cancel").write_text("")
     out = io.StringIO()
-    assert batch.capture_main(argv, out=out) == 0
+    assert background_capture.capture_main(argv, out=out) == 0
     assert isinstance(decode_event(out.getvalue().splitlines()[-1]), CancelledEvent)
     out = io.StringIO()
-    assert batch.capture_main([*argv[:2], "--source", "cameras"], out=out) == 2
+    assert background_capture.capture_main([*argv[:2], "--source", "cameras"], out=out) == 2
     error = decode_event(out.getvalue().splitlines()[-1])
     assert isinstance(error, ErrorEvent) and error.kind == "bad_input" and "has no cameras" in error.message
 
@@ -432,7 +432,7 @@ def test_the_background_capture_command(scene, style, tmp_path):
     add_cube()
     before = scene_state(scene)
     request = job_request.Request(scene=scene, styles=[job_request.StyleSource(path=style)], source="auto_rig",
-                                n_views=3, resolution=(16, 12), samples=1, output_root=tmp_path / "jobs")
+                                  n_views=3, resolution=(16, 12), samples=1, output_root=tmp_path / "jobs")
     job = job_request.create_job(request)
     argv = job_request.capture_subprocess_argv(request, job)
     blend = job.root / job_request.CAPTURE_BLEND
