@@ -52,4 +52,4 @@ def mist_settings(scene) -> tuple[float, float, float]:
     if world is None:
         return NO_WORLD_MIST
     mist = world.mist_settings
-    return float(mist.start), float(mist.depth), MIST_EXPONENTS.get(mist.falloff, 2.0)
+    return float(mist.start), float(mist.depth), MIST_EXPONENTS[mist.falloff]
