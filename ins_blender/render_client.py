@@ -113,17 +113,25 @@ class RenderServer:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S, should_stop=None, on_wait=None) -> bool:
         """True when ready; False when `should_stop()` said stop; EngineError on failure."""
+        late = f"The INS render server did not get ready within {timeout:g} s"
+        return self._wait(lambda: True if self.ready else None, timeout, late, should_stop, on_wait, 0.05) is not None
+
+    def _wait(self, answer, timeout: float, late: str, should_stop, on_wait, interval: float):
+        """Poll `answer()` until it gives something; None when `should_stop()` said stop;
+        EngineError when the server died or `timeout` seconds passed (`late` says what took long)."""
         deadline = time.monotonic() + timeout
-        while not self.ready:
+        while True:
+            value = answer()
+            if value is not None:
+                return value
             self.check_alive()
             if should_stop is not None and should_stop():
-                return False
+                return None
             if time.monotonic() > deadline:
-                raise EngineError(f"The INS render server did not get ready within {timeout:g} s; see the log '{self.worker.stderr_path}'.")
+                raise EngineError(f"{late}; see the log '{self.worker.stderr_path}'.")
             if on_wait is not None:
                 on_wait()
-            time.sleep(0.05)
-        return True
+            time.sleep(interval)
 
     def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False,
                mist=None) -> tuple[str, Path]:
@@ -156,19 +164,8 @@ class RenderServer:
                should_stop=None, on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
         """Blocking render of one view; None when `should_stop()` said stop."""
         request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth, mist)
-        deadline = time.monotonic() + timeout
-        while True:
-            path = self.result(request_id)
-            if path is not None:
-                return path
-            self.check_alive()
-            if should_stop is not None and should_stop():
-                return None
-            if time.monotonic() > deadline:
-                raise EngineError(f"The INS render server took longer than {timeout:g} s for one frame; see the log '{self.worker.stderr_path}'.")
-            if on_wait is not None:
-                on_wait()
-            time.sleep(0.02)
+        late = f"The INS render server took longer than {timeout:g} s for one frame"
+        return self._wait(lambda: self.result(request_id), timeout, late, should_stop, on_wait, 0.02)
 
     def close(self) -> None:
         self.worker.close(timeout=3.0)

@@ -389,6 +389,29 @@ def test_a_server_that_dies_gives_a_clear_error(scene, tmp_path, capsys, monkeyp
     assert (job.root / worker_process.SERVER_STDERR_NAME).read_text().count("render server started") == 1
 
 
+SILENT_SERVER = r"""
+import json, sys
+print(json.dumps({"event": "ready"}), flush=True)
+for line in sys.stdin:  # takes every request and answers none
+    pass
+"""
+
+
+def test_a_frame_the_server_never_answers_ends_by_the_timeout_or_a_stop(scene, fake_dir, tmp_path, monkeypatch):
+    (fake_dir / "ins_silent_server.py").write_text(SILENT_SERVER)
+    monkeypatch.setattr(worker_launch, "WORKER_MODULE", "ins_silent_server")
+    server = render_client.get_server(finished_job(tmp_path / "job"))
+    assert server.wait_ready(timeout=60)
+    waits = []
+    with pytest.raises(render_client.EngineError, match=r"took longer than 0.3 s for one frame; see the log '.*render_server_stderr.txt'"):
+        server.render([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 10, 10, 4, 4, 8, 8,
+                      timeout=0.3, on_wait=lambda: waits.append(1))
+    assert waits  # the caller heard of the wait meanwhile (Blender's status line)
+    stops = iter([False, False, True])
+    assert server.render([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 10, 10, 4, 4, 8, 8,
+                         should_stop=lambda: next(stops)) is None  # Esc: no frame, no error
+
+
 OWN_RENDER = r"""
 import json, sys
 import numpy as np, torch
