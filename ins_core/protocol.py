@@ -181,7 +181,8 @@ class RenderCommand(_Command):
     and opaque. `depth_out`, when given, gets the Z pass as Blender keeps it: the distance along
     the camera's viewing axis, `NO_DEPTH` where no surface is, float32 little-endian, top row first.
     `mist`, when given ({"start", "depth", "exponent", "out"}: the world's mist settings, the falloff
-    as an exponent), has the Mist pass written to its `out` the same way.
+    as an exponent), has the Mist pass written to its `out` the same way. `normal_out`, when given,
+    gets the Normal pass: world-space normals facing the camera, three float32 a pixel (x, y, z).
     """
 
     request_id: str
@@ -197,6 +198,7 @@ class RenderCommand(_Command):
     background: list[float] | None = None
     depth_out: str | None = None
     mist: dict | None = None
+    normal_out: str | None = None
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -213,6 +215,7 @@ class RenderCommand(_Command):
         "depth_out": optional_field(_text),
         "mist": optional_field(record_field({"start": _finite, "depth": number_field(0.0), "exponent": number_field(0.0, above=True),
                                              "out": _text})),
+        "normal_out": optional_field(_text),
     }
 
 

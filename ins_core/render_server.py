@@ -4,7 +4,7 @@
 
 Emits `ready`, then answers each `render` command on stdin (camera, intrinsics, size, style mix)
 with an RGBA PNG written atomically to the command's `out` path (over the command's background
-colour, and its Z and Mist passes, when it asks) and a `rendered` event. `quit` or
+colour, and its Z, Mist and Normal passes, when it asks) and a `rendered` event. `quit` or
 the end of stdin stops it. A bad request gets an `error` event and the server keeps serving.
 """
 
@@ -43,6 +43,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     from .export.writers import write_bytes
     from .fields.stylization import one_style
     from .render.parallel import frame_workers
+    from .render.normals import model_normals, normal_pass
     from .render.passes import mist_pass, over_background, z_pass
     from .render.views import render_view
 
@@ -59,6 +60,8 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     if command.mist is not None:
         mist = mist_pass(render, command.mist["start"], command.mist["depth"], command.mist["exponent"])
         write_bytes(command.mist["out"], _float32_bytes(mist))
+    if command.normal_out:
+        write_bytes(command.normal_out, _float32_bytes(normal_pass(render, c2w, intrinsics, model_normals(trained.model))))
     rgba = render.rgba().clamp(0, 1)
     if command.background is not None:
         rgba = over_background(rgba, torch.tensor(command.background, dtype=torch.float32, device=device))
@@ -68,7 +71,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
 
 
 def _float32_bytes(image) -> bytes:
-    """A [H, W] pass as the engine reads it: float32 little-endian, top row first."""
+    """A [H, W] or [H, W, C] pass as the engine reads it: float32 little-endian, top row first."""
     return image.cpu().numpy().astype("<f4").tobytes()
 
 

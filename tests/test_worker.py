@@ -149,10 +149,11 @@ def test_render_server_answers_render_requests(finished_job, tmp_path):
     assert plain[..., 3].max() == 255  # the scene is in view
 
     # Film > Transparent off: over the world's (linear) colour, opaque; and the Z pass beside it.
-    world, depth_file, mist_file = [0.2, 0.4, 0.8], tmp_path / "frame.depth", tmp_path / "frame.mist"
+    world, depth_file, mist_file, normal_file = [0.2, 0.4, 0.8], tmp_path / "frame.depth", tmp_path / "frame.mist", tmp_path / "frame.normal"
     mist_request = {"start": 0.0, "depth": 100.0, "exponent": 1.0, "out": str(mist_file)}
     command = RenderCommand(request_id="f2", c2w=c2w, fx=40.0, fy=40.0, cx=24.0, cy=16.0, width=48, height=32, out=str(out),
-                            style_mix=[1.0], background=world, depth_out=str(depth_file), mist=mist_request)
+                            style_mix=[1.0], background=world, depth_out=str(depth_file), mist=mist_request,
+                            normal_out=str(normal_file))
     server.stdin.write(encode(command) + "\n")
     server.stdin.flush()
     assert read_events(server, until=lambda e: e.event in ("rendered", "error"))[-1].event == "rendered"
@@ -168,6 +169,9 @@ def test_render_server_answers_render_requests(finished_job, tmp_path):
     assert (depth[solid] > 0).all() and (depth[solid] < camera_distance + 1.0).all()
     mist = np.fromfile(mist_file, "<f4").reshape(32, 48)  # linear over 100 units: a hundredth of the distance
     assert (mist[empty] > 0.998).all() and (mist[solid] > 0.005).all() and (mist[solid] < (camera_distance + 1.0) / 100).all()
+    normals = np.fromfile(normal_file, "<f4").reshape(32, 48, 3)  # x, y, z a pixel
+    length = np.linalg.norm(normals, axis=-1)
+    assert (length[empty] < 0.003).all() and (np.abs(length[solid] - 1.0) < 0.01).all()
     server.stdin.write(encode(QuitCommand()) + "\n")
     server.stdin.flush()
     assert server.wait(timeout=30) == 0

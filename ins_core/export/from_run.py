@@ -12,7 +12,7 @@ from ..data.dataset import load_cameras
 from ..errors import require
 from ..fields.activations import density_activation
 from ..render.nerf_renderer import render_nerf_samples
-from ..render.samplers import segment_samples
+from ..render.samplers import render_step, segment_samples
 from ..train.fit import data_path
 from ..train.loading import TrainedRun
 from .pipeline import ExportResult, export_mesh
@@ -37,11 +37,6 @@ CALIBRATION_QUANTILE = 0.25
 COLOR_LOOKUPS = ("ray", "point")
 
 
-def _render_step(trained: TrainedRun) -> float:
-    aabb = trained.model.field.aabb.cpu()
-    return float((aabb[1] - aabb[0]).norm()) / trained.model.n_samples
-
-
 def field_functions(trained: TrainedRun, color_lookup: str = "ray"):
     """(scalar_fn, color_fn, occupied_fn, mode) for the run's field at its current style mix.
 
@@ -64,7 +59,7 @@ def field_functions(trained: TrainedRun, color_lookup: str = "ray"):
         def point_color_fn(points: torch.Tensor, view_dirs: torch.Tensor) -> torch.Tensor:
             return field.color(field.density(points)[1], view_dirs)
 
-        back_off = PROBE_BACK_OFF_STEPS * _render_step(trained)
+        back_off = PROBE_BACK_OFF_STEPS * render_step(trained.model)
 
         @torch.no_grad()
         def probe_color_fn(points: torch.Tensor, view_dirs: torch.Tensor) -> torch.Tensor:
@@ -126,7 +121,7 @@ def density_level(trained: TrainedRun) -> float:
     out = trained.model.render(origins, directions, torch.zeros_like(origins))
     opaque = out.opacity > CALIBRATION_MIN_OPACITY
     if not bool(opaque.any()):
-        return math.log(2.0) / _render_step(trained)
+        return math.log(2.0) / render_step(trained.model)
     depth = out.depth[opaque] / out.opacity[opaque]
     densities = scalar_fn(origins[opaque] + directions[opaque] * depth.unsqueeze(-1))
     return float(torch.quantile(densities.float(), CALIBRATION_QUANTILE))

@@ -87,22 +87,28 @@ def _kept_geometry_sdf(field: nn.Module) -> KeptGeometrySdfField:
     return view
 
 
+def geometry_field(model: nn.Module):
+    """An eval-mode NeRF or SDF scene model's field as the fast path reads it: hash grids unrolled
+    into lattices and, for a stylized model that keeps its content's geometry, the density (or SDF)
+    from the content field alone. It renders and gives the surface as `model.field` does."""
+    field = with_lattice_encodings(model.field)
+    if model.kind == "stylized" and keeps_content_density(model.field):
+        return KeptGeometryField(field) if geometry_kind(model) == "nerf" else _kept_geometry_sdf(field)
+    return field
+
+
 def fast_renderer(model: nn.Module) -> RayRenderer | None:
     """The inference renderer for an eval-mode scene model, or None where only `model.render` applies."""
     if model.training:
         return None
     kind = geometry_kind(model)
     if kind == "nerf":
-        field = with_lattice_encodings(model.field)
-        if model.kind == "stylized" and keeps_content_density(model.field):
-            field = KeptGeometryField(field)
+        field = geometry_field(model)
         return lambda origins, directions, background: march_nerf_rays(field, origins, directions, model.n_samples, model.grid, background)
     if kind == "sdf":
         # Normals need the SDF's gradient; the lattices give it too (grid_sample is differentiable
         # in its sample positions). The coarse SDF grid is built here, before any worker thread.
-        field = with_lattice_encodings(model.field)
-        if model.kind == "stylized" and keeps_content_density(model.field):
-            field = _kept_geometry_sdf(field)
+        field = geometry_field(model)
         bounds = sdf_bounds(field)
         return lambda origins, directions, background: _in_ray_chunks(
             lambda o, d, b: render_sdf_rays_fast(field, bounds, o, d, model.n_samples, b), origins, directions, background)

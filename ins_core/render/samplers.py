@@ -37,6 +37,12 @@ def stratified_samples(origins: torch.Tensor, directions: torch.Tensor, aabb: to
     return RaySamples(origins, directions, t, upper - lower, hit)
 
 
+def render_step(model) -> float:
+    """A scene model's sample spacing along its box's diagonal: the finest detail its renders resolve."""
+    aabb = model.field.aabb
+    return float((aabb[1] - aabb[0]).norm()) / model.n_samples
+
+
 def segment_samples(origins: torch.Tensor, directions: torch.Tensor, length: float, n_samples: int) -> RaySamples:
     """n_samples equal intervals over the first `length` of each ray (no box clipping), one
     sample at each interval's middle: for short probe rays whose span the caller chooses."""
