@@ -12,7 +12,8 @@ out exactly as rendered). As Cycles does, it shows the world's colour where the 
 unless Film > Transparent is on (`world.py`), and fills the Depth pass when the view layer has Z
 on (the distance along the camera's axis, 1e10 where there is no surface), so the result can be
 Z-combined with other renders in the compositor, and the Mist pass when it has Mist on (by the
-world's Mist Pass settings, as Cycles makes it).
+world's Mist Pass settings, as Cycles makes it), and the Normal pass when it has Normal on (the
+field's world-space normals facing the camera, for relighting and masks in the compositor).
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -73,12 +74,14 @@ class INSRenderEngine(bpy.types.RenderEngine):
                 pass
 
     def update_render_passes(self, scene=None, renderlayer=None):
-        """The passes the engine fills: Combined, Depth when the view layer asks for Z, and Mist."""
+        """The passes the engine fills: Combined, Depth when the view layer asks for Z, Mist and Normal."""
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
         if renderlayer.use_pass_z:
             self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
         if renderlayer.use_pass_mist:
             self.register_pass(scene, renderlayer, "Mist", 1, "Z", "VALUE")
+        if renderlayer.use_pass_normal:
+            self.register_pass(scene, renderlayer, "Normal", 3, "XYZ", "VECTOR")
 
     def _render(self, scene, depsgraph) -> None:
         width, height = int(self.resolution_x), int(self.resolution_y)
@@ -89,6 +92,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         view_layer = depsgraph.view_layer
         with_depth = view_layer is not None and view_layer.use_pass_z
         mist = mist_settings(scene) if view_layer is not None and view_layer.use_pass_mist else None
+        with_normal = view_layer is not None and view_layer.use_pass_normal
         self.update_stats("", "INS: starting the render server")
         server = get_server(job)
         started = time.monotonic()
@@ -102,15 +106,16 @@ class INSRenderEngine(bpy.types.RenderEngine):
             return
         self.update_progress(0.1)
         path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix, background_colour(scene), with_depth, mist,
-                             should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
+                             with_normal, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
         if path is None:
             return
         try:
             size = png_size(path)
             if size != (width, height):
                 raise EngineError(f"The INS render server returned a {size[0]}x{size[1]} image for a {width}x{height} render; see the log '{server.worker.stderr_path}'.")
-            passes = {name: read_pass(pass_path(path, suffix), width, height)
-                      for name, suffix, wanted in (("Depth", "depth", with_depth), ("Mist", "mist", mist is not None)) if wanted}
+            wanted = (("Depth", "depth", 1, with_depth), ("Mist", "mist", 1, mist is not None), ("Normal", "normal", 3, with_normal))
+            passes = {name: read_pass(pass_path(path, suffix), width, height, channels)
+                      for name, suffix, channels, asked in wanted if asked}
             result = self.begin_result(0, 0, width, height, layer=view_layer.name if view_layer is not None else "")
             try:
                 # Top-down sRGB PNG -> bottom-up linear render result (Blender converts both).
@@ -120,7 +125,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
             finally:
                 self.end_result(result)
         finally:
-            for leftover in (path, pass_path(path, "depth"), pass_path(path, "mist")):
+            for leftover in (path, *(pass_path(path, suffix) for suffix in ("depth", "mist", "normal"))):
                 try:
                     os.unlink(leftover)
                 except OSError:

@@ -256,6 +256,7 @@ class VIEWLAYER_PT_ins_passes_data(_INSPropertiesPanel, Panel):
         column.prop(context.view_layer, "use_pass_combined")
         column.prop(context.view_layer, "use_pass_z")
         column.prop(context.view_layer, "use_pass_mist")
+        column.prop(context.view_layer, "use_pass_normal")
 
 
 class WORLD_PT_ins_mist(_INSPropertiesPanel, Panel):

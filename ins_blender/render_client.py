@@ -134,10 +134,10 @@ class RenderServer:
             time.sleep(interval)
 
     def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False,
-               mist=None) -> tuple[str, Path]:
+               mist=None, normal=False) -> tuple[str, Path]:
         """Send one render request; its PNG will be the returned path (its Z pass, with `depth`, at
         `pass_path(path, "depth")`; its Mist pass, with `mist` = (start, depth, falloff exponent), at
-        `pass_path(path, "mist")`)."""
+        `pass_path(path, "mist")`; its Normal pass, with `normal`, at `pass_path(path, "normal")`)."""
         request_id = uuid.uuid4().hex[:12]
         out = self.folder / f"{request_id}.png"
         mist_request = None
@@ -148,7 +148,8 @@ class RenderServer:
         command = RenderCommand(request_id=request_id, c2w=c2w, fx=float(fx), fy=float(fy), cx=float(cx),
                                 cy=float(cy), width=int(width), height=int(height), out=str(out),
                                 style_mix=style_mix, background=background,
-                                depth_out=str(pass_path(out, "depth")) if depth else None, mist=mist_request)
+                                depth_out=str(pass_path(out, "depth")) if depth else None, mist=mist_request,
+                                normal_out=str(pass_path(out, "normal")) if normal else None)
         try:
             self.worker.send(command)
         except worker_launch.WorkerError as error:
@@ -160,10 +161,10 @@ class RenderServer:
             self.worker.poll()
             return self.worker.state.rendered.pop(request_id, None)
 
-    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, mist=None, *,
-               should_stop=None, on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
+    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, mist=None,
+               normal=False, *, should_stop=None, on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
         """Blocking render of one view; None when `should_stop()` said stop."""
-        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth, mist)
+        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth, mist, normal)
         late = f"The INS render server took longer than {timeout:g} s for one frame"
         return self._wait(lambda: self.result(request_id), timeout, late, should_stop, on_wait, 0.02)
 
@@ -225,24 +226,25 @@ def stop_servers() -> None:
 
 
 def pass_path(image: Path, name: str) -> Path:
-    """Where the server writes the `name` pass ("depth" or "mist") of the render whose image is `image`."""
+    """Where the server writes the `name` pass ("depth", "mist" or "normal") of the render whose image is `image`."""
     return image.with_suffix(f".{name}")
 
 
-def read_pass(path: Path, width: int, height: int) -> array.array:
-    """A pass the server wrote (float32 little-endian, top row first) as Blender's pass wants it:
-    bottom row first. No numpy (some Blender builds have none)."""
+def read_pass(path: Path, width: int, height: int, channels: int = 1) -> array.array:
+    """A pass the server wrote (`channels` float32 little-endian a pixel, top row first) as
+    Blender's pass wants it: bottom row first. No numpy (some Blender builds have none)."""
     values = array.array("f")
+    row_length = width * channels
     try:
         with open(path, "rb") as f:
-            values.fromfile(f, width * height)
+            values.fromfile(f, row_length * height)
     except (OSError, EOFError) as error:
         raise EngineError(f"The INS render server's {path.suffix.lstrip('.')} pass '{path}' cannot be read ({getattr(error, 'strerror', None) or error}).") from None
     if sys.byteorder == "big":
         values.byteswap()
     rows = array.array("f")
     for row in range(height - 1, -1, -1):
-        rows.extend(values[row * width:(row + 1) * width])
+        rows.extend(values[row * row_length:(row + 1) * row_length])
     return rows
 
 

@@ -3,7 +3,7 @@
 The render server here is FAKE_SERVER below: a test double of the protocol (stdlib only) that
 plays `python -m ins_core.worker JOB --serve`: it says "ready", answers every render command by
 writing a PNG of the asked size (top half one colour, bottom half another, so a flipped image
-shows) and its Z pass when asked (2 above, 5 below), and logs the commands it got, so the tests
+shows) and its Z, Mist and Normal passes when asked (one value above, another below), and logs the commands it got, so the tests
 can check the camera, intrinsics, style mix and background the engine sent. The test with the real
 server, on a job trained here, is at the end.
 """
@@ -29,7 +29,7 @@ from ins_blender import render_client, viewport_preview, worker_launch, worker_p
 from ins_blender.capture import camera_intrinsics, camera_to_world  # noqa: E402
 from ins_core.job import JobPaths, JobSpec, ResultManifest  # noqa: E402
 from ins_core.protocol import NO_DEPTH  # noqa: E402
-from ins_core.data.exr import read_exr_channels  # noqa: E402
+import render_result  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -63,6 +63,10 @@ for line in sys.stdin:
         w, h, mist = command["width"], command["height"], command["mist"]
         with open(mist["out"], "wb") as f:
             f.write(b"".join(struct.pack("<f", mist["start"] if y < h // 2 else mist["exponent"]) * w for y in range(h)))
+    if command.get("normal_out"):  # the Normal pass: +x over the top half, (0, 0.6, -0.8) over the bottom
+        w, h = command["width"], command["height"]
+        with open(command["normal_out"], "wb") as f:
+            f.write(b"".join(struct.pack("<3f", *((1.0, 0.0, 0.0) if y < h // 2 else (0.0, 0.6, -0.8))) * w for y in range(h)))
     png(command["out"], command["width"], command["height"])
     print(json.dumps({"event": "rendered", "request_id": command["request_id"], "path": command["out"]}), flush=True)
 '''
@@ -143,28 +147,26 @@ def test_f12_renders_the_camera_through_the_server(scene, tmp_path):
 
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     """F12, the result saved as an uncompressed multilayer EXR and read back: {pass name: [H, W(, C)]}."""
-    settings = bpy.context.scene.render.image_settings
-    if "media_type" in settings.bl_rna.properties:  # Blender 5: the container first, then the format
-        settings.media_type = "MULTI_LAYER_IMAGE"
-    settings.file_format = "OPEN_EXR_MULTILAYER"
-    settings.exr_codec, settings.color_depth = "NONE", "32"
-    bpy.ops.render.render()
-    path = tmp_path / "passes.exr"
-    bpy.data.images["Render Result"].save_render(str(path))
-    channels = read_exr_channels(path)
-    layer = bpy.context.view_layer.name
-    combined = np.stack([channels[f"{layer}.Combined.{c}"] for c in "RGBA"], axis=-1)
-    return {"Combined": combined, **{name: channels[f"{layer}.{name}.Z"] for name in ("Depth", "Mist") if f"{layer}.{name}.Z" in channels}}
+    return render_result.render_passes(bpy, tmp_path)
 
 
-def test_the_depth_pass_comes_from_the_server_when_the_view_layer_asks(scene, tmp_path):
+def pass_on_request(scene, tmp_path, name: str, request_field: str, switch: str):
+    """F12 of a finished job over a transparent film: without the pass `name` (and the server not
+    asked for it: the command's `request_field` empty) until the view layer's `switch` is on; then
+    (the job, the passes) with it."""
     job = finished_job(tmp_path / "job")
     scene.ins.render_job_dir = str(job.root)
     scene.render.film_transparent = True
-    assert "Depth" not in render_passes(tmp_path)
-    assert commands(job)[-1]["depth_out"] is None
-    bpy.context.view_layer.use_pass_z = True
+    assert name not in render_passes(tmp_path)
+    assert commands(job)[-1][request_field] is None
+    setattr(bpy.context.view_layer, switch, True)
     passes = render_passes(tmp_path)
+    assert name in passes
+    return job, passes
+
+
+def test_the_depth_pass_comes_from_the_server_when_the_view_layer_asks(scene, tmp_path):
+    job, passes = pass_on_request(scene, tmp_path, "Depth", "depth_out", "use_pass_z")
     assert passes["Depth"].shape == (30, 40)
     assert (passes["Depth"][:15] == 2.0).all() and (passes["Depth"][15:] == 5.0).all()  # not upside down
     assert np.allclose(passes["Combined"][:15, :, 3], 1.0) and passes["Combined"][:15, :, 0].max() > 0.5  # the image too
@@ -173,13 +175,7 @@ def test_the_depth_pass_comes_from_the_server_when_the_view_layer_asks(scene, tm
 
 
 def test_the_mist_pass_comes_from_the_server_with_the_worlds_mist_settings(scene, tmp_path):
-    job = finished_job(tmp_path / "job")
-    scene.ins.render_job_dir = str(job.root)
-    scene.render.film_transparent = True
-    assert "Mist" not in render_passes(tmp_path)
-    assert commands(job)[-1]["mist"] is None
-    bpy.context.view_layer.use_pass_mist = True
-    assert "Mist" in render_passes(tmp_path)
+    job, _ = pass_on_request(scene, tmp_path, "Mist", "mist", "use_pass_mist")
     assert commands(job)[-1]["mist"]["start"] == 0.0 and commands(job)[-1]["mist"]["depth"] == 100.0  # no world: Cycles' own
     scene.world = bpy.data.worlds.new("World")
     mist = scene.world.mist_settings
@@ -191,6 +187,15 @@ def test_the_mist_pass_comes_from_the_server_with_the_worlds_mist_settings(scene
     assert (passes["Mist"][:15] == 0.75).all() and (passes["Mist"][15:] == 0.5).all()  # not upside down
     assert "Depth" not in passes and commands(job)[-1]["depth_out"] is None  # only what the view layer asks for
     assert not Path(request["out"]).exists()  # the engine removes the server's files
+
+
+def test_the_normal_pass_comes_from_the_server_when_the_view_layer_asks(scene, tmp_path):
+    job, passes = pass_on_request(scene, tmp_path, "Normal", "normal_out", "use_pass_normal")
+    assert passes["Normal"].shape == (30, 40, 3)
+    assert (passes["Normal"][:15] == [1.0, 0.0, 0.0]).all()  # not upside down, the channels in order
+    assert np.allclose(passes["Normal"][15:], [0.0, 0.6, -0.8])
+    assert "Depth" not in passes and "Mist" not in passes  # only what the view layer asks for
+    assert not Path(commands(job)[-1]["normal_out"]).exists()  # the engine removes the server's files
 
 
 def test_the_world_colour_lies_behind_the_field_unless_film_is_transparent(scene, tmp_path):
@@ -498,5 +503,16 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         expected = np.clip((depth * ray_per_axis - 3.0) / 2.0, 0.0, 1.0)
         assert opaque.sum() >= 3 and np.abs(mist[opaque] - expected[opaque]).max() < 0.03
         assert mist[opaque].max() - mist[opaque].min() > 0.05  # the mist grows with the distance
+
+        # The Normal pass: where the field is opaque, unit normals in world space turned toward the
+        # camera; none where it is empty; and they turn over the cube (its faces and soft edges).
+        bpy.context.view_layer.use_pass_normal = True
+        normals = render_passes(tmp_path)["Normal"]
+        length = np.linalg.norm(normals, axis=-1)
+        assert (length[alpha == 0] < 0.003).all() and (np.abs(length[opaque] - 1.0) < 0.03).all()
+        camera_rays = np.stack([(u - k.cx) / k.fl_x, -(v - k.cy) / k.fl_y, -np.ones_like(u)], axis=-1)
+        world_rays = camera_rays @ np.asarray(camera.matrix_world.to_3x3()).T
+        assert ((normals * world_rays).sum(-1) <= 1e-5).all()
+        assert normals[opaque].std(axis=0).max() > 0.2
     finally:
         ins_blender.unregister()
