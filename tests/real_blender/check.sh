@@ -10,7 +10,7 @@
 #   3. `--command ins_stylize`: bad input exits 2; SIGTERM exits 143 and Ctrl-C typed in a terminal
 #      exits 130, each with the worker checkpointed and gone; --resume finishes the job (exit 0, result imported, .blend saved); --resume again only imports
 #   4. `blender -b out.blend -E INS -f 1` writes a picture; as a multilayer EXR it holds the
-#      engine's Depth pass, and the world's colour behind the field with Film > Transparent off
+#      engine's Depth, Mist and Normal passes, and the world's colour behind the field with Film > Transparent off
 #   5. in a window: Rendered shading with the INS engine, screenshots of the viewport preview and
 #      of the sidebar's INS tab at the default width
 #
