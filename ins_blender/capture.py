@@ -119,12 +119,14 @@ def _require_perspective(camera_object, camera_data=None) -> None:
 
 def camera_intrinsics(camera_data, width: int, height: int, pixel_aspect_x: float = 1.0,
                       pixel_aspect_y: float = 1.0) -> CameraIntrinsics:
-    """Pixel intrinsics of a perspective camera rendered at width x height, as Blender projects.
+    """Pixel intrinsics of a perspective camera rendered at width x height, as Blender projects;
+    for an orthographic camera, pixels per world unit (and the same principal point).
 
     Follows BKE_camera_params_compute_viewplane: the sensor size is sensor_height for a VERTICAL
     fit and sensor_width otherwise (AUTO fits sensor_width to the larger side); the fitted side
-    spans `viewfac` pixels; shift is in units of that side; non-square pixels (ycor = aspect y /
-    aspect x) scale the vertical focal length and shift.
+    spans `viewfac` pixels (and an orthographic camera's Orthographic Scale in world units); shift
+    is in units of that side; non-square pixels (ycor = aspect y / aspect x) scale the vertical
+    focal length and shift.
     """
     aspx, aspy = float(pixel_aspect_x), float(pixel_aspect_y)
     fit = camera_data.sensor_fit
@@ -133,7 +135,7 @@ def camera_intrinsics(camera_data, width: int, height: int, pixel_aspect_x: floa
         fit = "HORIZONTAL" if aspx * width >= aspy * height else "VERTICAL"
     ycor = aspy / aspx
     viewfac = width if fit == "HORIZONTAL" else ycor * height
-    fl_x = camera_data.lens * viewfac / sensor
+    fl_x = viewfac / camera_data.ortho_scale if camera_data.type == "ORTHO" else camera_data.lens * viewfac / sensor
     fl_y = fl_x / ycor
     cx = 0.5 * width - camera_data.shift_x * viewfac
     cy = 0.5 * height + camera_data.shift_y * viewfac / ycor

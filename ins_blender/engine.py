@@ -2,7 +2,7 @@
 
 F12 (and `blender -b file.blend -E INS -f 1`) renders the scene camera at the scene resolution
 (resolution percentage and pixel aspect included): the camera's `matrix_world` and pinhole
-intrinsics (`capture.camera_intrinsics`, the same maths the capture used) go as a
+intrinsics (an orthographic camera's pixels per unit, its rays parallel) (`capture.camera_intrinsics`, the same maths the capture used) go as a
 `RenderCommand` to a long-lived render server (`python -m ins_core.worker JOB --serve`), started
 once per job and reused for every frame; the engine waits for the `rendered` event (showing
 progress, honouring Esc via `test_break()`), then loads the PNG into the render result
@@ -40,13 +40,15 @@ from .world import background_colour, mist_settings
 
 
 def _camera_view(scene, depsgraph, camera_object, width: int, height: int):
+    """(camera-to-world, intrinsics, orthographic) of the camera that renders."""
     if camera_object is None:
         raise EngineError(f"Scene '{scene.name}' has no active camera; set the scene camera in the Scene properties.")
     evaluated = camera_object.evaluated_get(depsgraph) if depsgraph is not None else camera_object
-    if evaluated.data.type != "PERSP":
-        raise EngineError(f"Camera '{camera_object.name}' is not a perspective camera; the INS engine renders perspective cameras only.")
+    if evaluated.data.type not in ("PERSP", "ORTHO"):
+        raise EngineError(f"Camera '{camera_object.name}' is panoramic; the INS engine renders perspective and orthographic "
+                          "cameras, so set its Type to one of them in the camera properties.")
     k = camera_intrinsics(evaluated.data, width, height, scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)
-    return camera_to_world(evaluated.matrix_world), k
+    return camera_to_world(evaluated.matrix_world), k, evaluated.data.type == "ORTHO"
 
 
 class INSRenderEngine(bpy.types.RenderEngine):
@@ -86,7 +88,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
     def _render(self, scene, depsgraph) -> None:
         width, height = int(self.resolution_x), int(self.resolution_y)
         camera = self.camera_override or scene.camera
-        c2w, k = _camera_view(scene, depsgraph, camera, width, height)
+        c2w, k, orthographic = _camera_view(scene, depsgraph, camera, width, height)
         job = render_job(scene)
         mix = mix_for_job(scene, job)
         view_layer = depsgraph.view_layer
@@ -106,7 +108,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
             return
         self.update_progress(0.1)
         path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix, background_colour(scene), with_depth, mist,
-                             with_normal, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
+                             with_normal, orthographic, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
         if path is None:
             return
         try:
@@ -145,7 +147,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
             self._view = ViewportPreview(self)
         region, scene = context.region, depsgraph.scene
         with self._view.reporting():
-            self._view.update(scene, viewport_view(region, context.region_data))
+            self._view.update(scene, viewport_view(region, context.region_data, context.space_data.clip_end))
         with self._view.reporting():
             draw_image(self, scene, self._view.image(), region.width, region.height)
         self.update_stats("", f"INS: {self._view.status()}")

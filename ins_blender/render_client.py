@@ -134,10 +134,11 @@ class RenderServer:
             time.sleep(interval)
 
     def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False,
-               mist=None, normal=False) -> tuple[str, Path]:
+               mist=None, normal=False, orthographic=False) -> tuple[str, Path]:
         """Send one render request; its PNG will be the returned path (its Z pass, with `depth`, at
         `pass_path(path, "depth")`; its Mist pass, with `mist` = (start, depth, falloff exponent), at
-        `pass_path(path, "mist")`; its Normal pass, with `normal`, at `pass_path(path, "normal")`)."""
+        `pass_path(path, "mist")`; its Normal pass, with `normal`, at `pass_path(path, "normal")`).
+        With `orthographic`, fx and fy are pixels per world unit and the rays parallel."""
         request_id = uuid.uuid4().hex[:12]
         out = self.folder / f"{request_id}.png"
         mist_request = None
@@ -149,7 +150,7 @@ class RenderServer:
                                 cy=float(cy), width=int(width), height=int(height), out=str(out),
                                 style_mix=style_mix, background=background,
                                 depth_out=str(pass_path(out, "depth")) if depth else None, mist=mist_request,
-                                normal_out=str(pass_path(out, "normal")) if normal else None)
+                                normal_out=str(pass_path(out, "normal")) if normal else None, orthographic=bool(orthographic))
         try:
             self.worker.send(command)
         except worker_launch.WorkerError as error:
@@ -162,9 +163,10 @@ class RenderServer:
             return self.worker.state.rendered.pop(request_id, None)
 
     def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, mist=None,
-               normal=False, *, should_stop=None, on_wait=None, timeout: float = RENDER_TIMEOUT_S) -> Path | None:
+               normal=False, orthographic=False, *, should_stop=None, on_wait=None,
+               timeout: float = RENDER_TIMEOUT_S) -> Path | None:
         """Blocking render of one view; None when `should_stop()` said stop."""
-        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth, mist, normal)
+        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth, mist, normal, orthographic)
         late = f"The INS render server took longer than {timeout:g} s for one frame"
         return self._wait(lambda: self.result(request_id), timeout, late, should_stop, on_wait, 0.02)
 

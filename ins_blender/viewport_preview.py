@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
+from mathutils import Matrix
 
 from ins_core.errors import InputError
 
@@ -24,10 +25,19 @@ VIEWPORT_LEVELS = (0.125, 0.25, 0.5, 1.0)
 VIEWPORT_IMAGE = ".INS Viewport"
 
 
+def is_orthographic(matrix) -> bool:
+    """Whether an OpenGL projection matrix is orthographic (its last row 0, 0, 0, 1; a
+    perspective one's is 0, 0, -1, 0)."""
+    return abs(matrix[3][3]) > 0.5
+
+
 def intrinsics_from_projection(matrix, width: int, height: int) -> tuple[float, float, float, float]:
     """(fx, fy, cx, cy) in pixels (principal point from the top-left, rows down) of an OpenGL
-    perspective projection matrix drawn into width x height pixels (a viewport's window_matrix)."""
+    projection matrix drawn into width x height pixels (a viewport's window_matrix): a perspective
+    one's focal lengths, an orthographic one's pixels per world unit."""
     fx, fy = 0.5 * width * matrix[0][0], 0.5 * height * matrix[1][1]
+    if is_orthographic(matrix):  # the centre's offset is the translation column, not the z column
+        return fx, fy, 0.5 * width * (1.0 + matrix[0][3]), 0.5 * height * (1.0 - matrix[1][3])
     cx, cy = 0.5 * width * (1.0 - matrix[0][2]), 0.5 * height * (1.0 + matrix[1][2])
     return fx, fy, cx, cy
 
@@ -38,11 +48,12 @@ POLL_S = 0.05  # how often the timer asks the server for its answer
 class View:
     """A viewport's camera: what a render request needs, and a key to notice changes."""
 
-    def __init__(self, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> None:
+    def __init__(self, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
+                 orthographic: bool = False) -> None:
         self.c2w, self.fx, self.fy, self.cx, self.cy = c2w, fx, fy, cx, cy
-        self.width, self.height = width, height
+        self.width, self.height, self.orthographic = width, height, orthographic
         self.key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
-                    round(cy, 3), width, height)
+                    round(cy, 3), width, height, orthographic)
 
     def scaled(self, s: float) -> tuple:
         """Render-request arguments at `s` times the region size."""
@@ -51,13 +62,18 @@ class View:
                 self.cy * h / self.height, w, h)
 
 
-def viewport_view(region, rv3d) -> View:
-    """The View of a 3D viewport region (EngineError for an orthographic view)."""
-    if not rv3d.is_perspective:
-        raise EngineError("The INS viewport preview needs a perspective view; press Numpad 5 to switch.")
+def viewport_view(region, rv3d, clip_end: float) -> View:
+    """The View of a 3D viewport region whose View > Clip End is `clip_end`. An orthographic view
+    (Numpad 5, or the front, side and top views) shows what lies up to half the clip end on either
+    side of its eye, so its rays start that far behind it; through a camera they start at the
+    camera, as a camera's do in a render."""
     width, height = region.width, region.height
     fx, fy, cx, cy = intrinsics_from_projection(rv3d.window_matrix, width, height)
-    return View([list(row) for row in rv3d.view_matrix.inverted()], fx, fy, cx, cy, width, height)
+    c2w = rv3d.view_matrix.inverted()
+    orthographic = is_orthographic(rv3d.window_matrix)
+    if orthographic and rv3d.view_perspective != "CAMERA":
+        c2w = c2w @ Matrix.Translation((0.0, 0.0, 0.5 * clip_end))
+    return View([list(row) for row in c2w], fx, fy, cx, cy, width, height, orthographic)
 
 
 class ViewportPreview:
@@ -109,7 +125,7 @@ class ViewportPreview:
             self.key, self.level = key, 0  # a request in flight for the old view is awaited
         if server.ready and self.pending is None and self.level < len(VIEWPORT_LEVELS):
             args = view.scaled(VIEWPORT_LEVELS[self.level])
-            request_id, _ = server.submit(*args, mix, background)
+            request_id, _ = server.submit(*args, mix, background, orthographic=view.orthographic)
             self.pending = (request_id, args[-2:], self.key)
         if not server.ready or self.pending is not None:
             self._poll_soon()

@@ -16,6 +16,7 @@ from typing import IO, Any, ClassVar, Union, get_args
 from .errors import InputError
 from .schema import (
     Check,
+    bool_field,
     choice_field,
     dataclass_kwargs,
     check_fields,
@@ -183,6 +184,8 @@ class RenderCommand(_Command):
     `mist`, when given ({"start", "depth", "exponent", "out"}: the world's mist settings, the falloff
     as an exponent), has the Mist pass written to its `out` the same way. `normal_out`, when given,
     gets the Normal pass: world-space normals facing the camera, three float32 a pixel (x, y, z).
+    An `orthographic` view's fx, fy are pixels per world unit (its rays parallel, from the camera's
+    plane: ins_core.data.cameras.rays_from_pixels).
     """
 
     request_id: str
@@ -199,6 +202,7 @@ class RenderCommand(_Command):
     depth_out: str | None = None
     mist: dict | None = None
     normal_out: str | None = None
+    orthographic: bool = False
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -216,6 +220,7 @@ class RenderCommand(_Command):
         "mist": optional_field(record_field({"start": _finite, "depth": number_field(0.0), "exponent": number_field(0.0, above=True),
                                              "out": _text})),
         "normal_out": optional_field(_text),
+        "orthographic": bool_field(),
     }
 
 

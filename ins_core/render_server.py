@@ -54,7 +54,8 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
         n_styles = len(trained.config["styles"])
         trained.model.set_style(command.style_mix if command.style_mix else one_style(0, n_styles))
     workers = frame_workers() if fast else 1
-    render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast, workers=workers)
+    render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast, workers=workers,
+                         orthographic=command.orthographic)
     if command.depth_out:
         write_bytes(command.depth_out, _float32_bytes(z_pass(render, intrinsics, NO_DEPTH)))
     if command.mist is not None:

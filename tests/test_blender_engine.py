@@ -16,6 +16,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -150,6 +151,23 @@ def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     return render_result.render_passes(bpy, tmp_path)
 
 
+def test_f12_renders_an_orthographic_camera_with_parallel_rays_and_refuses_a_panoramic_one(scene, tmp_path, capsys):
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    camera = scene.camera
+    render(tmp_path)
+    assert commands(job)[-1]["orthographic"] is False
+    camera.data.type, camera.data.ortho_scale = "ORTHO", 8.0
+    render(tmp_path)
+    command = commands(job)[-1]
+    assert command["orthographic"] is True
+    assert command["fx"] == pytest.approx(40 / 8.0) and command["fy"] == pytest.approx(40 / 8.0)  # pixels per unit
+    assert command["cx"] == pytest.approx(20.0 - 0.1 * 40)  # the shift, in units of the wider side
+    camera.data.type = "PANO"
+    assert "Camera 'Camera' is panoramic; the INS engine renders perspective and orthographic cameras" in _render_error(capsys)
+    assert len(commands(job)) == 2  # nothing sent
+
+
 def pass_on_request(scene, tmp_path, name: str, request_field: str, switch: str):
     """F12 of a finished job over a transparent film: without the pass `name` (and the server not
     asked for it: the command's `request_field` empty) until the view layer's `switch` is on; then
@@ -259,11 +277,39 @@ def test_viewport_intrinsics_match_the_camera_intrinsics(scene):
     # camera that matrix is the camera's own, so both routes must give the same intrinsics.
     camera = scene.camera
     camera.data.shift_y = -0.05
+    for kind in ("PERSP", "ORTHO"):
+        camera.data.type = kind
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        depsgraph.update()
+        for width, height in ((40, 30), (30, 40)):
+            projection = camera.calc_matrix_camera(depsgraph, x=width, y=height)
+            k = camera_intrinsics(camera.data, width, height)
+            assert viewport_preview.is_orthographic(projection) == (kind == "ORTHO")
+            assert viewport_preview.intrinsics_from_projection(projection, width, height) == pytest.approx((k.fl_x, k.fl_y, k.cx, k.cy), rel=1e-5)
+
+
+def test_an_orthographic_viewport_looks_from_half_the_clip_end_behind_its_eye(scene):
+    """Blender draws an orthographic view (Numpad 5, the front, side and top views) with what lies
+    within half its clip end on either side of the eye; through an orthographic camera, only what
+    lies in front of the camera, as a render does."""
+    camera = scene.camera
+    camera.data.type, camera.data.ortho_scale = "ORTHO", 6.0
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    for width, height in ((40, 30), (30, 40)):
-        projection = camera.calc_matrix_camera(depsgraph, x=width, y=height)
-        k = camera_intrinsics(camera.data, width, height)
-        assert viewport_preview.intrinsics_from_projection(projection, width, height) == pytest.approx((k.fl_x, k.fl_y, k.cx, k.cy), rel=1e-5)
+    depsgraph.update()
+    region = SimpleNamespace(width=40, height=30)
+    eye = camera.matrix_world.inverted()
+    rv3d = SimpleNamespace(window_matrix=camera.calc_matrix_camera(depsgraph, x=40, y=30), view_matrix=eye, view_perspective="ORTHO")
+    view = viewport_preview.viewport_view(region, rv3d, clip_end=100.0)
+    assert view.orthographic and view.fx == pytest.approx(40 / 6.0)
+    backwards = camera.matrix_world.col[2].xyz
+    assert np.allclose(np.asarray(view.c2w)[:3, 3], camera.matrix_world.translation + 50.0 * backwards, atol=1e-4)
+    rv3d.view_perspective = "CAMERA"
+    assert np.allclose(viewport_preview.viewport_view(region, rv3d, clip_end=100.0).c2w, camera.matrix_world, atol=1e-6)
+    camera.data.type = "PERSP"
+    depsgraph.update()
+    rv3d.window_matrix, rv3d.view_perspective = camera.calc_matrix_camera(depsgraph, x=40, y=30), "PERSP"
+    view = viewport_preview.viewport_view(region, rv3d, clip_end=100.0)
+    assert not view.orthographic and np.allclose(view.c2w, camera.matrix_world, atol=1e-6)
 
 
 class FakeViewportEngine:
@@ -422,10 +468,11 @@ import json, sys
 import numpy as np, torch
 from ins_core.render.views import render_view
 from ins_core.train.loading import open_run
-job, view, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+job, views, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 trained = open_run(job + "/checkpoints/stylized", "cpu", load_data=False)
-rgba = render_view(trained.model, torch.tensor(view["c2w"], dtype=torch.float32), torch.tensor(view["k"]), 32, 32).rgba()
-np.save(out, (rgba.clamp(0, 1).numpy() * 255).round().astype(np.float64))
+rgba = [render_view(trained.model, torch.tensor(view["c2w"], dtype=torch.float32), torch.tensor(view["k"]), 32, 32,
+                    orthographic=view["orthographic"]).rgba() for view in views]
+np.save(out, (torch.stack(rgba).clamp(0, 1).numpy() * 255).round().astype(np.float64))
 """
 
 
@@ -461,12 +508,18 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         assert pixels.shape == (32, 32, 4)
         assert pixels[..., 3].max() > 0  # the cube shows
 
-        # The same camera rendered by the worker's own code, in the worker's Python.
+        # The same camera rendered by the worker's own code, in the worker's Python; and the camera
+        # made orthographic, with its own intrinsics (pixels per unit) and parallel rays.
         k = camera_intrinsics(camera.data, 32, 32)
-        view = {"c2w": [list(row) for row in camera_to_world(camera.matrix_world)], "k": [k.fl_x, k.fl_y, k.cx, k.cy]}
-        subprocess.run([worker_python, "-c", OWN_RENDER, str(result.job_dir), json.dumps(view), str(tmp_path / "own.npy")],
+        camera.data.type, camera.data.ortho_scale = "ORTHO", 2.5
+        k_ortho = camera_intrinsics(camera.data, 32, 32)
+        camera.data.type = "PERSP"
+        c2w = [list(row) for row in camera_to_world(camera.matrix_world)]
+        views = [{"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False},
+                 {"c2w": c2w, "k": [k_ortho.fl_x, k_ortho.fl_y, k_ortho.cx, k_ortho.cy], "orthographic": True}]
+        subprocess.run([worker_python, "-c", OWN_RENDER, str(result.job_dir), json.dumps(views), str(tmp_path / "own.npy")],
                        check=True, timeout=300)
-        own = np.load(tmp_path / "own.npy")
+        own, own_orthographic = np.load(tmp_path / "own.npy")
         assert np.abs(own[..., 3] - pixels[..., 3]).max() <= 2
         # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
         premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731
@@ -514,5 +567,12 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         world_rays = camera_rays @ np.asarray(camera.matrix_world.to_3x3()).T
         assert ((normals * world_rays).sum(-1) <= 1e-5).all()
         assert normals[opaque].std(axis=0).max() > 0.2
+
+        # The camera made orthographic: the worker's own picture of it, not the perspective one.
+        camera.data.type = "ORTHO"
+        scene.render.film_transparent = True
+        orthographic = render_passes(tmp_path)["Combined"][..., 3] * 255  # (the result is saved as an EXR now)
+        assert orthographic.max() > 0 and np.abs(own_orthographic[..., 3] - orthographic).max() <= 2.5
+        assert np.abs(orthographic - pixels[..., 3]).mean() > 5
     finally:
         ins_blender.unregister()

@@ -44,6 +44,20 @@ def test_projection_inverts_ray_generation():
     assert (depth > 0).all()
 
 
+def test_orthographic_rays_are_parallel_from_the_cameras_plane():
+    """An orthographic camera's intrinsics are pixels per unit: a pixel 20 px right of the principal
+    point starts its ray 20 / fx units along the camera's x, every ray along the camera's -z."""
+    c2w = look_at(torch.tensor([0.0, -4.0, 1.0]), torch.tensor([0.0, 0.0, 1.0]))
+    intrinsics = torch.tensor([10.0, 5.0, 16.0, 12.0])  # 10 px a unit across, 5 down
+    pixels = torch.tensor([[16.0, 12.0], [36.0, 12.0], [16.0, 2.0]])
+    origins, directions = rays_from_pixels(pixels, c2w, intrinsics, orthographic=True)
+    forward, right, up = -c2w[:3, 2], c2w[:3, 0], c2w[:3, 1]
+    assert torch.allclose(directions, forward.expand(3, 3), atol=1e-6)
+    assert torch.allclose(origins[0], c2w[:3, 3], atol=1e-6)
+    assert torch.allclose(origins[1], c2w[:3, 3] + 2.0 * right, atol=1e-6)
+    assert torch.allclose(origins[2], c2w[:3, 3] + 2.0 * up, atol=1e-6)  # rows grow downwards
+
+
 def test_look_at_is_a_rotation_pointing_minus_z_at_the_target():
     c2w = look_at(torch.tensor([1.0, 2.0, 3.0]), torch.zeros(3))
     rotation = c2w[:3, :3]

@@ -46,7 +46,7 @@ EVENT_SAMPLES = [
 
 COMMAND_SAMPLES = [
     RenderCommand("req-1", IDENTITY, 500.0, 500.0, 200.0, 150.0, 400, 300, "/tmp/out.png"),
-    RenderCommand("req-2", IDENTITY, 1, 2, -3, 4.5, 1, 1, "out.png", style_mix=[0.5, 0.5]),
+    RenderCommand("req-2", IDENTITY, 1, 2, -3, 4.5, 1, 1, "out.png", style_mix=[0.5, 0.5], orthographic=True),
     RenderCommand("req-3", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", depth_out="o.depth",
                   mist={"start": 5.0, "depth": 25.0, "exponent": 2.0, "out": "o.mist"}, normal_out="o.normal"),
     QuitCommand(),

@@ -206,3 +206,32 @@ def test_a_models_normals_are_those_of_its_surface():
     assert torch.allclose(normals.norm(dim=-1), torch.ones(len(points)), atol=1e-5)
     assert (normals * exact).sum(-1).min() > 0.95
     assert (normals * directions).sum(-1).min() > 0.5  # outward (the untrained sphere is lumpy: its exact normals too)
+
+
+def test_an_orthographic_cameras_depth_and_mist_are_the_ones_cycles_renders(tmp_path):
+    """Cycles renders a ground plane through an orthographic camera (shifted, the frame wider than
+    tall): the rays the INS engine casts for it (parallel, from the camera's plane, at the
+    intrinsics `camera_intrinsics` gives) meet the plane where Cycles' do: the same Z pass and the
+    same Mist pass."""
+    bpy = pytest.importorskip("bpy")
+    scene = _cycles_scene(bpy, location=(1.0, -6.0, 4.0), rotation=(60, 0, 15), lens=50.0)
+    camera = scene.camera.data
+    camera.type, camera.ortho_scale, camera.shift_x, camera.shift_y = "ORTHO", 30.0, 0.1, -0.05
+    bpy.ops.mesh.primitive_plane_add(size=40.0)
+    scene.world = bpy.data.worlds.new("World")
+    scene.world.mist_settings.start, scene.world.mist_settings.depth, scene.world.mist_settings.falloff = 2.0, 20.0, "LINEAR"
+    bpy.context.view_layer.use_pass_z = bpy.context.view_layer.use_pass_mist = True
+    passes = render_passes(bpy, tmp_path)
+
+    from ins_blender.capture import camera_intrinsics, camera_to_world
+    k = camera_intrinsics(camera, *SIZE)
+    intrinsics = torch.tensor([k.fl_x, k.fl_y, k.cx, k.cy])
+    c2w = torch.tensor(camera_to_world(scene.camera.matrix_world))
+    origins, directions = rays_from_pixels(image_pixels(*SIZE), c2w, intrinsics, orthographic=True)
+    distance = -origins[:, 2] / directions[:, 2]
+    hits = (distance > 0) & ((origins + directions * distance[:, None])[:, :2].abs() <= 20.0).all(dim=-1)
+    render = ViewRender(rgb=torch.zeros(24, 32, 3), depth=torch.where(hits, distance, 0.0).view(24, 32),
+                        opacity=hits.float().view(24, 32), orthographic=True)
+    assert 0.2 < hits.float().mean() < 0.9  # the plane's edge in view
+    assert torch.allclose(z_pass(render, intrinsics, NO_DEPTH), torch.from_numpy(passes["Depth"]), rtol=1e-4)
+    assert torch.allclose(mist_pass(render, 2.0, 20.0, 1.0), torch.from_numpy(passes["Mist"]), atol=2e-4)

@@ -59,15 +59,23 @@ def camera_directions(pixels: torch.Tensor, intrinsics: torch.Tensor) -> torch.T
     return torch.stack([x, y, -torch.ones_like(x)], dim=-1)
 
 
-def rays_from_pixels(pixels: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rays_from_pixels(pixels: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor,
+                     orthographic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space origins and unit directions for pixels seen by cameras.
 
     pixels [N, 2], c2w [N, 4, 4] (or [4, 4]), intrinsics [N, 4] (or [4]). Depth along these rays is the
-    Euclidean distance from the camera centre.
+    Euclidean distance from the camera centre. An `orthographic` camera's intrinsics are pixels per
+    world unit and its principal point: every ray runs along the camera's -z, from the point of the
+    camera's plane (z = 0) that the pixel covers, so depth along it is the distance from that plane.
     """
     if c2w.dim() == 2:
         c2w = c2w.expand(pixels.shape[0], 4, 4)
     directions = camera_directions(pixels, intrinsics)
+    if orthographic:
+        plane = directions.clone()
+        plane[..., 2] = 0.0
+        origins = torch.einsum("nij,nj->ni", c2w[:, :3, :3], plane) + c2w[:, :3, 3]
+        return origins, -c2w[:, :3, 2] / c2w[:, :3, 2].norm(dim=-1, keepdim=True)
     world = torch.einsum("nij,nj->ni", c2w[:, :3, :3], directions)
     world = world / world.norm(dim=-1, keepdim=True)
     origins = c2w[:, :3, 3]

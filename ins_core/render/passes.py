@@ -44,9 +44,12 @@ def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> tor
     """[H, W] distance along the viewing axis to the surface each pixel shows (`render.depth` runs
     along unit rays through the pixel centres), `no_depth` where the field is under half opaque."""
     height, width = render.depth.shape
-    pixels = image_pixels(width, height, render.depth.device)
-    ray_length_per_unit_axis = camera_directions(pixels, intrinsics.to(pixels)).norm(dim=-1).view(height, width)
-    along_axis = render.depth / ray_length_per_unit_axis
+    if render.orthographic:  # the rays run along the axis
+        along_axis = render.depth
+    else:
+        pixels = image_pixels(width, height, render.depth.device)
+        ray_length_per_unit_axis = camera_directions(pixels, intrinsics.to(pixels)).norm(dim=-1).view(height, width)
+        along_axis = render.depth / ray_length_per_unit_axis
     return torch.where(render.opacity >= SURFACE_OPACITY, along_axis, torch.full_like(along_axis, no_depth))
 
 

@@ -17,6 +17,7 @@ class ViewRender:
     rgb: torch.Tensor  # [H, W, 3] composited over the background
     depth: torch.Tensor  # [H, W] distance along the ray, divided by opacity where it is > 0
     opacity: torch.Tensor  # [H, W]
+    orthographic: bool = False  # how the rays were cast (rays_from_pixels): depth from the camera's plane
 
     def rgba(self) -> torch.Tensor:
         """Straight-alpha RGBA, assuming rgb was composited over black."""
@@ -37,8 +38,9 @@ WORKER_MIN_CHUNK = 1 << 11
 @torch.no_grad()
 def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
                 background: torch.Tensor | None = None, chunk: int | None = None, fast: bool = True,
-                workers: int = 1) -> ViewRender:
-    """Render one camera in chunks of rays. The model decides whether gradients are needed.
+                workers: int = 1, orthographic: bool = False) -> ViewRender:
+    """Render one camera in chunks of rays (an `orthographic` one: see rays_from_pixels). The model
+    decides whether gradients are needed.
 
     With `fast` (and a model in eval mode that the fast path knows) the frame comes from the
     inference renderer, the same picture for less work; `fast=False` always uses `model.render`.
@@ -55,14 +57,14 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
 
     def draw(start: int):
         with torch.no_grad(), subnormals_flushed():  # both are per thread
-            origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics)
+            origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics, orthographic)
             out = renderer(origins, directions, background.expand(origins.shape[0], 3))
             return out.rgb.detach(), out.depth.detach(), out.opacity.detach()
 
     rgb, depth, opacity = zip(*map_chunks(draw, range(0, pixels.shape[0], chunk), workers))
     rgb_t, depth_t, opacity_t = torch.cat(rgb), torch.cat(depth), torch.cat(opacity)
     depth_t = torch.where(opacity_t > 1e-4, depth_t / opacity_t.clamp_min(1e-4), torch.zeros_like(depth_t))
-    return ViewRender(rgb_t.view(height, width, 3), depth_t.view(height, width), opacity_t.view(height, width))
+    return ViewRender(rgb_t.view(height, width, 3), depth_t.view(height, width), opacity_t.view(height, width), orthographic)
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@
 #   4. `blender -b out.blend -E INS -f 1` writes a picture; as a multilayer EXR it holds the
 #      engine's Depth, Mist and Normal passes, and the world's colour behind the field with Film > Transparent off
 #   5. in a window: Rendered shading with the INS engine, screenshots of the viewport preview and
-#      of the sidebar's INS tab at the default width
+#      of the sidebar's INS tab at the default width, then of the front orthographic view
 #
 # Everything lands in OUT (default /tmp/ins_real_blender); STEPS (default 200,30) keeps training short.
 set -euo pipefail
@@ -84,7 +84,7 @@ expect 0 f12_passes "$RB" run blender -b "$OUT/out.blend" -E INS --python tests/
 .venv/bin/python tests/real_blender/check_passes.py "$OUT/passes_0001.exr"
 
 echo "== the window"
-INS_BLEND="$OUT/out.blend" INS_SECONDS=300 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &
+INS_BLEND="$OUT/out.blend" INS_SECONDS=300 INS_ORTHO_AT=185 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &
 gui=$!
 sleep 60
 "$RB" shot "$OUT/viewport_60s.png"
@@ -92,6 +92,9 @@ sleep 60
 chroot "$ROOT_FS" /bin/sh -c "DISPLAY=:${DISPLAY_NUM:-99} xdotool mousemove 1307 242 click 1"
 sleep 120
 "$RB" shot "$OUT/viewport_180s.png"
+sleep 100  # the front orthographic view from 185 s
+"$RB" shot "$OUT/viewport_ortho_280s.png"
 wait "$gui" || true
+grep "GUI:.*orthographic" "$OUT/gui.log" || true
 grep "GUI:" "$OUT/gui.log" | tail -n 3
 echo "done: screenshots and logs in $OUT"

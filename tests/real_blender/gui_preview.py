@@ -1,7 +1,8 @@
 """Under `real-blender gui`: open a .blend whose scene points at a finished INS job, put the
 3D viewport in Rendered shading with the INS engine (camera view), open the sidebar on the INS
 tab and the Properties editor on View Layer (the engine's passes), and log what the viewport
-preview does, so screenshots (`real-blender shot`) can be taken.
+preview does, so screenshots (`real-blender shot`) can be taken. After INS_ORTHO_AT seconds the
+viewport turns to the front orthographic view (Numpad 1), as an artist checking a side does.
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
@@ -15,6 +16,7 @@ import bpy
 
 BLEND = os.environ["INS_BLEND"]
 SECONDS = float(os.environ.get("INS_SECONDS", "240"))
+ORTHO_AT = float(os.environ.get("INS_ORTHO_AT", "1e9"))
 SERVERS_MODULE = "bl_ext.user_default.ins_stylize.render_client"  # where the render servers are kept
 
 
@@ -59,8 +61,27 @@ def setup() -> None:
     log(f"viewport {area.width}x{area.height}, engine {scene.render.engine}, job {scene.ins.render_job_dir or scene.ins.job_dir}")
 
 
+def front_orthographic() -> None:
+    """The front view, orthographic (what Numpad 1 gives), framed on the job's scene box."""
+    import math
+
+    from mathutils import Euler
+
+    window, area = view3d()
+    rv3d = area.spaces.active.region_3d
+    rv3d.view_perspective = "ORTHO"
+    rv3d.view_rotation = Euler((math.radians(90), 0.0, 0.0)).to_quaternion()  # looking along +y
+    rv3d.view_location, rv3d.view_distance = (0.0, 0.0, 0.3), 3.0
+    log(f"front orthographic view: is_perspective {rv3d.is_perspective}, window_matrix[3][3] {rv3d.window_matrix[3][3]:g}")
+
+
 def report() -> float | None:
     import sys
+
+    global ORTHO_AT
+    if time.monotonic() - STARTED > ORTHO_AT:
+        ORTHO_AT = float("inf")
+        front_orthographic()
 
     client = sys.modules.get(SERVERS_MODULE)
     image = bpy.data.images.get(".INS Viewport")
