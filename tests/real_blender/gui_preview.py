@@ -72,7 +72,7 @@ def front_orthographic() -> None:
     rv3d.view_perspective = "ORTHO"
     rv3d.view_rotation = Euler((math.radians(90), 0.0, 0.0)).to_quaternion()  # looking along +y
     rv3d.view_location, rv3d.view_distance = (0.0, 0.0, 0.3), 3.0
-    log(f"front orthographic view: is_perspective {rv3d.is_perspective}, window_matrix[3][3] {rv3d.window_matrix[3][3]:g}")
+    log("front orthographic view set")
 
 
 def report() -> float | None:
@@ -87,7 +87,9 @@ def report() -> float | None:
     image = bpy.data.images.get(".INS Viewport")
     size = tuple(image.size) if image is not None else None
     servers = getattr(client, "_SERVERS", None) if client else None
-    log(f"preview image {size}; servers {list(servers) if isinstance(servers, dict) else servers}")
+    _, area = view3d()
+    kind = "" if area is None else "perspective; " if area.spaces.active.region_3d.is_perspective else "orthographic; "
+    log(f"preview image {size}; {kind}servers {list(servers) if isinstance(servers, dict) else servers}")
     if time.monotonic() - STARTED > SECONDS:
         log("quitting")
         bpy.ops.wm.quit_blender()
