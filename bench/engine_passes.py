@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the picture (PNG)")
     parser.add_argument("--size", type=int, default=256, help="the frame's longer side in pixels")
     parser.add_argument("--mist", type=float, nargs=2, default=(3.0, 2.0), metavar=("START", "DEPTH"))
+    parser.add_argument("--samples", default="4", choices=("1", "4", "9", "16"), help="rays a pixel (the engine's Samples)")
     args = parser.parse_args()
 
     import ins_blender
@@ -79,6 +80,7 @@ def main() -> None:
         bpy.ops.wm.open_mainfile(filepath=str(args.blend.resolve()))
         scene = bpy.context.scene
         scene.ins.render_job_dir = str(args.job.resolve())
+        scene.ins.render_samples = args.samples
         scene.render.engine = "INS"
         scale = args.size / max(scene.render.resolution_x, scene.render.resolution_y)
         scene.render.resolution_x, scene.render.resolution_y = round(scene.render.resolution_x * scale), round(scene.render.resolution_y * scale)
@@ -97,7 +99,8 @@ def main() -> None:
             layer.use_pass_z = layer.use_pass_mist = layer.use_pass_normal = True
             channels, all_passes = render_exr(Path(folder) / "passes.exr")
         size = f"{scene.render.resolution_x}x{scene.render.resolution_y}"
-        emit("ins_engine_frame_s", size=size, image_only=round(image_only, 3), with_depth_mist_normal=round(all_passes, 3))
+        emit("ins_engine_frame_s", size=size, samples=int(args.samples), image_only=round(image_only, 3),
+             with_depth_mist_normal=round(all_passes, 3))
         pictures = pass_pictures(channels, args.mist)
         save_png(args.out, image_grid([p for p, _ in pictures], [label for _, label in pictures]))
         print(f"wrote {args.out}")

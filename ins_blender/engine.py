@@ -107,8 +107,10 @@ class INSRenderEngine(bpy.types.RenderEngine):
         if not server.wait_ready(should_stop=self.test_break, on_wait=waiting("loading the stylized model")):
             return
         self.update_progress(0.1)
-        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, mix, background_colour(scene), with_depth, mist,
-                             with_normal, orthographic, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}"))
+        samples = int(scene.ins.render_samples)
+        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, style_mix=mix, background=background_colour(scene),
+                             depth=with_depth, mist=mist, normal=with_normal, orthographic=orthographic, samples=samples,
+                             should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
         if path is None:
             return
         try:

@@ -51,6 +51,10 @@ STATUSES = [("IDLE", "Idle", ""), ("CAPTURING", "Capturing", ""), ("RUNNING", "R
             ("CANCELLING", "Cancelling", ""), ("FINISHED", "Finished", ""),
             ("CANCELLED", "Cancelled", ""), ("FAILED", "Failed", "")]
 BUSY = {"CAPTURING", "RUNNING", "CANCELLING"}
+# Rays a pixel in the INS engine's final renders: a k x k grid in each pixel.
+RENDER_SAMPLES = [(str(n * n), str(n * n), f"{n} x {n} rays through each pixel, their colours averaged" if n > 1
+                   else "One ray through each pixel's centre (no anti-aliasing)") for n in (1, 2, 3, 4)]
+RENDER_SAMPLES_DEFAULT = "4"
 
 
 class INS_StyleItem(PropertyGroup):
@@ -134,6 +138,10 @@ class INS_SceneSettings(PropertyGroup):
                             description="The folder of the latest job")
     render_job_dir: StringProperty(name="Render Job", subtype="DIR_PATH", default="",
                                    description="Finished job folder the INS render engine renders (empty: the latest job)")
+    render_samples: EnumProperty(
+        name="Samples", default=RENDER_SAMPLES_DEFAULT, items=RENDER_SAMPLES,
+        description="Rays a pixel in a final render (F12), for smooth edges; the time grows with them. "
+                    "The viewport preview takes one")
 
     @property
     def busy(self) -> bool:

@@ -133,12 +133,13 @@ class RenderServer:
                 on_wait()
             time.sleep(interval)
 
-    def submit(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False,
-               mist=None, normal=False, orthographic=False) -> tuple[str, Path]:
+    def submit(self, c2w, fx, fy, cx, cy, width, height, *, style_mix=None, background=None, depth=False,
+               mist=None, normal=False, orthographic=False, samples=1) -> tuple[str, Path]:
         """Send one render request; its PNG will be the returned path (its Z pass, with `depth`, at
         `pass_path(path, "depth")`; its Mist pass, with `mist` = (start, depth, falloff exponent), at
         `pass_path(path, "mist")`; its Normal pass, with `normal`, at `pass_path(path, "normal")`).
-        With `orthographic`, fx and fy are pixels per world unit and the rays parallel."""
+        With `orthographic`, fx and fy are pixels per world unit and the rays parallel; `samples`
+        rays a pixel (a square number) anti-alias it."""
         request_id = uuid.uuid4().hex[:12]
         out = self.folder / f"{request_id}.png"
         mist_request = None
@@ -150,7 +151,8 @@ class RenderServer:
                                 cy=float(cy), width=int(width), height=int(height), out=str(out),
                                 style_mix=style_mix, background=background,
                                 depth_out=str(pass_path(out, "depth")) if depth else None, mist=mist_request,
-                                normal_out=str(pass_path(out, "normal")) if normal else None, orthographic=bool(orthographic))
+                                normal_out=str(pass_path(out, "normal")) if normal else None, orthographic=bool(orthographic),
+                                samples=int(samples))
         try:
             self.worker.send(command)
         except worker_launch.WorkerError as error:
@@ -162,11 +164,10 @@ class RenderServer:
             self.worker.poll()
             return self.worker.state.rendered.pop(request_id, None)
 
-    def render(self, c2w, fx, fy, cx, cy, width, height, style_mix=None, background=None, depth=False, mist=None,
-               normal=False, orthographic=False, *, should_stop=None, on_wait=None,
-               timeout: float = RENDER_TIMEOUT_S) -> Path | None:
-        """Blocking render of one view; None when `should_stop()` said stop."""
-        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, style_mix, background, depth, mist, normal, orthographic)
+    def render(self, c2w, fx, fy, cx, cy, width, height, *, should_stop=None, on_wait=None,
+               timeout: float = RENDER_TIMEOUT_S, **options) -> Path | None:
+        """Blocking render of one view (`options` as `submit` takes them); None when `should_stop()` said stop."""
+        request_id, _ = self.submit(c2w, fx, fy, cx, cy, width, height, **options)
         late = f"The INS render server took longer than {timeout:g} s for one frame"
         return self._wait(lambda: self.result(request_id), timeout, late, should_stop, on_wait, 0.02)
 

@@ -125,7 +125,7 @@ class ViewportPreview:
             self.key, self.level = key, 0  # a request in flight for the old view is awaited
         if server.ready and self.pending is None and self.level < len(VIEWPORT_LEVELS):
             args = view.scaled(VIEWPORT_LEVELS[self.level])
-            request_id, _ = server.submit(*args, mix, background, orthographic=view.orthographic)
+            request_id, _ = server.submit(*args, style_mix=mix, background=background, orthographic=view.orthographic)
             self.pending = (request_id, args[-2:], self.key)
         if not server.ready or self.pending is not None:
             self._poll_soon()

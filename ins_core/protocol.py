@@ -173,6 +173,17 @@ _finite = number_field()
 NO_DEPTH = 1e10
 
 
+# The most rays a pixel a render may ask for (8 x 8).
+MAX_SAMPLES = 64
+
+
+def _square_samples(value: Any, where: str) -> int:
+    int_field(1, MAX_SAMPLES)(value, where)
+    if math.isqrt(value) ** 2 != value:
+        raise InputError(f"{where} is {value}; use a square number (1, 4, 9, 16, ...).")
+    return value
+
+
 @dataclass(frozen=True)
 class RenderCommand(_Command):
     """Render one view: camera-to-world (Blender `matrix_world`), pinhole intrinsics in pixels.
@@ -185,7 +196,8 @@ class RenderCommand(_Command):
     as an exponent), has the Mist pass written to its `out` the same way. `normal_out`, when given,
     gets the Normal pass: world-space normals facing the camera, three float32 a pixel (x, y, z).
     An `orthographic` view's fx, fy are pixels per world unit (its rays parallel, from the camera's
-    plane: ins_core.data.cameras.rays_from_pixels).
+    plane: ins_core.data.cameras.rays_from_pixels). `samples` rays a pixel (a square number, k x k
+    inside it) anti-alias the image, Mist and Normal; the Z pass is the centre-most sample's.
     """
 
     request_id: str
@@ -203,6 +215,7 @@ class RenderCommand(_Command):
     mist: dict | None = None
     normal_out: str | None = None
     orthographic: bool = False
+    samples: int = 1
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -221,6 +234,7 @@ class RenderCommand(_Command):
                                              "out": _text})),
         "normal_out": optional_field(_text),
         "orthographic": bool_field(),
+        "samples": _square_samples,
     }
 
 

@@ -42,32 +42,28 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     from .eval.pictures import save_png
     from .export.writers import write_bytes
     from .fields.stylization import one_style
+    from .render.frame import render_frame
     from .render.parallel import frame_workers
-    from .render.normals import model_normals, normal_pass
-    from .render.passes import mist_pass, over_background, z_pass
-    from .render.views import render_view
 
     device = trained.device
-    c2w = torch.tensor(command.c2w, dtype=torch.float32, device=device)
-    intrinsics = torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device)
     if trained.kind == "stylized":
         n_styles = len(trained.config["styles"])
         trained.model.set_style(command.style_mix if command.style_mix else one_style(0, n_styles))
-    workers = frame_workers() if fast else 1
-    render = render_view(trained.model, c2w, intrinsics, command.width, command.height, fast=fast, workers=workers,
-                         orthographic=command.orthographic)
-    if command.depth_out:
-        write_bytes(command.depth_out, _float32_bytes(z_pass(render, intrinsics, NO_DEPTH)))
-    if command.mist is not None:
-        mist = mist_pass(render, command.mist["start"], command.mist["depth"], command.mist["exponent"])
-        write_bytes(command.mist["out"], _float32_bytes(mist))
-    if command.normal_out:
-        write_bytes(command.normal_out, _float32_bytes(normal_pass(render, c2w, intrinsics, model_normals(trained.model))))
-    rgba = render.rgba().clamp(0, 1)
-    if command.background is not None:
-        rgba = over_background(rgba, torch.tensor(command.background, dtype=torch.float32, device=device))
+    mist = command.mist
+    frame = render_frame(
+        trained.model, torch.tensor(command.c2w, dtype=torch.float32, device=device),
+        torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device),
+        command.width, command.height, samples=command.samples,
+        background=None if command.background is None else torch.tensor(command.background, dtype=torch.float32, device=device),
+        no_depth=NO_DEPTH if command.depth_out else None,
+        mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
+        normals=bool(command.normal_out), orthographic=command.orthographic,
+        fast=fast, workers=frame_workers() if fast else 1)
+    for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
+        if path:
+            write_bytes(path, _float32_bytes(values))
     out = Path(command.out)
-    save_png(out, (rgba.cpu().numpy() * 255).round().astype(np.uint8))
+    save_png(out, (frame.rgba.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
     return out
 
 

@@ -144,6 +144,10 @@ def test_f12_renders_the_camera_through_the_server(scene, tmp_path):
     assert command["cx"] < 20.0  # the camera's shift moved the principal point
     assert command["style_mix"] == pytest.approx([0.25, 0.75])
     assert not Path(command["out"]).exists()  # the engine removes the server's file
+    assert command["samples"] == 4  # 2 x 2 rays a pixel unless the scene asks for others
+    scene.ins.render_samples = "16"
+    render(tmp_path)
+    assert commands(job)[-1]["samples"] == 16
 
 
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
@@ -363,6 +367,7 @@ def test_the_viewport_preview_appears_low_res_first_and_refines(scene, tmp_path,
     sent = commands(job)
     assert [(c["width"], c["height"]) for c in sent] == shown
     assert sent[0]["fx"] == pytest.approx(100.0 / 8) and sent[-1]["cx"] == pytest.approx(80.0)
+    assert {command["samples"] for command in sent} == {1}  # the preview is quick: one ray a pixel
     # A new view starts again from the coarsest level.
     preview.update(scene, viewport_preview.View(c2w, 120.0, 120.0, 80.0, 44.0, 160, 88))
     assert preview.status() == "refining 20x11"
@@ -466,12 +471,12 @@ def test_a_frame_the_server_never_answers_ends_by_the_timeout_or_a_stop(scene, f
 OWN_RENDER = r"""
 import json, sys
 import numpy as np, torch
-from ins_core.render.views import render_view
+from ins_core.render.frame import render_frame
 from ins_core.train.loading import open_run
 job, views, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 trained = open_run(job + "/checkpoints/stylized", "cpu", load_data=False)
-rgba = [render_view(trained.model, torch.tensor(view["c2w"], dtype=torch.float32), torch.tensor(view["k"]), 32, 32,
-                    orthographic=view["orthographic"]).rgba() for view in views]
+rgba = [render_frame(trained.model, torch.tensor(view["c2w"], dtype=torch.float32), torch.tensor(view["k"]), 32, 32,
+                     orthographic=view["orthographic"], samples=view["samples"]).rgba for view in views]
 np.save(out, (torch.stack(rgba).clamp(0, 1).numpy() * 255).round().astype(np.float64))
 """
 
@@ -504,6 +509,7 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         scene.camera = camera
         scene.view_settings.view_transform = "Standard"  # no tone mapping between the two images
         scene.render.film_transparent = True
+        scene.ins.render_samples = "1"  # one ray a pixel, at its centre (16 at the end)
         pixels = render(tmp_path)
         assert pixels.shape == (32, 32, 4)
         assert pixels[..., 3].max() > 0  # the cube shows
@@ -515,11 +521,12 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         k_ortho = camera_intrinsics(camera.data, 32, 32)
         camera.data.type = "PERSP"
         c2w = [list(row) for row in camera_to_world(camera.matrix_world)]
-        views = [{"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False},
-                 {"c2w": c2w, "k": [k_ortho.fl_x, k_ortho.fl_y, k_ortho.cx, k_ortho.cy], "orthographic": True}]
+        views = [{"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 1},
+                 {"c2w": c2w, "k": [k_ortho.fl_x, k_ortho.fl_y, k_ortho.cx, k_ortho.cy], "orthographic": True, "samples": 1},
+                 {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16}]
         subprocess.run([worker_python, "-c", OWN_RENDER, str(result.job_dir), json.dumps(views), str(tmp_path / "own.npy")],
                        check=True, timeout=300)
-        own, own_orthographic = np.load(tmp_path / "own.npy")
+        own, own_orthographic, own_sampled = np.load(tmp_path / "own.npy")
         assert np.abs(own[..., 3] - pixels[..., 3]).max() <= 2
         # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
         premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731
@@ -574,5 +581,12 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         orthographic = render_passes(tmp_path)["Combined"][..., 3] * 255  # (the result is saved as an EXR now)
         assert orthographic.max() > 0 and np.abs(own_orthographic[..., 3] - orthographic).max() <= 2.5
         assert np.abs(orthographic - pixels[..., 3]).mean() > 5
+
+        # 16 rays a pixel: the worker's own anti-aliased picture (not the one ray's).
+        camera.data.type = "PERSP"
+        scene.ins.render_samples = "16"
+        sampled = render_passes(tmp_path)["Combined"][..., 3] * 255
+        assert np.abs(own_sampled[..., 3] - sampled).max() <= 2.5
+        assert np.abs(own_sampled[..., 3] - own[..., 3]).max() > 5
     finally:
         ins_blender.unregister()

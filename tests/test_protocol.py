@@ -46,7 +46,7 @@ EVENT_SAMPLES = [
 
 COMMAND_SAMPLES = [
     RenderCommand("req-1", IDENTITY, 500.0, 500.0, 200.0, 150.0, 400, 300, "/tmp/out.png"),
-    RenderCommand("req-2", IDENTITY, 1, 2, -3, 4.5, 1, 1, "out.png", style_mix=[0.5, 0.5], orthographic=True),
+    RenderCommand("req-2", IDENTITY, 1, 2, -3, 4.5, 1, 1, "out.png", style_mix=[0.5, 0.5], orthographic=True, samples=16),
     RenderCommand("req-3", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", depth_out="o.depth",
                   mist={"start": 5.0, "depth": 25.0, "exponent": 2.0, "out": "o.mist"}, normal_out="o.normal"),
     QuitCommand(),
@@ -195,6 +195,10 @@ def test_constructors_validate_too() -> None:
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", mist={"start": 5.0, "depth": 25.0, "exponent": 2.0})
     with pytest.raises(ProtocolError, match=r"field 'mist.exponent' is 0; use a number > 0"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", mist={"start": 5.0, "depth": 25.0, "exponent": 0, "out": "o.mist"})
+    with pytest.raises(ProtocolError, match=r"field 'samples' is 3; use a square number \(1, 4, 9, 16, ...\)"):
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", samples=3)
+    with pytest.raises(ProtocolError, match="field 'samples' is 81"):
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", samples=81)
 
 
 def test_write_message_writes_one_flushed_line() -> None:

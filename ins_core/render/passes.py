@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.cameras import camera_directions, image_pixels
+from ..data.cameras import camera_directions
 from .views import ViewRender
 
 SURFACE_OPACITY = 0.5
@@ -47,7 +47,7 @@ def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> tor
     if render.orthographic:  # the rays run along the axis
         along_axis = render.depth
     else:
-        pixels = image_pixels(width, height, render.depth.device)
+        pixels = render.pixels()
         ray_length_per_unit_axis = camera_directions(pixels, intrinsics.to(pixels)).norm(dim=-1).view(height, width)
         along_axis = render.depth / ray_length_per_unit_axis
     return torch.where(render.opacity >= SURFACE_OPACITY, along_axis, torch.full_like(along_axis, no_depth))

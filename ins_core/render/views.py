@@ -18,6 +18,12 @@ class ViewRender:
     depth: torch.Tensor  # [H, W] distance along the ray, divided by opacity where it is > 0
     opacity: torch.Tensor  # [H, W]
     orthographic: bool = False  # how the rays were cast (rays_from_pixels): depth from the camera's plane
+    offset: tuple[float, float] = (0.0, 0.0)  # where in each pixel its ray went, from the centre, in pixels
+
+    def pixels(self) -> torch.Tensor:
+        """[H*W, 2] the image positions the rays went through (row-major)."""
+        height, width = self.depth.shape
+        return image_pixels(width, height, self.depth.device) + torch.tensor(self.offset, device=self.depth.device)
 
     def rgba(self) -> torch.Tensor:
         """Straight-alpha RGBA, assuming rgb was composited over black."""
@@ -38,16 +44,16 @@ WORKER_MIN_CHUNK = 1 << 11
 @torch.no_grad()
 def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
                 background: torch.Tensor | None = None, chunk: int | None = None, fast: bool = True,
-                workers: int = 1, orthographic: bool = False) -> ViewRender:
-    """Render one camera in chunks of rays (an `orthographic` one: see rays_from_pixels). The model
-    decides whether gradients are needed.
+                workers: int = 1, orthographic: bool = False, offset: tuple[float, float] = (0.0, 0.0)) -> ViewRender:
+    """Render one camera in chunks of rays (an `orthographic` one: see rays_from_pixels), each
+    through its pixel's centre moved by `offset` pixels. The model decides whether gradients are needed.
 
     With `fast` (and a model in eval mode that the fast path knows) the frame comes from the
     inference renderer, the same picture for less work; `fast=False` always uses `model.render`.
     `workers` > 1 draws the chunks on that many threads (see parallel.py: set torch to 1 thread).
     """
     device = c2w.device
-    pixels = image_pixels(width, height, device)
+    pixels = image_pixels(width, height, device) + torch.tensor(offset, device=device)
     background = torch.zeros(3, device=device) if background is None else background
     renderer = (fast_renderer(model) if fast else None) or model.render
     if chunk is None and workers > 1:
@@ -64,7 +70,8 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
     rgb, depth, opacity = zip(*map_chunks(draw, range(0, pixels.shape[0], chunk), workers))
     rgb_t, depth_t, opacity_t = torch.cat(rgb), torch.cat(depth), torch.cat(opacity)
     depth_t = torch.where(opacity_t > 1e-4, depth_t / opacity_t.clamp_min(1e-4), torch.zeros_like(depth_t))
-    return ViewRender(rgb_t.view(height, width, 3), depth_t.view(height, width), opacity_t.view(height, width), orthographic)
+    return ViewRender(rgb_t.view(height, width, 3), depth_t.view(height, width), opacity_t.view(height, width), orthographic,
+                      (float(offset[0]), float(offset[1])))
 
 
 @torch.no_grad()

@@ -1,0 +1,72 @@
+"""One frame as the INS render engine hands it to Blender: the field's image (over the world's
+colour, or not) and the passes asked for, each pixel sampled on a k x k grid inside it.
+
+As Cycles does with its samples, the image, the Mist pass and the Normal pass are the means of
+the pixel's samples (the image in linear light), and the Z pass is one sample's: here the one
+nearest the pixel's centre, so depth is never a blend of a near and a far surface at an edge.
+One sample a pixel is the pixel's centre, as before anti-aliasing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import require
+from .normals import model_normals, normal_pass
+from .passes import linear_to_srgb, mist_pass, over_background, srgb_to_linear, z_pass
+from .views import render_view
+
+@dataclass
+class Frame:
+    rgba: torch.Tensor  # [H, W, 4] sRGB-encoded, straight alpha (opaque when laid over a background)
+    depth: torch.Tensor | None = None  # [H, W] the Z pass
+    mist: torch.Tensor | None = None  # [H, W]
+    normal: torch.Tensor | None = None  # [H, W, 3]
+
+
+def subpixel_offsets(samples: int) -> list[tuple[float, float]]:
+    """Where a pixel's `samples` rays go (a square number: a k x k grid of cell centres), as
+    offsets from the pixel's centre in pixels, row by row."""
+    side = math.isqrt(samples) if isinstance(samples, int) and samples > 0 else 0
+    require(side >= 1 and side * side == samples, f"Samples per pixel must be a square number (1, 4, 9, 16, ...), not {samples!r}.")
+    steps = [(i + 0.5) / side - 0.5 for i in range(side)]
+    return [(x, y) for y in steps for x in steps]
+
+
+@torch.no_grad()
+def render_frame(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int, *, samples: int = 1,
+                 background: torch.Tensor | None = None, no_depth: float | None = None,
+                 mist: tuple[float, float, float] | None = None, normals: bool = False, orthographic: bool = False,
+                 fast: bool = True, workers: int = 1) -> Frame:
+    """The frame of a camera: `background` a linear RGB colour to lay the field over (None: keep
+    its alpha); the Z pass with `no_depth` where no surface is (None: no Z pass); the Mist pass
+    for `mist` = (start, depth, falloff exponent); the Normal pass with `normals`."""
+    offsets = subpixel_offsets(samples)
+    centre = min(range(len(offsets)), key=lambda i: offsets[i][0] ** 2 + offsets[i][1] ** 2)
+    normals_at = model_normals(model) if normals else None
+    light = coverage = mist_sum = normal_sum = depth = None
+
+    def add(total, value):
+        return value if total is None else total + value
+
+    for index, offset in enumerate(offsets):
+        render = render_view(model, c2w, intrinsics, width, height, fast=fast, workers=workers,
+                             orthographic=orthographic, offset=offset)
+        rgba = render.rgba()
+        light = add(light, srgb_to_linear(rgba[..., :3]) * rgba[..., 3:])  # premultiplied, linear
+        coverage = add(coverage, rgba[..., 3:])
+        if mist is not None:
+            mist_sum = add(mist_sum, mist_pass(render, *mist))
+        if normals_at is not None:
+            normal_sum = add(normal_sum, normal_pass(render, c2w, intrinsics, normals_at))
+        if no_depth is not None and index == centre:
+            depth = z_pass(render, intrinsics, no_depth)
+    n = len(offsets)
+    alpha = coverage / n
+    rgba = torch.cat([linear_to_srgb(light / n / alpha.clamp_min(1e-6)) * (alpha > 0), alpha], dim=-1)
+    if background is not None:
+        rgba = over_background(rgba, background)
+    return Frame(rgba, depth, None if mist_sum is None else mist_sum / n, None if normal_sum is None else normal_sum / n)

@@ -1,0 +1,62 @@
+"""A frame's samples: k x k rays a pixel, averaged for the image, Mist and Normal; Z from one."""
+
+import pytest
+import torch
+
+from ins_core.data.cameras import Intrinsics, look_at
+from ins_core.errors import InputError
+from ins_core.protocol import NO_DEPTH
+from ins_core.render.frame import render_frame, subpixel_offsets
+from ins_core.train.scene_models import SdfModel
+
+SIZE = 24
+
+
+def test_the_samples_of_a_pixel_are_the_centres_of_a_grid_inside_it():
+    assert subpixel_offsets(1) == [(0.0, 0.0)]
+    assert subpixel_offsets(4) == [(-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25), (0.25, 0.25)]
+    assert len(subpixel_offsets(9)) == 9 and (0.0, 0.0) in subpixel_offsets(9)
+    for bad in (0, 3, 8, -4, 2.0):
+        with pytest.raises(InputError, match="square number"):
+            subpixel_offsets(bad)
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    """A sharp SDF sphere (its initial one) seen whole: edges a ray either hits or misses."""
+    torch.manual_seed(0)
+    aabb = torch.tensor([[-0.6, -0.6, -0.6], [0.6, 0.6, 0.6]])
+    model = SdfModel(aabb, {"n_levels": 4, "log2_table_size": 10, "max_resolution": 32, "hidden_dim": 32}, n_samples=64).eval()
+    with torch.no_grad():
+        model.field.variance.fill_(0.6)
+    return model, look_at(torch.tensor([0.0, -1.6, 0.3]), torch.zeros(3)), Intrinsics.from_fov(0.9, SIZE, SIZE).as_tensor()
+
+
+def test_more_samples_come_nearer_the_pixels_true_coverage(sphere):
+    """Against 64 samples a pixel, one sample's edges are stair-steps (each pixel all or nothing);
+    four already halve the error."""
+    model, c2w, intrinsics = sphere
+    reference = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=64).rgba[..., 3]
+    errors = {n: float((render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=n).rgba[..., 3] - reference).abs().mean())
+              for n in (1, 4, 16)}
+    assert errors[4] < 0.5 * errors[1] and errors[16] < errors[4]
+    edge = (reference > 0.1) & (reference < 0.9)
+    assert edge.sum() > 20  # the silhouette is in view
+
+
+def test_the_passes_of_a_sampled_frame(sphere):
+    """Mist and Normal are their samples' means; Z is the centre sample's, as one sample gives it."""
+    model, c2w, intrinsics = sphere
+    one = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=1, no_depth=NO_DEPTH, mist=(1.0, 1.0, 1.0), normals=True)
+    nine = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=9, no_depth=NO_DEPTH, mist=(1.0, 1.0, 1.0), normals=True)
+    assert torch.equal(nine.depth, one.depth)  # 3 x 3: the centre sample is the pixel's centre
+    coverage, length = nine.rgba[..., 3], nine.normal.norm(dim=-1)
+    assert (length <= coverage + 1e-4).all()  # the mean of unit normals, weighed by their samples' opacity
+    inside = coverage > 0.999
+    assert length[inside].median() > 0.97  # (shorter where the surface turns within the pixel, as in Cycles)
+    assert torch.allclose(nine.mist[inside], one.mist[inside], atol=0.05)  # the same surface, sampled finer
+    assert (nine.mist[coverage < 1e-3] > 0.999).all()
+    # Over a background, opaque; without, the coverage as alpha.
+    over = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=4, background=torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.equal(over.rgba[..., 3], torch.ones(SIZE, SIZE))
+    assert one.depth is not None and render_frame(model, c2w, intrinsics, SIZE, SIZE).depth is None
