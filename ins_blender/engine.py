@@ -1,7 +1,7 @@
 """The "INS" render engine: renders a finished job's stylized field from any camera.
 
 F12 (and `blender -b file.blend -E INS -f 1`) renders the scene camera at the scene resolution
-(resolution percentage and pixel aspect included): the camera's `matrix_world` and pinhole
+(resolution percentage and pixel aspect included; only the render region when one is set): the camera's `matrix_world` and pinhole
 intrinsics (an orthographic camera's pixels per unit, its rays parallel) (`capture.camera_intrinsics`, the same maths the capture used) go as a
 `RenderCommand` to a long-lived render server (`python -m ins_core.worker JOB --serve`), started
 once per job and reused for every frame; the engine waits for the `rendered` event (showing
@@ -26,6 +26,7 @@ finished job the engine says so in one sentence and leaves the result empty.
 from __future__ import annotations
 
 import os
+import struct
 import time
 
 import bpy
@@ -49,6 +50,26 @@ def _camera_view(scene, depsgraph, camera_object, width: int, height: int):
                           "cameras, so set its Type to one of them in the camera properties.")
     k = camera_intrinsics(evaluated.data, width, height, scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)
     return camera_to_world(evaluated.matrix_world), k, evaluated.data.type == "ORTHO"
+
+
+def _single(value: float) -> float:
+    """`value` rounded to single precision, as Blender's C code holds it."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def render_region(scene, width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, bottom, width, height) in pixels of what a width x height frame renders: all of it,
+    or the render region (Ctrl+B in the camera view) as Blender cuts it, each border times the
+    size in single precision and truncated, so the pixels land exactly where Blender puts them."""
+    settings = scene.render
+    if not settings.use_border:
+        return 0, 0, width, height
+    left, right = (int(_single(_single(v) * width)) for v in (settings.border_min_x, settings.border_max_x))
+    bottom, top = (int(_single(_single(v) * height)) for v in (settings.border_min_y, settings.border_max_y))
+    if right <= left or top <= bottom:
+        raise EngineError("The render region is empty at this resolution; draw a larger one (Ctrl+B in the camera view) "
+                          "or turn Render Region off in the Output properties.")
+    return left, bottom, right - left, top - bottom
 
 
 class INSRenderEngine(bpy.types.RenderEngine):
@@ -86,9 +107,12 @@ class INSRenderEngine(bpy.types.RenderEngine):
             self.register_pass(scene, renderlayer, "Normal", 3, "XYZ", "VECTOR")
 
     def _render(self, scene, depsgraph) -> None:
-        width, height = int(self.resolution_x), int(self.resolution_y)
+        frame_width, frame_height = int(self.resolution_x), int(self.resolution_y)
         camera = self.camera_override or scene.camera
-        c2w, k, orthographic = _camera_view(scene, depsgraph, camera, width, height)
+        c2w, k, orthographic = _camera_view(scene, depsgraph, camera, frame_width, frame_height)
+        # Only the render region, when one is set: its pixels through the frame's camera.
+        left, bottom, width, height = render_region(scene, frame_width, frame_height)
+        cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
         job = render_job(scene)
         mix = mix_for_job(scene, job)
         view_layer = depsgraph.view_layer
@@ -108,7 +132,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
             return
         self.update_progress(0.1)
         samples = int(scene.ins.render_samples)
-        path = server.render(c2w, k.fl_x, k.fl_y, k.cx, k.cy, width, height, style_mix=mix, background=background_colour(scene),
+        path = server.render(c2w, k.fl_x, k.fl_y, cx, cy, width, height, style_mix=mix, background=background_colour(scene),
                              depth=with_depth, mist=mist, normal=with_normal, orthographic=orthographic, samples=samples,
                              should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
         if path is None:
@@ -120,6 +144,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
             wanted = (("Depth", "depth", 1, with_depth), ("Mist", "mist", 1, mist is not None), ("Normal", "normal", 3, with_normal))
             passes = {name: read_pass(pass_path(path, suffix), width, height, channels)
                       for name, suffix, channels, asked in wanted if asked}
+            # (With a render region, the result's corner is the region's.)
             result = self.begin_result(0, 0, width, height, layer=view_layer.name if view_layer is not None else "")
             try:
                 # Top-down sRGB PNG -> bottom-up linear render result (Blender converts both).

@@ -155,6 +155,35 @@ def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     return render_result.render_passes(bpy, tmp_path)
 
 
+@pytest.mark.parametrize("crop", [False, True])
+def test_a_render_region_renders_its_pixels_only_where_blender_puts_them(scene, tmp_path, crop):
+    """Ctrl+B: the server is asked for the region alone, through the frame's camera (the principal
+    point moved by the region's corner), and Blender lays it exactly there (awkward borders: the
+    region's edges are cut in single precision)."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    scene.render.film_transparent = True
+    settings = scene.render
+    settings.use_border, settings.use_crop_to_border = True, crop
+    settings.border_min_x, settings.border_max_x, settings.border_min_y, settings.border_max_y = 0.213, 0.6, 0.29, 0.97
+    pixels = render(tmp_path)
+    command = commands(job)[-1]
+    k = camera_intrinsics(scene.camera.data, 40, 30)
+    left, top = round(k.cx - command["cx"]), round(k.cy - command["cy"])
+    assert (command["cx"], command["cy"]) == pytest.approx((k.cx - left, k.cy - top))  # whole pixels
+    width, height = command["width"], command["height"]
+    assert 0 < width < 40 and 0 < height < 30 and command["fx"] == pytest.approx(k.fl_x)
+    if crop:  # the image is the region
+        assert pixels.shape == (height, width, 4)
+        region = pixels
+    else:  # the frame, the region's pixels where the server's rays went, nothing elsewhere
+        assert pixels.shape == (30, 40, 4)
+        filled_rows, filled_cols = np.nonzero(pixels[..., 3].max(axis=1))[0], np.nonzero(pixels[..., 3].max(axis=0))[0]
+        assert (filled_rows[0], filled_rows[-1] + 1, filled_cols[0], filled_cols[-1] + 1) == (top, top + height, left, left + width)
+        region = pixels[top:top + height, left:left + width]
+    assert (region[:height // 2] == TOP).all() and (region[height // 2:] == BOTTOM).all()  # the server's image, upright
+
+
 def test_f12_renders_an_orthographic_camera_with_parallel_rays_and_refuses_a_panoramic_one(scene, tmp_path, capsys):
     job = finished_job(tmp_path / "job")
     scene.ins.render_job_dir = str(job.root)
