@@ -95,6 +95,6 @@ sleep 120
 sleep 100  # the front orthographic view from 185 s
 "$RB" shot "$OUT/viewport_ortho_280s.png"
 wait "$gui" || true
-grep "GUI:.*orthographic" "$OUT/gui.log" || true
+grep -m 2 "GUI:.*orthographic" "$OUT/gui.log" || true
 grep "GUI:" "$OUT/gui.log" | tail -n 3
 echo "done: screenshots and logs in $OUT"
