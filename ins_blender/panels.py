@@ -208,7 +208,9 @@ class VIEW3D_PT_ins_render(_INSPanel, Panel):
         layout.prop(settings, "render_job_dir", text="Job")
         if not settings.render_job_dir and settings.job_dir:
             layout.label(text="Empty: the latest job", icon="INFO")
-        layout.prop(settings, "render_samples", text="Samples")
+        column = layout.column(align=True)
+        column.prop(settings, "render_samples", text="Render Samples")
+        column.prop(settings, "viewport_samples", text="Viewport Samples")
         if scene.view_settings.view_transform != "Standard":
             _lines(layout, "For exact colours, set Color Management > View Transform to Standard.", icon="INFO")
         layout.label(text="Style Weights")

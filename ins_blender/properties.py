@@ -140,8 +140,11 @@ class INS_SceneSettings(PropertyGroup):
                                    description="Finished job folder the INS render engine renders (empty: the latest job)")
     render_samples: EnumProperty(
         name="Samples", default=RENDER_SAMPLES_DEFAULT, items=RENDER_SAMPLES,
-        description="Rays a pixel in a final render (F12), for smooth edges; the time grows with them. "
-                    "The viewport preview takes one")
+        description="Rays a pixel in a final render (F12), for smooth edges; the time grows with them")
+    viewport_samples: EnumProperty(
+        name="Viewport Samples", default="1", items=RENDER_SAMPLES,
+        description="Rays a pixel in the viewport preview's last refinement, once the view is still "
+                    "(1: the full-size preview is the last)")
 
     @property
     def busy(self) -> bool:

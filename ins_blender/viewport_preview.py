@@ -2,7 +2,8 @@
 FUNC_ALLOW_WRITE: loading an image there fails) nor block, so it only submits requests; a timer
 (`poll`) waits for the server's answer, loads the PNG into a hidden image and asks for a redraw,
 which draws it. It renders at 1/8 of the region first and refines to 1/4, 1/2 and full size
-while the view stays still.
+while the view stays still, then, with the scene's viewport samples above one, anti-aliases the
+full size (a frame the server cannot cut short: a view moved meanwhile waits for it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from .render_client import EngineError, RenderServer, get_server, mix_for_job, r
 from .world import background_colour
 
 VIEWPORT_LEVELS = (0.125, 0.25, 0.5, 1.0)
+
+
+def preview_levels(samples: int) -> list[tuple[float, int]]:
+    """(scale, rays a pixel) of each refinement: VIEWPORT_LEVELS at one ray a pixel, then, with
+    the scene's viewport samples above one, the full size again at that many (smooth edges)."""
+    return [(scale, 1) for scale in VIEWPORT_LEVELS] + ([(1.0, samples)] if samples > 1 else [])
 VIEWPORT_IMAGE = ".INS Viewport"
 
 
@@ -88,8 +95,8 @@ class ViewportPreview:
         except TypeError:  # no weak references to this object: hold it until free()
             self._engine = lambda engine=engine: engine
         self.key = None  # the view (and style mix) being refined
-        self.level = 0  # the next VIEWPORT_LEVELS entry to request
-        self.pending: tuple[str, tuple[int, int], tuple] | None = None  # request id, size, key
+        self.level = 0  # the next preview_levels entry to request
+        self.pending: tuple[str, tuple[int, int], tuple, int] | None = None  # request id, size, key, samples
         self.server: RenderServer | None = None
         self.shown: tuple[int, int] | None = None  # size of the image on screen
         self.image_name: str | None = None
@@ -120,13 +127,16 @@ class ViewportPreview:
         server = get_server(job)
         if server is not self.server:  # a new server (the job was re-run) never answers the old requests
             self.server, self.pending, self.key = server, None, None
-        key = (view.key, tuple(mix or ()), None if background is None else tuple(round(c, 4) for c in background))
+        levels = preview_levels(int(scene.ins.viewport_samples))
+        key = (view.key, tuple(mix or ()), None if background is None else tuple(round(c, 4) for c in background), tuple(levels))
         if key != self.key:
             self.key, self.level = key, 0  # a request in flight for the old view is awaited
-        if server.ready and self.pending is None and self.level < len(VIEWPORT_LEVELS):
-            args = view.scaled(VIEWPORT_LEVELS[self.level])
-            request_id, _ = server.submit(*args, style_mix=mix, background=background, orthographic=view.orthographic)
-            self.pending = (request_id, args[-2:], self.key)
+        if server.ready and self.pending is None and self.level < len(levels):
+            scale, samples = levels[self.level]
+            args = view.scaled(scale)
+            request_id, _ = server.submit(*args, style_mix=mix, background=background, orthographic=view.orthographic,
+                                          samples=samples)
+            self.pending = (request_id, args[-2:], self.key, samples)
         if not server.ready or self.pending is not None:
             self._poll_soon()
 
@@ -136,7 +146,8 @@ class ViewportPreview:
         if self.server is not None and not self.server.ready:
             return "loading the stylized model..."
         if self.pending is not None:
-            return f"refining {self.pending[1][0]}x{self.pending[1][1]}"
+            (width, height), samples = self.pending[1], self.pending[3]
+            return f"refining {width}x{height}" + (f", {samples} samples a pixel" if samples > 1 else "")
         return f"{self.shown[0]}x{self.shown[1]}" if self.shown else ""
 
     def image(self):
@@ -176,7 +187,7 @@ class ViewportPreview:
             return server.ready
         if self.pending is None:
             return True  # ready: draw again to submit the first request
-        request_id, size, key = self.pending
+        request_id, size, key, _ = self.pending
         path = server.result(request_id)
         if path is None:
             server.check_alive()

@@ -404,6 +404,30 @@ def test_the_viewport_preview_appears_low_res_first_and_refines(scene, tmp_path,
     assert preview.shown == (20, 11)
 
 
+def test_viewport_samples_add_an_anti_aliased_full_size_last(scene, tmp_path, monkeypatch):
+    job = finished_job(tmp_path / "job")
+    scene.ins.job_dir = str(job.root)
+    scene.ins.viewport_samples = "9"
+    timers = []
+    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
+    engine = FakeViewportEngine()  # (the preview holds it weakly)
+    preview = viewport_preview.ViewportPreview(engine)
+    view = viewport_preview.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 100.0, 100.0, 80.0, 44.0, 160, 88)
+    preview.update(scene, view)
+    statuses = []
+    while timers:
+        assert len(statuses) < 20, "the preview never settled"
+        run_timer(timers.pop())
+        preview.update(scene, view)
+        statuses.append(preview.status())
+    sent = commands(job)
+    assert [(c["width"], c["height"], c["samples"]) for c in sent] == [(20, 11, 1), (40, 22, 1), (80, 44, 1), (160, 88, 1), (160, 88, 9)]
+    assert "refining 160x88, 9 samples a pixel" in statuses and statuses[-1] == "160x88"
+    scene.ins.viewport_samples = "4"  # another count: refined again from the coarsest
+    preview.update(scene, view)
+    assert preview.status() == "refining 20x11"
+
+
 def test_the_viewport_preview_shows_a_server_failure(scene, tmp_path, monkeypatch):
     job = finished_job(tmp_path / "job")
     scene.ins.job_dir = str(job.root)
