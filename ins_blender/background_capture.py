@@ -23,6 +23,7 @@ from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultE
 
 from .batch import args_after_dashes
 
+
 def _capture_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ins capture")
     p.add_argument("--capture-job", required=True)

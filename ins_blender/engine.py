@@ -1,23 +1,26 @@
 """The "INS" render engine: renders a finished job's stylized field from any camera.
 
 F12 (and `blender -b file.blend -E INS -f 1`) renders the scene camera at the scene resolution
-(resolution percentage and pixel aspect included; only the render region when one is set): the camera's `matrix_world` and pinhole
-intrinsics (an orthographic camera's pixels per unit, its rays parallel) (`capture.camera_intrinsics`, the same maths the capture used) go as a
-`RenderCommand` to a long-lived render server (`python -m ins_core.worker JOB --serve`), started
-once per job and reused for every frame; the engine waits for the `rendered` event (showing
-progress, honouring Esc via `test_break()`), then loads the PNG into the render result
-(`RenderLayer.load_from_file`, which turns the top-down PNG rows into Blender's bottom-up ones
-and the 8-bit sRGB values into linear light; with the "Standard" view transform the colours come
-out exactly as rendered). As Cycles does, it shows the world's colour where the field is empty
-unless Film > Transparent is on (`world.py`), and fills the Depth pass when the view layer has Z
-on (the distance along the camera's axis, 1e10 where there is no surface), so the result can be
-Z-combined with other renders in the compositor, and the Mist pass when it has Mist on (by the
-world's Mist Pass settings, as Cycles makes it), and the Normal pass when it has Normal on (the
-field's world-space normals facing the camera, for relighting and masks in the compositor).
+(resolution percentage and pixel aspect included; only the render region when one is set), with
+Neural Render > Render Samples rays a pixel: the camera's `matrix_world` and its intrinsics
+(`capture.camera_intrinsics`, the same maths the capture used: a perspective camera's pinhole, an
+orthographic camera's pixels per unit, its rays parallel) go as a `RenderCommand` to a long-lived
+render server (`python -m ins_core.worker JOB --serve`), started once per job and reused for
+every frame; the engine waits for the `rendered` event (showing progress, honouring Esc via
+`test_break()`), then loads the PNG into the render result (`RenderLayer.load_from_file`, which
+turns the top-down PNG rows into Blender's bottom-up ones and the 8-bit sRGB values into linear
+light; with the "Standard" view transform the colours come out exactly as rendered). As Cycles
+does, it shows the world's colour where the field is empty unless Film > Transparent is on
+(`world.py`), and fills the Depth pass when the view layer has Z on (the distance along the
+camera's axis, 1e10 where there is no surface), so the result can be Z-combined with other
+renders in the compositor, the Mist pass when it has Mist on (by the world's Mist Pass settings,
+as Cycles makes it), and the Normal pass when it has Normal on (the field's world-space normals
+facing the camera, for relighting and masks in the compositor).
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
-refines to 1/4, 1/2 and full size while the view stays still (`ViewportPreview`).
+refines to 1/4, 1/2 and full size while the view stays still, then at Viewport Samples rays a
+pixel when those are more than one (`ViewportPreview`); orthographic views draw too.
 
 The job rendered is `scene.ins.render_job_dir`, else the latest job `scene.ins.job_dir`; without a
 finished job the engine says so in one sentence and leaves the result empty.

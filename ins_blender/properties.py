@@ -139,7 +139,7 @@ class INS_SceneSettings(PropertyGroup):
     render_job_dir: StringProperty(name="Render Job", subtype="DIR_PATH", default="",
                                    description="Finished job folder the INS render engine renders (empty: the latest job)")
     render_samples: EnumProperty(
-        name="Samples", default=RENDER_SAMPLES_DEFAULT, items=RENDER_SAMPLES,
+        name="Render Samples", default=RENDER_SAMPLES_DEFAULT, items=RENDER_SAMPLES,
         description="Rays a pixel in a final render (F12), for smooth edges; the time grows with them")
     viewport_samples: EnumProperty(
         name="Viewport Samples", default="1", items=RENDER_SAMPLES,

@@ -19,6 +19,7 @@ from .normals import model_normals, normal_pass
 from .passes import linear_to_srgb, mist_pass, over_background, srgb_to_linear, z_pass
 from .views import render_view
 
+
 @dataclass
 class Frame:
     rgba: torch.Tensor  # [H, W, 4] sRGB-encoded, straight alpha (opaque when laid over a background)

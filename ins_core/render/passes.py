@@ -56,8 +56,8 @@ def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> tor
 def mist_pass(render: ViewRender, start: float, depth: float, exponent: float) -> torch.Tensor:
     """[H, W] Blender's Mist pass: `((distance - start) / depth)` clipped to [0, 1] and raised to
     `exponent` (the falloff: 2 quadratic, 1 linear, 0.5 inverse quadratic), as Cycles computes it,
-    with each pixel's expected distance along its unit ray (one value a pixel, where Cycles sums
-    its samples), then `1 - opacity * (1 - mist)`: 1 where the field is empty."""
+    with each pixel's expected distance along its unit ray (one value a ray; frame.py averages a
+    pixel's rays, as Cycles its samples), then `1 - opacity * (1 - mist)`: 1 where the field is empty."""
     distance = render.depth
     if depth > 0:
         amount = ((distance - start) / depth).clamp(0.0, 1.0)
