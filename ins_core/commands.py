@@ -91,12 +91,12 @@ def run_render(args: argparse.Namespace) -> int:
         morph = morph_weights(n_styles, args.turntable_frames) if args.morph else None
     elif args.style_mix or args.morph:
         raise InputError(f"Run '{args.run}' is not stylized; --style-mix and --morph apply to runs made by `stylize`.")
-    render_test_views(trained, renders / "test", _progress_bar("test views"))
+    render_test_views(trained, renders / "test", _progress_bar("test views"), samples=args.samples)
     print(f"held-out views and depth maps: {renders / 'test'}")
     if not args.no_turntable:
         name = "turntable_morph" if morph else "turntable"
         path = render_turntable(trained, renders / f"{name}.{args.format}", args.turntable_frames, progress=_progress_bar("turntable"),
-                                 style_weights=morph, width=args.width)
+                                 style_weights=morph, width=args.width, samples=args.samples)
         print(f"turntable: {path}")
     return 0
 

@@ -56,6 +56,20 @@ def test_turntable_renders_at_any_width(trained_run):
     assert frame.std() > 10  # the scene, not an empty frame
 
 
+def test_render_samples_smooth_the_silhouette(trained_run, capsys):
+    def view(samples: int) -> np.ndarray:
+        assert main(["render", "--run", str(trained_run), "--no-turntable", "--samples", str(samples), "--device", "cpu"]) == 0
+        return np.asarray(Image.open(trained_run / "renders" / "test" / "r_0.png")).astype(float)
+
+    one, four, dense = view(1), view(4), view(25)
+    # one ray a pixel steps along the edges; four measure coverage (measured: a quarter of the error)
+    assert np.abs(four - dense).mean() < 0.5 * np.abs(one - dense).mean()
+    with pytest.raises(SystemExit) as refused:
+        main(["render", "--run", str(trained_run), "--samples", "3", "--device", "cpu"])
+    assert refused.value.code == 2
+    assert "square number of rays a pixel" in capsys.readouterr().err
+
+
 def test_rerunning_a_finished_fit_changes_nothing(trained_run, demo_data, capsys):
     before = (trained_run / "checkpoints" / "last.pt").stat().st_mtime_ns
     assert main(["fit", "--data", str(demo_data), "--out", str(trained_run), "--steps", "300", "--device", "cpu"]) == 0

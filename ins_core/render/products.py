@@ -12,7 +12,8 @@ import torch
 from ..data.cameras import look_at
 from ..eval.pictures import colorize_depth, image_grid, plot_curves, save_png, write_video
 from ..train.loading import TrainedRun
-from .views import ViewRender, render_image_field, render_view
+from .frame import render_frame
+from .views import render_image_field
 
 Progress = Callable[[int, int], None] | None
 
@@ -21,20 +22,24 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def depth_picture(render: ViewRender) -> np.ndarray:
-    return colorize_depth(render.depth.cpu().numpy(), render.opacity.cpu().numpy())
+def camera_pictures(trained: TrainedRun, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
+                    samples: int = 1, background: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the image, uint8 RGBA, or RGB laid over the linear colour `background`; its depth map in
+    colour) of one camera, with `samples` rays a pixel averaged as the INS engine's frames are."""
+    frame = render_frame(trained.model, c2w, intrinsics, width, height, samples=samples, background=background,
+                         no_depth=math.nan)
+    image = frame.rgba if background is None else frame.rgba[..., :3]
+    return _to_uint8(image), colorize_depth(frame.depth.cpu().numpy())
 
 
-def render_test_views(trained: TrainedRun, out_dir: Path, progress: Progress = None) -> list[Path]:
+def render_test_views(trained: TrainedRun, out_dir: Path, progress: Progress = None, samples: int = 1) -> list[Path]:
     """Each held-out view as RGBA PNG, its depth map, and a side-by-side with the photograph."""
     views = trained.data.test if trained.data.test is not None and len(trained.data.test) else trained.data.train
     written = []
     for index in range(len(views)):
-        render = render_view(trained.model, views.c2w[index], views.intrinsics[index], views.width, views.height)
+        rgba, depth = camera_pictures(trained, views.c2w[index], views.intrinsics[index], views.width, views.height, samples)
         name = views.names[index]
-        rgba = _to_uint8(render.rgba())
         save_png(out_dir / f"{name}.png", rgba)
-        depth = depth_picture(render)
         save_png(out_dir / f"{name}_depth.png", depth)
         photo = views.images[index].cpu().numpy()
         save_png(out_dir / f"{name}_compare.png", image_grid([_over_white(photo), _over_white(rgba), depth], ["photograph", "render", "depth"]))
@@ -79,11 +84,12 @@ def morph_weights(n_styles: int, n_frames: int) -> list[torch.Tensor]:
 
 
 def render_turntable(trained: TrainedRun, path: Path, n_frames: int = 48, fps: int = 24, with_depth: bool = True, progress: Progress = None,
-                     style_weights: list[torch.Tensor] | None = None, width: int | None = None) -> Path:
+                     style_weights: list[torch.Tensor] | None = None, width: int | None = None, samples: int = 1) -> Path:
     """A video orbiting the scene (over white); with depth, each frame shows the depth map beside it.
 
     For stylized runs `style_weights` gives each frame's style mix (a morph between styles).
     `width`: frame width in pixels (default: the training views'); the field is continuous.
+    `samples`: rays a pixel (a square number), for smooth edges.
     """
     views = trained.data.train
     scale = (width or views.width) / views.width
@@ -93,9 +99,8 @@ def render_turntable(trained: TrainedRun, path: Path, n_frames: int = 48, fps: i
     for index, c2w in enumerate(turntable_cameras(trained, n_frames)):
         if style_weights is not None:
             trained.model.set_style(style_weights[index])
-        render = render_view(trained.model, c2w, views.intrinsics[0] * scale, frame_width, frame_height, white)
-        frame = _to_uint8(render.rgb)
-        frames.append(np.concatenate([frame, depth_picture(render)], axis=1) if with_depth else frame)
+        frame, depth = camera_pictures(trained, c2w, views.intrinsics[0] * scale, frame_width, frame_height, samples, white)
+        frames.append(np.concatenate([frame, depth], axis=1) if with_depth else frame)
         if progress is not None:
             progress(index + 1, n_frames)
     write_video(path, frames, fps)
