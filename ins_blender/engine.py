@@ -20,7 +20,8 @@ facing the camera, for relighting and masks in the compositor).
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
 refines to 1/4, 1/2 and full size while the view stays still, then at Viewport Samples rays a
-pixel when those are more than one (`ViewportPreview`); orthographic views draw too.
+pixel when those are more than one (`ViewportPreview`); orthographic views draw too, and only the
+render region when one is set (the scene's through the camera, else View > Render Region), as Cycles.
 
 The job rendered is `scene.ins.render_job_dir`, else the latest job `scene.ins.job_dir`; without a
 finished job the engine says so in one sentence and leaves the result empty.
@@ -39,7 +40,7 @@ from ins_core.errors import InputError
 from . import worker_launch
 from .capture import camera_intrinsics, camera_to_world
 from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
-from .viewport_preview import ViewportPreview, draw_image, viewport_view
+from .viewport_preview import ViewportPreview, draw_image, render_border, viewport_view
 from .world import background_colour, mist_settings
 
 
@@ -175,11 +176,14 @@ class INSRenderEngine(bpy.types.RenderEngine):
             return
         if self._view is None:
             self._view = ViewportPreview(self)
-        region, scene = context.region, depsgraph.scene
+        region, rv3d, space, scene = context.region, context.region_data, context.space_data, depsgraph.scene
+        camera = (space.camera if space.use_local_camera else None) or scene.camera  # the camera the view looks through
+        camera = camera.evaluated_get(depsgraph) if camera is not None else None
         with self._view.reporting():
-            self._view.update(scene, viewport_view(region, context.region_data, context.space_data.clip_end))
+            border = render_border(scene, space, rv3d, region.width, region.height, camera)
+            self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border))
         with self._view.reporting():
-            draw_image(self, scene, self._view.image(), region.width, region.height)
+            draw_image(self, scene, self._view.image(), self._view.shown_border or (0, 0, region.width, region.height))
         self.update_stats("", f"INS: {self._view.status()}")
 
     def __del__(self):

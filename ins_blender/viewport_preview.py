@@ -3,7 +3,8 @@ FUNC_ALLOW_WRITE: loading an image there fails) nor block, so it only submits re
 (`poll`) waits for the server's answer, loads the PNG into a hidden image and asks for a redraw,
 which draws it. It renders at 1/8 of the region first and refines to 1/4, 1/2 and full size
 while the view stays still, then, with the scene's viewport samples above one, anti-aliases the
-full size (a frame the server cannot cut short: a view moved meanwhile waits for it).
+full size (a frame the server cannot cut short: a view moved meanwhile waits for it). With a
+render region (`render_border`) all of that covers the region's pixels alone.
 """
 
 from __future__ import annotations
@@ -52,35 +53,78 @@ def intrinsics_from_projection(matrix, width: int, height: int) -> tuple[float, 
 POLL_S = 0.05  # how often the timer asks the server for its answer
 
 
+Rect = tuple[int, int, int, int]  # (left, bottom, width, height) in region pixels, rows up as Blender draws
+
+
 class View:
-    """A viewport's camera: what a render request needs, and a key to notice changes."""
+    """A viewport's camera: what a render request needs, and a key to notice changes. `border`
+    is the render region drawn (None: the whole region)."""
 
     def __init__(self, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                 orthographic: bool = False) -> None:
+                 orthographic: bool = False, border: Rect | None = None) -> None:
         self.c2w, self.fx, self.fy, self.cx, self.cy = c2w, fx, fy, cx, cy
         self.width, self.height, self.orthographic = width, height, orthographic
+        self.border = border or (0, 0, width, height)
         self.key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
-                    round(cy, 3), width, height, orthographic)
+                    round(cy, 3), width, height, orthographic, self.border)
 
     def scaled(self, s: float) -> tuple:
-        """Render-request arguments at `s` times the region size."""
-        w, h = max(1, math.ceil(self.width * s)), max(1, math.ceil(self.height * s))
-        return (self.c2w, self.fx * w / self.width, self.fy * h / self.height, self.cx * w / self.width,
-                self.cy * h / self.height, w, h)
+        """Render-request arguments of the border's pixels at `s` times their size: the region's
+        camera with its principal point moved to the border's top-left corner."""
+        left, bottom, border_width, border_height = self.border
+        w, h = max(1, math.ceil(border_width * s)), max(1, math.ceil(border_height * s))
+        sx, sy = w / border_width, h / border_height
+        top = self.height - bottom - border_height  # the request's rows run down
+        return (self.c2w, self.fx * sx, self.fy * sy, (self.cx - left) * sx, (self.cy - top) * sy, w, h)
 
 
-def viewport_view(region, rv3d, clip_end: float) -> View:
-    """The View of a 3D viewport region whose View > Clip End is `clip_end`. An orthographic view
-    (Numpad 5, or the front, side and top views) shows what lies up to half the clip end on either
-    side of its eye, so its rays start that far behind it; through a camera they start at the
-    camera, as a camera's do in a render."""
+def camera_frame_in_region(camera, scene, perspective_matrix, width: int, height: int) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) in region pixels of the camera's frame (its view_frame, shift and
+    the scene's aspect included) as a view with `perspective_matrix` draws it (the camera view's
+    dashed frame)."""
+    xs, ys = [], []
+    for corner in camera.data.view_frame(scene=scene):
+        clip = perspective_matrix @ (camera.matrix_world @ corner).to_4d()
+        xs.append((clip.x / clip.w + 1.0) * 0.5 * width)
+        ys.append((clip.y / clip.w + 1.0) * 0.5 * height)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def render_border(scene, space, rv3d, width: int, height: int, camera=None) -> Rect | None:
+    """The part of a width x height viewport region that renders, as Cycles' viewport does: outside
+    the camera view, View > Render Region (Ctrl+B, the view's own); through the camera (`camera`,
+    the evaluated scene camera), the scene's Render Region within the camera's frame. None: all."""
+    if rv3d.view_perspective == "CAMERA":
+        settings = scene.render
+        if camera is None or not settings.use_border:
+            return None
+        x0, y0, x1, y1 = camera_frame_in_region(camera, scene, rv3d.perspective_matrix, width, height)
+        box = (x0 + settings.border_min_x * (x1 - x0), y0 + settings.border_min_y * (y1 - y0),
+               x0 + settings.border_max_x * (x1 - x0), y0 + settings.border_max_y * (y1 - y0))
+    else:
+        if not space.use_render_border:
+            return None
+        box = (space.render_border_min_x * width, space.render_border_min_y * height,
+               space.render_border_max_x * width, space.render_border_max_y * height)
+    left, bottom = max(0, round(box[0])), max(0, round(box[1]))
+    right, top = min(width, round(box[2])), min(height, round(box[3]))
+    if right <= left or top <= bottom:
+        raise EngineError("The render region lies outside the view; draw another with Ctrl+B or clear it with Ctrl+Alt+B.")
+    return left, bottom, right - left, top - bottom
+
+
+def viewport_view(region, rv3d, clip_end: float, border: Rect | None = None) -> View:
+    """The View of a 3D viewport region whose View > Clip End is `clip_end`, drawing only `border`
+    (render_border) when one is given. An orthographic view (Numpad 5, or the front, side and top
+    views) shows what lies up to half the clip end on either side of its eye, so its rays start that
+    far behind it; through a camera they start at the camera, as a camera's do in a render."""
     width, height = region.width, region.height
     fx, fy, cx, cy = intrinsics_from_projection(rv3d.window_matrix, width, height)
     c2w = rv3d.view_matrix.inverted()
     orthographic = is_orthographic(rv3d.window_matrix)
     if orthographic and rv3d.view_perspective != "CAMERA":
         c2w = c2w @ Matrix.Translation((0.0, 0.0, 0.5 * clip_end))
-    return View([list(row) for row in c2w], fx, fy, cx, cy, width, height, orthographic)
+    return View([list(row) for row in c2w], fx, fy, cx, cy, width, height, orthographic, border)
 
 
 class ViewportPreview:
@@ -96,9 +140,10 @@ class ViewportPreview:
             self._engine = lambda engine=engine: engine
         self.key = None  # the view (and style mix) being refined
         self.level = 0  # the next preview_levels entry to request
-        self.pending: tuple[str, tuple[int, int], tuple, int] | None = None  # request id, size, key, samples
+        self.pending: tuple[str, tuple[int, int], tuple, int, Rect] | None = None  # request id, size, key, samples, border
         self.server: RenderServer | None = None
         self.shown: tuple[int, int] | None = None  # size of the image on screen
+        self.shown_border: Rect | None = None  # where in the region it is drawn
         self.image_name: str | None = None
         self.error = ""
         self.polling = False
@@ -136,7 +181,7 @@ class ViewportPreview:
             args = view.scaled(scale)
             request_id, _ = server.submit(*args, style_mix=mix, background=background, orthographic=view.orthographic,
                                           samples=samples)
-            self.pending = (request_id, args[-2:], self.key, samples)
+            self.pending = (request_id, args[-2:], self.key, samples, view.border)
         if not server.ready or self.pending is not None:
             self._poll_soon()
 
@@ -187,7 +232,7 @@ class ViewportPreview:
             return server.ready
         if self.pending is None:
             return True  # ready: draw again to submit the first request
-        request_id, size, key, _ = self.pending
+        request_id, size, key, _, border = self.pending
         path = server.result(request_id)
         if path is None:
             server.check_alive()
@@ -196,7 +241,7 @@ class ViewportPreview:
         try:
             if key == self.key or self.image_name is None:  # an image of the old view beats none
                 self.image_name = load_viewport_image(path)
-                self.shown = size
+                self.shown, self.shown_border = size, border
             if key == self.key:
                 self.level += 1
         finally:
@@ -223,17 +268,18 @@ def load_viewport_image(path: Path) -> str:
     return image.name
 
 
-def draw_image(engine, scene, image, width: int, height: int) -> None:
-    """Draw `image` over the region: Blender's GPU texture of it (sRGB decoded to linear, straight
-    alpha) through the display-space shader, as the render-engine template does. No numpy."""
+def draw_image(engine, scene, image, border: Rect) -> None:
+    """Draw `image` over `border` (region pixels): Blender's GPU texture of it (sRGB decoded to
+    linear, straight alpha) through the display-space shader, as the render-engine template does. No numpy."""
     if image is None:
         return
+    left, bottom, width, height = border
     import gpu
     from gpu_extras.presets import draw_texture_2d
 
     texture = gpu.texture.from_image(image)
     gpu.state.blend_set("ALPHA")
     engine.bind_display_space_shader(scene)
-    draw_texture_2d(texture, (0, 0), width, height)
+    draw_texture_2d(texture, (left, bottom), width, height)
     engine.unbind_display_space_shader()
     gpu.state.blend_set("NONE")

@@ -345,6 +345,65 @@ def test_an_orthographic_viewport_looks_from_half_the_clip_end_behind_its_eye(sc
     assert not view.orthographic and np.allclose(view.c2w, camera.matrix_world, atol=1e-6)
 
 
+def test_the_viewports_render_region_is_the_views_own_or_the_scenes_in_the_camera_view(scene):
+    """As Cycles' viewport: outside the camera view, View > Render Region (fractions of the region);
+    through the camera, the scene's Render Region as fractions of the camera's frame, wherever the
+    view has zoomed or panned that frame."""
+    space = SimpleNamespace(use_render_border=True, render_border_min_x=0.25, render_border_max_x=0.5,
+                            render_border_min_y=0.1, render_border_max_y=1.2)
+    free_view = SimpleNamespace(view_perspective="PERSP")
+    assert viewport_preview.render_border(scene, space, free_view, 160, 120) == (40, 12, 40, 108)  # clipped at the top
+    space.render_border_min_x = space.render_border_max_x = 0.5
+    with pytest.raises(render_client.EngineError, match="render region lies outside the view"):
+        viewport_preview.render_border(scene, space, free_view, 160, 120)
+    space.use_render_border = False
+    assert viewport_preview.render_border(scene, space, free_view, 160, 120) is None
+
+    # Through the camera: its frame fills a region of the scene's aspect (80x60 at 50 %) under the
+    # camera's own projection (the shift included), and half of it, centred, zoomed out twice.
+    camera = scene.camera
+    scene.render.use_border = True
+    scene.render.border_min_x, scene.render.border_max_x = 0.2, 0.7
+    scene.render.border_min_y, scene.render.border_max_y = 0.25, 0.75
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    projection = camera.calc_matrix_camera(depsgraph, x=160, y=120)
+    camera_view = SimpleNamespace(view_perspective="CAMERA", perspective_matrix=projection @ camera.matrix_world.inverted())
+    assert viewport_preview.camera_frame_in_region(camera, scene, camera_view.perspective_matrix, 160, 120) == pytest.approx((0, 0, 160, 120), abs=1e-3)
+    assert viewport_preview.render_border(scene, space, camera_view, 160, 120, camera) == (32, 30, 80, 60)
+    zoomed_out = projection.copy()
+    zoomed_out[0] *= 0.5
+    zoomed_out[1] *= 0.5
+    camera_view.perspective_matrix = zoomed_out @ camera.matrix_world.inverted()
+    assert viewport_preview.render_border(scene, space, camera_view, 160, 120, camera) == (56, 45, 40, 30)
+    scene.render.use_border = False
+    assert viewport_preview.render_border(scene, space, camera_view, 160, 120, camera) is None
+
+
+def test_the_viewport_preview_renders_only_the_render_region(scene, tmp_path, monkeypatch):
+    """The requests cover the border's pixels alone, through the region's camera with its principal
+    point moved to the border's corner (rows counted down from the top), at every refinement."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.job_dir = str(job.root)
+    timers = []
+    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
+    engine = FakeViewportEngine()  # (the preview holds it weakly)
+    preview = viewport_preview.ViewportPreview(engine)
+    c2w = [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]]
+    border = (40, 8, 64, 48)  # left, bottom, width, height; its top row is region row 88 - 8 - 48 = 32
+    view = viewport_preview.View(c2w, 100.0, 90.0, 80.0, 44.0, 160, 88, border=border)
+    preview.update(scene, view)
+    while timers:
+        run_timer(timers.pop())
+        preview.update(scene, view)
+    sent = commands(job)
+    assert [(c["width"], c["height"]) for c in sent] == [(8, 6), (16, 12), (32, 24), (64, 48)]
+    full = sent[-1]
+    assert (full["fx"], full["fy"], full["cx"], full["cy"]) == pytest.approx((100.0, 90.0, 80.0 - 40, 44.0 - 32))
+    eighth = sent[0]
+    assert (eighth["fx"], eighth["cx"], eighth["cy"]) == pytest.approx((100.0 / 8, 40.0 / 8, 12.0 / 8))
+    assert preview.shown == (64, 48) and preview.shown_border == border  # drawn over the border alone
+
+
 class FakeViewportEngine:
     def __init__(self):
         self.redraws = 0

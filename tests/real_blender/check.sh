@@ -12,7 +12,8 @@
 #   4. `blender -b out.blend -E INS -f 1` writes a picture; as a multilayer EXR it holds the
 #      engine's Depth, Mist and Normal passes, and the world's colour behind the field with Film > Transparent off
 #   5. in a window: Rendered shading with the INS engine, screenshots of the viewport preview and
-#      of the sidebar's INS tab at the default width, then of the front orthographic view
+#      of the sidebar's INS tab at the default width (the scene's render region set from 120 s), then
+#      of the front orthographic view with a render region of its own; each region drawn at its size
 #
 # Everything lands in OUT (default /tmp/ins_real_blender); STEPS (default 200,30) keeps training short.
 set -euo pipefail
@@ -84,7 +85,7 @@ expect 0 f12_passes "$RB" run blender -b "$OUT/out.blend" -E INS --python tests/
 .venv/bin/python tests/real_blender/check_passes.py "$OUT/passes_0001.exr"
 
 echo "== the window"
-INS_BLEND="$OUT/out.blend" INS_SECONDS=300 INS_ORTHO_AT=185 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &
+INS_BLEND="$OUT/out.blend" INS_SECONDS=300 INS_CAMERA_BORDER_AT=120 INS_ORTHO_AT=185 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &
 gui=$!
 sleep 60
 "$RB" shot "$OUT/viewport_60s.png"
@@ -97,4 +98,5 @@ sleep 100  # the front orthographic view from 185 s
 wait "$gui" || true
 grep -m 2 "GUI:.*orthographic" "$OUT/gui.log" || true
 grep "GUI:" "$OUT/gui.log" | tail -n 3
+grep -q "GUI:.*region drawn: yes" "$OUT/gui.log" || { echo "FAIL: a render region was not drawn at its size (see $OUT/gui.log)"; exit 1; }
 echo "done: screenshots and logs in $OUT"

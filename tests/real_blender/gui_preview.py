@@ -1,12 +1,16 @@
 """Under `real-blender gui`: open a .blend whose scene points at a finished INS job, put the
 3D viewport in Rendered shading with the INS engine (camera view), open the sidebar on the INS
 tab and the Properties editor on View Layer (the engine's passes), and log what the viewport
-preview does, so screenshots (`real-blender shot`) can be taken. After INS_ORTHO_AT seconds the
-viewport turns to the front orthographic view (Numpad 1), as an artist checking a side does.
+preview does, so screenshots (`real-blender shot`) can be taken. After INS_CAMERA_BORDER_AT
+seconds the scene gets a Render Region (Ctrl+B in the camera view); after INS_ORTHO_AT seconds the
+viewport turns to the front orthographic view (Numpad 1), as an artist checking a side does, with
+a render region of its own (View > Render Region).
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
-Log lines start with "GUI:"; Blender quits after INS_SECONDS.
+Log lines start with "GUI:"; Blender quits after INS_SECONDS. Each log line says which part of the
+region renders ("border") and the preview image's size; "GUI: region drawn: yes" when the last
+preview of each render region was that region's size.
 """
 
 import os
@@ -17,7 +21,10 @@ import bpy
 BLEND = os.environ["INS_BLEND"]
 SECONDS = float(os.environ.get("INS_SECONDS", "240"))
 ORTHO_AT = float(os.environ.get("INS_ORTHO_AT", "1e9"))
-SERVERS_MODULE = "bl_ext.user_default.ins_stylize.render_client"  # where the render servers are kept
+CAMERA_BORDER_AT = float(os.environ.get("INS_CAMERA_BORDER_AT", "1e9"))
+ADDON = "bl_ext.user_default.ins_stylize"
+SERVERS_MODULE = f"{ADDON}.render_client"  # where the render servers are kept
+DRAWN = {}  # each render region: whether the preview image last had its size
 
 
 def log(text: str) -> None:
@@ -72,13 +79,43 @@ def front_orthographic() -> None:
     rv3d.view_perspective = "ORTHO"
     rv3d.view_rotation = Euler((math.radians(90), 0.0, 0.0)).to_quaternion()  # looking along +y
     rv3d.view_location, rv3d.view_distance = (0.0, 0.0, 0.3), 3.0
-    log("front orthographic view set")
+    space = area.spaces.active
+    space.use_render_border = True
+    space.render_border_min_x, space.render_border_max_x = 0.3, 0.8
+    space.render_border_min_y, space.render_border_max_y = 0.2, 0.7
+    log("front orthographic view set, with a render region of its own")
+
+
+def camera_border() -> None:
+    settings = bpy.context.scene.render
+    settings.use_border = True
+    settings.border_min_x, settings.border_max_x = 0.2, 0.7
+    settings.border_min_y, settings.border_max_y = 0.15, 0.85
+    log("the scene's render region set")
+
+
+def border_now(area) -> tuple | None:
+    """The part of the viewport that renders, by the extension's own render_border."""
+    import sys
+
+    preview = sys.modules.get(f"{ADDON}.viewport_preview")
+    if preview is None:
+        return None
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    space, scene = area.spaces.active, bpy.context.scene
+    try:
+        return preview.render_border(scene, space, space.region_3d, region.width, region.height, scene.camera)
+    except Exception as error:  # noqa: BLE001 - logged, the check reads the log
+        return f"error: {error}"
 
 
 def report() -> float | None:
     import sys
 
-    global ORTHO_AT
+    global ORTHO_AT, CAMERA_BORDER_AT
+    if time.monotonic() - STARTED > CAMERA_BORDER_AT:
+        CAMERA_BORDER_AT = float("inf")
+        camera_border()
     if time.monotonic() - STARTED > ORTHO_AT:
         ORTHO_AT = float("inf")
         front_orthographic()
@@ -89,8 +126,12 @@ def report() -> float | None:
     servers = getattr(client, "_SERVERS", None) if client else None
     _, area = view3d()
     kind = "" if area is None else "perspective; " if area.spaces.active.region_3d.is_perspective else "orthographic; "
-    log(f"preview image {size}; {kind}servers {list(servers) if isinstance(servers, dict) else servers}")
+    border = None if area is None else border_now(area)
+    if isinstance(border, tuple):
+        DRAWN[border] = size == border[2:]
+    log(f"preview image {size}; {kind}border {border}; servers {list(servers) if isinstance(servers, dict) else servers}")
     if time.monotonic() - STARTED > SECONDS:
+        log(f"region drawn: {'yes' if len(DRAWN) == 2 and all(DRAWN.values()) else 'no'} {DRAWN}")
         log("quitting")
         bpy.ops.wm.quit_blender()
         return None
