@@ -194,28 +194,40 @@ class INSRenderEngine(bpy.types.RenderEngine):
 
 CLASSES = (INSRenderEngine,)
 
-# Built-in panels that make sense for the INS engine (colour management, dimensions are global).
+# Built-in panels for the INS engine beyond those Blender means for any engine (which list
+# BLENDER_RENDER among theirs: the object's data, the camera's lens, Output's format and frame
+# range, ...): colour management, Film > Transparent, the passes, the camera's depth of field.
 _COMPAT_PANELS = ("RENDER_PT_color_management", "RENDER_PT_color_management_curves",
                   "RENDER_PT_color_management_display_settings", "RENDER_PT_color_management_white_balance",
                   "RENDER_PT_opengl_film",  # Film > Transparent (the world's colour behind the field, or none)
-                  "VIEWLAYER_PT_layer_passes")  # the parent of the engine's own "Data" passes panel
+                  "VIEWLAYER_PT_layer_passes",  # the parent of the engine's own "Data" passes panel
+                  "DATA_PT_camera_dof", "DATA_PT_camera_dof_aperture")
+# What the INS engine does not render, though Blender offers it to any engine.
+_NOT_RENDERED = ("freestyle", "stereoscopy", "output_views")
+_ADDED_TO: list = []  # the panels register() added the engine to
+
+
+def _panels_for_ins() -> list:
+    generic = [panel for panel in bpy.types.Panel.__subclasses__()
+               if "BLENDER_RENDER" in getattr(panel, "COMPAT_ENGINES", ())
+               and not any(word in panel.__name__.lower() for word in _NOT_RENDERED)]
+    named = [getattr(bpy.types, name, None) for name in _COMPAT_PANELS]
+    return generic + [panel for panel in named if panel is not None and hasattr(panel, "COMPAT_ENGINES")]
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    for name in _COMPAT_PANELS:
-        panel = getattr(bpy.types, name, None)
-        if panel is not None and hasattr(panel, "COMPAT_ENGINES"):
+    for panel in _panels_for_ins():
+        if "INS" not in panel.COMPAT_ENGINES:
             panel.COMPAT_ENGINES.add("INS")
+            _ADDED_TO.append(panel)
 
 
 def unregister() -> None:
     stop_servers()
-    for name in _COMPAT_PANELS:
-        panel = getattr(bpy.types, name, None)
-        if panel is not None and hasattr(panel, "COMPAT_ENGINES"):
-            panel.COMPAT_ENGINES.discard("INS")
+    while _ADDED_TO:
+        _ADDED_TO.pop().COMPAT_ENGINES.discard("INS")
     for cls in reversed(CLASSES):
         if getattr(cls, "is_registered", False):
             bpy.utils.unregister_class(cls)

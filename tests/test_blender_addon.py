@@ -53,6 +53,15 @@ def test_register_and_unregister_cleanly_twice():
         # Film > Transparent and View Layer > Passes show for the engine, its own Data passes under them.
         assert "INS" in bpy.types.RENDER_PT_opengl_film.COMPAT_ENGINES and "INS" in bpy.types.VIEWLAYER_PT_layer_passes.COMPAT_ENGINES
         assert bpy.types.VIEWLAYER_PT_ins_passes_data.is_registered
+        # The panels Blender offers any engine show too (a camera's Lens, Output > Format, a mesh's
+        # data), and the camera's Depth of Field, which the engine renders; not Freestyle or stereo.
+        camera = bpy.data.cameras.new("Camera")
+        for panel in (bpy.types.DATA_PT_lens, bpy.types.DATA_PT_camera_dof, bpy.types.DATA_PT_camera_dof_aperture):
+            assert panel.poll(SimpleNamespace(engine="INS", camera=camera)), panel.__name__
+        assert all("INS" in panel.COMPAT_ENGINES for panel in (bpy.types.RENDER_PT_format, bpy.types.RENDER_PT_frame_range,
+                                                               bpy.types.DATA_PT_vertex_groups, bpy.types.DATA_PT_uv_texture))
+        assert not any("INS" in panel.COMPAT_ENGINES for panel in (bpy.types.RENDER_PT_stereoscopy, bpy.types.VIEWLAYER_PT_freestyle,
+                                                                   bpy.types.DATA_PT_camera_stereoscopy))
         # World > Mist Pass for the engine, once a view layer asks for the Mist pass (as Cycles' shows).
         scene = bpy.context.scene
         scene.world = bpy.data.worlds.new("World")
@@ -67,7 +76,8 @@ def test_register_and_unregister_cleanly_twice():
         ins_blender.unregister()
         assert not INSRenderEngine.is_registered and "INS" not in engines()
         assert not hasattr(bpy.types.Scene, "ins")
-        assert "INS" not in bpy.types.RENDER_PT_opengl_film.COMPAT_ENGINES and "INS" not in bpy.types.VIEWLAYER_PT_layer_passes.COMPAT_ENGINES
+        assert not [panel.__name__ for panel in bpy.types.Panel.__subclasses__()
+                    if "INS" in getattr(panel, "COMPAT_ENGINES", ()) and panel.is_registered]
         assert not any(getattr(h, "__module__", "") == "ins_blender.jobs" for h in bpy.app.handlers.load_post)
         with pytest.raises(TypeError):
             bpy.context.scene.render.engine = "INS"

@@ -4,7 +4,8 @@ tab and the Properties editor on View Layer (the engine's passes), and log what 
 preview does, so screenshots (`real-blender shot`) can be taken. After INS_CAMERA_BORDER_AT
 seconds the scene gets a Render Region (Ctrl+B in the camera view); after INS_ORTHO_AT seconds the
 viewport turns to the front orthographic view (Numpad 1), as an artist checking a side does, with
-a render region of its own (View > Render Region).
+a render region of its own (View > Render Region), and the Properties editor shows the camera's data
+(Lens, Depth of Field).
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
@@ -83,7 +84,12 @@ def front_orthographic() -> None:
     space.use_render_border = True
     space.render_border_min_x, space.render_border_max_x = 0.3, 0.8
     space.render_border_min_y, space.render_border_max_y = 0.2, 0.7
-    log("front orthographic view set, with a render region of its own")
+    # The Properties editor on the camera's data: its Lens and Depth of Field panels show for the engine.
+    bpy.context.view_layer.objects.active = bpy.context.scene.camera
+    for other in window.screen.areas:
+        if other.type == "PROPERTIES":
+            other.spaces.active.context = "DATA"
+    log("front orthographic view set, with a render region of its own; Properties on the camera's data")
 
 
 def camera_border() -> None:
