@@ -15,7 +15,9 @@ does, it shows the world's colour where the field is empty unless Film > Transpa
 camera's axis, 1e10 where there is no surface), so the result can be Z-combined with other
 renders in the compositor, the Mist pass when it has Mist on (by the world's Mist Pass settings,
 as Cycles makes it), and the Normal pass when it has Normal on (the field's world-space normals
-facing the camera, for relighting and masks in the compositor).
+facing the camera, for relighting and masks in the compositor). A camera's Depth of Field blurs
+what lies off its plane in focus, each of a pixel's rays from its own point of the aperture
+(`depth_of_field.py`, as Cycles takes the settings; the viewport preview stays sharp).
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -39,13 +41,14 @@ from ins_core.errors import InputError
 
 from . import worker_launch
 from .capture import camera_intrinsics, camera_to_world
+from .depth_of_field import depth_of_field
 from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
 from .viewport_preview import ViewportPreview, draw_image, render_border, viewport_view
 from .world import background_colour, mist_settings
 
 
 def _camera_view(scene, depsgraph, camera_object, width: int, height: int):
-    """(camera-to-world, intrinsics, orthographic) of the camera that renders."""
+    """(camera-to-world, intrinsics, orthographic, depth of field or None) of the camera that renders."""
     if camera_object is None:
         raise EngineError(f"Scene '{scene.name}' has no active camera; set the scene camera in the Scene properties.")
     evaluated = camera_object.evaluated_get(depsgraph) if depsgraph is not None else camera_object
@@ -53,7 +56,7 @@ def _camera_view(scene, depsgraph, camera_object, width: int, height: int):
         raise EngineError(f"Camera '{camera_object.name}' is panoramic; the INS engine renders perspective and orthographic "
                           "cameras, so set its Type to one of them in the camera properties.")
     k = camera_intrinsics(evaluated.data, width, height, scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)
-    return camera_to_world(evaluated.matrix_world), k, evaluated.data.type == "ORTHO"
+    return camera_to_world(evaluated.matrix_world), k, evaluated.data.type == "ORTHO", depth_of_field(evaluated)
 
 
 def _single(value: float) -> float:
@@ -113,7 +116,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
     def _render(self, scene, depsgraph) -> None:
         frame_width, frame_height = int(self.resolution_x), int(self.resolution_y)
         camera = self.camera_override or scene.camera
-        c2w, k, orthographic = _camera_view(scene, depsgraph, camera, frame_width, frame_height)
+        c2w, k, orthographic, lens = _camera_view(scene, depsgraph, camera, frame_width, frame_height)
         # Only the render region, when one is set: its pixels through the frame's camera.
         left, bottom, width, height = render_region(scene, frame_width, frame_height)
         cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
@@ -138,7 +141,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         samples = int(scene.ins.render_samples)
         path = server.render(c2w, k.fl_x, k.fl_y, cx, cy, width, height, style_mix=mix, background=background_colour(scene),
                              depth=with_depth, mist=mist, normal=with_normal, orthographic=orthographic, samples=samples,
-                             should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
+                             lens=lens, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
         if path is None:
             return
         try:

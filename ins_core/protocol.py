@@ -184,6 +184,18 @@ def _square_samples(value: Any, where: str) -> int:
     return value
 
 
+def _blades(value: Any, where: str) -> int:
+    int_field(0)(value, where)
+    if value in (1, 2):
+        raise InputError(f"{where} is {value}; use 0 for a round aperture or 3 or more blades.")
+    return value
+
+
+# A camera's depth of field (ins_core.data.lens.ThinLens's fields).
+_LENS = record_field({"focus_distance": number_field(0.0, above=True), "aperture_radius": number_field(0.0),
+                      "ratio": number_field(0.0, above=True), "blades": _blades, "rotation": _finite})
+
+
 @dataclass(frozen=True)
 class RenderCommand(_Command):
     """Render one view: camera-to-world (Blender `matrix_world`), pinhole intrinsics in pixels.
@@ -198,6 +210,9 @@ class RenderCommand(_Command):
     An `orthographic` view's fx, fy are pixels per world unit (its rays parallel, from the camera's
     plane: ins_core.data.cameras.rays_from_pixels). `samples` rays a pixel (a square number, k x k
     inside it) anti-alias the image, Mist and Normal; the Z pass is the centre-most sample's.
+    `lens`, when given (the camera's Depth of Field: {"focus_distance", "aperture_radius", "ratio",
+    "blades", "rotation"}, ins_core.data.lens.ThinLens), starts each of those rays at its own point of
+    the aperture: what lies off the plane in focus blurs.
     """
 
     request_id: str
@@ -216,6 +231,7 @@ class RenderCommand(_Command):
     normal_out: str | None = None
     orthographic: bool = False
     samples: int = 1
+    lens: dict | None = None
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -235,6 +251,7 @@ class RenderCommand(_Command):
         "normal_out": optional_field(_text),
         "orthographic": bool_field(),
         "samples": _square_samples,
+        "lens": optional_field(_LENS),
     }
 
 

@@ -39,6 +39,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     import numpy as np
     import torch
 
+    from .data.lens import ThinLens
     from .eval.pictures import save_png
     from .export.writers import write_bytes
     from .fields.stylization import one_style
@@ -58,7 +59,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
         no_depth=NO_DEPTH if command.depth_out else None,
         mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
         normals=bool(command.normal_out), orthographic=command.orthographic,
-        fast=fast, workers=frame_workers() if fast else 1)
+        lens=None if command.lens is None else ThinLens(**command.lens), fast=fast, workers=frame_workers() if fast else 1)
     for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
         if path:
             write_bytes(path, _float32_bytes(values))

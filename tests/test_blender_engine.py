@@ -147,7 +147,28 @@ def test_f12_renders_the_camera_through_the_server(scene, tmp_path):
     assert command["samples"] == 4  # 2 x 2 rays a pixel unless the scene asks for others
     scene.ins.render_samples = "16"
     render(tmp_path)
-    assert commands(job)[-1]["samples"] == 16
+    assert commands(job)[-1]["samples"] == 16 and commands(job)[-1]["lens"] is None
+
+
+def test_f12_sends_the_cameras_depth_of_field(scene, tmp_path):
+    """Camera > Depth of Field, as Cycles takes it: the aperture's radius is the focal length in
+    metres over twice the f-stop; a Focus Object sets the distance along the camera's axis."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    dof = scene.camera.data.dof
+    dof.use_dof, dof.focus_distance, dof.aperture_fstop = True, 4.5, 1.4
+    dof.aperture_blades, dof.aperture_rotation, dof.aperture_ratio = 6, 0.3, 1.5
+    render(tmp_path)
+    lens = commands(job)[-1]["lens"]
+    assert lens == pytest.approx({"focus_distance": 4.5, "aperture_radius": 0.05 / 2.8, "ratio": 1.5, "blades": 6, "rotation": 0.3})
+    target = bpy.data.objects.new("Focus", None)
+    scene.collection.objects.link(target)
+    target.location = scene.camera.matrix_world @ Vector((1.0, 0.5, -7.0))  # 7 along the axis, off it
+    dof.focus_object, dof.aperture_blades = target, 2  # two blades: round, as in Cycles
+    bpy.context.view_layer.update()
+    render(tmp_path)
+    lens = commands(job)[-1]["lens"]
+    assert lens["focus_distance"] == pytest.approx(7.0, rel=1e-5) and lens["blades"] == 0
 
 
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
@@ -583,12 +604,14 @@ def test_a_frame_the_server_never_answers_ends_by_the_timeout_or_a_stop(scene, f
 OWN_RENDER = r"""
 import json, sys
 import numpy as np, torch
+from ins_core.data.lens import ThinLens
 from ins_core.render.frame import render_frame
 from ins_core.train.loading import open_run
 job, views, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 trained = open_run(job + "/checkpoints/stylized", "cpu", load_data=False)
 rgba = [render_frame(trained.model, torch.tensor(view["c2w"], dtype=torch.float32), torch.tensor(view["k"]), 32, 32,
-                     orthographic=view["orthographic"], samples=view["samples"]).rgba for view in views]
+                     orthographic=view["orthographic"], samples=view["samples"],
+                     lens=ThinLens(**view["lens"]) if view.get("lens") else None).rgba for view in views]
 np.save(out, (torch.stack(rgba).clamp(0, 1).numpy() * 255).round().astype(np.float64))
 """
 
@@ -635,10 +658,12 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         c2w = [list(row) for row in camera_to_world(camera.matrix_world)]
         views = [{"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 1},
                  {"c2w": c2w, "k": [k_ortho.fl_x, k_ortho.fl_y, k_ortho.cx, k_ortho.cy], "orthographic": True, "samples": 1},
-                 {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16}]
+                 {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16},
+                 {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16,
+                  "lens": {"focus_distance": 1.0, "aperture_radius": 0.1, "ratio": 1.0, "blades": 0, "rotation": 0.0}}]
         subprocess.run([worker_python, "-c", OWN_RENDER, str(result.job_dir), json.dumps(views), str(tmp_path / "own.npy")],
                        check=True, timeout=300)
-        own, own_orthographic, own_sampled = np.load(tmp_path / "own.npy")
+        own, own_orthographic, own_sampled, own_defocused = np.load(tmp_path / "own.npy")
         assert np.abs(own[..., 3] - pixels[..., 3]).max() <= 2
         # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
         premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731
@@ -700,5 +725,12 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         sampled = render_passes(tmp_path)["Combined"][..., 3] * 255
         assert np.abs(own_sampled[..., 3] - sampled).max() <= 2.5
         assert np.abs(own_sampled[..., 3] - own[..., 3]).max() > 5
+
+        # Depth of field (focused at 1, in front of the cube, with a 10 cm aperture: f/0.25 at 50 mm):
+        # the worker's own defocused picture.
+        camera.data.dof.use_dof, camera.data.dof.focus_distance, camera.data.dof.aperture_fstop = True, 1.0, 0.25
+        defocused = render_passes(tmp_path)["Combined"][..., 3] * 255
+        assert np.abs(own_defocused[..., 3] - defocused).max() <= 2.5
+        assert np.abs(own_defocused[..., 3] - own_sampled[..., 3]).mean() > 2
     finally:
         ins_blender.unregister()

@@ -60,3 +60,25 @@ def test_the_passes_of_a_sampled_frame(sphere):
     over = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=4, background=torch.tensor([0.0, 0.0, 1.0]))
     assert torch.equal(over.rgba[..., 3], torch.ones(SIZE, SIZE))
     assert one.depth is not None and render_frame(model, c2w, intrinsics, SIZE, SIZE).depth is None
+
+
+def test_a_lens_blurs_what_lies_off_the_plane_in_focus(sphere):
+    """Through a thin lens focused on the sphere's front the frame is the pinhole's, give or take
+    the rays' spread; focused far behind it, the silhouette blurs over pixels, and the Z and
+    Normal passes come from where the lens's rays meet the surface."""
+    model, c2w, intrinsics = sphere
+    from ins_core.data.lens import ThinLens
+
+    pinhole = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=16, no_depth=NO_DEPTH, normals=True)
+    front = float(pinhole.depth[pinhole.depth < NO_DEPTH].min())
+    focused = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=16, no_depth=NO_DEPTH,
+                           lens=ThinLens(front + 0.1, 0.08))
+    blurred = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=16, no_depth=NO_DEPTH, normals=True,
+                           lens=ThinLens(20.0, 0.08))
+    partial = lambda frame: int(((frame.rgba[..., 3] > 0.05) & (frame.rgba[..., 3] < 0.95)).sum())  # noqa: E731
+    assert (focused.rgba[..., 3] - pinhole.rgba[..., 3]).abs().mean() < 0.01
+    assert partial(blurred) > 1.8 * partial(pinhole), (partial(pinhole), partial(blurred))
+    solid = (pinhole.rgba[..., 3] > 0.99) & (blurred.rgba[..., 3] > 0.99)
+    # Z: one lens ray's surface, a little aside from the pinhole's on the curved sphere
+    assert ((blurred.depth[solid] - pinhole.depth[solid]).abs() / pinhole.depth[solid]).median() < 0.03
+    assert blurred.normal[solid].norm(dim=-1).median() > 0.9  # the mean of normals where the lens rays meet the surface

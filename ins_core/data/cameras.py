@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .lens import ThinLens, thin_lens_rays
+
 
 @dataclass(frozen=True)
 class Intrinsics:
@@ -60,17 +62,24 @@ def camera_directions(pixels: torch.Tensor, intrinsics: torch.Tensor) -> torch.T
 
 
 def rays_from_pixels(pixels: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor,
-                     orthographic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                     orthographic: bool = False, lens: ThinLens | None = None,
+                     lens_points: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space origins and unit directions for pixels seen by cameras.
 
     pixels [N, 2], c2w [N, 4, 4] (or [4, 4]), intrinsics [N, 4] (or [4]). Depth along these rays is the
     Euclidean distance from the camera centre. An `orthographic` camera's intrinsics are pixels per
     world unit and its principal point: every ray runs along the camera's -z, from the point of the
     camera's plane (z = 0) that the pixel covers, so depth along it is the distance from that plane.
+    With a `lens` (depth of field), each ray starts at its aperture point `lens_points` [N, 2] instead
+    and runs to where the pinhole ray meets the plane in focus (lens.py).
     """
     if c2w.dim() == 2:
         c2w = c2w.expand(pixels.shape[0], 4, 4)
     directions = camera_directions(pixels, intrinsics)
+    if lens is not None:
+        origins, directions = thin_lens_rays(directions, orthographic, lens, lens_points)
+        world = torch.einsum("nij,nj->ni", c2w[:, :3, :3], directions)
+        return torch.einsum("nij,nj->ni", c2w[:, :3, :3], origins) + c2w[:, :3, 3], world / world.norm(dim=-1, keepdim=True)
     if orthographic:
         plane = directions.clone()
         plane[..., 2] = 0.0

@@ -21,7 +21,6 @@ from typing import Callable
 
 import torch
 
-from ..data.cameras import rays_from_pixels
 from .fast import geometry_field
 from .samplers import render_step
 from .views import ViewRender
@@ -67,7 +66,7 @@ def normal_pass(render: ViewRender, c2w: torch.Tensor, intrinsics: torch.Tensor,
     """[H, W, 3] Blender's Normal pass: world-space unit normals where each pixel's ray reaches its
     expected depth, turned toward the camera, times the pixel's opacity (zero where empty)."""
     height, width = render.depth.shape
-    origins, directions = rays_from_pixels(render.pixels(), c2w, intrinsics.to(c2w), render.orthographic)
+    origins, directions = render.rays(c2w, intrinsics)
     opacity = render.opacity.reshape(-1)
     seen = opacity >= MIN_OPACITY
     out = torch.zeros(height * width, 3, device=render.depth.device, dtype=render.depth.dtype)

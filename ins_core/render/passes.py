@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..data.cameras import camera_directions
+from ..data.lens import thin_lens_rays
 from .views import ViewRender
 
 SURFACE_OPACITY = 0.5
@@ -44,7 +45,11 @@ def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> tor
     """[H, W] distance along the viewing axis to the surface each pixel shows (`render.depth` runs
     along unit rays through the pixel centres), `no_depth` where the field is under half opaque."""
     height, width = render.depth.shape
-    if render.orthographic:  # the rays run along the axis
+    if render.lens is not None:  # each ray from its aperture point: the axis's share of its unit direction
+        _, directions = thin_lens_rays(camera_directions(render.pixels(), intrinsics.to(render.depth)), render.orthographic,
+                                       render.lens, render.lens_points)
+        along_axis = render.depth * -directions[:, 2].view(height, width)
+    elif render.orthographic:  # the rays run along the axis
         along_axis = render.depth
     else:
         pixels = render.pixels()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.cameras import image_pixels, rays_from_pixels
+from ..data.lens import ThinLens
 from ..device import subnormals_flushed
 from .fast import fast_renderer
 from .parallel import map_chunks
@@ -19,11 +20,17 @@ class ViewRender:
     opacity: torch.Tensor  # [H, W]
     orthographic: bool = False  # how the rays were cast (rays_from_pixels): depth from the camera's plane
     offset: tuple[float, float] = (0.0, 0.0)  # where in each pixel its ray went, from the centre, in pixels
+    lens: ThinLens | None = None  # depth of field: the rays started at lens_points [H*W, 2] on the aperture
+    lens_points: torch.Tensor | None = None
 
     def pixels(self) -> torch.Tensor:
         """[H*W, 2] the image positions the rays went through (row-major)."""
         height, width = self.depth.shape
         return image_pixels(width, height, self.depth.device) + torch.tensor(self.offset, device=self.depth.device)
+
+    def rays(self, c2w: torch.Tensor, intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The world-space rays [H*W, 3] (origins, unit directions) this render cast, row-major."""
+        return rays_from_pixels(self.pixels(), c2w, intrinsics.to(c2w), self.orthographic, self.lens, self.lens_points)
 
     def rgba(self) -> torch.Tensor:
         """Straight-alpha RGBA, assuming rgb was composited over black."""
@@ -44,9 +51,11 @@ WORKER_MIN_CHUNK = 1 << 11
 @torch.no_grad()
 def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
                 background: torch.Tensor | None = None, chunk: int | None = None, fast: bool = True,
-                workers: int = 1, orthographic: bool = False, offset: tuple[float, float] = (0.0, 0.0)) -> ViewRender:
+                workers: int = 1, orthographic: bool = False, offset: tuple[float, float] = (0.0, 0.0),
+                lens: ThinLens | None = None, lens_points: torch.Tensor | None = None) -> ViewRender:
     """Render one camera in chunks of rays (an `orthographic` one: see rays_from_pixels), each
-    through its pixel's centre moved by `offset` pixels. The model decides whether gradients are needed.
+    through its pixel's centre moved by `offset` pixels, from its point `lens_points` [H*W, 2] of
+    the aperture of a `lens` when one is given. The model decides whether gradients are needed.
 
     With `fast` (and a model in eval mode that the fast path knows) the frame comes from the
     inference renderer, the same picture for less work; `fast=False` always uses `model.render`.
@@ -63,7 +72,8 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
 
     def draw(start: int):
         with torch.no_grad(), subnormals_flushed():  # both are per thread
-            origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics, orthographic)
+            points = None if lens_points is None else lens_points[start:start + chunk]
+            origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics, orthographic, lens, points)
             out = renderer(origins, directions, background.expand(origins.shape[0], 3))
             return out.rgb.detach(), out.depth.detach(), out.opacity.detach()
 
@@ -71,7 +81,7 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
     rgb_t, depth_t, opacity_t = torch.cat(rgb), torch.cat(depth), torch.cat(opacity)
     depth_t = torch.where(opacity_t > 1e-4, depth_t / opacity_t.clamp_min(1e-4), torch.zeros_like(depth_t))
     return ViewRender(rgb_t.view(height, width, 3), depth_t.view(height, width), opacity_t.view(height, width), orthographic,
-                      (float(offset[0]), float(offset[1])))
+                      (float(offset[0]), float(offset[1])), lens, lens_points)
 
 
 @torch.no_grad()
