@@ -199,12 +199,14 @@ CLASSES = (INSRenderEngine,)
 
 # Built-in panels for the INS engine beyond those Blender means for any engine (which list
 # BLENDER_RENDER among theirs: the object's data, the camera's lens, Output's format and frame
-# range, ...): colour management, Film > Transparent, the passes, the camera's depth of field.
+# range, ...): colour management, Film > Transparent, the passes, the camera's depth of field, the
+# world's Surface (its Background colour lies behind the field).
 _COMPAT_PANELS = ("RENDER_PT_color_management", "RENDER_PT_color_management_curves",
                   "RENDER_PT_color_management_display_settings", "RENDER_PT_color_management_white_balance",
                   "RENDER_PT_opengl_film",  # Film > Transparent (the world's colour behind the field, or none)
                   "VIEWLAYER_PT_layer_passes",  # the parent of the engine's own "Data" passes panel
-                  "DATA_PT_camera_dof", "DATA_PT_camera_dof_aperture")
+                  "DATA_PT_camera_dof", "DATA_PT_camera_dof_aperture",
+                  "EEVEE_WORLD_PT_surface")  # the world's node view (any engine's output node)
 # What the INS engine does not render, though Blender offers it to any engine.
 _NOT_RENDERED = ("freestyle", "stereoscopy", "output_views")
 _ADDED_TO: list = []  # the panels register() added the engine to

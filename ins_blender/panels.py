@@ -201,21 +201,25 @@ class VIEW3D_PT_ins_render(_INSPanel, Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        layout = self.layout
-        settings = _settings(context)
-        scene = context.scene
-        layout.prop(scene.render, "engine", text="Engine")
-        layout.prop(settings, "render_job_dir", text="Job")
-        if not settings.render_job_dir and settings.job_dir:
-            layout.label(text="Empty: the latest job", icon="INFO")
-        column = layout.column(align=True)
-        column.prop(settings, "render_samples", text="Render Samples")
-        column.prop(settings, "viewport_samples", text="Viewport Samples")
-        if scene.view_settings.view_transform != "Standard":
-            _lines(layout, "For exact colours, set Color Management > View Transform to Standard.", icon="INFO")
-        layout.label(text="Style Weights")
-        for item in settings.styles:
-            layout.prop(item, "weight", text=item.display_name(), slider=True)
+        self.layout.prop(context.scene.render, "engine", text="Engine")
+        _draw_neural_render(self.layout, context)
+
+
+def _draw_neural_render(layout, context) -> None:
+    """The INS engine's own settings: which job, samples, the style mix."""
+    settings = _settings(context)
+    scene = context.scene
+    layout.prop(settings, "render_job_dir", text="Job")
+    if not settings.render_job_dir and settings.job_dir:
+        layout.label(text="Empty: the latest job", icon="INFO")
+    column = layout.column(align=True)
+    column.prop(settings, "render_samples", text="Render Samples")
+    column.prop(settings, "viewport_samples", text="Viewport Samples")
+    if scene.view_settings.view_transform != "Standard":
+        _lines(layout, "For exact colours, set Color Management > View Transform to Standard.", icon="INFO")
+    layout.label(text="Style Weights")
+    for item in settings.styles:
+        layout.prop(item, "weight", text=item.display_name(), slider=True)
 
 
 class _INSPropertiesPanel:
@@ -240,7 +244,7 @@ class RENDER_PT_ins(_INSPropertiesPanel, Panel):
         return super().poll(context) and _settings(context) is not None
 
     def draw(self, context):
-        VIEW3D_PT_ins_render.draw(self, context)
+        _draw_neural_render(self.layout, context)  # (the engine is chosen just above, in Render Engine)
 
 
 class VIEWLAYER_PT_ins_passes_data(_INSPropertiesPanel, Panel):

@@ -58,6 +58,7 @@ def test_register_and_unregister_cleanly_twice():
         camera = bpy.data.cameras.new("Camera")
         for panel in (bpy.types.DATA_PT_lens, bpy.types.DATA_PT_camera_dof, bpy.types.DATA_PT_camera_dof_aperture):
             assert panel.poll(SimpleNamespace(engine="INS", camera=camera)), panel.__name__
+        assert bpy.types.EEVEE_WORLD_PT_surface.poll(SimpleNamespace(engine="INS", world=bpy.data.worlds.new("W")))  # its colour
         assert all("INS" in panel.COMPAT_ENGINES for panel in (bpy.types.RENDER_PT_format, bpy.types.RENDER_PT_frame_range,
                                                                bpy.types.DATA_PT_vertex_groups, bpy.types.DATA_PT_uv_texture))
         assert not any("INS" in panel.COMPAT_ENGINES for panel in (bpy.types.RENDER_PT_stereoscopy, bpy.types.VIEWLAYER_PT_freestyle,
@@ -415,6 +416,11 @@ def test_panels_draw_in_every_status(tmp_path):
         panels.VIEW3D_PT_ins_job.draw(fake, context)
         assert any("A message" in line for line in fake.layout.labels)
         assert "Pre-training 1500/1500" in fake.layout.texts and "PSNR 27.35 dB" in fake.layout.texts
+        # The sidebar's Neural Render chooses the engine; Render Properties has Render Engine already.
+        for panel, with_engine in ((panels.VIEW3D_PT_ins_render, True), (panels.RENDER_PT_ins, False)):
+            fake = SimpleNamespace(layout=CheckingLayout())
+            panel.draw(fake, context)
+            assert ("Engine" in fake.layout.texts) == with_engine and "Render Samples" in fake.layout.texts
         # Everything fits Blender's default sidebar width (longer text is cut there, not wrapped).
         too_long = sorted({text for text in drawn if len(text) > panels.LINE})
         assert not too_long, f"labels longer than {panels.LINE} characters: {too_long}"
