@@ -21,7 +21,8 @@ Other options: --source cameras|animation|auto_rig (default: the scene's cameras
 else the automatic rig), --collection NAME, --hemisphere/--full-sphere, --resolution N, --samples
 N, --device auto|cpu|gpu, --outputs mesh|render_engine|both, --python PATH (worker Python; default
 the add-on's Worker Python preference, else Blender's own), --seed N, --steps PRETRAIN,STYLIZE
-(instead of the preset's), --vgg-weights FILE, --allow-download, --no-import, --save FILE.blend
+(instead of the preset's), --vgg-weights FILE, --allow-download, --no-import, --shading
+lit|captured (the imported mesh's material), --save FILE.blend
 (save a copy of the file with the imported result; the scene's INS settings point at the job, so
 `blender -b FILE.blend -E INS -f 1` renders it), --resume (continue the job in --out; a finished
 job is only imported, not exported again), --timeout SECONDS.
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
     p.add_argument("--allow-download", action="store_true", help="allow downloading the VGG-16 weights")
     p.add_argument("--no-import", action="store_true", help="do not add the mesh to the scene")
+    p.add_argument("--shading", choices=("lit", "captured"),
+                   help="the imported mesh's material: lit (a Principled BSDF, taking the scene's lights) or captured (an "
+                        "Emission: the colours as stylized, whatever the lights); default: the scene's INS setting (lit)")
     p.add_argument("--save", help="save a copy of the .blend with the imported result here")
     p.add_argument("--resume", action="store_true", help="continue the job already in --out")
     p.add_argument("--timeout", type=float, help="give up (cancel) after this many seconds")
@@ -181,7 +185,7 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
               samples: int | None = None, device: str = "auto", outputs=("mesh", "render_engine"),
               python: str | None = None, overrides: dict | None = None, seed: int = 0,
               style_mix: list[float] | None = None, vgg_weights: str | None = None,
-              allow_download: bool = False, cache_dir: str | None = None, import_result: bool = True,
+              allow_download: bool = False, cache_dir: str | None = None, import_result: bool = True, shading: str | None = None,
               resume: bool = False, timeout: float | None = None, silence_s: float | None = None,
               log=print) -> BatchResult:
     """Capture `scene`, run the worker on it (blocking, printing progress), import the mesh.
@@ -270,7 +274,7 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
     if import_result and "mesh_npz" in manifest.files:
         from .importer import import_result as do_import
 
-        obj = do_import(scene, job.root)
+        obj = do_import(scene, job.root, shading=shading)
         object_name = obj.name
         log(f"INS: added '{obj.name}' to the 'INS Results' collection")
     record_on_scene(scene, job, outputs)
@@ -443,6 +447,7 @@ def _main(argv: list[str] | None) -> int:
             resolution=args.resolution, samples=args.samples, device=args.device, outputs=args.outputs,
             python=args.python, seed=args.seed, vgg_weights=args.vgg_weights,
             allow_download=args.allow_download, import_result=not args.no_import, resume=args.resume,
+            shading=args.shading.upper() if args.shading else None,
             timeout=args.timeout, overrides=args.overrides or None,
             log=log_line,
         )

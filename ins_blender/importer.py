@@ -3,8 +3,11 @@
 Reads JOB/result/result.json (`ResultManifest`), loads `files["mesh_npz"]` without numpy (vertices float32 [V,3]
 in Blender world units and axes, faces int32 [F,3], uvs float32 [V,2] with the origin bottom-left,
 normals float32 [V,3], optional vertex_colors float32 [V,3]) and `files["texture"]` (PNG), and
-adds a mesh object with a Principled BSDF material (Base Color from an Image Texture node, or from
-the vertex colours) to the "INS Results" collection (created and linked to the scene if missing).
+adds a mesh object with a material to the "INS Results" collection (created and linked to the
+scene if missing): "LIT" shading, a Principled BSDF whose Base Color is the texture (or the vertex
+colours), so the mesh takes the scene's lights as any imported textured mesh does; "CAPTURED", an
+Emission of the texture, so the mesh shows the colours exactly as stylized, whatever the lights
+(as the INS engine shows them, under the Standard view transform).
 The object sits at the world origin with an identity transform: the vertices are world positions
 of the captured objects already.
 
@@ -28,6 +31,7 @@ from ins_core.job import JobPaths, ResultManifest
 from .npz import NpyError, load_npz
 
 COLLECTION = "INS Results"
+SHADINGS = ("LIT", "CAPTURED")
 
 
 def load_manifest(job_dir) -> ResultManifest:
@@ -144,37 +148,51 @@ def build_mesh(name: str, arrays: dict[str, array.array | None]):
     return mesh
 
 
-def build_material(name: str, texture: Path | None, use_vertex_colors: bool):
+def build_material(name: str, texture: Path | None, use_vertex_colors: bool, shading: str = "LIT"):
     material = bpy.data.materials.new(name)
     if material.node_tree is None:  # Blender 4.x; from 5.0 every material has its node tree
         material.use_nodes = True
     tree = material.node_tree
+    output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None) or tree.nodes.new("ShaderNodeOutputMaterial")
     bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is None:
         bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
-        output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None) or tree.nodes.new("ShaderNodeOutputMaterial")
         tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
     bsdf.inputs["Roughness"].default_value = 0.8
+    target = bsdf.inputs["Base Color"]
+    if shading == "CAPTURED":  # the colours as they are, lit by nothing: an Emission in place of the BSDF
+        tree.nodes.remove(bsdf)
+        bsdf = tree.nodes.new("ShaderNodeEmission")
+        bsdf.location = (output.location.x - 250, output.location.y)
+        bsdf.inputs["Strength"].default_value = 1.0
+        tree.links.new(bsdf.outputs["Emission"], output.inputs["Surface"])
+        target = bsdf.inputs["Color"]
     if texture is not None:
         image = bpy.data.images.load(str(texture), check_existing=False)
         image.name = f"{name} Texture"
         node = tree.nodes.new("ShaderNodeTexImage")
         node.image = image
         node.location = (bsdf.location.x - 350, bsdf.location.y)
-        tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
+        tree.links.new(node.outputs["Color"], target)
     elif use_vertex_colors:
         node = tree.nodes.new("ShaderNodeVertexColor")
         node.layer_name = "Col"
         node.location = (bsdf.location.x - 300, bsdf.location.y)
-        tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
+        tree.links.new(node.outputs["Color"], target)
     return material
 
 
-def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool = False):
-    """Add the job's stylized mesh to `scene` in "INS Results"; returns the new object.
+def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool = False, shading: str | None = None):
+    """Add the job's stylized mesh to `scene` in "INS Results"; returns the new object. `shading`
+    (SHADINGS; None: the scene's INS setting, else "LIT") chooses its material.
 
     Raises InputError (one sentence) when the job has no finished mesh; then nothing is created.
     """
+    if shading is None:
+        settings = getattr(scene, "ins", None)
+        shading = settings.mesh_shading if settings is not None else "LIT"
+    if shading not in SHADINGS:
+        raise InputError(f"The shading '{shading}' is unknown; use one of {', '.join(SHADINGS)}.")
     job = JobPaths(Path(bpy.path.abspath(str(job_dir))))
     manifest = load_manifest(job.root)
     files = manifest.files
@@ -190,7 +208,7 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
     try:
         mesh = build_mesh(base, arrays)
         created.append(mesh)
-        material = build_material(base, texture, arrays.get("vertex_colors") is not None)
+        material = build_material(base, texture, arrays.get("vertex_colors") is not None, shading)
         created.append(material)
         mesh.materials.append(material)
         if pack_texture and texture is not None:

@@ -37,6 +37,10 @@ DEVICES = [("PREFERENCES", "Default", "The device chosen in the add-on preferenc
 OUTPUTS = [("MESH", "Textured Mesh", "A mesh with a baked stylized texture in the 'INS Results' collection"),
            ("RENDER_ENGINE", "Neural Render", "Render the stylized field from any camera with the INS render engine"),
            ("BOTH", "Both", "The mesh and the neural render")]
+SHADINGS = [("LIT", "Lit", "A Principled BSDF with the texture as its Base Color: the mesh takes the scene's lights, as "
+                           "any imported textured mesh does"),
+            ("CAPTURED", "As Captured", "An Emission of the texture: the colours exactly as stylized whatever the lights, "
+                                        "as the INS engine shows them (View Transform: Standard)")]
 SOURCES = [("CAMERAS", "Scene Cameras", "Every camera of a collection (or of the scene)"),
            ("ANIMATION", "Camera Animation", "The active camera at each frame of the scene's frame range"),
            ("AUTO_RIG", "Automatic Rig", "Cameras placed automatically around the objects")]
@@ -103,6 +107,8 @@ class INS_SceneSettings(PropertyGroup):
                               description="Keep the mesh's surfaces no training view sees (the walls of hollows inside objects, "
                                           "undersides); off, they are left out, so the faces and the texture go to what the views "
                                           "showed and the mesh is open where nothing was seen")
+    mesh_shading: EnumProperty(name="Mesh Shading", items=SHADINGS, default="LIT",
+                               description="The imported mesh's material")
     capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG",
                                  description="Where the cameras of the training views come from")
     camera_collection: PointerProperty(name="Cameras", type=bpy.types.Collection,

@@ -302,6 +302,55 @@ def test_import_twice_reuses_the_collection_and_vertex_colours_work(user_scene, 
     assert node.layer_name == "Col"
 
 
+BLOCKS = ((230, 40, 30), (20, 90, 200), (250, 210, 60), (40, 160, 70))  # the texture's four quarters
+
+
+@pytest.mark.parametrize("shading", ["CAPTURED", "LIT"])
+def test_a_captured_mesh_renders_its_texture_exactly_in_cycles_and_a_lit_one_takes_the_lights(tmp_path, shading):
+    """A square's texture of four colours, imported with each shading and rendered by Cycles
+    straight on (Standard view transform, a sun from the side): "As Captured" gives back the
+    texture's own colours, whatever the light; "Lit" shades them by it."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ins_blender.register()
+    try:
+        scene = bpy.context.scene
+        scene.ins.mesh_shading = shading
+        quad = {"vertices": np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float32),
+                "faces": np.array([[0, 1, 2], [0, 2, 3]], np.int32),
+                "uvs": np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32),
+                "normals": np.tile(np.array([0, 0, 1], np.float32), (4, 1)), "up_axis": np.array("Z")}
+        job = write_result(tmp_path / "job", quad, texture=False)
+        texture = np.zeros((16, 16, 3), np.uint8)  # PNG rows run down: the top half is v > 0.5
+        texture[:8, :8], texture[:8, 8:], texture[8:, :8], texture[8:, 8:] = BLOCKS
+        Image.fromarray(texture).save(job.result_dir / "texture.png")
+        manifest = ResultManifest.load(job.result_json)
+        ResultManifest(**{**manifest.__dict__, "files": {**manifest.files, "texture": "result/texture.png"}}).save(job.result_json)
+        importer.import_result(scene, job.root)
+
+        camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+        camera.data.type, camera.data.ortho_scale, camera.location = "ORTHO", 2.0, (0.0, 0.0, 3.0)
+        scene.collection.objects.link(camera)
+        scene.camera = camera
+        sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+        sun.data.energy, sun.rotation_euler = 2.0, (1.1, 0.0, 0.0)
+        scene.collection.objects.link(sun)
+        scene.render.engine, scene.cycles.samples = "CYCLES", 4
+        scene.render.resolution_x = scene.render.resolution_y = 32
+        scene.view_settings.view_transform = "Standard"
+        scene.render.dither_intensity = 0.0
+        bpy.ops.render.render()
+        bpy.data.images["Render Result"].save_render(str(tmp_path / "render.png"))
+        image = np.asarray(Image.open(tmp_path / "render.png").convert("RGB")).astype(int)
+        quarters = [image[4:12, 4:12], image[4:12, 20:28], image[20:28, 4:12], image[20:28, 20:28]]
+        errors = [np.abs(quarter - np.array(colour)).max() for quarter, colour in zip(quarters, BLOCKS)]
+        if shading == "CAPTURED":
+            assert max(errors) <= 2, errors
+        else:
+            assert min(errors) > 10, errors
+    finally:
+        ins_blender.unregister()
+
+
 def test_bad_results_are_refused_before_anything_is_created(user_scene, tmp_path):
     scene, user = user_scene
     before = snapshot(user)

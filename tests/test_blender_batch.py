@@ -288,10 +288,12 @@ def test_batch_runs_capture_worker_and_import(scene, style, tmp_path, fake_worke
     # The same job again is refused; --resume on the finished job neither captures nor runs the
     # worker (no second export): it only imports the result again.
     assert batch.main(argv, exit=False) == batch.EXIT_BAD_INPUT
-    assert batch.main([*argv, "--resume"], exit=False) == batch.EXIT_OK
+    assert batch.main([*argv, "--resume", "--shading", "captured"], exit=False) == batch.EXIT_OK
     assert (out / "worker_runs.txt").read_text() == "run\n"
     assert "is finished; importing its result without running it again" in capsys.readouterr().out
-    assert len(bpy.data.collections[importer.COLLECTION].objects) == 2
+    first, again = sorted(bpy.data.collections[importer.COLLECTION].objects, key=lambda o: o.name)
+    shaders = lambda o: {n.type for n in o.data.materials[0].node_tree.nodes} & {"BSDF_PRINCIPLED", "EMISSION"}  # noqa: E731
+    assert shaders(first) == {"BSDF_PRINCIPLED"} and shaders(again) == {"EMISSION"}  # lit by default, then as captured
 
 
 # ---- the registered command: blender -b scene.blend --command ins_stylize ... -----------------
