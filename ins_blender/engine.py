@@ -3,7 +3,7 @@
 F12 (and `blender -b file.blend -E INS -f 1`) renders the scene camera at the scene resolution
 (resolution percentage and pixel aspect included; only the render region when one is set), with
 Neural Render > Render Samples rays a pixel: the camera's `matrix_world` and its intrinsics
-(`capture.camera_intrinsics`, the same maths the capture used: a perspective camera's pinhole, an
+(`camera_model.camera_intrinsics`, the same maths the capture used: a perspective camera's pinhole, an
 orthographic camera's pixels per unit, its rays parallel) go as a `RenderCommand` to a long-lived
 render server (`python -m ins_core.worker JOB --serve`), started once per job and reused for
 every frame; the engine waits for the `rendered` event (showing progress, honouring Esc via
@@ -40,7 +40,7 @@ import bpy
 from ins_core.errors import InputError
 
 from . import worker_launch
-from .capture import camera_intrinsics, camera_to_world
+from .camera_model import camera_intrinsics, camera_to_world
 from .depth_of_field import depth_of_field
 from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
 from .viewport_preview import ViewportPreview, draw_image, render_border, viewport_view

@@ -23,7 +23,8 @@ from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
 
 from ins_blender import rig as rig_module  # noqa: E402
-from ins_blender.capture import CaptureCancelled, camera_intrinsics, capture_views  # noqa: E402
+from ins_blender.camera_model import camera_intrinsics  # noqa: E402
+from ins_blender.capture import CaptureCancelled, capture_views  # noqa: E402
 from ins_blender.render_settings import apply_capture_settings, preserved_render_settings  # noqa: E402
 from ins_core.errors import InputError  # noqa: E402
 

@@ -27,7 +27,7 @@ from mathutils import Euler, Vector  # noqa: E402
 
 import ins_blender  # noqa: E402
 from ins_blender import render_client, viewport_preview, worker_launch, worker_process  # noqa: E402
-from ins_blender.capture import camera_intrinsics, camera_to_world  # noqa: E402
+from ins_blender.camera_model import camera_intrinsics, camera_to_world  # noqa: E402
 from ins_core.job import JobPaths, JobSpec, ResultManifest  # noqa: E402
 from ins_core.protocol import NO_DEPTH  # noqa: E402
 import render_result  # noqa: E402

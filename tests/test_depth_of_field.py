@@ -57,7 +57,7 @@ def test_the_depth_of_field_is_the_one_cycles_renders(tmp_path, case):
     pixel, no pixel filter); the thin lens the engine builds from the same camera, its rays through
     the pixels' centres from 16 x 16 aperture points each, covers the same pixels as much."""
     bpy = pytest.importorskip("bpy")
-    from ins_blender.capture import camera_intrinsics, camera_to_world
+    from ins_blender.camera_model import camera_intrinsics, camera_to_world
     from ins_blender.depth_of_field import depth_of_field
     from render_result import render_passes
 

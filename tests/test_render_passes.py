@@ -36,7 +36,7 @@ def _cycles_scene(bpy, location, rotation, lens):
 
 def _camera_rays(camera):
     """The camera's pixel rays as the INS engine sends them: (origins, directions [H*W, 3], c2w, intrinsics)."""
-    from ins_blender.capture import camera_intrinsics, camera_to_world
+    from ins_blender.camera_model import camera_intrinsics, camera_to_world
 
     k = camera_intrinsics(camera.data, *SIZE)
     intrinsics = torch.tensor([k.fl_x, k.fl_y, k.cx, k.cy])
@@ -223,7 +223,7 @@ def test_an_orthographic_cameras_depth_and_mist_are_the_ones_cycles_renders(tmp_
     bpy.context.view_layer.use_pass_z = bpy.context.view_layer.use_pass_mist = True
     passes = render_passes(bpy, tmp_path)
 
-    from ins_blender.capture import camera_intrinsics, camera_to_world
+    from ins_blender.camera_model import camera_intrinsics, camera_to_world
     k = camera_intrinsics(camera, *SIZE)
     intrinsics = torch.tensor([k.fl_x, k.fl_y, k.cx, k.cy])
     c2w = torch.tensor(camera_to_world(scene.camera.matrix_world))
