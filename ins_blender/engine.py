@@ -17,7 +17,8 @@ renders in the compositor, the Mist pass when it has Mist on (by the world's Mis
 as Cycles makes it), and the Normal pass when it has Normal on (the field's world-space normals
 facing the camera, for relighting and masks in the compositor). A camera's Depth of Field blurs
 what lies off its plane in focus, each of a pixel's rays from its own point of the aperture
-(`depth_of_field.py`, as Cycles takes the settings; the viewport preview stays sharp).
+(`depth_of_field.py`, as Cycles takes the settings), in the viewport too when it looks through the
+camera (the blur is noise there until Viewport Samples smooth it, as Cycles' first samples are).
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -184,7 +185,8 @@ class INSRenderEngine(bpy.types.RenderEngine):
         camera = camera.evaluated_get(depsgraph) if camera is not None else None
         with self._view.reporting():
             border = render_border(scene, space, rv3d, region.width, region.height, camera)
-            self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border))
+            lens = depth_of_field(camera) if camera is not None else None  # (viewport_view keeps it in the camera view)
+            self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border, lens))
         with self._view.reporting():
             draw_image(self, scene, self._view.image(), self._view.shown_border or (0, 0, region.width, region.height))
         self.update_stats("", f"INS: {self._view.status()}")

@@ -425,6 +425,34 @@ def test_the_viewport_preview_renders_only_the_render_region(scene, tmp_path, mo
     assert preview.shown == (64, 48) and preview.shown_border == border  # drawn over the border alone
 
 
+def test_the_viewport_through_the_camera_renders_its_depth_of_field(scene, tmp_path, monkeypatch):
+    """As Cycles' viewport: through the camera the preview is rendered with the camera's lens; in a
+    free view it is not (the lens is the camera's, not the view's)."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.job_dir = str(job.root)
+    timers = []
+    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
+    engine = FakeViewportEngine()  # (the preview holds it weakly)
+    preview = viewport_preview.ViewportPreview(engine)
+    camera = scene.camera
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    region = SimpleNamespace(width=40, height=30)
+    rv3d = SimpleNamespace(window_matrix=camera.calc_matrix_camera(depsgraph, x=40, y=30), view_matrix=camera.matrix_world.inverted(),
+                           view_perspective="PERSP")
+    lens = {"focus_distance": 3.0, "aperture_radius": 0.05, "ratio": 1.0, "blades": 0, "rotation": 0.0}
+    assert viewport_preview.viewport_view(region, rv3d, 100.0, lens=lens).lens is None
+    rv3d.view_perspective = "CAMERA"
+    view = viewport_preview.viewport_view(region, rv3d, 100.0, lens=lens)
+    preview.update(scene, view)
+    while timers:
+        run_timer(timers.pop())
+        preview.update(scene, view)
+    assert [c["lens"] for c in commands(job)] == [lens] * len(viewport_preview.VIEWPORT_LEVELS)
+    sharper = viewport_preview.viewport_view(region, rv3d, 100.0, lens={**lens, "aperture_radius": 0.01})
+    preview.update(scene, sharper)  # another aperture: a new view, refined again from the coarsest
+    assert preview.status() == "refining 5x4"
+
+
 class FakeViewportEngine:
     def __init__(self):
         self.redraws = 0
