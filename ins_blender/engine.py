@@ -19,6 +19,8 @@ facing the camera, for relighting and masks in the compositor). A camera's Depth
 what lies off its plane in focus, each of a pixel's rays from its own point of the aperture
 (`depth_of_field.py`, as Cycles takes the settings), in the viewport too when it looks through the
 camera (the blur is noise there until Viewport Samples smooth it, as Cycles' first samples are).
+With Motion Blur on (Render Properties), a camera moving during the shutter smears the frame: each
+ray is cast from the camera's pose at its own time (`motion_blur.py`; F12 only, as the field holds still).
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -43,6 +45,7 @@ from ins_core.errors import InputError
 from . import worker_launch
 from .camera_model import camera_intrinsics, camera_to_world
 from .depth_of_field import depth_of_field
+from .motion_blur import camera_motion
 from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
 from .viewport_preview import ViewportPreview, draw_image, render_border, viewport_view
 from .world import background_colour, mist_settings
@@ -118,6 +121,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         frame_width, frame_height = int(self.resolution_x), int(self.resolution_y)
         camera = self.camera_override or scene.camera
         c2w, k, orthographic, lens = _camera_view(scene, depsgraph, camera, frame_width, frame_height)
+        motion = camera_motion(scene, camera, self.frame_set, depsgraph)  # None unless Motion Blur is on and the camera moves
         # Only the render region, when one is set: its pixels through the frame's camera.
         left, bottom, width, height = render_region(scene, frame_width, frame_height)
         cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
@@ -142,7 +146,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         samples = int(scene.ins.render_samples)
         path = server.render(c2w, k.fl_x, k.fl_y, cx, cy, width, height, style_mix=mix, background=background_colour(scene),
                              depth=with_depth, mist=mist, normal=with_normal, orthographic=orthographic, samples=samples,
-                             lens=lens, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
+                             lens=lens, motion=motion, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
         if path is None:
             return
         try:

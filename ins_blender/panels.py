@@ -250,6 +250,27 @@ class RENDER_PT_ins(_INSPropertiesPanel, Panel):
         _draw_neural_render(self.layout, context)  # (the engine is chosen just above, in Render Engine)
 
 
+class RENDER_PT_ins_motion_blur(_INSPropertiesPanel, Panel):
+    """Render > Motion Blur for the INS engine (Cycles' and EEVEE's panels show for their engines
+    only): the shutter around each frame, which a moving camera smears the frame over."""
+
+    bl_idname = "RENDER_PT_ins_motion_blur"
+    bl_label = "Motion Blur"
+    bl_context = "render"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.render, "use_motion_blur", text="")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        render = context.scene.render
+        layout.active = render.use_motion_blur
+        layout.prop(render, "motion_blur_position", text="Position")
+        layout.prop(render, "motion_blur_shutter")
+
+
 class VIEWLAYER_PT_ins_passes_data(_INSPropertiesPanel, Panel):
     """View Layer > Passes > Data for the INS engine: the passes it fills."""
 
@@ -295,7 +316,7 @@ class WORLD_PT_ins_mist(_INSPropertiesPanel, Panel):
 
 
 CLASSES = (INS_UL_styles, VIEW3D_PT_ins, VIEW3D_PT_ins_capture, VIEW3D_PT_ins_job, VIEW3D_PT_ins_render, RENDER_PT_ins,
-           VIEWLAYER_PT_ins_passes_data, WORLD_PT_ins_mist)
+           RENDER_PT_ins_motion_blur, VIEWLAYER_PT_ins_passes_data, WORLD_PT_ins_mist)
 
 
 register, unregister = class_registrar(CLASSES)

@@ -212,7 +212,9 @@ class RenderCommand(_Command):
     inside it) anti-alias the image, Mist and Normal; the Z pass is the centre-most sample's.
     `lens`, when given (the camera's Depth of Field: {"focus_distance", "aperture_radius", "ratio",
     "blades", "rotation"}, ins_core.data.lens.ThinLens), starts each of those rays at its own point of
-    the aperture: what lies off the plane in focus blurs.
+    the aperture: what lies off the plane in focus blurs. `motion`, when given (motion blur: the
+    camera-to-world matrices at evenly spaced times from the shutter's opening to its closing, two
+    or more), casts each ray at its own time in the shutter (ins_core.data.motion).
     """
 
     request_id: str
@@ -232,6 +234,7 @@ class RenderCommand(_Command):
     orthographic: bool = False
     samples: int = 1
     lens: dict | None = None
+    motion: list[list[list[float]]] | None = None
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -252,6 +255,7 @@ class RenderCommand(_Command):
         "orthographic": bool_field(),
         "samples": _square_samples,
         "lens": optional_field(_LENS),
+        "motion": optional_field(list_field(list_field(list_field(_finite, length=4), length=4), min_len=2)),
     }
 
 

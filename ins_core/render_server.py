@@ -59,7 +59,8 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
         no_depth=NO_DEPTH if command.depth_out else None,
         mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
         normals=bool(command.normal_out), orthographic=command.orthographic,
-        lens=None if command.lens is None else ThinLens(**command.lens), fast=fast, workers=frame_workers() if fast else 1)
+        lens=None if command.lens is None else ThinLens(**command.lens),
+        motion=None if command.motion is None else torch.tensor(command.motion, dtype=torch.float32, device=device), fast=fast, workers=frame_workers() if fast else 1)
     for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
         if path:
             write_bytes(path, _float32_bytes(values))

@@ -171,6 +171,35 @@ def test_f12_sends_the_cameras_depth_of_field(scene, tmp_path):
     assert lens["focus_distance"] == pytest.approx(7.0, rel=1e-5) and lens["blades"] == 0
 
 
+def test_f12_sends_the_cameras_motion_over_the_shutter(scene, tmp_path):
+    """Render > Motion Blur: the camera's poses at the shutter's opening, middle and closing (Shutter
+    0.5 frames centred on the frame), read by evaluating the scene then, as Cycles does; none with
+    Motion Blur off or a camera that holds still."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    camera = scene.camera
+    for frame, x in ((1, 3.0), (3, 5.0)):
+        camera.location.x = x
+        camera.keyframe_insert("location", frame=frame)
+    scene.frame_set(2)
+    render(tmp_path)
+    assert commands(job)[-1]["motion"] is None  # Motion Blur is off by default
+    scene.render.use_motion_blur, scene.render.motion_blur_shutter, scene.render.motion_blur_position = True, 0.5, "CENTER"
+    render(tmp_path)
+    sent = commands(job)[-1]
+    expected = []
+    for frame, subframe in ((1, 0.75), (2, 0.0), (2, 0.25)):
+        scene.frame_set(frame, subframe=subframe)
+        expected.append(camera_to_world(camera.matrix_world))
+    scene.frame_set(2)
+    assert np.allclose(sent["motion"], expected, atol=1e-5)
+    assert np.allclose(sent["motion"][1], sent["c2w"], atol=1e-6) and sent["motion"][0][0][3] < sent["motion"][2][0][3]
+    assert scene.frame_current == 2 and scene.frame_subframe == 0.0  # the frame is as it was
+    scene.frame_set(7)  # past the last key: the camera holds still
+    render(tmp_path)
+    assert commands(job)[-1]["motion"] is None
+
+
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     """F12, the result saved as an uncompressed multilayer EXR and read back: {pass name: [H, W(, C)]}."""
     return render_result.render_passes(bpy, tmp_path)
@@ -639,7 +668,8 @@ job, views, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 trained = open_run(job + "/checkpoints/stylized", "cpu", load_data=False)
 rgba = [render_frame(trained.model, torch.tensor(view["c2w"], dtype=torch.float32), torch.tensor(view["k"]), 32, 32,
                      orthographic=view["orthographic"], samples=view["samples"],
-                     lens=ThinLens(**view["lens"]) if view.get("lens") else None).rgba for view in views]
+                     lens=ThinLens(**view["lens"]) if view.get("lens") else None,
+                     motion=torch.tensor(view["motion"]) if view.get("motion") else None).rgba for view in views]
 np.save(out, (torch.stack(rgba).clamp(0, 1).numpy() * 255).round().astype(np.float64))
 """
 
@@ -684,14 +714,25 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         k_ortho = camera_intrinsics(camera.data, 32, 32)
         camera.data.type = "PERSP"
         c2w = [list(row) for row in camera_to_world(camera.matrix_world)]
+        # The camera keyed where it is at frame 1 and 0.4 to the side at frame 2: its poses over a
+        # half-frame shutter centred on frame 1, as the engine reads them with Motion Blur on.
+        camera.keyframe_insert("location", frame=1)
+        camera.location.x += 0.4
+        camera.keyframe_insert("location", frame=2)
+        motion = []
+        for frame, subframe in ((0, 0.75), (1, 0.0), (1, 0.25)):
+            scene.frame_set(frame, subframe=subframe)
+            motion.append([list(row) for row in camera_to_world(camera.matrix_world)])
+        scene.frame_set(1)
         views = [{"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 1},
                  {"c2w": c2w, "k": [k_ortho.fl_x, k_ortho.fl_y, k_ortho.cx, k_ortho.cy], "orthographic": True, "samples": 1},
                  {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16},
                  {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16,
-                  "lens": {"focus_distance": 1.0, "aperture_radius": 0.1, "ratio": 1.0, "blades": 0, "rotation": 0.0}}]
+                  "lens": {"focus_distance": 1.0, "aperture_radius": 0.1, "ratio": 1.0, "blades": 0, "rotation": 0.0}},
+                 {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16, "motion": motion}]
         subprocess.run([worker_python, "-c", OWN_RENDER, str(result.job_dir), json.dumps(views), str(tmp_path / "own.npy")],
                        check=True, timeout=300)
-        own, own_orthographic, own_sampled, own_defocused = np.load(tmp_path / "own.npy")
+        own, own_orthographic, own_sampled, own_defocused, own_moving = np.load(tmp_path / "own.npy")
         assert np.abs(own[..., 3] - pixels[..., 3]).max() <= 2
         # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
         premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731
@@ -760,5 +801,12 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         defocused = render_passes(tmp_path)["Combined"][..., 3] * 255
         assert np.abs(own_defocused[..., 3] - defocused).max() <= 2.5
         assert np.abs(own_defocused[..., 3] - own_sampled[..., 3]).mean() > 2
+
+        # Motion blur: the worker's own picture of the camera sliding during the shutter.
+        camera.data.dof.use_dof = False
+        scene.render.use_motion_blur, scene.render.motion_blur_shutter, scene.render.motion_blur_position = True, 0.5, "CENTER"
+        moving = render_passes(tmp_path)["Combined"][..., 3] * 255
+        assert np.abs(own_moving[..., 3] - moving).max() <= 2.5
+        assert np.abs(own_moving[..., 3] - own_sampled[..., 3]).mean() > 1
     finally:
         ins_blender.unregister()

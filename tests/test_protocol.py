@@ -47,7 +47,8 @@ EVENT_SAMPLES = [
 COMMAND_SAMPLES = [
     RenderCommand("req-1", IDENTITY, 500.0, 500.0, 200.0, 150.0, 400, 300, "/tmp/out.png"),
     RenderCommand("req-2", IDENTITY, 1, 2, -3, 4.5, 1, 1, "out.png", style_mix=[0.5, 0.5], orthographic=True, samples=16,
-                  lens={"focus_distance": 4.5, "aperture_radius": 0.02, "ratio": 1.0, "blades": 6, "rotation": 0.3}),
+                  lens={"focus_distance": 4.5, "aperture_radius": 0.02, "ratio": 1.0, "blades": 6, "rotation": 0.3},
+                  motion=[IDENTITY, IDENTITY, IDENTITY]),
     RenderCommand("req-3", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", depth_out="o.depth",
                   mist={"start": 5.0, "depth": 25.0, "exponent": 2.0, "out": "o.mist"}, normal_out="o.normal"),
     QuitCommand(),
@@ -203,6 +204,8 @@ def test_constructors_validate_too() -> None:
     lens = {"focus_distance": 4.5, "aperture_radius": 0.02, "ratio": 1.0, "blades": 2, "rotation": 0.0}
     with pytest.raises(ProtocolError, match=r"field 'lens.blades' is 2; use 0 for a round aperture or 3 or more blades"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", lens=lens)
+    with pytest.raises(ProtocolError, match=r"field 'motion' has 1 item\(s\); give at least 2"):
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", motion=[IDENTITY])
     with pytest.raises(ProtocolError, match="lens.focus_distance"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", lens={**lens, "blades": 0, "focus_distance": 0.0})
 

@@ -6,7 +6,8 @@ the pixel's samples (the image in linear light), and the Z pass is one sample's:
 nearest the pixel's centre, so depth is never a blend of a near and a far surface at an edge.
 One sample a pixel is the pixel's centre, as before anti-aliasing. With a thin lens (the camera's
 depth of field) each of a pixel's rays also starts at its own point of the aperture (lens.py), so
-the samples blur what lies off the plane in focus, the Z pass included, as Cycles' do.
+the samples blur what lies off the plane in focus, the Z pass included, as Cycles' do. With the
+camera's poses over the shutter (motion blur) each ray is cast at its own time (motion.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.lens import ThinLens, lens_samples
+from ..data.motion import poses_at, shutter_samples
 from ..errors import require
 from .normals import model_normals, normal_pass
 from .passes import linear_to_srgb, mist_pass, over_background, srgb_to_linear, z_pass
@@ -44,13 +46,15 @@ def subpixel_offsets(samples: int) -> list[tuple[float, float]]:
 def render_frame(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int, *, samples: int = 1,
                  background: torch.Tensor | None = None, no_depth: float | None = None,
                  mist: tuple[float, float, float] | None = None, normals: bool = False, orthographic: bool = False,
-                 lens: ThinLens | None = None, fast: bool = True, workers: int = 1) -> Frame:
+                 lens: ThinLens | None = None, motion: torch.Tensor | None = None, fast: bool = True,
+                 workers: int = 1) -> Frame:
     """The frame of a camera: `background` a linear RGB colour to lay the field over (None: keep
     its alpha); the Z pass with `no_depth` where no surface is (None: no Z pass); the Mist pass
     for `mist` = (start, depth, falloff exponent); the Normal pass with `normals`; depth of field
-    through `lens`."""
+    through `lens`; motion blur from the camera's poses `motion` [S, 4, 4] over the shutter."""
     offsets = subpixel_offsets(samples)
     points = [None] * samples if lens is None else lens_samples(lens, samples, width * height, c2w.device)
+    times = [None] * samples if motion is None else shutter_samples(samples, width * height, c2w.device)
     centre = min(range(len(offsets)), key=lambda i: offsets[i][0] ** 2 + offsets[i][1] ** 2)
     normals_at = model_normals(model) if normals else None
     light = coverage = mist_sum = normal_sum = depth = None
@@ -60,7 +64,8 @@ def render_frame(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int,
 
     for index, offset in enumerate(offsets):
         render = render_view(model, c2w, intrinsics, width, height, fast=fast, workers=workers,
-                             orthographic=orthographic, offset=offset, lens=lens, lens_points=points[index])
+                             orthographic=orthographic, offset=offset, lens=lens, lens_points=points[index],
+                             ray_c2w=None if motion is None else poses_at(motion.to(c2w), times[index]))
         rgba = render.rgba()
         light = add(light, srgb_to_linear(rgba[..., :3]) * rgba[..., 3:])  # premultiplied, linear
         coverage = add(coverage, rgba[..., 3:])

@@ -22,6 +22,7 @@ class ViewRender:
     offset: tuple[float, float] = (0.0, 0.0)  # where in each pixel its ray went, from the centre, in pixels
     lens: ThinLens | None = None  # depth of field: the rays started at lens_points [H*W, 2] on the aperture
     lens_points: torch.Tensor | None = None
+    ray_c2w: torch.Tensor | None = None  # motion blur: each ray's own camera pose [H*W, 4, 4] (motion.py)
 
     def pixels(self) -> torch.Tensor:
         """[H*W, 2] the image positions the rays went through (row-major)."""
@@ -30,7 +31,8 @@ class ViewRender:
 
     def rays(self, c2w: torch.Tensor, intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The world-space rays [H*W, 3] (origins, unit directions) this render cast, row-major."""
-        return rays_from_pixels(self.pixels(), c2w, intrinsics.to(c2w), self.orthographic, self.lens, self.lens_points)
+        pose = c2w if self.ray_c2w is None else self.ray_c2w
+        return rays_from_pixels(self.pixels(), pose, intrinsics.to(c2w), self.orthographic, self.lens, self.lens_points)
 
     def rgba(self) -> torch.Tensor:
         """Straight-alpha RGBA, assuming rgb was composited over black."""
@@ -52,10 +54,13 @@ WORKER_MIN_CHUNK = 1 << 11
 def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
                 background: torch.Tensor | None = None, chunk: int | None = None, fast: bool = True,
                 workers: int = 1, orthographic: bool = False, offset: tuple[float, float] = (0.0, 0.0),
-                lens: ThinLens | None = None, lens_points: torch.Tensor | None = None) -> ViewRender:
+                lens: ThinLens | None = None, lens_points: torch.Tensor | None = None,
+                ray_c2w: torch.Tensor | None = None) -> ViewRender:
     """Render one camera in chunks of rays (an `orthographic` one: see rays_from_pixels), each
     through its pixel's centre moved by `offset` pixels, from its point `lens_points` [H*W, 2] of
-    the aperture of a `lens` when one is given. The model decides whether gradients are needed.
+    the aperture of a `lens` when one is given, each from its own camera pose `ray_c2w`
+    [H*W, 4, 4] when given (a camera moving during the shutter). The model decides whether
+    gradients are needed.
 
     With `fast` (and a model in eval mode that the fast path knows) the frame comes from the
     inference renderer, the same picture for less work; `fast=False` always uses `model.render`.
@@ -73,7 +78,8 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
     def draw(start: int):
         with torch.no_grad(), subnormals_flushed():  # both are per thread
             points = None if lens_points is None else lens_points[start:start + chunk]
-            origins, directions = rays_from_pixels(pixels[start:start + chunk], c2w, intrinsics, orthographic, lens, points)
+            pose = c2w if ray_c2w is None else ray_c2w[start:start + chunk]
+            origins, directions = rays_from_pixels(pixels[start:start + chunk], pose, intrinsics, orthographic, lens, points)
             out = renderer(origins, directions, background.expand(origins.shape[0], 3))
             return out.rgb.detach(), out.depth.detach(), out.opacity.detach()
 
@@ -81,7 +87,7 @@ def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, 
     rgb_t, depth_t, opacity_t = torch.cat(rgb), torch.cat(depth), torch.cat(opacity)
     depth_t = torch.where(opacity_t > 1e-4, depth_t / opacity_t.clamp_min(1e-4), torch.zeros_like(depth_t))
     return ViewRender(rgb_t.view(height, width, 3), depth_t.view(height, width), opacity_t.view(height, width), orthographic,
-                      (float(offset[0]), float(offset[1])), lens, lens_points)
+                      (float(offset[0]), float(offset[1])), lens, lens_points, ray_c2w)
 
 
 @torch.no_grad()

@@ -1,0 +1,43 @@
+"""A camera's motion during the shutter, as the INS engine sends it to the render server for motion
+blur: its poses at evenly spaced times from the shutter's opening to its closing, as Blender's
+Motion Blur settings (Shutter, Position) place the shutter around the frame and Cycles reads the
+camera's motion. The stylized field holds still; only the camera's own motion blurs."""
+
+from __future__ import annotations
+
+import math
+
+from .camera_model import camera_to_world
+
+MOTION_STEPS = 3  # poses over the shutter: its opening, middle and closing (Cycles' default for a camera)
+
+
+def shutter_span(scene) -> tuple[float, float] | None:
+    """(opening, closing) of the shutter in frames from the frame rendered; None with Motion Blur off."""
+    settings = scene.render
+    shutter = float(settings.motion_blur_shutter)
+    if not settings.use_motion_blur or shutter <= 0.0:
+        return None
+    return {"START": (0.0, shutter), "CENTER": (-0.5 * shutter, 0.5 * shutter), "END": (-shutter, 0.0)}[settings.motion_blur_position]
+
+
+def camera_motion(scene, camera_object, frame_set, depsgraph=None) -> list[list[list[float]]] | None:
+    """The camera's camera-to-world matrices over the shutter (MOTION_STEPS of them), None with Motion
+    Blur off or a camera that holds still then. `frame_set(frame, subframe)` evaluates the scene at
+    another time (RenderEngine.frame_set in a render); the current frame is set again after."""
+    span = shutter_span(scene)
+    if span is None:
+        return None
+    frame, subframe = scene.frame_current, scene.frame_subframe
+    poses = []
+    try:
+        for step in range(MOTION_STEPS):
+            time = frame + subframe + span[0] + (span[1] - span[0]) * step / (MOTION_STEPS - 1)
+            whole = math.floor(time)
+            frame_set(whole, time - whole)
+            evaluated = camera_object.evaluated_get(depsgraph) if depsgraph is not None else camera_object
+            poses.append(camera_to_world(evaluated.matrix_world))
+    finally:
+        frame_set(frame, subframe)
+    still = all(abs(a - b) <= 1e-7 for pose in poses[1:] for row_a, row_b in zip(pose, poses[0]) for a, b in zip(row_a, row_b))
+    return None if still else poses
