@@ -6,8 +6,9 @@ normals float32 [V,3], optional vertex_colors float32 [V,3]) and `files["texture
 adds a mesh object with a material to the "INS Results" collection (created and linked to the
 scene if missing): "LIT" shading, a Principled BSDF whose Base Color is the texture (or the vertex
 colours), so the mesh takes the scene's lights as any imported textured mesh does; "CAPTURED", an
-Emission of the texture, so the mesh shows the colours exactly as stylized, whatever the lights
-(as the INS engine shows them, under the Standard view transform).
+Emission of the texture for camera rays, so the camera sees the colours exactly as stylized whatever
+the lights (as the INS engine shows them, under the Standard view transform), and the same
+Principled BSDF for every other ray.
 The object sits at the world origin with an identity transform: the vertices are world positions
 of the captured objects already.
 
@@ -159,26 +160,35 @@ def build_material(name: str, texture: Path | None, use_vertex_colors: bool, sha
         bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
         tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
     bsdf.inputs["Roughness"].default_value = 0.8
-    target = bsdf.inputs["Base Color"]
-    if shading == "CAPTURED":  # the colours as they are, lit by nothing: an Emission in place of the BSDF
-        tree.nodes.remove(bsdf)
-        bsdf = tree.nodes.new("ShaderNodeEmission")
-        bsdf.location = (output.location.x - 250, output.location.y)
-        bsdf.inputs["Strength"].default_value = 1.0
-        tree.links.new(bsdf.outputs["Emission"], output.inputs["Surface"])
-        target = bsdf.inputs["Color"]
+    targets = [bsdf.inputs["Base Color"]]
+    if shading == "CAPTURED":
+        # The camera sees an Emission of the colours (lit by nothing, exactly as stylized); every
+        # other ray (bounces, shadows, reflections) the Principled BSDF, so the mesh neither glows
+        # onto its neighbours nor looks different to them from any textured mesh.
+        emission = tree.nodes.new("ShaderNodeEmission")
+        emission.inputs["Strength"].default_value = 1.0
+        light_path, mix = tree.nodes.new("ShaderNodeLightPath"), tree.nodes.new("ShaderNodeMixShader")
+        tree.links.new(light_path.outputs["Is Camera Ray"], mix.inputs["Fac"])
+        tree.links.new(bsdf.outputs["BSDF"], mix.inputs[1])
+        tree.links.new(emission.outputs["Emission"], mix.inputs[2])
+        tree.links.new(mix.outputs["Shader"], output.inputs["Surface"])
+        mix.location = (output.location.x - 200, output.location.y)
+        emission.location = (mix.location.x - 250, mix.location.y - 250)
+        light_path.location = (mix.location.x - 250, mix.location.y + 200)
+        targets.append(emission.inputs["Color"])
+    source = None
     if texture is not None:
         image = bpy.data.images.load(str(texture), check_existing=False)
         image.name = f"{name} Texture"
-        node = tree.nodes.new("ShaderNodeTexImage")
-        node.image = image
-        node.location = (bsdf.location.x - 350, bsdf.location.y)
-        tree.links.new(node.outputs["Color"], target)
+        source = tree.nodes.new("ShaderNodeTexImage")
+        source.image = image
     elif use_vertex_colors:
-        node = tree.nodes.new("ShaderNodeVertexColor")
-        node.layer_name = "Col"
-        node.location = (bsdf.location.x - 300, bsdf.location.y)
-        tree.links.new(node.outputs["Color"], target)
+        source = tree.nodes.new("ShaderNodeVertexColor")
+        source.layer_name = "Col"
+    if source is not None:
+        source.location = (bsdf.location.x - 350, bsdf.location.y)
+        for target in targets:
+            tree.links.new(source.outputs["Color"], target)
     return material
 
 

@@ -39,8 +39,9 @@ OUTPUTS = [("MESH", "Textured Mesh", "A mesh with a baked stylized texture in th
            ("BOTH", "Both", "The mesh and the neural render")]
 SHADINGS = [("LIT", "Lit", "A Principled BSDF with the texture as its Base Color: the mesh takes the scene's lights, as "
                            "any imported textured mesh does"),
-            ("CAPTURED", "As Captured", "An Emission of the texture: the colours exactly as stylized whatever the lights, "
-                                        "as the INS engine shows them (View Transform: Standard)")]
+            ("CAPTURED", "As Captured", "An Emission of the texture for the camera: the colours exactly as stylized whatever "
+                                        "the lights, as the INS engine shows them (View Transform: Standard); to every "
+                                        "other ray the Lit material, so it lights nothing around it")]
 SOURCES = [("CAMERAS", "Scene Cameras", "Every camera of a collection (or of the scene)"),
            ("ANIMATION", "Camera Animation", "The active camera at each frame of the scene's frame range"),
            ("AUTO_RIG", "Automatic Rig", "Cameras placed automatically around the objects")]

@@ -351,6 +351,48 @@ def test_a_captured_mesh_renders_its_texture_exactly_in_cycles_and_a_lit_one_tak
         ins_blender.unregister()
 
 
+def test_a_captured_mesh_does_not_light_its_neighbours(tmp_path):
+    """In a scene with no light at all, a white floor beside an As Captured mesh stays black: only
+    camera rays see its Emission (a plain Emission would light the floor, as the last render shows)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ins_blender.register()
+    try:
+        scene = bpy.context.scene
+        job = write_result(tmp_path / "job", cube_arrays())  # an orange box standing on the floor
+        box = importer.import_result(scene, job.root, shading="CAPTURED")
+        bpy.ops.mesh.primitive_plane_add(size=20.0, location=(0.0, 0.0, float(CENTRE[2] - HALF[2])))
+        camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+        camera.location, camera.rotation_euler = (1.0, -4.0, 4.0), (1.4, 0.0, 0.0)  # looking at the box, the floor below
+        scene.collection.objects.link(camera)
+        scene.camera = camera
+        scene.render.engine, scene.cycles.samples = "CYCLES", 16
+        scene.render.resolution_x = scene.render.resolution_y = 48
+        scene.view_settings.view_transform = "Standard"
+        scene.render.dither_intensity = 0.0
+
+        def around_the_box() -> np.ndarray:
+            """The rendered pixels that are not the box's orange (the floor, the sky)."""
+            bpy.ops.render.render()
+            bpy.data.images["Render Result"].save_render(str(tmp_path / "render.png"))
+            image = np.asarray(Image.open(tmp_path / "render.png").convert("RGB")).astype(int)
+            box_pixels = np.abs(image - np.array([255, 128, 0])).max(axis=-1) <= 6  # (16 samples' noise)
+            assert box_pixels.sum() > 50  # the box in view, its colours as captured
+            near = box_pixels.copy()  # and its silhouette's anti-aliased pixels, two around
+            for dy in range(-2, 3):
+                for dx in range(-2, 3):
+                    near |= np.roll(box_pixels, (dy, dx), axis=(0, 1))
+            return image[~near]
+
+        assert around_the_box().max() <= 1  # black: the box lights nothing
+        tree = box.data.materials[0].node_tree
+        output = next(n for n in tree.nodes if n.type == "OUTPUT_MATERIAL")
+        emission = next(n for n in tree.nodes if n.type == "EMISSION")
+        tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])  # a plain Emission instead
+        assert around_the_box().max() > 5  # now the floor glows orange
+    finally:
+        ins_blender.unregister()
+
+
 def test_bad_results_are_refused_before_anything_is_created(user_scene, tmp_path):
     scene, user = user_scene
     before = snapshot(user)

@@ -292,8 +292,8 @@ def test_batch_runs_capture_worker_and_import(scene, style, tmp_path, fake_worke
     assert (out / "worker_runs.txt").read_text() == "run\n"
     assert "is finished; importing its result without running it again" in capsys.readouterr().out
     first, again = sorted(bpy.data.collections[importer.COLLECTION].objects, key=lambda o: o.name)
-    shaders = lambda o: {n.type for n in o.data.materials[0].node_tree.nodes} & {"BSDF_PRINCIPLED", "EMISSION"}  # noqa: E731
-    assert shaders(first) == {"BSDF_PRINCIPLED"} and shaders(again) == {"EMISSION"}  # lit by default, then as captured
+    shaders = lambda o: {n.type for n in o.data.materials[0].node_tree.nodes} & {"EMISSION", "LIGHT_PATH"}  # noqa: E731
+    assert shaders(first) == set() and shaders(again) == {"EMISSION", "LIGHT_PATH"}  # lit by default, then as captured
 
 
 # ---- the registered command: blender -b scene.blend --command ins_stylize ... -----------------
