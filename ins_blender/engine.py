@@ -18,7 +18,7 @@ as Cycles makes it), and the Normal pass when it has Normal on (the field's worl
 facing the camera, for relighting and masks in the compositor). A camera's Depth of Field blurs
 what lies off its plane in focus, each of a pixel's rays from its own point of the aperture
 (`depth_of_field.py`, as Cycles takes the settings), in the viewport too when it looks through the
-camera (the blur is noise there until Viewport Samples smooth it, as Cycles' first samples are).
+camera (noise at first, as Cycles' first samples are, then 16 rays a pixel once the view is still).
 With Motion Blur on (Render Properties), a camera moving during the shutter smears the frame: each
 ray is cast from the camera's pose at its own time (`motion_blur.py`; F12 only, as the field holds still).
 

@@ -151,7 +151,7 @@ class INS_SceneSettings(PropertyGroup):
     viewport_samples: EnumProperty(
         name="Viewport Samples", default="1", items=RENDER_SAMPLES,
         description="Rays a pixel in the viewport preview's last refinement, once the view is still "
-                    "(1: the full-size preview is the last)")
+                    "(1: the full-size preview is the last; through a camera with Depth of Field, 16 at least)")
 
     @property
     def busy(self) -> bool:

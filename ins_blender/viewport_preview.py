@@ -26,10 +26,17 @@ from .world import background_colour
 VIEWPORT_LEVELS = (0.125, 0.25, 0.5, 1.0)
 
 
-def preview_levels(samples: int) -> list[tuple[float, int]]:
+# Rays a pixel the still viewport's depth of field ends at, whatever Viewport Samples say: one ray
+# a pixel leaves its blur as noise, as Cycles' first samples do, which Cycles' viewport goes on refining.
+DEPTH_OF_FIELD_SAMPLES = 16
+
+
+def preview_levels(samples: int, depth_of_field: bool = False) -> list[tuple[float, int]]:
     """(scale, rays a pixel) of each refinement: VIEWPORT_LEVELS at one ray a pixel, then, with
-    the scene's viewport samples above one, the full size again at that many (smooth edges)."""
-    return [(scale, 1) for scale in VIEWPORT_LEVELS] + ([(1.0, samples)] if samples > 1 else [])
+    the scene's viewport samples above one, the full size again at that many (smooth edges), and
+    through a camera's depth of field at DEPTH_OF_FIELD_SAMPLES at least (a smooth blur)."""
+    last = max(samples, DEPTH_OF_FIELD_SAMPLES) if depth_of_field else samples
+    return [(scale, 1) for scale in VIEWPORT_LEVELS] + ([(1.0, last)] if last > 1 else [])
 VIEWPORT_IMAGE = ".INS Viewport"
 
 
@@ -176,7 +183,7 @@ class ViewportPreview:
         server = get_server(job)
         if server is not self.server:  # a new server (the job was re-run) never answers the old requests
             self.server, self.pending, self.key = server, None, None
-        levels = preview_levels(int(scene.ins.viewport_samples))
+        levels = preview_levels(int(scene.ins.viewport_samples), view.lens is not None)
         key = (view.key, tuple(mix or ()), None if background is None else tuple(round(c, 4) for c in background), tuple(levels))
         if key != self.key:
             self.key, self.level = key, 0  # a request in flight for the old view is awaited
