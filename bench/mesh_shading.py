@@ -17,13 +17,12 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, emit_hardware  # noqa: E402
-from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
+from bench.blender_frames import add_scene_arguments, frame_size, opened_scene, save_pictures  # noqa: E402
+from bench.common import emit  # noqa: E402
 
 
 def render_png(path: Path) -> np.ndarray:
@@ -39,33 +38,21 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blend", type=Path, required=True, help="make demo's demo.blend")
-    parser.add_argument("--job", type=Path, required=True, help="its finished INS job folder")
-    parser.add_argument("--out", type=Path, required=True, help="the picture (PNG)")
-    parser.add_argument("--size", type=int, default=256)
+    add_scene_arguments(parser)
     parser.add_argument("--cycles-samples", type=int, default=32)
     args = parser.parse_args()
 
-    import ins_blender
     from ins_blender import importer
 
-    ins_blender.register()  # before the file opens, so its INS settings are read
-    try:
-        bpy.ops.wm.open_mainfile(filepath=str(args.blend.resolve()))
-        scene = bpy.context.scene
-        scene.render.resolution_x = scene.render.resolution_y = args.size
-        scene.render.resolution_percentage = 100
+    with opened_scene(args.blend, args.job, args.size) as scene:
         scene.render.film_transparent = False
         scene.view_settings.view_transform = "Standard"  # the field's colours as they are
         scene.render.dither_intensity = 0.0
-        scene.ins.render_job_dir = str(args.job.resolve())
-        emit_hardware(torch.device("cpu"))
         for obj in scene.objects:  # the scene's own meshes and any earlier import give way
             if obj.type == "MESH":
                 obj.hide_render = True
         pictures = []
         with tempfile.TemporaryDirectory() as folder:
-            scene.render.engine = "INS"
             engine = render_png(Path(folder) / "engine.png")
             pictures.append((engine, "the INS engine (the field)"))
             scene.render.engine, scene.cycles.samples = "CYCLES", args.cycles_samples
@@ -74,13 +61,10 @@ def main() -> None:
                 image = render_png(Path(folder) / f"{shading}.png")
                 mesh.hide_render = True
                 score = psnr(image, engine)
-                emit("mesh_shading_psnr_vs_engine", shading=shading, size=f"{args.size}x{args.size}",
+                emit("mesh_shading_psnr_vs_engine", shading=shading, size=frame_size(scene),
                      cycles_samples=args.cycles_samples, psnr=round(score, 2))
                 pictures.append((image, f"the mesh in Cycles, {label}: {score:.1f} dB"))
-        save_png(args.out, image_grid([p for p, _ in pictures], [label for _, label in pictures]))
-        print(f"wrote {args.out}")
-    finally:
-        ins_blender.unregister()
+        save_pictures(args.out, pictures)
 
 
 if __name__ == "__main__":
