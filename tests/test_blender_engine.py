@@ -432,37 +432,23 @@ def test_the_viewports_render_region_is_the_views_own_or_the_scenes_in_the_camer
 def test_the_viewport_preview_renders_only_the_render_region(scene, tmp_path, monkeypatch):
     """The requests cover the border's pixels alone, through the region's camera with its principal
     point moved to the border's corner (rows counted down from the top), at every refinement."""
-    job = finished_job(tmp_path / "job")
-    scene.ins.job_dir = str(job.root)
-    timers = []
-    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
-    engine = FakeViewportEngine()  # (the preview holds it weakly)
-    preview = viewport_preview.ViewportPreview(engine)
+    viewport = PreviewOfJob(scene, tmp_path, monkeypatch)
     c2w = [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]]
     border = (40, 8, 64, 48)  # left, bottom, width, height; its top row is region row 88 - 8 - 48 = 32
-    view = viewport_preview.View(c2w, 100.0, 90.0, 80.0, 44.0, 160, 88, border=border)
-    preview.update(scene, view)
-    while timers:
-        run_timer(timers.pop())
-        preview.update(scene, view)
-    sent = commands(job)
+    viewport.settle(viewport_preview.View(c2w, 100.0, 90.0, 80.0, 44.0, 160, 88, border=border))
+    sent = commands(viewport.job)
     assert [(c["width"], c["height"]) for c in sent] == [(8, 6), (16, 12), (32, 24), (64, 48)]
     full = sent[-1]
     assert (full["fx"], full["fy"], full["cx"], full["cy"]) == pytest.approx((100.0, 90.0, 80.0 - 40, 44.0 - 32))
     eighth = sent[0]
     assert (eighth["fx"], eighth["cx"], eighth["cy"]) == pytest.approx((100.0 / 8, 40.0 / 8, 12.0 / 8))
-    assert preview.shown == (64, 48) and preview.shown_border == border  # drawn over the border alone
+    assert viewport.preview.shown == (64, 48) and viewport.preview.shown_border == border  # drawn over the border alone
 
 
 def test_the_viewport_through_the_camera_renders_its_depth_of_field(scene, tmp_path, monkeypatch):
     """As Cycles' viewport: through the camera the preview is rendered with the camera's lens; in a
     free view it is not (the lens is the camera's, not the view's)."""
-    job = finished_job(tmp_path / "job")
-    scene.ins.job_dir = str(job.root)
-    timers = []
-    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
-    engine = FakeViewportEngine()  # (the preview holds it weakly)
-    preview = viewport_preview.ViewportPreview(engine)
+    viewport = PreviewOfJob(scene, tmp_path, monkeypatch)
     camera = scene.camera
     depsgraph = bpy.context.evaluated_depsgraph_get()
     region = SimpleNamespace(width=40, height=30)
@@ -471,16 +457,12 @@ def test_the_viewport_through_the_camera_renders_its_depth_of_field(scene, tmp_p
     lens = {"focus_distance": 3.0, "aperture_radius": 0.05, "ratio": 1.0, "blades": 0, "rotation": 0.0}
     assert viewport_preview.viewport_view(region, rv3d, 100.0, lens=lens).lens is None
     rv3d.view_perspective = "CAMERA"
-    view = viewport_preview.viewport_view(region, rv3d, 100.0, lens=lens)
-    preview.update(scene, view)
-    while timers:
-        run_timer(timers.pop())
-        preview.update(scene, view)
+    viewport.settle(viewport_preview.viewport_view(region, rv3d, 100.0, lens=lens))
     # the blur ends smooth, at 16 rays a pixel, though Viewport Samples say 1
-    assert [(c["lens"], c["samples"]) for c in commands(job)] == [(lens, 1)] * len(viewport_preview.VIEWPORT_LEVELS) + [(lens, 16)]
+    assert [(c["lens"], c["samples"]) for c in commands(viewport.job)] == [(lens, 1)] * len(viewport_preview.VIEWPORT_LEVELS) + [(lens, 16)]
     sharper = viewport_preview.viewport_view(region, rv3d, 100.0, lens={**lens, "aperture_radius": 0.01})
-    preview.update(scene, sharper)  # another aperture: a new view, refined again from the coarsest
-    assert preview.status() == "refining 5x4"
+    viewport.preview.update(scene, sharper)  # another aperture: a new view, refined again from the coarsest
+    assert viewport.preview.status() == "refining 5x4"
 
 
 class FakeViewportEngine:
@@ -497,6 +479,29 @@ def run_timer(function, timeout: float = 60.0) -> None:
     while (interval := function()) is not None:
         assert time.monotonic() < deadline, "the timer never stopped"
         time.sleep(interval)
+
+
+class PreviewOfJob:
+    """A ViewportPreview of a finished job (the scene's latest), its timers caught to be run here."""
+
+    def __init__(self, scene, tmp_path, monkeypatch) -> None:
+        self.scene, self.job = scene, finished_job(tmp_path / "job")
+        scene.ins.job_dir = str(self.job.root)
+        self.timers = []
+        monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: self.timers.append(function))
+        self.engine = FakeViewportEngine()  # kept here: the preview holds it weakly
+        self.preview = viewport_preview.ViewportPreview(self.engine)
+
+    def settle(self, view) -> list[str]:
+        """Draw `view`, then run the timers and redraw until nothing polls: the statuses shown on the way."""
+        self.preview.update(self.scene, view)
+        statuses = []
+        while self.timers:
+            assert len(statuses) < 20, "the preview never settled"
+            run_timer(self.timers.pop())
+            self.preview.update(self.scene, view)
+            statuses.append(self.preview.status())
+        return statuses
 
 
 def test_the_viewport_preview_appears_low_res_first_and_refines(scene, tmp_path, monkeypatch):
@@ -543,27 +548,16 @@ def test_the_viewport_preview_appears_low_res_first_and_refines(scene, tmp_path,
 
 
 def test_viewport_samples_add_an_anti_aliased_full_size_last(scene, tmp_path, monkeypatch):
-    job = finished_job(tmp_path / "job")
-    scene.ins.job_dir = str(job.root)
     scene.ins.viewport_samples = "9"
-    timers = []
-    monkeypatch.setattr(viewport_preview, "schedule", lambda function, delay: timers.append(function))
-    engine = FakeViewportEngine()  # (the preview holds it weakly)
-    preview = viewport_preview.ViewportPreview(engine)
+    viewport = PreviewOfJob(scene, tmp_path, monkeypatch)
     view = viewport_preview.View([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]], 100.0, 100.0, 80.0, 44.0, 160, 88)
-    preview.update(scene, view)
-    statuses = []
-    while timers:
-        assert len(statuses) < 20, "the preview never settled"
-        run_timer(timers.pop())
-        preview.update(scene, view)
-        statuses.append(preview.status())
-    sent = commands(job)
+    statuses = viewport.settle(view)
+    sent = commands(viewport.job)
     assert [(c["width"], c["height"], c["samples"]) for c in sent] == [(20, 11, 1), (40, 22, 1), (80, 44, 1), (160, 88, 1), (160, 88, 9)]
     assert "refining 160x88, 9 samples a pixel" in statuses and statuses[-1] == "160x88"
     scene.ins.viewport_samples = "4"  # another count: refined again from the coarsest
-    preview.update(scene, view)
-    assert preview.status() == "refining 20x11"
+    viewport.preview.update(scene, view)
+    assert viewport.preview.status() == "refining 20x11"
 
 
 def test_the_viewport_preview_shows_a_server_failure(scene, tmp_path, monkeypatch):
