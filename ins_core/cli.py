@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from .errors import InputError
-from .protocol import MAX_SAMPLES
+from .protocol import square_samples
 from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, palette_spread_arg
 from .train.settings import DEFAULT_DEPTH_WEIGHT, FIELD_KINDS
 
@@ -45,11 +44,11 @@ _count = _int_at_least(0, "a whole number (0 or more)")
 
 
 def _samples(text: str) -> int:
-    """An argparse type: rays a pixel, a square number up to MAX_SAMPLES (a k x k grid in each pixel)."""
-    value = _positive_int(text)
-    if value > MAX_SAMPLES or math.isqrt(value) ** 2 != value:
-        raise argparse.ArgumentTypeError(f"expected a square number of rays a pixel (1, 4, 9, 16, ... {MAX_SAMPLES}), got {value}")
-    return value
+    """An argparse type: rays a pixel (protocol.square_samples)."""
+    try:
+        return square_samples(_positive_int(text), "samples")
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 VGG_WEIGHTS_HELP = ("the loss network's weights: a local torchvision vgg16-397923af.pth or a trimmed file "

@@ -177,10 +177,12 @@ NO_DEPTH = 1e10
 MAX_SAMPLES = 64
 
 
-def _square_samples(value: Any, where: str) -> int:
-    int_field(1, MAX_SAMPLES)(value, where)
-    if math.isqrt(value) ** 2 != value:
-        raise InputError(f"{where} is {value}; use a square number (1, 4, 9, 16, ...).")
+def square_samples(value: Any, where: str) -> int:
+    """Rays a pixel as every renderer here takes them (the protocol, the CLI, render_frame): a
+    square number from 1 to MAX_SAMPLES, a k x k grid in each pixel; InputError otherwise."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SAMPLES
+            and math.isqrt(value) ** 2 == value):
+        raise InputError(f"{where} is {value!r}; use a square number from 1 to {MAX_SAMPLES} (1, 4, 9, 16, ...).")
     return value
 
 
@@ -253,7 +255,7 @@ class RenderCommand(_Command):
                                              "out": _text})),
         "normal_out": optional_field(_text),
         "orthographic": bool_field(),
-        "samples": _square_samples,
+        "samples": square_samples,
         "lens": optional_field(_LENS),
         "motion": optional_field(list_field(list_field(list_field(_finite, length=4), length=4), min_len=2)),
     }

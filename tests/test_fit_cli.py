@@ -67,7 +67,7 @@ def test_render_samples_smooth_the_silhouette(trained_run, capsys):
     with pytest.raises(SystemExit) as refused:
         main(["render", "--run", str(trained_run), "--samples", "3", "--device", "cpu"])
     assert refused.value.code == 2
-    assert "square number of rays a pixel" in capsys.readouterr().err
+    assert "argument --samples: samples is 3; use a square number from 1 to 64" in capsys.readouterr().err
 
 
 def test_rerunning_a_finished_fit_changes_nothing(trained_run, demo_data, capsys):

@@ -197,7 +197,7 @@ def test_constructors_validate_too() -> None:
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", mist={"start": 5.0, "depth": 25.0, "exponent": 2.0})
     with pytest.raises(ProtocolError, match=r"field 'mist.exponent' is 0; use a number > 0"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", mist={"start": 5.0, "depth": 25.0, "exponent": 0, "out": "o.mist"})
-    with pytest.raises(ProtocolError, match=r"field 'samples' is 3; use a square number \(1, 4, 9, 16, ...\)"):
+    with pytest.raises(ProtocolError, match=r"field 'samples' is 3; use a square number from 1 to 64 \(1, 4, 9, 16, ...\)"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", samples=3)
     with pytest.raises(ProtocolError, match="field 'samples' is 81"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", samples=81)

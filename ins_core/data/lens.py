@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import require
+from ..protocol import square_samples
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,7 @@ def lens_samples(lens: ThinLens, samples: int, pixels: int, device: torch.device
     random place inside that cell, different from pixel to pixel: the blur comes out as fine noise
     that more samples smooth, as Cycles', rather than k * k sharp copies. `seed` makes a frame
     repeat exactly."""
-    side = math.isqrt(samples)
-    require(side * side == samples, f"Samples per pixel must be a square number (1, 4, 9, 16, ...), not {samples}.")
+    side = math.isqrt(square_samples(samples, "Samples per pixel"))
     generator = torch.Generator().manual_seed(seed)
     cells = torch.randperm(samples, generator=generator)
     points = []

@@ -19,7 +19,7 @@ import torch
 
 from ..data.lens import ThinLens, lens_samples
 from ..data.motion import poses_at, shutter_samples
-from ..errors import require
+from ..protocol import square_samples
 from .normals import model_normals, normal_pass
 from .passes import linear_to_srgb, mist_pass, over_background, srgb_to_linear, z_pass
 from .views import render_view
@@ -36,8 +36,7 @@ class Frame:
 def subpixel_offsets(samples: int) -> list[tuple[float, float]]:
     """Where a pixel's `samples` rays go (a square number: a k x k grid of cell centres), as
     offsets from the pixel's centre in pixels, row by row."""
-    side = math.isqrt(samples) if isinstance(samples, int) and samples > 0 else 0
-    require(side >= 1 and side * side == samples, f"Samples per pixel must be a square number (1, 4, 9, 16, ...), not {samples!r}.")
+    side = math.isqrt(square_samples(samples, "Samples per pixel"))
     steps = [(i + 0.5) / side - 0.5 for i in range(side)]
     return [(x, y) for y in steps for x in steps]
 
