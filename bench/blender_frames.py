@@ -51,6 +51,18 @@ def opened_scene(blend: Path, job: Path, size: int, samples: str | None = None):
         ins_blender.unregister()
 
 
+def as_the_field_shows(scene) -> None:
+    """The scene set to compare the field's colours with a mesh's: the world behind, the Standard
+    view transform (the colours as they are), no dither, the scene's own meshes (and any earlier
+    import) hidden from the render."""
+    scene.render.film_transparent = False
+    scene.view_settings.view_transform = "Standard"
+    scene.render.dither_intensity = 0.0
+    for obj in scene.objects:
+        if obj.type == "MESH":
+            obj.hide_render = True
+
+
 def frame_size(scene) -> str:
     return f"{scene.render.resolution_x}x{scene.render.resolution_y}"
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.blender_frames import add_scene_arguments, frame_size, opened_scene, save_pictures  # noqa: E402
+from bench.blender_frames import add_scene_arguments, as_the_field_shows, frame_size, opened_scene, save_pictures  # noqa: E402
 from bench.common import emit  # noqa: E402
 
 
@@ -45,12 +45,7 @@ def main() -> None:
     from ins_blender import importer
 
     with opened_scene(args.blend, args.job, args.size) as scene:
-        scene.render.film_transparent = False
-        scene.view_settings.view_transform = "Standard"  # the field's colours as they are
-        scene.render.dither_intensity = 0.0
-        for obj in scene.objects:  # the scene's own meshes and any earlier import give way
-            if obj.type == "MESH":
-                obj.hide_render = True
+        as_the_field_shows(scene)
         pictures = []
         with tempfile.TemporaryDirectory() as folder:
             engine = render_png(Path(folder) / "engine.png")

@@ -271,13 +271,13 @@ def run_batch(scene, styles, mode: str = "nerf", preset: str = "preview", out_di
         status = _run_worker(job, python_path, bundled, timeout, log, silence_s)
     manifest = ResultManifest.load(job.result_json)
     object_name = None
+    record_on_scene(scene, job, outputs)  # first: the imported mesh then places the field it renders
     if import_result and "mesh_npz" in manifest.files:
         from .importer import import_result as do_import
 
         obj = do_import(scene, job.root, shading=shading)
         object_name = obj.name
         log(f"INS: added '{obj.name}' to the 'INS Results' collection")
-    record_on_scene(scene, job, outputs)
     seconds = time.monotonic() - started
     log(f"INS: done in {seconds:.1f} s; result in {job.result_dir}")
     return BatchResult(job.root, status, manifest, object_name, seconds)

@@ -20,7 +20,10 @@ what lies off its plane in focus, each of a pixel's rays from its own point of t
 (`depth_of_field.py`, as Cycles takes the settings), in the viewport too when it looks through the
 camera (noise at first, as Cycles' first samples are, then 16 rays a pixel once the view is still).
 With Motion Blur on (Render Properties), a camera moving during the shutter smears the frame: each
-ray is cast from the camera's pose at its own time (`motion_blur.py`; F12 only, as the field holds still).
+ray is cast from the camera's pose at its own time (`motion_blur.py`; F12 only). The field stands
+where *INS > Neural Render > Placement* puts it (the imported mesh after Import Result: move the mesh
+and the field follows, in F12 and the viewport; `placement.py`), and with Motion Blur that object's
+own motion blurs it too.
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -46,6 +49,7 @@ from . import worker_launch
 from .camera_model import camera_intrinsics, camera_to_world
 from .depth_of_field import depth_of_field
 from .motion_blur import camera_motion
+from .placement import field_object, field_placement
 from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
 from .viewport_preview import ViewportPreview, draw_image, render_border, viewport_view
 from .world import background_colour, mist_settings
@@ -121,7 +125,9 @@ class INSRenderEngine(bpy.types.RenderEngine):
         frame_width, frame_height = int(self.resolution_x), int(self.resolution_y)
         camera = self.camera_override or scene.camera
         c2w, k, orthographic, lens = _camera_view(scene, depsgraph, camera, frame_width, frame_height)
-        motion = camera_motion(scene, camera, self.frame_set, depsgraph)  # None unless Motion Blur is on and the camera moves
+        placement = field_placement(scene, depsgraph)  # where the object the field follows puts it (None: where captured)
+        # None unless Motion Blur is on and the camera moves (relative to the field's object)
+        motion = camera_motion(scene, camera, self.frame_set, depsgraph, field_object(scene))
         # Only the render region, when one is set: its pixels through the frame's camera.
         left, bottom, width, height = render_region(scene, frame_width, frame_height)
         cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
@@ -146,7 +152,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         samples = int(scene.ins.render_samples)
         path = server.render(c2w, k.fl_x, k.fl_y, cx, cy, width, height, style_mix=mix, background=background_colour(scene),
                              depth=with_depth, mist=mist, normal=with_normal, orthographic=orthographic, samples=samples,
-                             lens=lens, motion=motion, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
+                             lens=lens, motion=motion, placement=placement, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
         if path is None:
             return
         try:
@@ -190,7 +196,8 @@ class INSRenderEngine(bpy.types.RenderEngine):
         with self._view.reporting():
             border = render_border(scene, space, rv3d, region.width, region.height, camera)
             lens = depth_of_field(camera) if camera is not None else None  # (viewport_view keeps it in the camera view)
-            self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border, lens))
+            placement = field_placement(scene, depsgraph)  # moving the field's object redraws with it
+            self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border, lens, placement))
         with self._view.reporting():
             draw_image(self, scene, self._view.image(), self._view.shown_border or (0, 0, region.width, region.height))
         self.update_stats("", f"INS: {self._view.status()}")

@@ -10,7 +10,8 @@ Emission of the texture for camera rays, so the camera sees the colours exactly 
 the lights (as the INS engine shows them, under the Standard view transform), and the same
 Principled BSDF for every other ray.
 The object sits at the world origin with an identity transform: the vertices are world positions
-of the captured objects already.
+of the captured objects already. When the job is the one the INS engine renders, the field follows
+the new object from then on (placement.py): move the mesh and the neural render moves with it.
 
 Only new datablocks are created (mesh, object, material, image, maybe the collection); nothing
 the user had is changed. Everything is validated before the first datablock is created, so a bad
@@ -30,6 +31,7 @@ from ins_core.errors import InputError
 from ins_core.job import JobPaths, ResultManifest
 
 from .npz import NpyError, load_npz
+from .placement import follow_import
 
 COLLECTION = "INS Results"
 SHADINGS = ("LIT", "CAPTURED")
@@ -245,4 +247,5 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
             except ReferenceError:
                 pass
         raise
+    follow_import(scene, obj, job.root)
     return obj

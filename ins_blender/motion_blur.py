@@ -1,13 +1,16 @@
 """A camera's motion during the shutter, as the INS engine sends it to the render server for motion
 blur: its poses at evenly spaced times from the shutter's opening to its closing, as Blender's
 Motion Blur settings (Shutter, Position) place the shutter around the frame and Cycles reads the
-camera's motion. The stylized field holds still; only the camera's own motion blurs."""
+camera's motion. With an object placing the field (placement.py), what blurs is the camera's motion
+relative to that object: each pose is the camera's as the field sees it, expressed where the
+field stands at the frame, so a field whose object moves blurs as well as one the camera passes."""
 
 from __future__ import annotations
 
 import math
 
 from .camera_model import camera_to_world
+from .placement import world_matrix
 
 MOTION_STEPS = 3  # poses over the shutter: its opening, middle and closing (Cycles' default for a camera)
 
@@ -21,22 +24,26 @@ def shutter_span(scene) -> tuple[float, float] | None:
     return {"START": (0.0, shutter), "CENTER": (-0.5 * shutter, 0.5 * shutter), "END": (-shutter, 0.0)}[settings.motion_blur_position]
 
 
-def camera_motion(scene, camera_object, frame_set, depsgraph=None) -> list[list[list[float]]] | None:
+def camera_motion(scene, camera_object, frame_set, depsgraph=None, field_object=None) -> list[list[list[float]]] | None:
     """The camera's camera-to-world matrices over the shutter (MOTION_STEPS of them), None with Motion
-    Blur off or a camera that holds still then. `frame_set(frame, subframe)` evaluates the scene at
-    another time (RenderEngine.frame_set in a render); the current frame is set again after."""
+    Blur off or a camera that holds still then (relative to `field_object`, the object placing the
+    field, when there is one). `frame_set(frame, subframe)` evaluates the scene at another time
+    (RenderEngine.frame_set in a render); the current frame is set again after."""
     span = shutter_span(scene)
     if span is None:
         return None
     frame, subframe = scene.frame_current, scene.frame_subframe
+    field_at_frame = None if field_object is None else world_matrix(field_object, depsgraph)
     poses = []
     try:
         for step in range(MOTION_STEPS):
             time = frame + subframe + span[0] + (span[1] - span[0]) * step / (MOTION_STEPS - 1)
             whole = math.floor(time)
             frame_set(whole, time - whole)
-            evaluated = camera_object.evaluated_get(depsgraph) if depsgraph is not None else camera_object
-            poses.append(camera_to_world(evaluated.matrix_world))
+            camera = world_matrix(camera_object, depsgraph)
+            if field_at_frame is not None:  # the camera as the field sees it then, placed as the field is at the frame
+                camera = field_at_frame @ world_matrix(field_object, depsgraph).inverted_safe() @ camera
+            poses.append(camera_to_world(camera))
     finally:
         frame_set(frame, subframe)
     still = all(abs(a - b) <= 1e-7 for pose in poses[1:] for row_a, row_b in zip(pose, poses[0]) for a, b in zip(row_a, row_b))

@@ -215,6 +215,7 @@ def _draw_neural_render(layout, context) -> None:
     layout.prop(settings, "render_job_dir", text="Job")
     if not settings.render_job_dir and settings.job_dir:
         layout.label(text="Empty: the latest job", icon="INFO")
+    layout.prop(settings, "field_object", text="Placement")
     column = layout.column(align=True)
     column.prop(settings, "render_samples", text="Render Samples")
     column.prop(settings, "viewport_samples", text="Viewport Samples")

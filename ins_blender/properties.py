@@ -145,6 +145,10 @@ class INS_SceneSettings(PropertyGroup):
                             description="The folder of the latest job")
     render_job_dir: StringProperty(name="Render Job", subtype="DIR_PATH", default="",
                                    description="Finished job folder the INS render engine renders (empty: the latest job)")
+    field_object: PointerProperty(
+        name="Placement", type=bpy.types.Object,
+        description="The object the stylized field follows in the INS engine: move, turn or scale it (evenly) and the neural "
+                    "render goes with it. Import Result sets the imported mesh; empty: the field stays where the scene was captured")
     render_samples: EnumProperty(
         name="Render Samples", default=RENDER_SAMPLES_DEFAULT, items=RENDER_SAMPLES,
         description="Rays a pixel in a final render (F12), for smooth edges; the time grows with them")

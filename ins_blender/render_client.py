@@ -134,14 +134,16 @@ class RenderServer:
             time.sleep(interval)
 
     def submit(self, c2w, fx, fy, cx, cy, width, height, *, style_mix=None, background=None, depth=False,
-               mist=None, normal=False, orthographic=False, samples=1, lens=None, motion=None) -> tuple[str, Path]:
+               mist=None, normal=False, orthographic=False, samples=1, lens=None, motion=None,
+               placement=None) -> tuple[str, Path]:
         """Send one render request; its PNG will be the returned path (its Z pass, with `depth`, at
         `pass_path(path, "depth")`; its Mist pass, with `mist` = (start, depth, falloff exponent), at
         `pass_path(path, "mist")`; its Normal pass, with `normal`, at `pass_path(path, "normal")`).
         With `orthographic`, fx and fy are pixels per world unit and the rays parallel; `samples`
         rays a pixel (a square number) anti-alias it and, with a `lens` (depth_of_field.py's
         dict), blur what lies off the plane in focus, with `motion` (motion_blur.py's poses) what
-        moves across the frame during the shutter."""
+        moves across the frame during the shutter; with `placement` (placement.py's rows) the
+        field stands where that object puts it."""
         request_id = uuid.uuid4().hex[:12]
         out = self.folder / f"{request_id}.png"
         mist_request = None
@@ -154,7 +156,7 @@ class RenderServer:
                                 style_mix=style_mix, background=background,
                                 depth_out=str(pass_path(out, "depth")) if depth else None, mist=mist_request,
                                 normal_out=str(pass_path(out, "normal")) if normal else None, orthographic=bool(orthographic),
-                                samples=int(samples), lens=lens, motion=motion)
+                                samples=int(samples), lens=lens, motion=motion, placement=placement)
         try:
             self.worker.send(command)
         except worker_launch.WorkerError as error:

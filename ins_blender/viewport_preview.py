@@ -66,16 +66,19 @@ Rect = tuple[int, int, int, int]  # (left, bottom, width, height) in region pixe
 class View:
     """A viewport's camera: what a render request needs, and a key to notice changes. `border`
     is the render region drawn (None: the whole region); `lens` the camera's depth of field
-    (depth_of_field.py; through a camera that has it on)."""
+    (depth_of_field.py; through a camera that has it on); `placement` where the field stands
+    (placement.py; None: where it was captured)."""
 
     def __init__(self, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                 orthographic: bool = False, border: Rect | None = None, lens: dict | None = None) -> None:
+                 orthographic: bool = False, border: Rect | None = None, lens: dict | None = None,
+                 placement: list[list[float]] | None = None) -> None:
         self.c2w, self.fx, self.fy, self.cx, self.cy = c2w, fx, fy, cx, cy
         self.width, self.height, self.orthographic, self.lens = width, height, orthographic, lens
-        self.border = border or (0, 0, width, height)
+        self.border, self.placement = border or (0, 0, width, height), placement
         self.key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
                     round(cy, 3), width, height, orthographic, self.border,
-                    None if lens is None else tuple(sorted((k, round(v, 6)) for k, v in lens.items())))
+                    None if lens is None else tuple(sorted((k, round(v, 6)) for k, v in lens.items())),
+                    None if placement is None else tuple(round(v, 6) for row in placement for v in row))
 
     def scaled(self, s: float) -> tuple:
         """Render-request arguments of the border's pixels at `s` times their size: the region's
@@ -122,10 +125,11 @@ def render_border(scene, space, rv3d, width: int, height: int, camera=None) -> R
     return left, bottom, right - left, top - bottom
 
 
-def viewport_view(region, rv3d, clip_end: float, border: Rect | None = None, lens: dict | None = None) -> View:
+def viewport_view(region, rv3d, clip_end: float, border: Rect | None = None, lens: dict | None = None,
+                  placement: list[list[float]] | None = None) -> View:
     """The View of a 3D viewport region whose View > Clip End is `clip_end`, drawing only `border`
     (render_border) when one is given, through `lens` (the camera's depth of field, in the camera
-    view) when one is given. An orthographic view (Numpad 5, or the front, side and top
+    view) when one is given, of the field where `placement` puts it. An orthographic view (Numpad 5, or the front, side and top
     views) shows what lies up to half the clip end on either side of its eye, so its rays start that
     far behind it; through a camera they start at the camera, as a camera's do in a render."""
     width, height = region.width, region.height
@@ -135,7 +139,7 @@ def viewport_view(region, rv3d, clip_end: float, border: Rect | None = None, len
     if orthographic and rv3d.view_perspective != "CAMERA":
         c2w = c2w @ Matrix.Translation((0.0, 0.0, 0.5 * clip_end))
     return View([list(row) for row in c2w], fx, fy, cx, cy, width, height, orthographic, border,
-                lens if rv3d.view_perspective == "CAMERA" else None)
+                lens if rv3d.view_perspective == "CAMERA" else None, placement)
 
 
 class ViewportPreview:
@@ -191,7 +195,7 @@ class ViewportPreview:
             scale, samples = levels[self.level]
             args = view.scaled(scale)
             request_id, _ = server.submit(*args, style_mix=mix, background=background, orthographic=view.orthographic,
-                                          samples=samples, lens=view.lens)
+                                          samples=samples, lens=view.lens, placement=view.placement)
             self.pending = (request_id, args[-2:], self.key, samples, view.border)
         if not server.ready or self.pending is not None:
             self._poll_soon()

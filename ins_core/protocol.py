@@ -216,7 +216,10 @@ class RenderCommand(_Command):
     "blades", "rotation"}, ins_core.data.lens.ThinLens), starts each of those rays at its own point of
     the aperture: what lies off the plane in focus blurs. `motion`, when given (motion blur: the
     camera-to-world matrices at evenly spaced times from the shutter's opening to its closing, two
-    or more), casts each ray at its own time in the shutter (ins_core.data.motion).
+    or more), casts each ray at its own time in the shutter (ins_core.data.motion). `placement`,
+    when given (field-to-world: the `matrix_world` of the object the field follows, a move, a turn
+    and one scale), puts the field there instead of where it was captured (ins_core.data.placement);
+    every other field of the command stays in world units.
     """
 
     request_id: str
@@ -237,6 +240,7 @@ class RenderCommand(_Command):
     samples: int = 1
     lens: dict | None = None
     motion: list[list[list[float]]] | None = None
+    placement: list[list[float]] | None = None
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -258,6 +262,7 @@ class RenderCommand(_Command):
         "samples": square_samples,
         "lens": optional_field(_LENS),
         "motion": optional_field(list_field(list_field(list_field(_finite, length=4), length=4), min_len=2)),
+        "placement": optional_field(list_field(list_field(_finite, length=4), length=4)),
     }
 
 

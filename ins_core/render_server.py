@@ -40,6 +40,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     import torch
 
     from .data.lens import ThinLens
+    from .data.placement import Placement
     from .eval.pictures import save_png
     from .export.writers import write_bytes
     from .fields.stylization import one_style
@@ -60,7 +61,9 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
         mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
         normals=bool(command.normal_out), orthographic=command.orthographic,
         lens=None if command.lens is None else ThinLens(**command.lens),
-        motion=None if command.motion is None else torch.tensor(command.motion, dtype=torch.float32, device=device), fast=fast, workers=frame_workers() if fast else 1)
+        motion=None if command.motion is None else torch.tensor(command.motion, dtype=torch.float32, device=device),
+        placement=None if command.placement is None else Placement.from_matrix(command.placement),
+        fast=fast, workers=frame_workers() if fast else 1)
     for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
         if path:
             write_bytes(path, _float32_bytes(values))

@@ -14,9 +14,9 @@ SIZE = (32, 24)
 CENTRE, RADIUS = torch.tensor([0.0, 0.0, 0.0]), 1.0
 
 
-def sphere_hits(origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """[N] bool: which rays (unit directions) meet the sphere in front of them."""
-    to_centre = CENTRE - origins
+def sphere_hits(origins: torch.Tensor, directions: torch.Tensor, centre: torch.Tensor = CENTRE) -> torch.Tensor:
+    """[N] bool: which rays (unit directions) meet the sphere (at `centre`) in front of them."""
+    to_centre = centre - origins
     along = (to_centre * directions).sum(-1)
     return (along > 0) & ((to_centre.norm(dim=-1) ** 2 - along ** 2) < RADIUS ** 2)
 

@@ -595,3 +595,20 @@ assert "ins_core.stylize_options" not in sys.modules
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_field_follows_the_imported_mesh_of_the_job_the_engine_renders(user_scene, tmp_path):
+    """Import Result makes the new mesh the field's Placement when its job is the one the INS engine
+    renders (the latest job, or the Render Job); a mesh of another job leaves the Placement alone."""
+    scene, _ = user_scene
+    job = write_result(tmp_path / "job", cube_arrays())
+    other = write_result(tmp_path / "other", cube_arrays())
+    scene.ins.job_dir = str(job.root)
+    assert scene.ins.field_object is None
+    first = importer.import_result(scene, job.root)
+    assert scene.ins.field_object == first
+    importer.import_result(scene, other.root)
+    assert scene.ins.field_object == first
+    scene.ins.render_job_dir = str(other.root)
+    assert bpy.ops.ins.import_result(job_dir=str(other.root)) == {"FINISHED"}
+    assert scene.ins.field_object not in (None, first) and scene.ins.field_object["ins_job"] == str(other.root)

@@ -414,6 +414,7 @@ def test_batch_end_to_end_with_the_real_worker(scene, style, tmp_path):
     assert result.status == "finished" and result.object_name
     obj = bpy.data.objects[result.object_name]
     assert obj.name in bpy.data.collections[importer.COLLECTION].objects
+    assert scene.ins.field_object == obj  # the job the saved .blend renders: its field follows the mesh
     assert len(obj.data.polygons) > 0
     texture = next(n for n in obj.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
     assert tuple(texture.image.size) == (64, 64)

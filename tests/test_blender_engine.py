@@ -200,6 +200,42 @@ def test_f12_sends_the_cameras_motion_over_the_shutter(scene, tmp_path):
     assert commands(job)[-1]["motion"] is None
 
 
+def test_f12_places_the_field_where_its_object_is(scene, tmp_path, capsys):
+    """INS > Neural Render > Placement: the object's matrix_world goes as the field's placement (none
+    when it leaves the field where it was captured); an unevenly scaled object is refused in one
+    sentence, with nothing sent; the object's own motion during the shutter blurs the field."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    holder = bpy.data.objects.new("Holder", None)
+    scene.collection.objects.link(holder)
+    scene.ins.field_object = holder
+    render(tmp_path)
+    assert commands(job)[-1]["placement"] is None  # identity: where it was captured
+    holder.location, holder.rotation_euler, holder.scale = (1.0, 2.0, -0.5), Euler((0.3, 0.0, 1.1)), (2.0, 2.0, 2.0)
+    bpy.context.view_layer.update()
+    render(tmp_path)
+    assert np.allclose(commands(job)[-1]["placement"], [list(row) for row in holder.matrix_world], atol=1e-6)
+    holder.scale = (2.0, 1.0, 2.0)
+    bpy.context.view_layer.update()
+    sent = len(commands(job))
+    assert "Object 'Holder' places the INS field but is not scaled evenly (its axes are 2, 1, 2 long)" in _render_error(capsys)
+    assert len(commands(job)) == sent  # nothing sent
+    # A still camera, the field's object sliding: the camera's poses relative to it, where it stands at the frame.
+    holder.scale = (1.0, 1.0, 1.0)
+    for frame, x in ((1, 0.0), (3, 2.0)):
+        holder.location = (x, 0.0, 0.0)
+        holder.keyframe_insert("location", frame=frame)
+    scene.frame_set(2)
+    scene.render.use_motion_blur, scene.render.motion_blur_shutter = True, 1.0
+    render(tmp_path)
+    sent = commands(job)[-1]
+    camera = np.array(camera_to_world(scene.camera.matrix_world))
+    assert np.allclose(sent["placement"], [list(row) for row in holder.matrix_world], atol=1e-6)
+    shifts = [pose[0][3] - camera[0][3] for pose in sent["motion"]]  # the field moving +x: the camera -x relative to it
+    assert shifts[0] > 0.2 and abs(shifts[1]) < 1e-5 and shifts[2] < -0.2
+    assert np.allclose(np.array(sent["motion"])[:, :3, :3], camera[:3, :3], atol=1e-6)
+
+
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     """F12, the result saved as an uncompressed multilayer EXR and read back: {pass name: [H, W(, C)]}."""
     return render_result.render_passes(bpy, tmp_path)
@@ -443,6 +479,21 @@ def test_the_viewport_preview_renders_only_the_render_region(scene, tmp_path, mo
     eighth = sent[0]
     assert (eighth["fx"], eighth["cx"], eighth["cy"]) == pytest.approx((100.0 / 8, 40.0 / 8, 12.0 / 8))
     assert viewport.preview.shown == (64, 48) and viewport.preview.shown_border == border  # drawn over the border alone
+
+
+def test_the_viewport_preview_renders_again_when_the_fields_object_moves(scene, tmp_path, monkeypatch):
+    """A settled preview asks again, from the eighth size up, once the field's placement changes
+    (what view_draw reads from INS > Neural Render > Placement), and sends it with every request."""
+    viewport = PreviewOfJob(scene, tmp_path, monkeypatch)
+    c2w = [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 5.0], [0, 0, 0, 1.0]]
+    viewport.settle(viewport_preview.View(c2w, 100.0, 100.0, 80.0, 44.0, 160, 88))
+    settled = len(commands(viewport.job))
+    moved = [[1.0, 0, 0, 0.5], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]
+    viewport.settle(viewport_preview.View(c2w, 100.0, 100.0, 80.0, 44.0, 160, 88, placement=moved))
+    again = commands(viewport.job)[settled:]
+    assert [(c["width"], c["height"]) for c in again] == [(20, 11), (40, 22), (80, 44), (160, 88)]
+    assert all(c["placement"] == moved for c in again)
+    assert all(c["placement"] is None for c in commands(viewport.job)[:settled])
 
 
 def test_the_viewport_through_the_camera_renders_its_depth_of_field(scene, tmp_path, monkeypatch):
@@ -719,15 +770,23 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
             scene.frame_set(frame, subframe=subframe)
             motion.append([list(row) for row in camera_to_world(camera.matrix_world)])
         scene.frame_set(1)
+        # The field placed by an Empty (moved, turned, 1.3 times as large): the worker's own picture from
+        # the camera taken into the field's frame the other way.
+        holder = bpy.data.objects.new("Holder", None)
+        scene.collection.objects.link(holder)
+        holder.location, holder.rotation_euler, holder.scale = (0.3, -0.2, 0.1), (0.0, 0.2, 0.6), (1.3, 1.3, 1.3)
+        bpy.context.view_layer.update()
+        in_field = [list(row) for row in camera_to_world(holder.matrix_world.inverted() @ camera.matrix_world)]
         views = [{"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 1},
                  {"c2w": c2w, "k": [k_ortho.fl_x, k_ortho.fl_y, k_ortho.cx, k_ortho.cy], "orthographic": True, "samples": 1},
                  {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16},
                  {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16,
                   "lens": {"focus_distance": 1.0, "aperture_radius": 0.1, "ratio": 1.0, "blades": 0, "rotation": 0.0}},
-                 {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16, "motion": motion}]
+                 {"c2w": c2w, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16, "motion": motion},
+                 {"c2w": in_field, "k": [k.fl_x, k.fl_y, k.cx, k.cy], "orthographic": False, "samples": 16}]
         subprocess.run([worker_python, "-c", OWN_RENDER, str(result.job_dir), json.dumps(views), str(tmp_path / "own.npy")],
                        check=True, timeout=300)
-        own, own_orthographic, own_sampled, own_defocused, own_moving = np.load(tmp_path / "own.npy")
+        own, own_orthographic, own_sampled, own_defocused, own_moving, own_placed = np.load(tmp_path / "own.npy")
         assert np.abs(own[..., 3] - pixels[..., 3]).max() <= 2
         # Premultiplied colours agree (the field is still soft after so few steps: few pixels are opaque).
         premultiplied = lambda rgba: rgba[..., :3] * rgba[..., 3:] / 255.0  # noqa: E731
@@ -803,5 +862,13 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         moving = render_passes(tmp_path)["Combined"][..., 3] * 255
         assert np.abs(own_moving[..., 3] - moving).max() <= 2.5
         assert np.abs(own_moving[..., 3] - own_sampled[..., 3]).mean() > 1
+
+        # The field following the Empty (INS > Neural Render > Placement): the worker's picture from
+        # the camera taken the other way.
+        scene.render.use_motion_blur = False
+        scene.ins.field_object = holder
+        placed = render_passes(tmp_path)["Combined"][..., 3] * 255
+        assert np.abs(own_placed[..., 3] - placed).max() <= 2.5
+        assert np.abs(placed - sampled).mean() > 5
     finally:
         ins_blender.unregister()

@@ -50,7 +50,8 @@ COMMAND_SAMPLES = [
                   lens={"focus_distance": 4.5, "aperture_radius": 0.02, "ratio": 1.0, "blades": 6, "rotation": 0.3},
                   motion=[IDENTITY, IDENTITY, IDENTITY]),
     RenderCommand("req-3", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", depth_out="o.depth",
-                  mist={"start": 5.0, "depth": 25.0, "exponent": 2.0, "out": "o.mist"}, normal_out="o.normal"),
+                  mist={"start": 5.0, "depth": 25.0, "exponent": 2.0, "out": "o.mist"}, normal_out="o.normal",
+                  placement=[[2.0, 0, 0, 1.0], [0, 2.0, 0, 0], [0, 0, 2.0, -3.5], [0, 0, 0, 1]]),
     QuitCommand(),
 ]
 
@@ -206,6 +207,8 @@ def test_constructors_validate_too() -> None:
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", lens=lens)
     with pytest.raises(ProtocolError, match=r"field 'motion' has 1 item\(s\); give at least 2"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", motion=[IDENTITY])
+    with pytest.raises(ProtocolError, match=r"field 'placement' has 3 item\(s\)"):
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", placement=IDENTITY[:3])
     with pytest.raises(ProtocolError, match="lens.focus_distance"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", lens={**lens, "blades": 0, "focus_distance": 0.0})
 

@@ -82,3 +82,71 @@ def test_a_lens_blurs_what_lies_off_the_plane_in_focus(sphere):
     # Z: one lens ray's surface, a little aside from the pinhole's on the curved sphere
     assert ((blurred.depth[solid] - pinhole.depth[solid]).abs() / pinhole.depth[solid]).median() < 0.03
     assert blurred.normal[solid].norm(dim=-1).median() > 0.9  # the mean of normals where the lens rays meet the surface
+
+
+def _placement_matrix(scale: float, mirror: bool = False) -> torch.Tensor:
+    """Field-to-world: turned 40 degrees about a tilted axis, moved, scaled by `scale` (mirrored in x)."""
+    axis = torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64)
+    axis = axis / axis.norm()
+    k = torch.tensor([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]], dtype=torch.float64)
+    angle = torch.tensor(0.7, dtype=torch.float64)
+    turn = torch.eye(3, dtype=torch.float64) + torch.sin(angle) * k + (1 - torch.cos(angle)) * k @ k
+    matrix = torch.eye(4, dtype=torch.float64)
+    matrix[:3, :3] = turn * scale @ torch.diag(torch.tensor([-1.0 if mirror else 1.0, 1.0, 1.0], dtype=torch.float64))
+    matrix[:3, 3] = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)
+    return matrix
+
+
+@pytest.mark.parametrize("case", ["perspective", "orthographic", "lens", "mirrored"])
+def test_a_placed_field_renders_as_if_the_camera_had_moved_the_other_way(sphere, case):
+    """Moved, turned and scaled 1.7 times (or mirrored), the field looks from a camera placed with
+    it as it looked from the camera before; only what is measured in world units grows with the
+    scale (the Z pass, and the mist's, lens's and orthographic camera's distances going in), and
+    the normals turn with the field."""
+    from ins_core.data.lens import ThinLens
+    from ins_core.data.placement import Placement
+
+    model, c2w, intrinsics = sphere
+    scale = 1.0 if case == "mirrored" else 1.7
+    placement = Placement.from_matrix(_placement_matrix(scale, mirror=case == "mirrored"))
+    orthographic = case == "orthographic"
+    if orthographic:
+        intrinsics = torch.tensor([SIZE / 1.6, SIZE / 1.6, SIZE / 2, SIZE / 2])
+    lens = ThinLens(1.2, 0.05) if case == "lens" else None
+    world_c2w = placement.matrix.float() @ c2w
+    world_c2w[:3, :3] /= scale  # a camera's axes are unit (camera_to_world)
+    mist = (1.0, 0.8, 2.0)
+    before = render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=4, no_depth=NO_DEPTH, mist=mist, normals=True,
+                          orthographic=orthographic, lens=lens)
+    world = lambda values: None if values is None else (values[0] * scale, values[1] * scale, *values[2:])  # noqa: E731
+    placed = render_frame(model, world_c2w, intrinsics if not orthographic else torch.cat([intrinsics[:2] / scale, intrinsics[2:]]),
+                          SIZE, SIZE, samples=4, no_depth=NO_DEPTH, mist=world(mist), normals=True, orthographic=orthographic,
+                          lens=None if lens is None else ThinLens(lens.focus_distance * scale, lens.aperture_radius * scale),
+                          placement=placement)
+    assert float(before.rgba[..., 3].mean()) > 0.1  # the sphere is in view
+    assert torch.allclose(placed.rgba, before.rgba, atol=2e-3)
+    assert torch.allclose(placed.mist, before.mist, atol=1e-3)
+    surface = before.depth < NO_DEPTH
+    assert torch.equal(placed.depth < NO_DEPTH, surface)
+    assert torch.allclose(placed.depth[surface], before.depth[surface] * scale, rtol=1e-3)
+    turned = before.normal @ placement.rotation.float().T
+    assert torch.allclose(placed.normal, turned, atol=2e-3)
+    assert (placed.normal - before.normal).abs().max() > 0.3  # (the field's normals did turn)
+
+
+@pytest.mark.parametrize("scale, why", [((1.0, 2.0, 1.0), "uneven"), ((1.0, 1.0, 0.0), "flat"), ("shear", "sheared"),
+                                        ("nan", "not finite")])
+def test_a_placement_that_is_not_a_move_turn_and_one_scale_is_refused(scale, why):
+    from ins_core.data.placement import Placement
+
+    matrix = torch.eye(4, dtype=torch.float64)
+    if scale == "shear":
+        matrix[0, 1] = 0.5
+    elif scale == "nan":
+        matrix[1, 3] = float("nan")
+    else:
+        matrix[:3, :3] = torch.diag(torch.tensor(scale, dtype=torch.float64))
+    with pytest.raises(InputError, match="three equal Scale values"):
+        Placement.from_matrix(matrix)
+    # Blender's float32 matrix of an evenly scaled, turned object passes.
+    assert Placement.from_matrix(_placement_matrix(0.3).float()).scale == pytest.approx(0.3, rel=1e-5)

@@ -172,6 +172,14 @@ def test_render_server_answers_render_requests(finished_job, tmp_path):
     normals = np.fromfile(normal_file, "<f4").reshape(32, 48, 3)  # x, y, z a pixel
     length = np.linalg.norm(normals, axis=-1)
     assert (length[empty] < 0.003).all() and (np.abs(length[solid] - 1.0) < 0.01).all()
+    # A placement that is no move, turn and one scale: one sentence, and the server serves on.
+    stretched = [[1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]
+    command = RenderCommand(request_id="f3", c2w=c2w, fx=40.0, fy=40.0, cx=24.0, cy=16.0, width=48, height=32, out=str(out),
+                            placement=stretched)
+    server.stdin.write(encode(command) + "\n")
+    server.stdin.flush()
+    refused = read_events(server, until=lambda e: e.event in ("rendered", "error"))[-1]
+    assert refused.event == "error" and "three equal Scale values" in refused.message
     server.stdin.write(encode(QuitCommand()) + "\n")
     server.stdin.flush()
     assert server.wait(timeout=30) == 0

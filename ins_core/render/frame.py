@@ -7,7 +7,9 @@ nearest the pixel's centre, so depth is never a blend of a near and a far surfac
 One sample a pixel is the pixel's centre, as before anti-aliasing. With a thin lens (the camera's
 depth of field) each of a pixel's rays also starts at its own point of the aperture (lens.py), so
 the samples blur what lies off the plane in focus, the Z pass included, as Cycles' do. With the
-camera's poses over the shutter (motion blur) each ray is cast at its own time (motion.py).
+camera's poses over the shutter (motion blur) each ray is cast at its own time (motion.py). With
+a placement (the object the field follows in Blender) the camera is taken into the field's own
+frame and the passes back out (placement.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from ..data.lens import ThinLens, lens_samples
 from ..data.motion import poses_at, shutter_samples
+from ..data.placement import Placement
 from ..protocol import square_samples
 from .normals import model_normals, normal_pass
 from .passes import linear_to_srgb, mist_pass, over_background, srgb_to_linear, z_pass
@@ -45,12 +48,21 @@ def subpixel_offsets(samples: int) -> list[tuple[float, float]]:
 def render_frame(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int, *, samples: int = 1,
                  background: torch.Tensor | None = None, no_depth: float | None = None,
                  mist: tuple[float, float, float] | None = None, normals: bool = False, orthographic: bool = False,
-                 lens: ThinLens | None = None, motion: torch.Tensor | None = None, fast: bool = True,
-                 workers: int = 1) -> Frame:
+                 lens: ThinLens | None = None, motion: torch.Tensor | None = None, placement: Placement | None = None,
+                 fast: bool = True, workers: int = 1) -> Frame:
     """The frame of a camera: `background` a linear RGB colour to lay the field over (None: keep
     its alpha); the Z pass with `no_depth` where no surface is (None: no Z pass); the Mist pass
     for `mist` = (start, depth, falloff exponent); the Normal pass with `normals`; depth of field
-    through `lens`; motion blur from the camera's poses `motion` [S, 4, 4] over the shutter."""
+    through `lens`; motion blur from the camera's poses `motion` [S, 4, 4] over the shutter; the
+    field where `placement` puts it (every camera argument in world units, as Blender's)."""
+    if placement is not None:
+        frame = render_frame(model, placement.pose_in_field(c2w), placement.intrinsics_in_field(intrinsics, orthographic),
+                             width, height, samples=samples, background=background, no_depth=no_depth,
+                             mist=placement.mist_in_field(mist), normals=normals, orthographic=orthographic,
+                             lens=placement.lens_in_field(lens), motion=None if motion is None else placement.pose_in_field(motion),
+                             fast=fast, workers=workers)
+        return Frame(frame.rgba, None if frame.depth is None else placement.depth_to_world(frame.depth, no_depth), frame.mist,
+                     None if frame.normal is None else placement.normals_to_world(frame.normal))
     offsets = subpixel_offsets(samples)
     points = [None] * samples if lens is None else lens_samples(lens, samples, width * height, c2w.device)
     times = [None] * samples if motion is None else shutter_samples(samples, width * height, c2w.device)
