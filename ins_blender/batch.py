@@ -60,7 +60,7 @@ from ins_core.job import JobPaths, JobSpec, ResultManifest
 from ins_core.protocol import ProgressEvent, StageEvent
 from ins_core.stylize_options import STYLE_DETAILS, palette_spread_arg
 
-from . import job_run, preferences, presets, worker_launch, worker_process
+from . import job_run, preferences, presets, worker_launch, worker_process, worker_state
 from .job_request import Request, StyleSource, capture_in_process, check_writable, create_job, validate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -398,7 +398,7 @@ def _printer(log):
     def show(events):
         for event in events:
             if isinstance(event, StageEvent):
-                log(f"INS: {worker_process.STAGE_LABELS.get(event.stage, event.stage)} ({event.total_steps} steps)")
+                log(f"INS: {worker_state.STAGE_LABELS.get(event.stage, event.stage)} ({event.total_steps} steps)")
                 last["stage"] = event.stage
             elif isinstance(event, ProgressEvent):
                 now = time.monotonic()
@@ -409,7 +409,7 @@ def _printer(log):
                         parts.append(f"loss {event.loss:.4g}")
                     if event.psnr is not None:
                         parts.append(f"PSNR {event.psnr:.2f} dB")
-                    eta = worker_process.format_eta(event.eta_s)
+                    eta = worker_state.format_eta(event.eta_s)
                     if eta:
                         parts.append(eta)
                     log("INS:   " + ", ".join(parts))

@@ -10,7 +10,8 @@ from ins_core import throughput
 from ins_core.job import JobPaths
 
 from .worker_launch import WorkerError, worker_argv, worker_env
-from .worker_process import TERMINAL, WorkerProcess, WorkerState
+from .worker_process import WorkerProcess
+from .worker_state import TERMINAL, WorkerState
 
 
 class JobRun:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from . import worker_process
 from .job_run import JobRun
-from .worker_process import format_eta
+from .worker_state import format_eta
 
 _RUNS: dict[str, JobRun] = {}  # scene name -> its running job
 PREVIEW_IMAGE = "INS Preview"

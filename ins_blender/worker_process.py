@@ -5,15 +5,15 @@ stderr=JOB/worker_stderr.txt)`, no shell; a daemon thread decodes stdout lines i
 `poll()` drains the queue and never waits. `request_cancel()` writes JOB/cancel and sends SIGTERM
 (the worker checkpoints and exits), `cancel()` also waits and kills after a timeout. A worker that
 cannot start, crashes, or exits without a result ends in status "failed" with one sentence naming
-the log file (and what to do when torch is missing). The same class runs the render server and the
-background Blender that captures the views. No bpy, no torch: testable anywhere.
+the log file (and what to do when torch is missing: worker_crash.py). What the events say is kept
+in a `WorkerState` (worker_state.py). The same class runs the render server and the background
+Blender that captures the views. No bpy, no torch: testable anywhere.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
-import math
 import os
 import queue
 import signal
@@ -21,129 +21,21 @@ import subprocess
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ins_core.errors import InputError
 from ins_core.job import JobPaths
-from ins_core.protocol import (
-    CancelledEvent,
-    ErrorEvent,
-    LogEvent,
-    PreviewEvent,
-    ProgressEvent,
-    ProtocolError,
-    ReadyEvent,
-    RenderedEvent,
-    ResultEvent,
-    StageEvent,
-    decode_event,
-    encode,
-)
+from ins_core.protocol import LogEvent, ProtocolError, decode_event, encode
 
-from .worker_launch import PREFERENCES_HINT, WorkerError, bundled_python, bundled_torch_advice, same_file
+from .worker_crash import crash_report
+from .worker_launch import PREFERENCES_HINT, WorkerError
+from .worker_state import WorkerState, apply_event
 
 STDERR_NAME = "worker_stderr.txt"
 SERVER_STDERR_NAME = "render_server_stderr.txt"
 CANCEL_GRACE_S = 30.0  # after a cancel request, how long the worker may take to checkpoint
 EXIT_WITHOUT_EOF_S = 2.0  # a dead worker whose stdout stays open (a grandchild holds it)
-
-TERMINAL = ("finished", "cancelled", "failed")
-
-# Overall progress bar: the share of the whole run each stage covers.
-STAGE_SPANS = {
-    "capture": (0.0, 0.1),
-    "pretrain": (0.1, 0.6),
-    "stylize": (0.6, 0.9),
-    "export": (0.9, 1.0),
-    "render": (0.0, 1.0),
-}
-STAGE_LABELS = {"capture": "Capturing views", "pretrain": "Pre-training", "stylize": "Stylizing",
-                "export": "Exporting", "render": "Rendering"}
-
-
-
-@dataclass
-class WorkerState:
-    status: str = "new"  # new, running, cancelling, finished, cancelled, failed
-    stage: str = ""
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
-    psnr: float | None = None
-    eta_s: float | None = None
-    message: str = ""  # the latest line for the user (log events, then the final report)
-    preview: Path | None = None
-    preview_serial: int = 0  # bumps with every preview event (the same path may be rewritten)
-    result: Path | None = None
-    error: ErrorEvent | None = None
-    cancelled: bool = False  # the worker said "cancelled"
-    ready: bool = False  # the render server said "ready"
-    rendered: dict[str, Path] = field(default_factory=dict)
-    returncode: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def stage_fraction(self) -> float:
-        if self.total_steps <= 0:
-            return 0.0
-        return max(0.0, min(1.0, self.step / self.total_steps))
-
-    @property
-    def overall(self) -> float:
-        """0..1 over the whole run (stages weighted by STAGE_SPANS)."""
-        if self.status == "finished":
-            return 1.0
-        low, high = STAGE_SPANS.get(self.stage, (0.0, 0.0))
-        return low + (high - low) * self.stage_fraction
-
-    def stage_text(self) -> str:
-        label = STAGE_LABELS.get(self.stage, self.stage.capitalize() or "Starting")
-        if self.total_steps > 0:
-            label += f" {self.step}/{self.total_steps}"
-        if self.psnr is not None:
-            label += f", PSNR {self.psnr:.1f} dB"
-        elif self.loss is not None:
-            label += f", loss {self.loss:.4g}"
-        return label
-
-
-def format_eta(seconds: float | None) -> str:
-    """'about 3 min left' style text; '' when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return ""
-    if seconds < 60:
-        return f"about {max(1, round(seconds))} s left"
-    if seconds < 3600:
-        return f"about {round(seconds / 60)} min left"
-    return f"about {seconds / 3600:.1f} h left"
-
-
-def _missing_module(lines: list[str]) -> str | None:
-    for line in reversed(lines):
-        marker = "No module named "
-        if marker in line:
-            name = line.split(marker, 1)[1].strip().strip("'\"")
-            return name.split(".")[0] if name.startswith(("torch", "numpy", "PIL")) else name
-    return None
-
-
-def _tail(path: Path, n: int = 40) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 16384))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return [line for line in text.splitlines() if line.strip()][-n:]
-
 
 _LIVE: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
 
@@ -299,35 +191,7 @@ class WorkerProcess:
         return events
 
     def _apply(self, event) -> None:
-        s = self.state
-        if isinstance(event, StageEvent):
-            s.stage, s.total_steps, s.step = event.stage, event.total_steps, 0
-            s.eta_s = None
-        elif isinstance(event, ProgressEvent):
-            s.step, s.total_steps = event.step, event.total_steps
-            s.loss, s.psnr, s.eta_s = event.loss, event.psnr, event.eta_s
-        elif isinstance(event, PreviewEvent):
-            path = self._job_file(event.path)
-            if path is not None:
-                s.preview = path
-                s.preview_serial += 1
-        elif isinstance(event, ResultEvent):
-            s.result = self._job_file(event.path)
-        elif isinstance(event, ErrorEvent):
-            s.error = event
-        elif isinstance(event, CancelledEvent):
-            s.cancelled = True
-        elif isinstance(event, LogEvent):
-            if event.level in ("info", "warning", "error") and event.message:
-                s.message = event.message
-                if event.level != "info":
-                    s.warnings.append(event.message)
-        elif isinstance(event, ReadyEvent):
-            s.ready = True
-        elif isinstance(event, RenderedEvent):
-            path = self._job_file(event.path, allow_absolute=True)
-            if path is not None:
-                s.rendered[event.request_id] = path
+        apply_event(self.state, event, self._job_file)
 
     def _job_file(self, relative: str, allow_absolute: bool = False) -> Path | None:
         if allow_absolute and os.path.isabs(relative):
@@ -387,30 +251,8 @@ class WorkerProcess:
         return str(self.job.log_path if self.job.log_path.exists() else self.stderr_path)
 
     def crash_report(self, returncode: int | None) -> str:
-        """One sentence for a worker that stopped without a result."""
-        lines = _tail(self.stderr_path) + list(self._stray)
-        log = self.stderr_path
-        missing = _missing_module(lines)
-        if missing == "torch" and same_file(self.python, bundled_python()):
-            return f"{bundled_torch_advice()} (details in the log '{log}')."
-        if missing == "torch":
-            return (f"The worker Python '{self.python}' has no torch; install torch into it "
-                    f"(pip install torch) or choose a Python with torch in {PREFERENCES_HINT} "
-                    f"(details in the log '{log}').")
-        if missing is not None:
-            return (f"The worker Python '{self.python}' cannot import '{missing}'; install the INS "
-                    f"extension with its bundled packages or choose a Python that has them in "
-                    f"{PREFERENCES_HINT} (details in the log '{log}').")
-        how = "without a result" if returncode == 0 else f"with exit status {returncode}"
-        if returncode is not None and returncode < 0:
-            try:
-                how = f"killed by signal {signal.Signals(-returncode).name}"
-            except ValueError:
-                how = f"killed by signal {-returncode}"
-        errors = [line.strip() for line in _tail(self.stderr_path) if not line.startswith("=== ")]
-        last = (errors or [line.strip() for line in self._stray] or [""])[-1]
-        detail = f" ({last[:200]})" if last else ""
-        return f"The {self.label} stopped unexpectedly {how}{detail}; see the log '{log}'."
+        """One sentence for a worker that stopped without a result (worker_crash.py)."""
+        return crash_report(self.python, self.label, self.stderr_path, list(self._stray), returncode)
 
     # -- commands ------------------------------------------------------------------------------
 
