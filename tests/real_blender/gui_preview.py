@@ -5,13 +5,16 @@ preview does, so screenshots (`real-blender shot`) can be taken. After INS_CAMER
 seconds the scene gets a Render Region (Ctrl+B in the camera view); after INS_ORTHO_AT seconds the
 viewport turns to the front orthographic view (Numpad 1), as an artist checking a side does, with
 a render region of its own (View > Render Region), and the Properties editor shows the camera's data
-(Lens, Depth of Field).
+(Lens, Depth of Field). After INS_MOVE_AT seconds the imported mesh, which the field follows (INS >
+Neural Render > Placement), slides 0.4 along x, as an artist placing it does: the preview renders
+again with the field moved.
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
 Log lines start with "GUI:"; Blender quits after INS_SECONDS. Each log line says which part of the
 region renders ("border") and the preview image's size; "GUI: region drawn: yes" when the last
-preview of each render region was that region's size.
+preview of each render region was that region's size; "GUI: field followed: yes" when the field's
+columns in the last full-size preview before the move lie to the left of those after it.
 """
 
 import os
@@ -23,9 +26,12 @@ BLEND = os.environ["INS_BLEND"]
 SECONDS = float(os.environ.get("INS_SECONDS", "240"))
 ORTHO_AT = float(os.environ.get("INS_ORTHO_AT", "1e9"))
 CAMERA_BORDER_AT = float(os.environ.get("INS_CAMERA_BORDER_AT", "1e9"))
+MOVE_AT = float(os.environ.get("INS_MOVE_AT", "1e9"))
+MOVE_X = 0.4
 ADDON = "bl_ext.user_default.ins_stylize"
 SERVERS_MODULE = f"{ADDON}.render_client"  # where the render servers are kept
 DRAWN = {}  # each render region: whether the preview image last had its size
+CENTRES = {}  # "before" / "after" the move: the field's mean column in the last full-size preview
 
 
 def log(text: str) -> None:
@@ -100,6 +106,27 @@ def camera_border() -> None:
     log("the scene's render region set")
 
 
+def move_the_field() -> None:
+    obj = bpy.context.scene.ins.field_object
+    if obj is None:
+        log("no Placement object to move")
+        return
+    obj.location.x += MOVE_X
+    _, area = view3d()
+    area.tag_redraw()
+    log(f"'{obj.name}' (the field's Placement) moved {MOVE_X} along x")
+
+
+def field_centre(image) -> float | None:
+    """The mean column (0..1) of the pixels that differ from the image's corner (the world's colour)."""
+    width, height = image.size
+    pixels = image.pixels[:]
+    corner = pixels[:3]
+    columns = [i % width for i in range(width * height)
+               if max(abs(pixels[4 * i + c] - corner[c]) for c in range(3)) > 0.05]
+    return sum(columns) / len(columns) / width if columns else None
+
+
 def border_now(area) -> tuple | None:
     """The part of the viewport that renders, by the extension's own render_border."""
     import sys
@@ -118,13 +145,17 @@ def border_now(area) -> tuple | None:
 def report() -> float | None:
     import sys
 
-    global ORTHO_AT, CAMERA_BORDER_AT
+    global ORTHO_AT, CAMERA_BORDER_AT, MOVE_AT
     if time.monotonic() - STARTED > CAMERA_BORDER_AT:
         CAMERA_BORDER_AT = float("inf")
         camera_border()
     if time.monotonic() - STARTED > ORTHO_AT:
         ORTHO_AT = float("inf")
         front_orthographic()
+    moved = MOVE_AT == float("inf")
+    if time.monotonic() - STARTED > MOVE_AT:
+        MOVE_AT = float("inf")
+        move_the_field()
 
     client = sys.modules.get(SERVERS_MODULE)
     image = bpy.data.images.get(".INS Viewport")
@@ -135,9 +166,14 @@ def report() -> float | None:
     border = None if area is None else border_now(area)
     if isinstance(border, tuple):
         DRAWN[border] = size == border[2:]
+        if size == border[2:] and time.monotonic() - STARTED > ORTHO_AT_START + 5:  # the front view's full size
+            CENTRES["after" if moved else "before"] = field_centre(image)
     log(f"preview image {size}; {kind}border {border}; servers {list(servers) if isinstance(servers, dict) else servers}")
     if time.monotonic() - STARTED > SECONDS:
         log(f"region drawn: {'yes' if len(DRAWN) == 2 and all(DRAWN.values()) else 'no'} {DRAWN}")
+        before, after = CENTRES.get("before"), CENTRES.get("after")
+        followed = before is not None and after is not None and after > before + 0.02
+        log(f"field followed: {'yes' if followed else 'no'} (the field's mean column {before} before the move, {after} after)")
         log("quitting")
         bpy.ops.wm.quit_blender()
         return None
@@ -150,6 +186,7 @@ def after_load() -> float | None:
     return None
 
 
+ORTHO_AT_START = ORTHO_AT
 STARTED = time.monotonic()
 bpy.ops.wm.open_mainfile(filepath=BLEND)
 bpy.app.timers.register(after_load, first_interval=2.0)
