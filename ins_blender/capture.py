@@ -290,7 +290,8 @@ def capture_views(
       "animation" (the active camera at each frame of the scene's range), or "auto_rig"
       (`n_views` cameras on a sphere / upper hemisphere around the objects).
     objects: the objects whose bounds make the scene box (and frame the rig); default: every
-      render-visible object with geometry. Other visible objects still appear in the images.
+      render-visible object with geometry. Other visible objects still appear in the images;
+      earlier INS results (imported stylized meshes) neither make the box nor appear, unless given.
     depth: also write each view's passes as r_N_depth.exr (its Depth pass, the distance the
       content fit is taught where surfaces are) and name it in the frame's 'depth_file_path'.
     progress(done, total) is called after each view; cancel() is asked before each view and
@@ -340,7 +341,7 @@ def capture_views(
                     rig.set_clipping(rig_module.rig_radius(low, high, narrow), 0.5 * (high - low).length)
                     poses = rig_module.auto_rig_poses(low, high, n_views, hemisphere, narrow, seed=seed)
                     views = [_View(pose=p) for p in poses]
-                with _depth_pass(_render_view_layer(scene), depth):
+                with _depth_pass(_render_view_layer(scene), depth), _results_hidden(scene, captured):
                     result = _render_views(scene, views, rig, train_dir, test_dir, width, height,
                                            test_every, depth, progress, cancel)
     finally:
@@ -371,6 +372,25 @@ def capture_views(
         aabb=aabb, source=source, seconds=time.monotonic() - started,
         per_frame_intrinsics=per_frame, images=images, depths=depths,
     )
+
+
+@contextmanager
+def _results_hidden(scene, captured):
+    """Earlier INS results (imported stylized meshes) hidden from the views' renders, then shown
+    again: they lie where the objects they stylized are, and a second stylization (another
+    painting, say) must learn the scene, not the first result over it. Those given as `captured`
+    (chosen by hand) stay."""
+    hidden = [obj for obj in scene.objects if rig_module.is_ins_result(obj) and not obj.hide_render and obj not in captured]
+    for obj in hidden:
+        obj.hide_render = True
+    try:
+        yield
+    finally:
+        for obj in hidden:
+            try:
+                obj.hide_render = False
+            except ReferenceError:  # removed meanwhile
+                pass
 
 
 def _render_views(scene, views, rig, train_dir, test_dir, width, height, test_every, depth, progress, cancel):

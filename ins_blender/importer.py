@@ -32,6 +32,7 @@ from ins_core.job import JobPaths, ResultManifest
 
 from .npz import NpyError, load_npz
 from .placement import follow_import
+from .rig import RESULT_PROPERTY
 
 COLLECTION = "INS Results"
 SHADINGS = ("LIT", "CAPTURED")
@@ -229,7 +230,7 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
                     node.image.pack()
         obj = bpy.data.objects.new(base, mesh)
         created.append(obj)
-        obj["ins_job"] = str(job.root)
+        obj[RESULT_PROPERTY] = str(job.root)  # an INS result: later captures leave it out
         obj["ins_styles"] = ", ".join(manifest.styles)
         _result_collection(scene).objects.link(obj)
     except BaseException:

@@ -14,6 +14,16 @@ import bpy
 from mathutils import Matrix, Vector
 
 # Object types whose geometry shows up in a render (lights, cameras, empties, armatures do not).
+# The custom property Import Result gives its objects (the job folder): an INS result is the
+# product's own output, not part of the scene the artist made.
+RESULT_PROPERTY = "ins_job"
+
+
+def is_ins_result(obj) -> bool:
+    """Whether `obj` is a stylized mesh Import Result added (it names its job)."""
+    return RESULT_PROPERTY in obj.keys()
+
+
 RENDERABLE_TYPES = frozenset(
     {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "CURVES", "GREASEPENCIL"}
 )
@@ -103,13 +113,14 @@ def renderable_objects(scene, view_layer=None) -> list:
 
     Render visibility is what counts (the object's and its collections' camera icon, view-layer
     exclusion), not the viewport eye. Collection-instance empties are included: their instanced
-    geometry renders. Sorted by name so captures are reproducible.
+    geometry renders. INS results (earlier stylizations imported) are not the scene's own and are
+    left out. Sorted by name so captures are reproducible.
     """
     view_layer = view_layer or _active_view_layer(scene)
     found = {}
     for collection in _render_visible_collections(view_layer.layer_collection):
         for obj in collection.objects:
-            if obj.hide_render:
+            if obj.hide_render or is_ins_result(obj):
                 continue
             if obj.type in RENDERABLE_TYPES or is_collection_instance(obj):
                 found[obj.name] = obj
