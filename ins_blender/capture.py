@@ -236,8 +236,9 @@ def _split(n: int, test_every: int) -> list[bool]:
     return is_test
 
 
-def _transforms(frames: list[dict], first: CameraIntrinsics, aabb) -> dict:
-    return {**first.as_dict(), "aabb": aabb, "frames": frames}
+def _transforms(frames: list[dict], first: CameraIntrinsics, aabb, captured) -> dict:
+    # captured_objects: what Show Stylized / Show Originals swap with the imported result (originals.py)
+    return {**first.as_dict(), "aabb": aabb, "captured_objects": sorted(obj.name for obj in captured), "frames": frames}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,8 +362,8 @@ def capture_views(
     test_json = dataset / TEST_JSON if splits[True] else None
     try:
         if test_json is not None:
-            write_json_atomic(test_json, _transforms(splits[True], intrinsics[0], aabb))
-        write_json_atomic(train_json, _transforms(splits[False], intrinsics[0], aabb))
+            write_json_atomic(test_json, _transforms(splits[True], intrinsics[0], aabb, captured))
+        write_json_atomic(train_json, _transforms(splits[False], intrinsics[0], aabb, captured))
     except OSError as error:
         raise InputError(f"Cannot write the transforms files into '{dataset}' ({error.strerror or error}); choose an output folder you can write to.") from None
     _remove_stale_images(train_dir, test_dir, images + depths)

@@ -31,6 +31,7 @@ from ins_core.errors import InputError
 from ins_core.job import JobPaths, ResultManifest
 
 from .npz import NpyError, load_npz
+from .originals import ORIGINALS_PROPERTY, captured_names
 from .placement import follow_import
 from .rig import RESULT_PROPERTY
 
@@ -231,6 +232,7 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
         obj = bpy.data.objects.new(base, mesh)
         created.append(obj)
         obj[RESULT_PROPERTY] = str(job.root)  # an INS result: later captures leave it out
+        obj[ORIGINALS_PROPERTY] = captured_names(job.dataset_dir)  # what Show Stylized hides
         obj["ins_styles"] = ", ".join(manifest.styles)
         _result_collection(scene).objects.link(obj)
     except BaseException:

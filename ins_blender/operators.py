@@ -1,4 +1,5 @@
-"""Operators: Stylize Scene (modal), Cancel, Resume, Import Result, Add/Remove Style.
+"""Operators: Stylize Scene (modal), Cancel, Resume, Import Result, Show Stylized / Originals,
+Add/Remove Style.
 
 Stylize Scene, step by step:
 1. gathers the scene settings into a `Request` and validates it before touching anything (at
@@ -291,6 +292,38 @@ class INS_OT_import_result(Operator):
         return {"FINISHED"}
 
 
+class INS_OT_show_result(Operator):
+    """Show the stylized mesh in place of the objects it was made from, or those objects again (in the viewport and in renders)"""
+
+    bl_idname = "ins.show_result"
+    bl_label = "Show Stylized or Originals"
+    bl_options = {"REGISTER", "UNDO"}
+
+    stylized: BoolProperty(name="Stylized", default=True,
+                           description="On: the stylized mesh, its originals hidden; off: the originals, the mesh hidden")
+
+    @classmethod
+    def description(cls, context, properties):
+        return ("Show the stylized mesh in place of the objects it was made from" if properties.stylized
+                else "Show the objects the stylized mesh was made from, the mesh hidden")
+
+    @classmethod
+    def poll(cls, context):
+        from .originals import result_in_focus
+
+        return getattr(context, "scene", None) is not None and result_in_focus(context) is not None
+
+    def execute(self, context):
+        from .originals import result_in_focus, show
+
+        result = result_in_focus(context)
+        count = show(result, context.scene, context.view_layer, self.stylized)
+        what = f"'{result.name}' in place of {count} object{'s' if count != 1 else ''}" if self.stylized \
+            else f"{count} original object{'s' if count != 1 else ''}, '{result.name}' hidden"
+        self.report({"INFO"}, f"INS: showing {what}.")
+        return {"FINISHED"}
+
+
 class INS_OT_add_style(Operator):
     """Add style images (paintings, textures, photos) to the scene's style list"""
 
@@ -360,7 +393,7 @@ class INS_OT_remove_style(Operator):
         return {"FINISHED"}
 
 
-CLASSES = (INS_OT_stylize_scene, INS_OT_cancel, INS_OT_import_result, INS_OT_add_style, INS_OT_remove_style)
+CLASSES = (INS_OT_stylize_scene, INS_OT_cancel, INS_OT_import_result, INS_OT_show_result, INS_OT_add_style, INS_OT_remove_style)
 
 
 register, unregister = class_registrar(CLASSES)

@@ -195,6 +195,21 @@ class VIEW3D_PT_ins_job(_INSPanel, Panel):
         if settings.job_dir:
             op = row.operator("wm.path_open", text="", icon="FILE_FOLDER")
             op.filepath = settings.job_dir
+        _draw_before_after(layout, context)
+
+
+def _draw_before_after(layout, context) -> None:
+    """Show: Stylized | Originals, for the INS result in focus (the active one, else the Placement)."""
+    from .originals import result_in_focus, showing_stylized
+
+    result = result_in_focus(context)
+    if result is None:
+        return
+    row = layout.row(align=True)
+    row.label(text="Show")
+    stylized = showing_stylized(result)
+    row.operator("ins.show_result", text="Stylized", depress=stylized).stylized = True
+    row.operator("ins.show_result", text="Originals", depress=not stylized).stylized = False
 
 
 class VIEW3D_PT_ins_render(_INSPanel, Panel):

@@ -9,6 +9,7 @@ user's objects are untouched.
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -612,3 +613,27 @@ def test_the_field_follows_the_imported_mesh_of_the_job_the_engine_renders(user_
     scene.ins.render_job_dir = str(other.root)
     assert bpy.ops.ins.import_result(job_dir=str(other.root)) == {"FINISHED"}
     assert scene.ins.field_object not in (None, first) and scene.ins.field_object["ins_job"] == str(other.root)
+
+
+def test_show_stylized_swaps_the_result_with_the_objects_it_was_made_from(user_scene, tmp_path):
+    """The capture names the objects it stylized; the imported mesh keeps the names; Show Stylized
+    hides those objects (viewport and render) and shows the mesh, Show Originals the reverse, each
+    an undoable step. Objects no longer there (renamed, deleted) are passed over."""
+    scene, user = user_scene
+    job = write_result(tmp_path / "job", cube_arrays())
+    (job.dataset_dir / "transforms_train.json").write_text(json.dumps({"captured_objects": [user.name, "Gone"], "frames": []}))
+    bystander = bpy.data.objects.new("Bystander", bpy.data.meshes.new("Bystander"))
+    scene.collection.objects.link(bystander)
+    assert not bpy.ops.ins.show_result.poll()  # no result yet
+    result = importer.import_result(scene, job.root)
+    assert list(result["ins_originals"]) == [user.name, "Gone"]
+    assert "UNDO" in bpy.types.INS_OT_show_result.bl_options
+    bpy.context.view_layer.objects.active = result
+    assert bpy.ops.ins.show_result(stylized=True) == {"FINISHED"}
+    assert user.hide_render and user.hide_get() and not result.hide_render and not result.hide_get()
+    assert not bystander.hide_render and not bystander.hide_get()
+    assert bpy.ops.ins.show_result(stylized=False) == {"FINISHED"}
+    assert not user.hide_render and not user.hide_get() and result.hide_render and result.hide_get()
+    # A job whose dataset does not say (made by the CLI): nothing to swap but the result itself.
+    bare = write_result(tmp_path / "bare", cube_arrays())
+    assert list(importer.import_result(scene, bare.root)["ins_originals"]) == []

@@ -530,6 +530,7 @@ def test_an_earlier_ins_result_is_left_out_of_the_capture(scene, tmp_path):
     pixels = rgba(result.images[0])
     assert pixels[16, 16, 3] == 255 and pixels[2, 2, 3] == 0  # the cube; no wall behind it
     assert earlier.hide_render is False
+    assert read_dataset(tmp_path / "a" / "dataset")[0]["captured_objects"] == ["Cube"]  # what Show Stylized will hide
     result = capture_views(scene, tmp_path / "b", source="cameras", objects=[bpy.data.objects["Cube"], earlier],
                            resolution=(32, 32), samples=1, test_every=0, depth=False)
     assert rgba(result.images[0])[2, 2, 3] == 255  # chosen by hand: the wall renders
