@@ -21,7 +21,7 @@ from ins_core.errors import InputError
 from ins_core.job import JobPaths
 from ins_core.protocol import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, StageEvent, write_message
 
-from .batch import args_after_dashes
+from .batch_args import args_after_dashes
 
 
 def _capture_parser() -> argparse.ArgumentParser:
