@@ -84,15 +84,11 @@ def run_demo(out: Path, preset: str = "preview", device: str = "auto", force: bo
                            outputs=("mesh", "render_engine"), samples=16)
         scene.render.film_transparent = False
         camera = scene.camera
-        # Render the stylized mesh alone: it sits where the source objects are.
-        for obj in scene.objects:
-            if obj.type == "MESH" and obj.name != result.object_name:
-                obj.hide_render = True
+        # The import showed the stylized mesh in place of the objects it was made from (demo.blend
+        # opens so; Show Originals brings them back).
         render_still(scene, "CYCLES", out / "cycles_mesh.png")
         scene.ins.render_job_dir = str(result.job_dir)
         render_still(scene, "INS", out / "ins_engine.png")
-        for obj in scene.objects:
-            obj.hide_render = False
         scene.camera = camera
         write_overview(out, nearest_training_view(result.job_dir / "dataset", camera.matrix_world.translation),
                        max(scene.render.resolution_x, scene.render.resolution_y))

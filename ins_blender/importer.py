@@ -13,10 +13,12 @@ The object sits at the world origin with an identity transform: the vertices are
 of the captured objects already. When the job is the one the INS engine renders, the field follows
 the new object from then on (placement.py): move the mesh and the neural render moves with it.
 
-Only new datablocks are created (mesh, object, material, image, maybe the collection); nothing
-the user had is changed. Everything is validated before the first datablock is created, so a bad
-file leaves the file as it was. Call it from an operator with {'REGISTER', 'UNDO'} (Import Result)
-so one undo step removes it all.
+Only new datablocks are created (mesh, object, material, image, maybe the collection); of what the
+user had, only visibility changes: the objects the job was made from (and earlier results made
+from them) are hidden, the new mesh shown in their place (originals.py; Show Originals brings them
+back). Everything is validated before the first datablock is created, so a bad file leaves the
+file as it was. Call it from an operator with {'REGISTER', 'UNDO'} (Import Result) so one undo
+step removes it all.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ins_core.errors import InputError
 from ins_core.job import JobPaths, ResultManifest
 
 from .npz import NpyError, load_npz
-from .originals import ORIGINALS_PROPERTY, captured_names
+from .originals import ORIGINALS_PROPERTY, captured_names, show_imported
 from .placement import follow_import
 from .rig import RESULT_PROPERTY
 
@@ -251,4 +253,5 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
                 pass
         raise
     follow_import(scene, obj, job.root)
+    show_imported(obj, scene, bpy.context.view_layer if bpy.context.scene == scene else scene.view_layers[0])
     return obj

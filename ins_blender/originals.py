@@ -3,10 +3,11 @@ those objects again.
 
 The capture names the objects it stylized in the dataset (`captured_objects` in
 transforms_train.json: the objects that made the scene box); Import Result keeps those names on the
-new object (`ORIGINALS_PROPERTY`). *Show Stylized* hides them (in the viewport and in renders) and
-shows the result; *Show Originals* does the reverse: an artist compares the two in one click, and
-renders the stylized scene without hiding objects by hand. Visibility only: nothing is deleted,
-and each switch is one undo step (the operator's).
+new object (`ORIGINALS_PROPERTY`) and shows it in their place (and in place of results made from
+them before). *Show Stylized* hides them (in the viewport and in renders) and shows the result;
+*Show Originals* does the reverse: an artist compares the two in one click, and renders the
+stylized scene without hiding objects by hand. Visibility only: nothing is deleted, and each
+switch is one undo step (the operator's, Import Result's, Stylize Scene's).
 """
 
 from __future__ import annotations
@@ -57,10 +58,29 @@ def _set_shown(obj, view_layer, shown: bool) -> None:
         pass
 
 
+def rivals_of(result, scene) -> list:
+    """The scene's other INS results made from any of the same objects (another painting, say)."""
+    names = set(result.get(ORIGINALS_PROPERTY, []))
+    return [obj for obj in scene.objects if obj is not result and is_ins_result(obj)
+            and names & set(obj.get(ORIGINALS_PROPERTY, []))]
+
+
 def show(result, scene, view_layer, stylized: bool) -> int:
-    """The result shown and its originals hidden (`stylized`), or the reverse; how many originals."""
+    """The result shown and its originals hidden (`stylized`; the other results made from them too),
+    or the reverse; how many originals."""
     originals = originals_of(result, scene)
     _set_shown(result, view_layer, stylized)
     for obj in originals:
         _set_shown(obj, view_layer, not stylized)
+    if stylized:
+        for other in rivals_of(result, scene):
+            _set_shown(other, view_layer, False)
     return len(originals)
+
+
+def show_imported(result, scene, view_layer) -> None:
+    """After Import Result: the new mesh in place of the objects it was made from, and of the results
+    made from them before (what the artist asked for when they pressed Stylize Scene); Show
+    Originals brings the objects back. Nothing is hidden when the job does not name its objects."""
+    if originals_of(result, scene):
+        show(result, scene, view_layer, stylized=True)

@@ -616,24 +616,38 @@ def test_the_field_follows_the_imported_mesh_of_the_job_the_engine_renders(user_
 
 
 def test_show_stylized_swaps_the_result_with_the_objects_it_was_made_from(user_scene, tmp_path):
-    """The capture names the objects it stylized; the imported mesh keeps the names; Show Stylized
-    hides those objects (viewport and render) and shows the mesh, Show Originals the reverse, each
-    an undoable step. Objects no longer there (renamed, deleted) are passed over."""
+    """The capture names the objects it stylized; the imported mesh keeps the names and is shown in
+    their place; Show Originals brings them back and hides the mesh, Show Stylized the reverse,
+    each an undoable step. A second job's mesh made from the same objects takes the first one's
+    place too. Objects no longer there (renamed, deleted) are passed over; a job that names none
+    hides nothing."""
     scene, user = user_scene
-    job = write_result(tmp_path / "job", cube_arrays())
-    (job.dataset_dir / "transforms_train.json").write_text(json.dumps({"captured_objects": [user.name, "Gone"], "frames": []}))
+    jobs = []
+    for name in ("job", "again"):
+        jobs.append(write_result(tmp_path / name, cube_arrays()))
+        (jobs[-1].dataset_dir / "transforms_train.json").write_text(json.dumps({"captured_objects": [user.name, "Gone"], "frames": []}))
     bystander = bpy.data.objects.new("Bystander", bpy.data.meshes.new("Bystander"))
     scene.collection.objects.link(bystander)
     assert not bpy.ops.ins.show_result.poll()  # no result yet
-    result = importer.import_result(scene, job.root)
-    assert list(result["ins_originals"]) == [user.name, "Gone"]
     assert "UNDO" in bpy.types.INS_OT_show_result.bl_options
-    bpy.context.view_layer.objects.active = result
-    assert bpy.ops.ins.show_result(stylized=True) == {"FINISHED"}
-    assert user.hide_render and user.hide_get() and not result.hide_render and not result.hide_get()
-    assert not bystander.hide_render and not bystander.hide_get()
+
+    def shown(obj) -> bool:
+        assert obj.hide_render == obj.hide_get()  # the viewport and renders alike
+        return not obj.hide_render
+
+    first = importer.import_result(scene, jobs[0].root)
+    assert list(first["ins_originals"]) == [user.name, "Gone"]
+    assert shown(first) and not shown(user) and shown(bystander)
+    bpy.context.view_layer.objects.active = first
     assert bpy.ops.ins.show_result(stylized=False) == {"FINISHED"}
-    assert not user.hide_render and not user.hide_get() and result.hide_render and result.hide_get()
-    # A job whose dataset does not say (made by the CLI): nothing to swap but the result itself.
-    bare = write_result(tmp_path / "bare", cube_arrays())
-    assert list(importer.import_result(scene, bare.root)["ins_originals"]) == []
+    assert shown(user) and not shown(first)
+    assert bpy.ops.ins.show_result(stylized=True) == {"FINISHED"}
+    assert shown(first) and not shown(user) and shown(bystander)
+    second = importer.import_result(scene, jobs[1].root)  # another painting, say
+    assert shown(second) and not shown(first) and not shown(user)
+    bpy.context.view_layer.objects.active = first
+    assert bpy.ops.ins.show_result(stylized=True) == {"FINISHED"}
+    assert shown(first) and not shown(second) and not shown(user)
+    # A job whose dataset does not say (made by the CLI): it hides nothing.
+    bare = importer.import_result(scene, write_result(tmp_path / "bare", cube_arrays()).root)
+    assert list(bare["ins_originals"]) == [] and shown(bare) and shown(first)
