@@ -34,7 +34,7 @@ from ins_core.job import JobPaths, ResultManifest
 
 from .npz import NpyError, load_npz
 from .originals import ORIGINALS_PROPERTY, captured_names, show_imported
-from .placement import follow_import
+from .placement import ANCHORS_PROPERTY, anchors, follow_import
 from .rig import RESULT_PROPERTY
 
 COLLECTION = "INS Results"
@@ -235,6 +235,7 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
         created.append(obj)
         obj[RESULT_PROPERTY] = str(job.root)  # an INS result: later captures leave it out
         obj[ORIGINALS_PROPERTY] = captured_names(job.dataset_dir)  # what Show Stylized hides
+        obj[ANCHORS_PROPERTY] = anchors(arrays["vertices"])  # the field follows the vertices (placement.py)
         obj["ins_styles"] = ", ".join(manifest.styles)
         _result_collection(scene).objects.link(obj)
     except BaseException:

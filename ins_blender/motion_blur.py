@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .camera_model import camera_to_world
-from .placement import world_matrix
+from .placement import field_matrix, world_matrix
 
 MOTION_STEPS = 3  # poses over the shutter: its opening, middle and closing (Cycles' default for a camera)
 
@@ -33,7 +33,7 @@ def camera_motion(scene, camera_object, frame_set, depsgraph=None, field_object=
     if span is None:
         return None
     frame, subframe = scene.frame_current, scene.frame_subframe
-    field_at_frame = None if field_object is None else world_matrix(field_object, depsgraph)
+    field_at_frame = None if field_object is None else field_matrix(field_object, depsgraph)
     poses = []
     try:
         for step in range(MOTION_STEPS):
@@ -42,7 +42,7 @@ def camera_motion(scene, camera_object, frame_set, depsgraph=None, field_object=
             frame_set(whole, time - whole)
             camera = world_matrix(camera_object, depsgraph)
             if field_at_frame is not None:  # the camera as the field sees it then, placed as the field is at the frame
-                camera = field_at_frame @ world_matrix(field_object, depsgraph).inverted_safe() @ camera
+                camera = field_at_frame @ field_matrix(field_object, depsgraph).inverted_safe() @ camera
             poses.append(camera_to_world(camera))
     finally:
         frame_set(frame, subframe)

@@ -263,7 +263,9 @@ class RENDER_PT_ins(_INSPropertiesPanel, Panel):
         return super().poll(context) and _settings(context) is not None
 
     def draw(self, context):
-        _draw_neural_render(self.layout, context)  # (the engine is chosen just above, in Render Engine)
+        layout = self.layout
+        layout.use_property_split, layout.use_property_decorate = True, False  # labels at the Properties editor's width
+        _draw_neural_render(layout, context)  # (the engine is chosen just above, in Render Engine)
 
 
 class RENDER_PT_ins_motion_blur(_INSPropertiesPanel, Panel):

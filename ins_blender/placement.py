@@ -5,7 +5,9 @@ so moving, turning or scaling the mesh moves the neural render with it, and an F
 and a Cycles render of the mesh keep matching. Any object will do (an Empty, to place a field
 that has no mesh); empty, the field stays where the scene was captured. Its `matrix_world` at the
 frame goes to the render server as the field-to-world placement (ins_core/data/placement.py, the
-same checks), animated as the object is. The field has one scale: an object scaled unevenly, or
+same checks), animated as the object is; for an imported mesh, after the change of its vertices
+inside the object since import (`ANCHORS_PROPERTY`), so Set Origin and Apply Scale leave the field
+where the mesh is. The field has one scale: an object scaled unevenly, or
 sheared by a parent that is, is refused in one sentence.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from mathutils import Matrix
+from mathutils import Matrix, Vector
 
 from ins_core.errors import InputError
 
@@ -28,9 +30,64 @@ def field_object(scene):
     return None if settings is None else settings.field_object
 
 
+# Four of an imported mesh's vertices, where they were at import ([index, x, y, z] each, object
+# space = world space then): Set Origin, Apply Rotation & Scale or a transform of the whole mesh in
+# Edit Mode move the vertices inside the object and its matrix the other way, so the field follows
+# the mesh's vertices, not the object's matrix alone.
+ANCHORS_PROPERTY = "ins_anchors"
+
+
 def world_matrix(obj, depsgraph=None) -> Matrix:
     """The object's `matrix_world` as evaluated (animation, constraints, parents), a copy."""
     return Matrix((obj.evaluated_get(depsgraph) if depsgraph is not None else obj).matrix_world)
+
+
+def anchors(coordinates) -> list[float]:
+    """[index, x, y, z] x 4 of four vertices spanning the mesh (flat xyz `coordinates`): the first,
+    the farthest from it, the farthest from their line, the farthest from their plane; [] when the
+    mesh is flat or a line (no four points pin an affine map then)."""
+    points = [Vector(coordinates[i:i + 3]) for i in range(0, len(coordinates) - 2, 3)]
+    if len(points) < 4:
+        return []
+    chosen = [0]
+    chosen.append(max(range(len(points)), key=lambda i: (points[i] - points[0]).length_squared))
+    axis = points[chosen[1]] - points[0]
+    chosen.append(max(range(len(points)), key=lambda i: axis.cross(points[i] - points[0]).length_squared))
+    normal = axis.cross(points[chosen[2]] - points[0])
+    chosen.append(max(range(len(points)), key=lambda i: abs(normal.dot(points[i] - points[0]))))
+    size = max(axis.length, 1e-12)
+    if abs(normal.dot(points[chosen[3]] - points[0])) <= 1e-6 * size ** 3:
+        return []
+    return [value for i in chosen for value in (float(i), *points[i])]
+
+
+def _frame(points: list[Vector]) -> Matrix:
+    """The 4x4 whose columns are the four points, homogeneous."""
+    return Matrix([[p[row] for p in points] for row in range(3)] + [[1.0] * 4])
+
+
+def mesh_change(obj) -> Matrix:
+    """The affine map from where the anchors were at import to where they are in the object now
+    (identity when they have not moved, or when the object has no anchors that still apply: not an
+    imported mesh, or vertices added or removed since)."""
+    stored = obj.get(ANCHORS_PROPERTY) if obj.type == "MESH" else None
+    if not stored or len(stored) != 16:
+        return Matrix.Identity(4)
+    vertices = obj.data.vertices
+    indices = [int(stored[k]) for k in range(0, 16, 4)]
+    if any(i >= len(vertices) for i in indices):
+        return Matrix.Identity(4)
+    then = _frame([Vector(stored[k + 1:k + 4]) for k in range(0, 16, 4)])
+    now = _frame([vertices[i].co for i in indices])
+    try:
+        return now @ then.inverted()
+    except ValueError:  # (a flat set was never stored)
+        return Matrix.Identity(4)
+
+
+def field_matrix(obj, depsgraph=None) -> Matrix:
+    """Where the object puts the field: its world matrix, after the change of its mesh since import."""
+    return world_matrix(obj, depsgraph) @ mesh_change(obj)
 
 
 def checked_placement(name: str, matrix: Matrix) -> list[list[float]] | None:
@@ -53,7 +110,7 @@ def checked_placement(name: str, matrix: Matrix) -> list[list[float]] | None:
 def field_placement(scene, depsgraph=None) -> list[list[float]] | None:
     """The field-to-world placement the scene's frame renders with (None: where it was captured)."""
     obj = field_object(scene)
-    return None if obj is None else checked_placement(obj.name, world_matrix(obj, depsgraph))
+    return None if obj is None else checked_placement(obj.name, field_matrix(obj, depsgraph))
 
 
 def follow_import(scene, obj, job_root: Path) -> None:

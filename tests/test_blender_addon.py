@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -651,3 +652,40 @@ def test_show_stylized_swaps_the_result_with_the_objects_it_was_made_from(user_s
     # A job whose dataset does not say (made by the CLI): it hides nothing.
     bare = importer.import_result(scene, write_result(tmp_path / "bare", cube_arrays()).root)
     assert list(bare["ins_originals"]) == [] and shown(bare) and shown(first)
+
+
+def test_the_field_follows_the_meshs_vertices_through_set_origin_and_apply_scale(user_scene, tmp_path):
+    """An artist sets the imported mesh's origin to its geometry to turn it in place, or applies its
+    scale: the vertices move inside the object and its matrix the other way, and the field's
+    placement still takes every vertex from where it was at import to where it shows now."""
+    from mathutils import Matrix
+
+    from ins_blender.placement import field_placement
+
+    scene, _ = user_scene
+    job = write_result(tmp_path / "job", cube_arrays())
+    scene.ins.job_dir = str(job.root)
+    mesh = importer.import_result(scene, job.root)
+    assert scene.ins.field_object == mesh and field_placement(scene) is None  # where captured
+    at_import = [v.co.copy() for v in mesh.data.vertices]
+
+    def follows() -> None:
+        bpy.context.view_layer.update()
+        placement = Matrix(field_placement(scene) or Matrix.Identity(4))
+        for before, vertex in zip(at_import, mesh.data.vertices):
+            assert (placement @ before - mesh.matrix_world @ vertex.co).length < 1e-5
+
+    for obj in bpy.context.selected_objects:
+        obj.select_set(False)
+    mesh.select_set(True)
+    bpy.context.view_layer.objects.active = mesh
+    bpy.ops.object.origin_set(type="ORIGIN_GEOMETRY")
+    assert (mesh.matrix_world.translation - Vector(CENTRE)).length < 1e-5  # the origin moved to the box
+    follows()
+    assert Matrix(field_placement(scene) or Matrix.Identity(4)).translation.length < 1e-5  # the field did not
+    mesh.rotation_euler.z = math.radians(90)  # turned in place, about its own centre
+    follows()
+    mesh.scale = (2.0, 2.0, 2.0)
+    bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
+    follows()
+    assert tuple(Matrix(field_placement(scene)).to_scale()) == pytest.approx((2.0, 2.0, 2.0), abs=1e-5)
