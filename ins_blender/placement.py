@@ -22,6 +22,8 @@ from ins_core.errors import InputError
 
 # As ins_core.data.placement.TOLERANCE: float32 matrices of an evenly scaled object pass.
 TOLERANCE = 1e-4
+# Closer than this to the identity everywhere (float32 products of Blender's matrices): where captured.
+IDENTITY_TOLERANCE = 1e-6
 
 
 def field_object(scene):
@@ -79,10 +81,14 @@ def mesh_change(obj) -> Matrix:
         return Matrix.Identity(4)
     then = _frame([Vector(stored[k + 1:k + 4]) for k in range(0, 16, 4)])
     now = _frame([vertices[i].co for i in indices])
+    if now == then:  # untouched (the usual case): exactly the identity, not float32 noise around it
+        return Matrix.Identity(4)
     try:
-        return now @ then.inverted()
+        change = now @ then.inverted()
     except ValueError:  # (a flat set was never stored)
         return Matrix.Identity(4)
+    change[3] = (0.0, 0.0, 0.0, 1.0)  # affine by construction; float32 leaves noise in the last row
+    return change
 
 
 def field_matrix(obj, depsgraph=None) -> Matrix:
@@ -93,7 +99,7 @@ def field_matrix(obj, depsgraph=None) -> Matrix:
 def checked_placement(name: str, matrix: Matrix) -> list[list[float]] | None:
     """`matrix` as the field-to-world rows the server takes; None when it leaves the field where it
     was captured (identity); InputError naming the object when it is not a move, a turn and one scale."""
-    if all(abs(matrix[i][j] - (1.0 if i == j else 0.0)) <= 1e-7 for i in range(4) for j in range(4)):
+    if all(abs(matrix[i][j] - (1.0 if i == j else 0.0)) <= IDENTITY_TOLERANCE for i in range(4) for j in range(4)):
         return None
     axes = [matrix.col[i].xyz for i in range(3)]
     lengths = [axis.length for axis in axes]

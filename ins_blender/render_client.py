@@ -164,9 +164,17 @@ class RenderServer:
         return request_id, out
 
     def result(self, request_id: str) -> Path | None:
+        """The request's image once rendered, else None; EngineError when the server refused it
+        (an error event while it is alive: it answers in order, so the refusal is the pending
+        request's, and it keeps serving)."""
         with self.lock:
             self.worker.poll()
-            return self.worker.state.rendered.pop(request_id, None)
+            state = self.worker.state
+            path = state.rendered.pop(request_id, None)
+            refusal, state.error = (state.error, None) if path is None and state.error is not None and not state.done else (None, state.error)
+        if refusal is not None:
+            raise EngineError(f"The INS render server refused the frame: {refusal.message.strip()}")
+        return path
 
     def render(self, c2w, fx, fy, cx, cy, width, height, *, should_stop=None, on_wait=None,
                timeout: float = RENDER_TIMEOUT_S, **options) -> Path | None:

@@ -9,6 +9,7 @@ user's objects are untouched.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import math
 import subprocess
@@ -674,6 +675,10 @@ def test_the_field_follows_the_meshs_vertices_through_set_origin_and_apply_scale
         placement = Matrix(field_placement(scene) or Matrix.Identity(4))
         for before, vertex in zip(at_import, mesh.data.vertices):
             assert (placement @ before - mesh.matrix_world @ vertex.co).length < 1e-5
+        if field_placement(scene) is not None and importlib.util.find_spec("torch") is not None:
+            from ins_core.data.placement import Placement
+
+            Placement.from_matrix(field_placement(scene))  # the render server takes it (float32 noise and all)
 
     for obj in bpy.context.selected_objects:
         obj.select_set(False)

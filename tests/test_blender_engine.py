@@ -56,6 +56,9 @@ for line in sys.stdin:
         break
     log.write(json.dumps({**command, "pid": os.getpid()}) + "\n")
     log.flush()
+    if command["width"] == 13:  # a request the server refuses (and serves on)
+        print(json.dumps({"event": "error", "kind": "bad_input", "message": "Width 13 is unlucky; use another.", "log": "x.txt"}), flush=True)
+        continue
     if command.get("depth_out"):  # the Z pass: 2 over the top half, 5 over the bottom, top row first
         w, h = command["width"], command["height"]
         with open(command["depth_out"], "wb") as f:
@@ -687,6 +690,20 @@ print(json.dumps({"event": "ready"}), flush=True)
 for line in sys.stdin:  # takes every request and answers none
     pass
 """
+
+
+def test_a_frame_the_server_refuses_ends_at_once_with_its_sentence(scene, tmp_path, capsys):
+    """The server answers a request it cannot render with an error event and serves on: the F12
+    ends at once with its sentence (it used to wait for the render timeout, an hour), and the next
+    frame renders."""
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    scene.render.resolution_x, scene.render.resolution_percentage = 26, 50  # 13 pixels wide
+    started = time.monotonic()
+    assert "The INS render server refused the frame: Width 13 is unlucky; use another." in _render_error(capsys)
+    assert time.monotonic() - started < 60  # (the server's start included; not the hour's timeout)
+    scene.render.resolution_x = 80
+    assert render(tmp_path).shape == (30, 40, 4)
 
 
 def test_a_frame_the_server_never_answers_ends_by_the_timeout_or_a_stop(scene, fake_dir, tmp_path, monkeypatch):

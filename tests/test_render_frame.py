@@ -148,5 +148,7 @@ def test_a_placement_that_is_not_a_move_turn_and_one_scale_is_refused(scale, why
         matrix[:3, :3] = torch.diag(torch.tensor(scale, dtype=torch.float64))
     with pytest.raises(InputError, match="three equal Scale values"):
         Placement.from_matrix(matrix)
-    # Blender's float32 matrix of an evenly scaled, turned object passes.
-    assert Placement.from_matrix(_placement_matrix(0.3).float()).scale == pytest.approx(0.3, rel=1e-5)
+    # Blender's float32 matrix of an evenly scaled, turned object passes, noise in its last row and all.
+    noisy = _placement_matrix(0.3).float()
+    noisy[3, :3] = torch.tensor([-2.8e-8, 2.6e-8, 1.5e-7])
+    assert Placement.from_matrix(noisy).scale == pytest.approx(0.3, rel=1e-5)

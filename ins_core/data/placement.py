@@ -34,7 +34,8 @@ def scale_of(matrix: torch.Tensor) -> float | None:
     axes = matrix[:3, :3]
     lengths = axes.norm(dim=0)
     scale = float(lengths.mean())
-    if scale <= 1e-8 or not torch.allclose(matrix[3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=matrix.dtype)):
+    last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=matrix.dtype)
+    if scale <= 1e-8 or float((matrix[3] - last_row).abs().max()) > TOLERANCE:  # (Blender's float32 products)
         return None
     if float((lengths - scale).abs().max()) > TOLERANCE * scale:
         return None
@@ -67,7 +68,9 @@ class Placement:
 
     def pose_in_field(self, c2w: torch.Tensor) -> torch.Tensor:
         """Camera-to-world poses [..., 4, 4] (unit axes) as camera-to-field poses, unit axes again."""
-        pose = (torch.linalg.inv(self.matrix).to(c2w) @ c2w).clone()
+        affine = self.matrix.clone()
+        affine[3] = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=affine.dtype)  # (the last row's float32 noise dropped)
+        pose = (torch.linalg.inv(affine).to(c2w) @ c2w).clone()
         pose[..., :3, :3] *= self.scale  # the inverse shrank the axes by the scale
         return pose
 
