@@ -116,7 +116,16 @@ def checked_placement(name: str, matrix: Matrix) -> list[list[float]] | None:
 def field_placement(scene, depsgraph=None) -> list[list[float]] | None:
     """The field-to-world placement the scene's frame renders with (None: where it was captured)."""
     obj = field_object(scene)
-    return None if obj is None else checked_placement(obj.name, field_matrix(obj, depsgraph))
+    if obj is None:
+        return None
+    world = world_matrix(obj, depsgraph)
+    checked_placement(obj.name, world)  # the object's own scale first: its sentence names the Scale
+    try:
+        return checked_placement(obj.name, world @ mesh_change(obj))
+    except InputError:  # the object is fine: its mesh was stretched or sheared inside it since import
+        raise InputError(f"The mesh '{obj.name}' places the INS field, but its vertices were stretched or sheared since "
+                         "Import Result (an uneven edit of the whole mesh, or of some of its vertices); undo that edit, "
+                         "or clear INS > Neural Render > Placement.") from None
 
 
 def follow_import(scene, obj, job_root: Path) -> None:

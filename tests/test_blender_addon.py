@@ -694,3 +694,8 @@ def test_the_field_follows_the_meshs_vertices_through_set_origin_and_apply_scale
     bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
     follows()
     assert tuple(Matrix(field_placement(scene)).to_scale()) == pytest.approx((2.0, 2.0, 2.0), abs=1e-5)
+    # Stretched inside the object (an uneven scale applied): one sentence that says so.
+    mesh.scale = (1.0, 3.0, 1.0)
+    bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
+    with pytest.raises(InputError, match="its vertices were stretched or sheared since Import Result"):
+        field_placement(scene)
