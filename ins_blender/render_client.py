@@ -171,7 +171,9 @@ class RenderServer:
             self.worker.poll()
             state = self.worker.state
             path = state.rendered.pop(request_id, None)
-            refusal, state.error = (state.error, None) if path is None and state.error is not None and not state.done else (None, state.error)
+            refusal = None
+            if path is None and state.error is not None and not state.done:  # taken: the next request starts clean
+                refusal, state.error = state.error, None
         if refusal is not None:
             raise EngineError(f"The INS render server refused the frame: {refusal.message.strip()}")
         return path
