@@ -23,7 +23,8 @@ With Motion Blur on (Render Properties), a camera moving during the shutter smea
 ray is cast from the camera's pose at its own time (`motion_blur.py`; F12 only). The field stands
 where *INS > Neural Render > Placement* puts it (the imported mesh after Import Result: move the mesh
 and the field follows, in F12 and the viewport; `placement.py`), and with Motion Blur that object's
-own motion blurs it too.
+own motion blurs it too. Hide that object from renders (or Show Originals) and F12 shows the world
+alone; hide it in the viewport and the preview does.
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -49,10 +50,10 @@ from . import worker_launch
 from .camera_model import camera_intrinsics, camera_to_world
 from .depth_of_field import depth_of_field
 from .motion_blur import camera_motion
-from .placement import field_object, field_placement
+from .placement import field_hidden, field_object, field_placement
 from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
-from .viewport_preview import ViewportPreview, draw_image, render_border, viewport_view
-from .world import background_colour, mist_settings
+from .viewport_preview import ViewportPreview, draw_colour, draw_image, render_border, viewport_view
+from .world import background_colour, empty_passes, mist_settings
 
 
 def _camera_view(scene, depsgraph, camera_object, width: int, height: int):
@@ -125,18 +126,24 @@ class INSRenderEngine(bpy.types.RenderEngine):
         frame_width, frame_height = int(self.resolution_x), int(self.resolution_y)
         camera = self.camera_override or scene.camera
         c2w, k, orthographic, lens = _camera_view(scene, depsgraph, camera, frame_width, frame_height)
-        placement = field_placement(scene, depsgraph)  # where the object the field follows puts it (None: where captured)
-        # None unless Motion Blur is on and the camera moves (relative to the field's object)
-        motion = camera_motion(scene, camera, self.frame_set, depsgraph, field_object(scene))
-        # Only the render region, when one is set: its pixels through the frame's camera.
         left, bottom, width, height = render_region(scene, frame_width, frame_height)
-        cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
         job = render_job(scene)
-        mix = mix_for_job(scene, job)
         view_layer = depsgraph.view_layer
         with_depth = view_layer is not None and view_layer.use_pass_z
         mist = mist_settings(scene) if view_layer is not None and view_layer.use_pass_mist else None
         with_normal = view_layer is not None and view_layer.use_pass_normal
+        hidden = field_hidden(scene, depsgraph)
+        if hidden is not None:  # the field's object is hidden from renders: the world alone, no server needed
+            self._write_result(width, height, view_layer, None, empty_passes(width, height, background_colour(scene),
+                                                                             with_depth, mist is not None, with_normal))
+            self.update_stats("", f"INS: {hidden}")
+            return
+        placement = field_placement(scene, depsgraph)  # where the object the field follows puts it (None: where captured)
+        # None unless Motion Blur is on and the camera moves (relative to the field's object)
+        motion = camera_motion(scene, camera, self.frame_set, depsgraph, field_object(scene))
+        # Only the render region, when one is set: its pixels through the frame's camera.
+        cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
+        mix = mix_for_job(scene, job)
         self.update_stats("", "INS: starting the render server")
         server = get_server(job)
         started = time.monotonic()
@@ -162,15 +169,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
             wanted = (("Depth", "depth", 1, with_depth), ("Mist", "mist", 1, mist is not None), ("Normal", "normal", 3, with_normal))
             passes = {name: read_pass(pass_path(path, suffix), width, height, channels)
                       for name, suffix, channels, asked in wanted if asked}
-            # (With a render region, the result's corner is the region's.)
-            result = self.begin_result(0, 0, width, height, layer=view_layer.name if view_layer is not None else "")
-            try:
-                # Top-down sRGB PNG -> bottom-up linear render result (Blender converts both).
-                result.layers[0].load_from_file(str(path))
-                for name, values in passes.items():
-                    result.layers[0].passes[name].rect.foreach_set(values)
-            finally:
-                self.end_result(result)
+            self._write_result(width, height, view_layer, path, passes)
         finally:
             for leftover in (path, *(pass_path(path, suffix) for suffix in ("depth", "mist", "normal"))):
                 try:
@@ -179,6 +178,18 @@ class INSRenderEngine(bpy.types.RenderEngine):
                     pass
         self.update_progress(1.0)
         self.update_stats("", f"INS: rendered in {time.monotonic() - started:.1f} s")
+
+    def _write_result(self, width: int, height: int, view_layer, png, passes: dict) -> None:
+        """The render result: the Combined pass from `png` (or from `passes`), then the other passes."""
+        # (With a render region, the result's corner is the region's.)
+        result = self.begin_result(0, 0, width, height, layer=view_layer.name if view_layer is not None else "")
+        try:
+            if png is not None:  # top-down sRGB PNG -> bottom-up linear render result (Blender converts both)
+                result.layers[0].load_from_file(str(png))
+            for name, values in passes.items():
+                result.layers[0].passes[name].rect.foreach_set(values)
+        finally:
+            self.end_result(result)
 
     # -- viewport ------------------------------------------------------------------------------
 
@@ -193,14 +204,20 @@ class INSRenderEngine(bpy.types.RenderEngine):
         region, rv3d, space, scene = context.region, context.region_data, context.space_data, depsgraph.scene
         camera = (space.camera if space.use_local_camera else None) or scene.camera  # the camera the view looks through
         camera = camera.evaluated_get(depsgraph) if camera is not None else None
+        hidden = field_hidden(scene, depsgraph)  # the field's object hidden in this viewport: the world alone
+        border = None
         with self._view.reporting():
             border = render_border(scene, space, rv3d, region.width, region.height, camera)
-            lens = depth_of_field(camera) if camera is not None else None  # (viewport_view keeps it in the camera view)
-            placement = field_placement(scene, depsgraph)  # moving the field's object redraws with it
-            self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border, lens, placement))
+            if hidden is None:
+                lens = depth_of_field(camera) if camera is not None else None  # (viewport_view keeps it in the camera view)
+                placement = field_placement(scene, depsgraph)  # moving the field's object redraws with it
+                self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border, lens, placement))
         with self._view.reporting():
-            draw_image(self, scene, self._view.image(), self._view.shown_border or (0, 0, region.width, region.height))
-        self.update_stats("", f"INS: {self._view.status()}")
+            if hidden is not None:
+                draw_colour(self, scene, background_colour(scene), border or (0, 0, region.width, region.height))
+            else:
+                draw_image(self, scene, self._view.image(), self._view.shown_border or (0, 0, region.width, region.height))
+        self.update_stats("", f"INS: {hidden or self._view.status()}")
 
     def __del__(self):
         view = getattr(self, "_view", None)

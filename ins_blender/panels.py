@@ -231,6 +231,11 @@ def _draw_neural_render(layout, context) -> None:
     if not settings.render_job_dir and settings.job_dir:
         layout.label(text="Empty: the latest job", icon="INFO")
     layout.prop(settings, "field_object", text="Placement")
+    placed = settings.field_object
+    if placed is not None and scene.objects.get(placed.name) != placed:
+        _lines(layout, "Not in this scene: the field is not drawn.", icon="ERROR")
+    elif placed is not None and placed.hide_render:
+        _lines(layout, "Hidden from renders: F12 shows the world alone.", icon="HIDE_ON")
     column = layout.column(align=True)
     column.prop(settings, "render_samples", text="Render Samples")
     column.prop(settings, "viewport_samples", text="Viewport Samples")

@@ -8,7 +8,9 @@ frame goes to the render server as the field-to-world placement (ins_core/data/p
 same checks), animated as the object is; for an imported mesh, after the change of its vertices
 inside the object since import (`ANCHORS_PROPERTY`), so Set Origin and Apply Scale leave the field
 where the mesh is. The field has one scale: an object scaled unevenly, or
-sheared by a parent that is, is refused in one sentence.
+sheared by a parent that is, is refused in one sentence. Hidden from a render (the camera icon
+for F12, the eye for the viewport, Show Originals, its collection excluded) or deleted from the
+scene, the object takes the field with it: that render shows the world alone (`field_hidden`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,24 @@ def field_object(scene):
 # Edit Mode move the vertices inside the object and its matrix the other way, so the field follows
 # the mesh's vertices, not the object's matrix alone.
 ANCHORS_PROPERTY = "ins_anchors"
+
+
+def field_hidden(scene, depsgraph) -> str | None:
+    """Why `depsgraph`'s render leaves the field out (what follows "INS: "), or None when it draws it:
+    the object placing the field is hidden from that render (the depsgraph of an F12 leaves out what
+    is hidden from renders, a viewport's what is hidden in it) or was deleted (the pointer still
+    holds it, as a camera's focus object is held). An artist hides or deletes the stylized mesh to
+    hide the stylized thing; the field is that thing in the INS engine."""
+    obj = field_object(scene)
+    if obj is None or depsgraph is None:
+        return None
+    if scene.objects.get(obj.name) != obj:
+        return (f"the field's Placement '{obj.name}' is no longer in scene '{scene.name}', so the field is not drawn; "
+                "clear INS > Neural Render > Placement to draw it where it was captured")
+    shown = depsgraph.objects.get(obj.name)
+    if shown is None or shown.original != obj:
+        return f"the field's Placement '{obj.name}' is hidden here, so the field is not drawn"
+    return None
 
 
 def world_matrix(obj, depsgraph=None) -> Matrix:

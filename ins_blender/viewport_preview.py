@@ -288,11 +288,28 @@ def draw_image(engine, scene, image, border: Rect) -> None:
     linear, straight alpha) through the display-space shader, as the render-engine template does. No numpy."""
     if image is None:
         return
-    left, bottom, width, height = border
+    import gpu
+
+    _draw_texture(engine, scene, gpu.texture.from_image(image), border)
+
+
+def draw_colour(engine, scene, colour: list[float] | None, border: Rect) -> None:
+    """Fill `border` with one linear RGB colour (the world's, where the field is hidden); nothing for
+    None (Film > Transparent: the viewport's own background shows, as with Cycles)."""
+    if colour is None:
+        return
+    import gpu
+
+    pixel = gpu.types.Buffer("FLOAT", 4, [*colour, 1.0])
+    _draw_texture(engine, scene, gpu.types.GPUTexture((1, 1), format="RGBA16F", data=pixel), border)
+
+
+def _draw_texture(engine, scene, texture, border: Rect) -> None:
+    """`texture` stretched over `border` through the display-space shader (gpu only exists with a window)."""
     import gpu
     from gpu_extras.presets import draw_texture_2d
 
-    texture = gpu.texture.from_image(image)
+    left, bottom, width, height = border
     gpu.state.blend_set("ALPHA")
     engine.bind_display_space_shader(scene)
     draw_texture_2d(texture, (left, bottom), width, height)

@@ -4,12 +4,17 @@ where no object is (or nothing at all with Film > Transparent), and the Mist pas
 The field has no world of its own, so the engine asks its render server to lay the field over one
 colour: the Background shader's Color times Strength when those are plain values, else (a sky
 texture, an HDRI) the world's viewport colour, the colour Blender's own Workbench shows. Colours
-are linear RGB, as Blender keeps them.
+are linear RGB, as Blender keeps them. A frame whose field is hidden is the world alone
+(`empty_passes`).
 """
 
 from __future__ import annotations
 
+import array
+
 import bpy
+
+from ins_core.protocol import NO_DEPTH
 
 BLACK = (0.0, 0.0, 0.0)
 # The falloff of World > Mist Pass as the power Cycles raises the mist amount to.
@@ -53,3 +58,17 @@ def mist_settings(scene) -> tuple[float, float, float]:
         return NO_WORLD_MIST
     mist = world.mist_settings
     return float(mist.start), float(mist.depth), MIST_EXPONENTS[mist.falloff]
+
+
+def empty_passes(width: int, height: int, background: list[float] | None, depth: bool, mist: bool,
+                 normal: bool) -> dict[str, array.array]:
+    """The render passes of a frame with no field in it, flat as `RenderPass.rect` takes them: the
+    world's colour (nothing with Film > Transparent), and where the passes are asked for, what the
+    render server writes where the field is empty: no depth, full mist, no normal."""
+    pixels = width * height
+    colour = (0.0, 0.0, 0.0, 0.0) if background is None else (*background, 1.0)
+    passes = {"Combined": array.array("f", colour) * pixels}
+    for name, asked, value, channels in (("Depth", depth, NO_DEPTH, 1), ("Mist", mist, 1.0, 1), ("Normal", normal, 0.0, 3)):
+        if asked:
+            passes[name] = array.array("f", [value]) * (pixels * channels)
+    return passes

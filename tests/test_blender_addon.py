@@ -515,6 +515,18 @@ def test_panels_draw_in_every_status(tmp_path):
             fake = SimpleNamespace(layout=CheckingLayout())
             panel.draw(fake, context)
             assert ("Engine" in fake.layout.texts) == with_engine and "Render Samples" in fake.layout.texts
+        # The field's Placement hidden from renders, or gone from the scene: the panel says what F12 shows.
+        placed = bpy.data.objects.new("Placed", None)
+        scene.collection.objects.link(placed)
+        s.field_object = placed
+        for change, expected in ((lambda: None, None), (lambda: setattr(placed, "hide_render", True), "Hidden from renders"),
+                                 (lambda: scene.collection.objects.unlink(placed), "Not in this scene")):
+            change()
+            fake = SimpleNamespace(layout=CheckingLayout())
+            panels.VIEW3D_PT_ins_render.draw(fake, context)
+            drawn += fake.layout.texts
+            notes = [text for text in fake.layout.labels if "render" in text.lower() or "scene" in text.lower()]
+            assert (expected is None and not notes) or any(text.startswith(expected) for text in notes), notes
         # Everything fits Blender's default sidebar width (longer text is cut there, not wrapped).
         too_long = sorted({text for text in drawn if len(text) > panels.LINE})
         assert not too_long, f"labels longer than {panels.LINE} characters: {too_long}"

@@ -239,6 +239,50 @@ def test_f12_places_the_field_where_its_object_is(scene, tmp_path, capsys):
     assert np.allclose(np.array(sent["motion"])[:, :3, :3], camera[:3, :3], atol=1e-6)
 
 
+def test_the_field_hides_with_its_object(scene, tmp_path):
+    """The object placing the field hidden from renders (its camera icon; Show Originals), or
+    deleted: F12 renders the world alone, with the passes of an empty frame, and asks no server;
+    shown again, the field is back. Hidden in the viewport only (the eye), F12 still draws it."""
+    from ins_blender.placement import field_hidden
+
+    job = finished_job(tmp_path / "job")
+    scene.ins.render_job_dir = str(job.root)
+    scene.world = bpy.data.worlds.new("World")
+    scene.world.color = (0.25, 0.5, 0.125)
+    if bpy.app.version < (5, 0, 0):
+        scene.world.use_nodes = False
+    else:
+        background = next(node for node in scene.world.node_tree.nodes if node.type == "BACKGROUND")
+        background.inputs["Color"].default_value = (0.25, 0.5, 0.125, 1.0)
+        background.inputs["Strength"].default_value = 1.0
+    layer = bpy.context.view_layer
+    layer.use_pass_z = layer.use_pass_mist = layer.use_pass_normal = True
+    holder = bpy.data.objects.new("Stylized", None)
+    scene.collection.objects.link(holder)
+    scene.ins.field_object = holder
+    render_passes(tmp_path)
+    assert len(commands(job)) == 1  # shown: the field is rendered
+    holder.hide_set(True)  # hidden in the viewport only: F12 still renders the field
+    render_passes(tmp_path)
+    assert len(commands(job)) == 2
+    assert "is hidden here" in field_hidden(scene, bpy.context.evaluated_depsgraph_get())  # but the viewport does not
+    holder.hide_set(False)
+    holder.hide_render = True
+    passes = render_passes(tmp_path)
+    assert len(commands(job)) == 2  # hidden from renders: nothing asked of the server
+    assert np.allclose(passes["Combined"], [0.25, 0.5, 0.125, 1.0], atol=1e-6)  # the world's colour, linear
+    assert (passes["Depth"] == NO_DEPTH).all() and (passes["Mist"] == 1.0).all() and (passes["Normal"] == 0.0).all()
+    scene.render.film_transparent = True
+    assert np.allclose(render_passes(tmp_path)["Combined"], 0.0)  # nothing at all over a transparent film
+    holder.hide_render = False
+    scene.collection.objects.unlink(holder)  # deleted (the Placement pointer still holds it)
+    assert "'Stylized' is no longer in scene" in field_hidden(scene, bpy.context.evaluated_depsgraph_get())
+    assert np.allclose(render_passes(tmp_path)["Combined"], 0.0) and len(commands(job)) == 2
+    scene.ins.field_object = None  # cleared: the field where it was captured
+    render_passes(tmp_path)
+    assert len(commands(job)) == 3 and commands(job)[-1]["placement"] is None
+
+
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     """F12, the result saved as an uncompressed multilayer EXR and read back: {pass name: [H, W(, C)]}."""
     return render_result.render_passes(bpy, tmp_path)

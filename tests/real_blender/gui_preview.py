@@ -7,7 +7,9 @@ viewport turns to the front orthographic view (Numpad 1), as an artist checking 
 a render region of its own (View > Render Region), and the Properties editor shows the camera's data
 (Lens, Depth of Field). After INS_MOVE_AT seconds the imported mesh, which the field follows (INS >
 Neural Render > Placement), slides 0.4 along x, as an artist placing it does: the preview renders
-again with the field moved.
+again with the field moved. After INS_HIDE_AT seconds the mesh is hidden in the viewport (its eye
+icon): the preview shows the world alone where it rendered the field; the log gives that render
+region on the screen ("on screen (left, top, width, height)", for check_hidden.py).
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
@@ -28,6 +30,7 @@ ORTHO_AT = float(os.environ.get("INS_ORTHO_AT", "1e9"))
 CAMERA_BORDER_AT = float(os.environ.get("INS_CAMERA_BORDER_AT", "1e9"))
 MOVE_AT = float(os.environ.get("INS_MOVE_AT", "1e9"))
 MOVE_X = 0.4
+HIDE_AT = float(os.environ.get("INS_HIDE_AT", "1e9"))
 ADDON = "bl_ext.user_default.ins_stylize"
 SERVERS_MODULE = f"{ADDON}.render_client"  # where the render servers are kept
 DRAWN = {}  # each render region: whether the preview image last had its size
@@ -117,6 +120,21 @@ def move_the_field() -> None:
     log(f"'{obj.name}' (the field's Placement) moved {MOVE_X} along x")
 
 
+def hide_the_field() -> None:
+    obj = bpy.context.scene.ins.field_object
+    window, area = view3d()
+    if obj is None or area is None:
+        log("nothing to hide")
+        return
+    obj.hide_set(True)
+    area.tag_redraw()
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    border = border_now(area)
+    left, bottom, width, height = border if isinstance(border, tuple) else (0, 0, region.width, region.height)
+    top = window.height - (region.y + bottom + height)
+    log(f"'{obj.name}' hidden in the viewport; its render region on screen ({region.x + left}, {top}, {width}, {height})")
+
+
 def field_centre(image) -> float | None:
     """The mean column (0..1) of the pixels that differ from the image's corner (the world's colour)."""
     width, height = image.size
@@ -145,7 +163,7 @@ def border_now(area) -> tuple | None:
 def report() -> float | None:
     import sys
 
-    global ORTHO_AT, CAMERA_BORDER_AT, MOVE_AT
+    global ORTHO_AT, CAMERA_BORDER_AT, MOVE_AT, HIDE_AT
     if time.monotonic() - STARTED > CAMERA_BORDER_AT:
         CAMERA_BORDER_AT = float("inf")
         camera_border()
@@ -156,6 +174,9 @@ def report() -> float | None:
     if time.monotonic() - STARTED > MOVE_AT:
         MOVE_AT = float("inf")
         move_the_field()
+    if time.monotonic() - STARTED > HIDE_AT:
+        HIDE_AT = float("inf")
+        hide_the_field()
 
     client = sys.modules.get(SERVERS_MODULE)
     image = bpy.data.images.get(".INS Viewport")
