@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import bpy  # noqa: F401 - (it provides mathutils)
+from mathutils import Vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--cycles-samples", type=int, default=32)
     parser.add_argument("--turn", type=float, default=40.0, help="degrees about the vertical")
     parser.add_argument("--scale", type=float, default=0.75)
-    parser.add_argument("--move", type=float, nargs=3, default=(0.35, 0.0, 0.0), help="scene units")
+    parser.add_argument("--move", type=float, nargs=3, default=(0.35, 0.0, 0.0), help="by how much, in scene units")
     args = parser.parse_args()
 
     from ins_blender import importer
@@ -47,7 +48,9 @@ def main() -> None:
             render_exr(Path(folder) / "warm.exr")  # starts the render server and loads the model
             for placed in (False, True):
                 if placed:
-                    mesh.location, mesh.rotation_euler.z, mesh.scale = args.move, math.radians(args.turn), (args.scale,) * 3
+                    # About its own origin, the centre of its bounds since import.
+                    mesh.location += Vector(args.move)
+                    mesh.rotation_euler.z, mesh.scale = math.radians(args.turn), (args.scale,) * 3
                     bpy.context.view_layer.update()
                 scene.render.engine = "INS"
                 channels, seconds = render_exr(Path(folder) / "engine.exr")

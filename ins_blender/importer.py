@@ -9,9 +9,11 @@ colours), so the mesh takes the scene's lights as any imported textured mesh doe
 Emission of the texture for camera rays, so the camera sees the colours exactly as stylized whatever
 the lights (as the INS engine shows them, under the Standard view transform), and the same
 Principled BSDF for every other ray.
-The object sits at the world origin with an identity transform: the vertices are world positions
-of the captured objects already. When the job is the one the INS engine renders, the field follows
-the new object from then on (placement.py): move the mesh and the neural render moves with it.
+The vertices are world positions of the captured objects; the object's origin is the centre of
+their bounds (as Set Origin > Origin to Geometry puts it), so the mesh turns and scales about
+itself, and it stands exactly where the objects it was made from stood. When the job is the one
+the INS engine renders, the field follows the new object from then on (placement.py): move the
+mesh and the neural render moves with it.
 
 Only new datablocks are created (mesh, object, material, image, maybe the collection); of what the
 user had, only visibility changes: the objects the job was made from (and earlier results made
@@ -28,13 +30,14 @@ import math
 from pathlib import Path
 
 import bpy
+from mathutils import Matrix
 
 from ins_core.errors import InputError
 from ins_core.job import JobPaths, ResultManifest
 
 from .npz import NpyError, load_npz
 from .originals import ORIGINALS_PROPERTY, captured_names, show_imported
-from .placement import ANCHORS_PROPERTY, anchors, follow_import
+from .placement import ANCHORS_PROPERTY, FIELD_ORIGIN_PROPERTY, anchors, follow_import
 from .rig import RESULT_PROPERTY
 
 COLLECTION = "INS Results"
@@ -88,6 +91,17 @@ def read_mesh(path: Path) -> dict[str, array.array | None]:
     if not all(map(math.isfinite, vertices)):
         raise InputError(f"The mesh file '{path}' has non-finite vertex positions; re-run the job's export.")
     return {"vertices": vertices, "faces": _as(faces, "i"), "uvs": uvs, "normals": normals, "vertex_colors": colors}
+
+
+def centred(vertices: array.array) -> tuple[array.array, tuple[float, float, float]]:
+    """(the vertices less the centre of their bounds, that centre): the object's origin and its
+    mesh. The centre is float32 as Blender holds a location, so origin + vertex is where the
+    vertex was, within float32 rounding."""
+    centre = tuple(array.array("f", [(min(vertices[c::3]) + max(vertices[c::3])) / 2.0 for c in range(3)]))
+    out = array.array("f", bytes(vertices.itemsize * len(vertices)))
+    for c in range(3):
+        out[c::3] = array.array("f", (v - centre[c] for v in vertices[c::3]))
+    return out, centre
 
 
 def per_corner(values: array.array, indices: array.array, columns: int) -> array.array:
@@ -220,9 +234,10 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
         raise InputError(f"The texture '{texture}' of the job '{job.root.name}' is missing; re-run the job's export.")
 
     base = name or f"INS {job.root.name}"
+    vertices, origin = centred(arrays["vertices"])
     created = []
     try:
-        mesh = build_mesh(base, arrays)
+        mesh = build_mesh(base, {**arrays, "vertices": vertices})
         created.append(mesh)
         material = build_material(base, texture, arrays.get("vertex_colors") is not None, shading)
         created.append(material)
@@ -235,7 +250,9 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
         created.append(obj)
         obj[RESULT_PROPERTY] = str(job.root)  # an INS result: later captures leave it out
         obj[ORIGINALS_PROPERTY] = captured_names(job.dataset_dir)  # what Show Stylized hides
-        obj[ANCHORS_PROPERTY] = anchors(arrays["vertices"])  # the field follows the vertices (placement.py)
+        obj.matrix_world = Matrix.Translation(origin)  # its location, and its world matrix before the next update
+        obj[FIELD_ORIGIN_PROPERTY] = origin  # where the field's origin lies from the mesh's (placement.py)
+        obj[ANCHORS_PROPERTY] = anchors(vertices)  # the field follows the vertices (placement.py)
         obj["ins_styles"] = ", ".join(manifest.styles)
         _result_collection(scene).objects.link(obj)
     except BaseException:

@@ -39,6 +39,9 @@ def field_object(scene):
 # Edit Mode move the vertices inside the object and its matrix the other way, so the field follows
 # the mesh's vertices, not the object's matrix alone.
 ANCHORS_PROPERTY = "ins_anchors"
+# The object's location at import, [x, y, z]: the mesh comes in with its origin at the centre of its
+# bounds, so the field (whose origin is the world's, where it was captured) lies this far behind it.
+FIELD_ORIGIN_PROPERTY = "ins_field_origin"
 
 
 def field_hidden(scene, depsgraph) -> str | None:
@@ -111,9 +114,18 @@ def mesh_change(obj) -> Matrix:
     return change
 
 
+def origin_offset(obj) -> Matrix:
+    """From the field's space to the object's at import: back by the object's location then
+    (identity for an object that is no imported mesh)."""
+    stored = obj.get(FIELD_ORIGIN_PROPERTY)
+    if stored is None or len(stored) != 3:
+        return Matrix.Identity(4)
+    return Matrix.Translation(-Vector(stored))
+
+
 def field_matrix(obj, depsgraph=None) -> Matrix:
     """Where the object puts the field: its world matrix, after the change of its mesh since import."""
-    return world_matrix(obj, depsgraph) @ mesh_change(obj)
+    return world_matrix(obj, depsgraph) @ mesh_change(obj) @ origin_offset(obj)
 
 
 def checked_placement(name: str, matrix: Matrix) -> list[list[float]] | None:
@@ -141,7 +153,7 @@ def field_placement(scene, depsgraph=None) -> list[list[float]] | None:
     world = world_matrix(obj, depsgraph)
     checked_placement(obj.name, world)  # the object's own scale first: its sentence names the Scale
     try:
-        return checked_placement(obj.name, world @ mesh_change(obj))
+        return checked_placement(obj.name, field_matrix(obj, depsgraph))
     except InputError:  # the object is fine: its mesh was stretched or sheared inside it since import
         raise InputError(f"The mesh '{obj.name}' places the INS field, but its vertices were stretched or sheared since "
                          "Import Result (an uneven edit of the whole mesh, or of some of its vertices); undo that edit, "

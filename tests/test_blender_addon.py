@@ -267,7 +267,9 @@ def test_import_adds_the_textured_mesh_in_ins_results(user_scene, tmp_path):
     obj = bpy.data.objects["INS job"]
     collection = bpy.data.collections[importer.COLLECTION]
     assert obj.name in collection.objects and collection in scene.collection.children_recursive
-    assert obj.matrix_world == obj.matrix_world.Identity(4)
+    # Its origin at the centre of its bounds (it turns about itself), unturned and unscaled.
+    assert np.allclose(obj.location, CENTRE, atol=1e-6) and obj.matrix_world.to_3x3() == obj.matrix_world.to_3x3().Identity(3)
+    assert np.allclose(np.array(obj.bound_box).mean(0), 0.0, atol=1e-6)
     corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
     assert np.allclose(corners.min(0), CENTRE - HALF, atol=1e-6) and np.allclose(corners.max(0), CENTRE + HALF, atol=1e-6)
     mesh = obj.data
@@ -668,9 +670,9 @@ def test_show_stylized_swaps_the_result_with_the_objects_it_was_made_from(user_s
 
 
 def test_the_field_follows_the_meshs_vertices_through_set_origin_and_apply_scale(user_scene, tmp_path):
-    """An artist sets the imported mesh's origin to its geometry to turn it in place, or applies its
-    scale: the vertices move inside the object and its matrix the other way, and the field's
-    placement still takes every vertex from where it was at import to where it shows now."""
+    """An artist sets the imported mesh's origin elsewhere (the 3D cursor) to turn it about that, or
+    applies its scale: the vertices move inside the object and its matrix the other way, and the
+    field's placement still takes every vertex from where it was at import to where it shows now."""
     from mathutils import Matrix
 
     from ins_blender.placement import field_placement
@@ -680,7 +682,7 @@ def test_the_field_follows_the_meshs_vertices_through_set_origin_and_apply_scale
     scene.ins.job_dir = str(job.root)
     mesh = importer.import_result(scene, job.root)
     assert scene.ins.field_object == mesh and field_placement(scene) is None  # where captured
-    at_import = [v.co.copy() for v in mesh.data.vertices]
+    at_import = [mesh.matrix_world @ v.co for v in mesh.data.vertices]  # where the field has them
 
     def follows() -> None:
         bpy.context.view_layer.update()
@@ -696,11 +698,12 @@ def test_the_field_follows_the_meshs_vertices_through_set_origin_and_apply_scale
         obj.select_set(False)
     mesh.select_set(True)
     bpy.context.view_layer.objects.active = mesh
-    bpy.ops.object.origin_set(type="ORIGIN_GEOMETRY")
-    assert (mesh.matrix_world.translation - Vector(CENTRE)).length < 1e-5  # the origin moved to the box
+    bpy.context.scene.cursor.location = (0.5, -1.0, 2.0)
+    bpy.ops.object.origin_set(type="ORIGIN_CURSOR")
+    assert (mesh.matrix_world.translation - Vector((0.5, -1.0, 2.0))).length < 1e-5  # the origin moved to the cursor
     follows()
     assert Matrix(field_placement(scene) or Matrix.Identity(4)).translation.length < 1e-5  # the field did not
-    mesh.rotation_euler.z = math.radians(90)  # turned in place, about its own centre
+    mesh.rotation_euler.z = math.radians(90)  # turned about its new origin
     follows()
     mesh.scale = (2.0, 2.0, 2.0)
     bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
