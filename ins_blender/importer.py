@@ -37,7 +37,7 @@ from ins_core.job import JobPaths, ResultManifest
 
 from .npz import NpyError, load_npz
 from .originals import ORIGINALS_PROPERTY, captured_names, show_imported
-from .placement import ANCHORS_PROPERTY, FIELD_ORIGIN_PROPERTY, anchors, follow_import
+from .placement import FIELD_ORIGIN_PROPERTY, follow_import, record_at_import
 from .rig import RESULT_PROPERTY
 
 COLLECTION = "INS Results"
@@ -239,6 +239,7 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
     try:
         mesh = build_mesh(base, {**arrays, "vertices": vertices})
         created.append(mesh)
+        record_at_import(mesh)  # the field follows the vertices (placement.py)
         material = build_material(base, texture, arrays.get("vertex_colors") is not None, shading)
         created.append(material)
         mesh.materials.append(material)
@@ -252,7 +253,6 @@ def import_result(scene, job_dir, *, name: str | None = None, pack_texture: bool
         obj[ORIGINALS_PROPERTY] = captured_names(job.dataset_dir)  # what Show Stylized hides
         obj.matrix_world = Matrix.Translation(origin)  # its location, and its world matrix before the next update
         obj[FIELD_ORIGIN_PROPERTY] = origin  # where the field's origin lies from the mesh's (placement.py)
-        obj[ANCHORS_PROPERTY] = anchors(vertices)  # the field follows the vertices (placement.py)
         obj["ins_styles"] = ", ".join(manifest.styles)
         _result_collection(scene).objects.link(obj)
     except BaseException:

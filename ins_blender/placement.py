@@ -6,8 +6,8 @@ and a Cycles render of the mesh keep matching. Any object will do (an Empty, to 
 that has no mesh); empty, the field stays where the scene was captured. Its `matrix_world` at the
 frame goes to the render server as the field-to-world placement (ins_core/data/placement.py, the
 same checks), animated as the object is; for an imported mesh, after the change of its vertices
-inside the object since import (`ANCHORS_PROPERTY`), so Set Origin and Apply Scale leave the field
-where the mesh is. The field has one scale: an object scaled unevenly, or
+inside the object since import (`AT_IMPORT_ATTRIBUTE`), so Set Origin and Apply Scale leave the field
+where the mesh is, and deleting or moving a few vertices does not move it. The field has one scale: an object scaled unevenly, or
 sheared by a parent that is, is refused in one sentence. Hidden from a render (the camera icon
 for F12, the eye for the viewport, Show Originals, its collection excluded) or deleted from the
 scene, the object takes the field with it: that render shows the world alone (`field_hidden`).
@@ -15,6 +15,7 @@ scene, the object takes the field with it: that render shows the world alone (`f
 
 from __future__ import annotations
 
+import array
 from pathlib import Path
 
 import bpy
@@ -34,11 +35,6 @@ def field_object(scene):
     return None if settings is None else settings.field_object
 
 
-# Four of an imported mesh's vertices, where they were at import ([index, x, y, z] each, object
-# space = world space then): Set Origin, Apply Rotation & Scale or a transform of the whole mesh in
-# Edit Mode move the vertices inside the object and its matrix the other way, so the field follows
-# the mesh's vertices, not the object's matrix alone.
-ANCHORS_PROPERTY = "ins_anchors"
 # The object's location at import, [x, y, z]: the mesh comes in with its origin at the centre of its
 # bounds, so the field (whose origin is the world's, where it was captured) lies this far behind it.
 FIELD_ORIGIN_PROPERTY = "ins_field_origin"
@@ -67,51 +63,100 @@ def world_matrix(obj, depsgraph=None) -> Matrix:
     return Matrix((obj.evaluated_get(depsgraph) if depsgraph is not None else obj).matrix_world)
 
 
-def anchors(coordinates) -> list[float]:
-    """[index, x, y, z] x 4 of four vertices spanning the mesh (flat xyz `coordinates`): the first,
-    the farthest from it, the farthest from their line, the farthest from their plane; [] when the
-    mesh is flat or a line (no four points pin an affine map then)."""
-    points = [Vector(coordinates[i:i + 3]) for i in range(0, len(coordinates) - 2, 3)]
-    if len(points) < 4:
-        return []
-    chosen = [0]
-    chosen.append(max(range(len(points)), key=lambda i: (points[i] - points[0]).length_squared))
-    axis = points[chosen[1]] - points[0]
-    chosen.append(max(range(len(points)), key=lambda i: axis.cross(points[i] - points[0]).length_squared))
-    normal = axis.cross(points[chosen[2]] - points[0])
-    chosen.append(max(range(len(points)), key=lambda i: abs(normal.dot(points[i] - points[0]))))
-    size = max(axis.length, 1e-12)
-    if abs(normal.dot(points[chosen[3]] - points[0])) <= 1e-6 * size ** 3:
-        return []
-    return [value for i in chosen for value in (float(i), *points[i])]
+# Each vertex's position in the object at import, a point attribute: edits move the vertices'
+# `co` and leave it, Set Origin and Apply Scale move every `co` and leave it, and deleting vertices
+# deletes their entries, so each vertex still pairs where it was with where it is (stored vertex
+# indices did not survive a deleted floater). The field follows the affine map that most of them agree on.
+AT_IMPORT_ATTRIBUTE = "ins_at_import"
+SAMPLES = 64  # vertices spread over the mesh that the map is fitted to (the viewport asks at each redraw)
+CANDIDATES = 8  # four-vertex maps tried when some vertices were edited on their own
+INLIER = 1e-4  # of the mesh's size: float32 noise agrees with the map, a vertex moved on its own does not
 
 
-def _frame(points: list[Vector]) -> Matrix:
-    """The 4x4 whose columns are the four points, homogeneous."""
-    return Matrix([[p[row] for p in points] for row in range(3)] + [[1.0] * 4])
+def record_at_import(mesh) -> None:
+    """Keep each vertex's position as it is now in the mesh's `AT_IMPORT_ATTRIBUTE`."""
+    positions = array.array("f", bytes(4 * 3 * len(mesh.vertices)))
+    mesh.vertices.foreach_get("co", positions)
+    mesh.attributes.new(AT_IMPORT_ATTRIBUTE, "FLOAT_VECTOR", "POINT").data.foreach_set("vector", positions)
+
+
+def _pairs(obj) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """(at import, now) of up to SAMPLES vertices spread over the mesh; [] for an object that is no
+    imported mesh (or whose record was removed)."""
+    if obj.type != "MESH":
+        return []
+    record = obj.data.attributes.get(AT_IMPORT_ATTRIBUTE)
+    if record is None or record.data_type != "FLOAT_VECTOR" or record.domain != "POINT":
+        return []
+    vertices, count = obj.data.vertices, len(obj.data.vertices)
+    picked = sorted({(2 * k + 1) * count // (2 * SAMPLES) for k in range(SAMPLES)}) if count > SAMPLES else range(count)
+    return [(tuple(record.data[i].vector), tuple(vertices[i].co)) for i in picked]
+
+
+def _inverse3(m: list[list[float]]) -> list[list[float]] | None:
+    """The inverse of a 3x3 (doubles), None when it is (nearly) singular: points on a plane."""
+    cofactors = [[m[(j + 1) % 3][(i + 1) % 3] * m[(j + 2) % 3][(i + 2) % 3] - m[(j + 1) % 3][(i + 2) % 3] * m[(j + 2) % 3][(i + 1) % 3]
+                  for j in range(3)] for i in range(3)]
+    det = sum(m[0][k] * cofactors[k][0] for k in range(3))
+    scale = max(abs(v) for row in m for v in row)
+    if scale == 0.0 or abs(det) <= 1e-12 * scale ** 3:
+        return None
+    return [[c / det for c in row] for row in cofactors]
+
+
+def _affine_fit(pairs) -> tuple[list[list[float]], list[float]] | None:
+    """(A, t) with A @ before + t nearest to after over the pairs (least squares, doubles); None when
+    the points before lie on a plane (no one map then)."""
+    n = len(pairs)
+    mean_p = [sum(p[i] for p, _ in pairs) / n for i in range(3)]
+    mean_q = [sum(q[i] for _, q in pairs) / n for i in range(3)]
+    cpp = [[sum((p[i] - mean_p[i]) * (p[j] - mean_p[j]) for p, _ in pairs) for j in range(3)] for i in range(3)]
+    cqp = [[sum((q[i] - mean_q[i]) * (p[j] - mean_p[j]) for p, q in pairs) for j in range(3)] for i in range(3)]
+    inverse = _inverse3(cpp)
+    if inverse is None:
+        return None
+    a = [[sum(cqp[i][k] * inverse[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
+    return a, [mean_q[i] - sum(a[i][j] * mean_p[j] for j in range(3)) for i in range(3)]
+
+
+def _agreeing(fit, pairs, tolerance: float) -> list:
+    a, t = fit
+    return [(p, q) for p, q in pairs
+            if sum((sum(a[i][j] * p[j] for j in range(3)) + t[i] - q[i]) ** 2 for i in range(3)) <= tolerance ** 2]
+
+
+def _spread_four(pairs, start: int) -> list:
+    """Four pairs whose points before span the mesh: `start`, the farthest from it, the farthest from
+    their line, the farthest from their plane."""
+    points = [Vector(p) for p, _ in pairs]
+    chosen = [start, max(range(len(points)), key=lambda i: (points[i] - points[start]).length_squared)]
+    axis = points[chosen[1]] - points[start]
+    chosen.append(max(range(len(points)), key=lambda i: axis.cross(points[i] - points[start]).length_squared))
+    normal = axis.cross(points[chosen[2]] - points[start])
+    chosen.append(max(range(len(points)), key=lambda i: abs(normal.dot(points[i] - points[start]))))
+    return [pairs[i] for i in chosen]
 
 
 def mesh_change(obj) -> Matrix:
-    """The affine map from where the anchors were at import to where they are in the object now
-    (identity when they have not moved, or when the object has no anchors that still apply: not an
-    imported mesh, or vertices added or removed since)."""
-    stored = obj.get(ANCHORS_PROPERTY) if obj.type == "MESH" else None
-    if not stored or len(stored) != 16:
+    """The affine map from where the mesh's vertices were in the object at import to where they are
+    now: the one all the sampled vertices agree on (Set Origin, Apply Scale, the whole mesh moved in
+    Edit Mode), else the one most of them do (some vertices deleted, moved or added on their own);
+    identity when untouched, or for an object that is no imported mesh."""
+    pairs = _pairs(obj)
+    if len(pairs) < 4 or all(p == q for p, q in pairs):  # untouched (the usual case): exactly the identity
         return Matrix.Identity(4)
-    vertices = obj.data.vertices
-    indices = [int(stored[k]) for k in range(0, 16, 4)]
-    if any(i >= len(vertices) for i in indices):
+    size = max(max(q[i] for _, q in pairs) - min(q[i] for _, q in pairs) for i in range(3))
+    tolerance = INLIER * max(size, 1e-12)
+    fit = _affine_fit(pairs)
+    if fit is None:
         return Matrix.Identity(4)
-    then = _frame([Vector(stored[k + 1:k + 4]) for k in range(0, 16, 4)])
-    now = _frame([vertices[i].co for i in indices])
-    if now == then:  # untouched (the usual case): exactly the identity, not float32 noise around it
-        return Matrix.Identity(4)
-    try:
-        change = now @ then.inverted()
-    except ValueError:  # (a flat set was never stored)
-        return Matrix.Identity(4)
-    change[3] = (0.0, 0.0, 0.0, 1.0)  # affine by construction; float32 leaves noise in the last row
-    return change
+    if len(_agreeing(fit, pairs, tolerance)) < len(pairs):  # some vertices edited on their own: the map most agree on
+        candidates = [_affine_fit(_spread_four(pairs, k * len(pairs) // CANDIDATES)) for k in range(CANDIDATES)]
+        best = max((_agreeing(c, pairs, tolerance) for c in candidates if c is not None), key=len, default=[])
+        if len(best) >= max(4, len(pairs) // 2):
+            fit = _affine_fit(best) or fit
+    a, t = fit
+    return Matrix([[*a[i], t[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]])
 
 
 def origin_offset(obj) -> Matrix:

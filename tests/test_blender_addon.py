@@ -714,3 +714,57 @@ def test_the_field_follows_the_meshs_vertices_through_set_origin_and_apply_scale
     bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
     with pytest.raises(InputError, match="its vertices were stretched or sheared since Import Result"):
         field_placement(scene)
+
+
+def test_the_field_keeps_to_the_mesh_through_edits_of_a_few_vertices(user_scene, tmp_path):
+    """An artist deletes a floater, nudges a vertex or adds one in Edit Mode: the field stays on the
+    rest of the mesh (with four stored vertex indices, deleting one vertex shifted them and the
+    placement was refused); applying a scale afterwards still takes the field along."""
+    import bmesh
+    from mathutils import Matrix
+
+    from ins_blender.placement import field_placement
+
+    scene, _ = user_scene
+    job = write_result(tmp_path / "job", cube_arrays())
+    scene.ins.job_dir = str(job.root)
+    mesh = importer.import_result(scene, job.root)
+    # Each vertex named (1, 2, ...; 0 for one added later) with where the field has it.
+    names = mesh.data.attributes.new("test_name", "INT", "POINT")
+    names.data.foreach_set("value", list(range(1, len(mesh.data.vertices) + 1)))
+    in_field = {k + 1: mesh.matrix_world @ v.co for k, v in enumerate(mesh.data.vertices)}
+    mesh.location.x += 1.0
+    mesh.rotation_euler.z = 0.5
+
+    def follows(edited: set[int]) -> None:
+        bpy.context.view_layer.update()
+        placement = Matrix(field_placement(scene))
+        values = mesh.data.attributes["test_name"].data
+        kept = [(values[i].value, v) for i, v in enumerate(mesh.data.vertices) if values[i].value not in edited | {0}]
+        assert len(kept) >= len(in_field) - len(edited)
+        for name, vertex in kept:
+            assert (placement @ in_field[name] - mesh.matrix_world @ vertex.co).length < 1e-5, name
+
+    def edit(change) -> None:
+        editing = bmesh.new()
+        editing.from_mesh(mesh.data)
+        editing.verts.ensure_lookup_table()
+        change(editing)
+        editing.to_mesh(mesh.data)
+        editing.free()
+        mesh.data.update()
+
+    follows(set())
+    edit(lambda m: bmesh.ops.delete(m, geom=[m.verts[1], m.verts[2]], context="VERTS"))  # a floater deleted
+    follows({2, 3})
+    edit(lambda m: setattr(m.verts[5], "co", m.verts[5].co + Vector((0.3, 0.0, 0.1))))  # (name 8 since the deletion)
+    follows({2, 3, 8})
+    edit(lambda m: m.verts.new((9.0, 9.0, 9.0)))
+    follows({2, 3, 8})
+    for obj in bpy.context.selected_objects:
+        obj.select_set(False)
+    mesh.select_set(True)
+    bpy.context.view_layer.objects.active = mesh
+    mesh.scale = (2.0, 2.0, 2.0)
+    bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
+    follows({2, 3, 8})
