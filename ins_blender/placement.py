@@ -6,9 +6,10 @@ and a Cycles render of the mesh keep matching. Any object will do (an Empty, to 
 that has no mesh); empty, the field stays where the scene was captured. Its `matrix_world` at the
 frame goes to the render server as the field-to-world placement (ins_core/data/placement.py, the
 same checks), animated as the object is; for an imported mesh, after the change of its vertices
-inside the object since import (`AT_IMPORT_ATTRIBUTE`), so Set Origin and Apply Scale leave the field
-where the mesh is, and deleting or moving a few vertices does not move it. The field has one scale: an object scaled unevenly, or
-sheared by a parent that is, is refused in one sentence. Hidden from a render (the camera icon
+inside the object since import (`AT_IMPORT_ATTRIBUTE`) and back by its location then
+(`FIELD_ORIGIN_PROPERTY`), so Set Origin and Apply Scale leave the field where the mesh is, and
+deleting or moving a few vertices does not move it. The field has one scale: an object scaled
+unevenly, or sheared by a parent that is, is refused in one sentence. Hidden from a render (the camera icon
 for F12, the eye for the viewport, Show Originals, its collection excluded) or deleted from the
 scene, the object takes the field with it: that render shows the world alone (`field_hidden`).
 """
