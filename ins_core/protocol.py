@@ -198,6 +198,10 @@ _LENS = record_field({"focus_distance": number_field(0.0, above=True), "aperture
                       "ratio": number_field(0.0, above=True), "blades": _blades, "rotation": _finite})
 
 
+# Field-to-world: a 4 x 4 of finite numbers (the server checks it is a move, a turn and one scale).
+_PLACEMENT = list_field(list_field(_finite, length=4), length=4)
+
+
 @dataclass(frozen=True)
 class RenderCommand(_Command):
     """Render one view: camera-to-world (Blender `matrix_world`), pinhole intrinsics in pixels.
@@ -219,7 +223,11 @@ class RenderCommand(_Command):
     or more), casts each ray at its own time in the shutter (ins_core.data.motion). `placement`,
     when given (field-to-world: the `matrix_world` of the object the field follows, a move, a turn
     and one scale), puts the field there instead of where it was captured (ins_core.data.placement);
-    every other field of the command stays in world units.
+    every other field of the command stays in world units. `others`, when given, are more finished
+    jobs' fields to render in the same frame ({"job": its folder, "placement": as above or null,
+    "style_mix": as above or null}: every stylized object the scene shows); the server loads each
+    once, renders each from the same camera and lays them together, nearest first at each pixel
+    (ins_core.render.together), the passes too.
     """
 
     request_id: str
@@ -241,6 +249,7 @@ class RenderCommand(_Command):
     lens: dict | None = None
     motion: list[list[list[float]]] | None = None
     placement: list[list[float]] | None = None
+    others: list[dict] | None = None
     command: ClassVar[str] = "render"
     _schema = {
         "request_id": _text,
@@ -262,7 +271,9 @@ class RenderCommand(_Command):
         "samples": square_samples,
         "lens": optional_field(_LENS),
         "motion": optional_field(list_field(list_field(list_field(_finite, length=4), length=4), min_len=2)),
-        "placement": optional_field(list_field(list_field(_finite, length=4), length=4)),
+        "placement": optional_field(_PLACEMENT),
+        "others": optional_field(list_field(record_field({"job": _text, "placement": optional_field(_PLACEMENT),
+                                                          "style_mix": optional_field(weights_field())}))),
     }
 
 

@@ -4,14 +4,18 @@
 
 Emits `ready`, then answers each `render` command on stdin (camera, intrinsics, size, style mix)
 with an RGBA PNG written atomically to the command's `out` path (over the command's background
-colour, and its Z, Mist and Normal passes, when it asks) and a `rendered` event. `quit` or
+colour, and its Z, Mist and Normal passes, when it asks) and a `rendered` event. Other finished
+jobs a command names (`others`: every stylized object a scene shows) are loaded once and rendered
+into the same frame. `quit` or
 the end of stdin stops it. A bad request gets an `error` event and the server keeps serving.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 from .job import JobPaths, ResultManifest
@@ -35,7 +39,9 @@ def _trained_run(paths: JobPaths, device: str):
     return open_run(paths.resolve(run), device, load_data=False)
 
 
-def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
+def render_request(trained, command: RenderCommand, fast: bool = True, other_run: Callable[[str], Any] | None = None) -> Path:
+    """Render the command's frame of `trained` (and of its `others`, each job's run from
+    `other_run`, laid together); write the PNG and the passes asked for; the PNG's path."""
     import numpy as np
     import torch
 
@@ -46,24 +52,35 @@ def render_request(trained, command: RenderCommand, fast: bool = True) -> Path:
     from .fields.stylization import one_style
     from .render.frame import render_frame
     from .render.parallel import frame_workers
+    from .render.together import frames_together
 
     device = trained.device
-    if trained.kind == "stylized":
-        n_styles = len(trained.config["styles"])
-        trained.model.set_style(command.style_mix if command.style_mix else one_style(0, n_styles))
     mist = command.mist
-    frame = render_frame(
-        trained.model, torch.tensor(command.c2w, dtype=torch.float32, device=device),
-        torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device),
-        command.width, command.height, samples=command.samples,
-        background=None if command.background is None else torch.tensor(command.background, dtype=torch.float32, device=device),
-        no_depth=NO_DEPTH if command.depth_out else None,
-        mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
-        normals=bool(command.normal_out), orthographic=command.orthographic,
-        lens=None if command.lens is None else ThinLens(**command.lens),
-        motion=None if command.motion is None else torch.tensor(command.motion, dtype=torch.float32, device=device),
-        placement=None if command.placement is None else Placement.from_matrix(command.placement),
-        fast=fast, workers=frame_workers() if fast else 1)
+    background = None if command.background is None else torch.tensor(command.background, dtype=torch.float32, device=device)
+
+    def frame_of(run, style_mix, placement, ordered: bool, over):
+        if run.kind == "stylized":
+            run.model.set_style(style_mix if style_mix else one_style(0, len(run.config["styles"])))
+        return render_frame(
+            run.model, torch.tensor(command.c2w, dtype=torch.float32, device=device),
+            torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device),
+            command.width, command.height, samples=command.samples, background=over,
+            no_depth=NO_DEPTH if command.depth_out else None,
+            mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
+            normals=bool(command.normal_out), orthographic=command.orthographic,
+            lens=None if command.lens is None else ThinLens(**command.lens),
+            motion=None if command.motion is None else torch.tensor(command.motion, dtype=torch.float32, device=device),
+            placement=None if placement is None else Placement.from_matrix(placement),
+            ordered=ordered, fast=fast, workers=frame_workers() if fast else 1)
+
+    if not command.others:
+        frame = frame_of(trained, command.style_mix, command.placement, False, background)
+    else:
+        if other_run is None:
+            raise InputError("This render server renders its own job only; send the request without 'others'.")
+        frames = [frame_of(trained, command.style_mix, command.placement, True, None)]
+        frames += [frame_of(other_run(other["job"]), other["style_mix"], other["placement"], True, None) for other in command.others]
+        frame = frames_together(frames, background)
     for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
         if path:
             write_bytes(path, _float32_bytes(values))
@@ -101,6 +118,25 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
         return 2
     if fast:
         _prepare(trained)
+    loaded: dict[tuple[str, int], Any] = {}
+
+    def other_run(job: str):
+        """Another finished job's run (loaded once; again when its result is newer)."""
+        other = JobPaths(Path(job).resolve())
+        if other.root == paths.root:
+            return trained
+        stamp = other.result_json.stat().st_mtime_ns if other.result_json.is_file() else 0
+        if (str(other.root), stamp) not in loaded:
+            try:
+                run = _trained_run(other, device)
+            except (OSError, RuntimeError, KeyError) as error:  # a folder half deleted, a checkpoint cut short
+                raise InputError(f"The INS job '{other.root}' shown in the scene cannot be loaded ({error}); run it again, "
+                                 "or hide its stylized mesh.") from None
+            if fast:
+                _prepare(run)
+            loaded[(str(other.root), stamp)] = run
+        return loaded[(str(other.root), stamp)]
+
     write_message(ReadyEvent(), stdout)
     for line in stdin:
         try:
@@ -113,7 +149,7 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
         if isinstance(command, QuitCommand):
             break
         try:
-            out = render_request(trained, command, fast)
+            out = render_request(trained, command, fast, other_run)
         except (InputError, ValueError) as error:
             write_message(ErrorEvent(kind="bad_input", message=str(error), log=SERVER_LOG), stdout)
             continue

@@ -13,6 +13,19 @@ from PIL import Image
 from ins_core.data.cameras import Intrinsics, image_pixels, look_at, rays_from_pixels
 
 
+def sharp_sdf_sphere():
+    """An SDF model at its initial sphere (radius about half its box), made sharp: edges a ray
+    either hits or misses."""
+    from ins_core.train.scene_models import SdfModel
+
+    torch.manual_seed(0)
+    aabb = torch.tensor([[-0.6, -0.6, -0.6], [0.6, 0.6, 0.6]])
+    model = SdfModel(aabb, {"n_levels": 4, "log2_table_size": 10, "max_resolution": 32, "hidden_dim": 32}, n_samples=64).eval()
+    with torch.no_grad():
+        model.field.variance.fill_(0.6)
+    return model
+
+
 def sphere_views(n_views: int, resolution: int, centre=(0.1, 0.0, 0.05), radius: float = 0.35, distance: float = 2.2, seed: int = 0):
     """RGBA views of a shaded sphere from cameras spread around it (golden-angle spiral)."""
     intr = Intrinsics.from_fov(math.radians(45), resolution, resolution)

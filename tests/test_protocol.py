@@ -51,7 +51,9 @@ COMMAND_SAMPLES = [
                   motion=[IDENTITY, IDENTITY, IDENTITY]),
     RenderCommand("req-3", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", depth_out="o.depth",
                   mist={"start": 5.0, "depth": 25.0, "exponent": 2.0, "out": "o.mist"}, normal_out="o.normal",
-                  placement=[[2.0, 0, 0, 1.0], [0, 2.0, 0, 0], [0, 0, 2.0, -3.5], [0, 0, 0, 1]]),
+                  placement=[[2.0, 0, 0, 1.0], [0, 2.0, 0, 0], [0, 0, 2.0, -3.5], [0, 0, 0, 1]],
+                  others=[{"job": "/jobs/tree", "placement": IDENTITY, "style_mix": [1.0]},
+                          {"job": "/jobs/house", "placement": None, "style_mix": None}]),
     QuitCommand(),
 ]
 
@@ -209,6 +211,10 @@ def test_constructors_validate_too() -> None:
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", motion=[IDENTITY])
     with pytest.raises(ProtocolError, match=r"field 'placement' has 3 item\(s\)"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", placement=IDENTITY[:3])
+    with pytest.raises(ProtocolError, match=r"field 'others\[0\]' is missing field\(s\) 'style_mix'"):
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", others=[{"job": "/jobs/tree", "placement": None}])
+    with pytest.raises(ProtocolError, match=r"field 'others\[0\].placement' has 3 item\(s\)"):
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", others=[{"job": "j", "placement": IDENTITY[:3], "style_mix": None}])
     with pytest.raises(ProtocolError, match="lens.focus_distance"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", lens={**lens, "blades": 0, "focus_distance": 0.0})
 

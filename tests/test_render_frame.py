@@ -7,7 +7,7 @@ from ins_core.data.cameras import Intrinsics, look_at
 from ins_core.errors import InputError
 from ins_core.protocol import NO_DEPTH
 from ins_core.render.frame import render_frame, subpixel_offsets
-from ins_core.train.scene_models import SdfModel
+from scenes import sharp_sdf_sphere
 
 SIZE = 24
 
@@ -24,12 +24,7 @@ def test_the_samples_of_a_pixel_are_the_centres_of_a_grid_inside_it():
 @pytest.fixture(scope="module")
 def sphere():
     """A sharp SDF sphere (its initial one) seen whole: edges a ray either hits or misses."""
-    torch.manual_seed(0)
-    aabb = torch.tensor([[-0.6, -0.6, -0.6], [0.6, 0.6, 0.6]])
-    model = SdfModel(aabb, {"n_levels": 4, "log2_table_size": 10, "max_resolution": 32, "hidden_dim": 32}, n_samples=64).eval()
-    with torch.no_grad():
-        model.field.variance.fill_(0.6)
-    return model, look_at(torch.tensor([0.0, -1.6, 0.3]), torch.zeros(3)), Intrinsics.from_fov(0.9, SIZE, SIZE).as_tensor()
+    return sharp_sdf_sphere(), look_at(torch.tensor([0.0, -1.6, 0.3]), torch.zeros(3)), Intrinsics.from_fov(0.9, SIZE, SIZE).as_tensor()
 
 
 def test_more_samples_come_nearer_the_pixels_true_coverage(sphere):

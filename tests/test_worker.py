@@ -3,6 +3,7 @@
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,6 +173,28 @@ def test_render_server_answers_render_requests(finished_job, tmp_path):
     normals = np.fromfile(normal_file, "<f4").reshape(32, 48, 3)  # x, y, z a pixel
     length = np.linalg.norm(normals, axis=-1)
     assert (length[empty] < 0.003).all() and (np.abs(length[solid] - 1.0) < 0.01).all()
+    # Another job's field in the same frame (a copy of this one, moved aside: two objects), over
+    # the world's colour; a job that is not there: one sentence naming it, and the server serves on.
+    other = tmp_path / "other_job"
+    shutil.copytree(paths.root, other)
+    aside = [[1.0, 0, 0, 0.6], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]
+    for request_id, others in (("f2b", [{"job": str(other), "placement": aside, "style_mix": None}]),
+                               ("f2c", [{"job": str(tmp_path / "gone"), "placement": None, "style_mix": None}])):
+        command = RenderCommand(request_id=request_id, c2w=c2w, fx=40.0, fy=40.0, cx=24.0, cy=16.0, width=48, height=32,
+                                out=str(tmp_path / "both.png"), style_mix=[1.0], background=world, depth_out=str(depth_file),
+                                others=others)
+        server.stdin.write(encode(command) + "\n")
+        server.stdin.flush()
+        answer = read_events(server, until=lambda e: e.event in ("rendered", "error"))[-1]
+        if request_id == "f2b":
+            assert answer.event == "rendered"
+            both = np.asarray(Image.open(tmp_path / "both.png")).astype(int)
+            both_depth = np.fromfile(depth_file, "<f4").reshape(32, 48)
+            assert (both_depth <= depth).all() and (both_depth < NO_DEPTH).sum() > (depth < NO_DEPTH).sum() + 10  # more surface
+            unchanged = solid & (both_depth == depth)  # where this job's own field is opaque and nearest
+            assert unchanged.sum() > 10 and (np.abs(both[unchanged][:, :3] - over[unchanged][:, :3]) <= 1).all()
+        else:
+            assert answer.event == "error" and str(tmp_path / "gone") in answer.message and "has no result" in answer.message
     # A placement that is no move, turn and one scale: one sentence, and the server serves on.
     stretched = [[1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]
     command = RenderCommand(request_id="f3", c2w=c2w, fx=40.0, fy=40.0, cx=24.0, cy=16.0, width=48, height=32, out=str(out),

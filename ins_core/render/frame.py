@@ -28,12 +28,19 @@ from .passes import linear_to_srgb, mist_pass, over_background, srgb_to_linear, 
 from .views import render_view
 
 
+# Under this opacity a pixel's ray met nothing to lay in order (render_view's own floor).
+EMPTY_OPACITY = 1e-4
+
+
 @dataclass
 class Frame:
     rgba: torch.Tensor  # [H, W, 4] sRGB-encoded, straight alpha (opaque when laid over a background)
     depth: torch.Tensor | None = None  # [H, W] the Z pass
     mist: torch.Tensor | None = None  # [H, W]
     normal: torch.Tensor | None = None  # [H, W, 3]
+    # [H, W] how far along the camera's axis what each pixel shows lies, wherever the field is not
+    # empty there (inf where it is): the order several fields' frames are laid in (together.py)
+    order: torch.Tensor | None = None
 
 
 def subpixel_offsets(samples: int) -> list[tuple[float, float]]:
@@ -49,26 +56,28 @@ def render_frame(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int,
                  background: torch.Tensor | None = None, no_depth: float | None = None,
                  mist: tuple[float, float, float] | None = None, normals: bool = False, orthographic: bool = False,
                  lens: ThinLens | None = None, motion: torch.Tensor | None = None, placement: Placement | None = None,
-                 fast: bool = True, workers: int = 1) -> Frame:
+                 ordered: bool = False, fast: bool = True, workers: int = 1) -> Frame:
     """The frame of a camera: `background` a linear RGB colour to lay the field over (None: keep
     its alpha); the Z pass with `no_depth` where no surface is (None: no Z pass); the Mist pass
     for `mist` = (start, depth, falloff exponent); the Normal pass with `normals`; depth of field
     through `lens`; motion blur from the camera's poses `motion` [S, 4, 4] over the shutter; the
-    field where `placement` puts it (every camera argument in world units, as Blender's)."""
+    field where `placement` puts it (every camera argument in world units, as Blender's); with
+    `ordered`, the depth each pixel is laid at among other fields (`Frame.order`)."""
     if placement is not None:
         frame = render_frame(model, placement.pose_in_field(c2w), placement.intrinsics_in_field(intrinsics, orthographic),
                              width, height, samples=samples, background=background, no_depth=no_depth,
                              mist=placement.mist_in_field(mist), normals=normals, orthographic=orthographic,
                              lens=placement.lens_in_field(lens), motion=None if motion is None else placement.pose_in_field(motion),
-                             fast=fast, workers=workers)
+                             ordered=ordered, fast=fast, workers=workers)
         return Frame(frame.rgba, None if frame.depth is None else placement.depth_to_world(frame.depth, no_depth), frame.mist,
-                     None if frame.normal is None else placement.normals_to_world(frame.normal))
+                     None if frame.normal is None else placement.normals_to_world(frame.normal),
+                     None if frame.order is None else frame.order * placement.scale)
     offsets = subpixel_offsets(samples)
     points = [None] * samples if lens is None else lens_samples(lens, samples, width * height, c2w.device)
     times = [None] * samples if motion is None else shutter_samples(samples, width * height, c2w.device)
     centre = min(range(len(offsets)), key=lambda i: offsets[i][0] ** 2 + offsets[i][1] ** 2)
     normals_at = model_normals(model) if normals else None
-    light = coverage = mist_sum = normal_sum = depth = None
+    light = coverage = mist_sum = normal_sum = depth = order = None
 
     def add(total, value):
         return value if total is None else total + value
@@ -86,9 +95,11 @@ def render_frame(model, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int,
             normal_sum = add(normal_sum, normal_pass(render, c2w, intrinsics, normals_at))
         if no_depth is not None and index == centre:
             depth = z_pass(render, intrinsics, no_depth)
+        if ordered and index == centre:
+            order = z_pass(render, intrinsics, math.inf, min_opacity=EMPTY_OPACITY)
     n = len(offsets)
     alpha = coverage / n
     rgba = torch.cat([linear_to_srgb(light / n / alpha.clamp_min(1e-6)) * (alpha > 0), alpha], dim=-1)
     if background is not None:
         rgba = over_background(rgba, background)
-    return Frame(rgba, depth, None if mist_sum is None else mist_sum / n, None if normal_sum is None else normal_sum / n)
+    return Frame(rgba, depth, None if mist_sum is None else mist_sum / n, None if normal_sum is None else normal_sum / n, order)

@@ -41,9 +41,10 @@ def over_background(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tenso
     return torch.cat([linear_to_srgb(linear), torch.ones_like(alpha)], dim=-1)
 
 
-def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> torch.Tensor:
+def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float, min_opacity: float = SURFACE_OPACITY) -> torch.Tensor:
     """[H, W] distance along the viewing axis to the surface each pixel shows (`render.depth` runs
-    along unit rays through the pixel centres), `no_depth` where the field is under half opaque."""
+    along unit rays through the pixel centres), `no_depth` where the field is under `min_opacity`
+    (half opaque: Blender's Z pass)."""
     height, width = render.depth.shape
     if render.lens is not None:  # each ray from its aperture point: the axis's share of its unit direction
         _, directions = thin_lens_rays(camera_directions(render.pixels(), intrinsics.to(render.depth)), render.orthographic,
@@ -55,7 +56,7 @@ def z_pass(render: ViewRender, intrinsics: torch.Tensor, no_depth: float) -> tor
         pixels = render.pixels()
         ray_length_per_unit_axis = camera_directions(pixels, intrinsics.to(pixels)).norm(dim=-1).view(height, width)
         along_axis = render.depth / ray_length_per_unit_axis
-    return torch.where(render.opacity >= SURFACE_OPACITY, along_axis, torch.full_like(along_axis, no_depth))
+    return torch.where(render.opacity >= min_opacity, along_axis, torch.full_like(along_axis, no_depth))
 
 
 def mist_pass(render: ViewRender, start: float, depth: float, exponent: float) -> torch.Tensor:
