@@ -91,3 +91,18 @@ def save_pictures(out: Path, pictures: list[tuple[np.ndarray, str]]) -> None:
     """The (picture, label) pairs side by side in one PNG."""
     save_png(out, image_grid([picture for picture, _ in pictures], [label for _, label in pictures]))
     print(f"wrote {out}")
+
+
+def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR in dB between two sRGB byte pictures."""
+    error = np.mean((image.astype(np.float64) / 255 - reference.astype(np.float64) / 255) ** 2)
+    return float(10 * np.log10(1.0 / max(error, 1e-12)))
+
+
+def engine_beside_cycles(scene, folder: Path, cycles_samples: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """F12 of the scene with the INS engine, then with Cycles (`cycles_samples`): (the engine's
+    picture, Cycles' picture, the engine's seconds)."""
+    scene.render.engine = "INS"
+    channels, seconds = render_exr(folder / "engine.exr")
+    scene.render.engine, scene.cycles.samples = "CYCLES", cycles_samples
+    return combined_picture(channels), combined_picture(render_exr(folder / "cycles.exr")[0]), seconds

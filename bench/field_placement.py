@@ -23,9 +23,9 @@ from mathutils import Vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.blender_frames import add_scene_arguments, as_the_field_shows, combined_picture, frame_size, opened_scene, render_exr, save_pictures  # noqa: E402
+from bench.blender_frames import (add_scene_arguments, as_the_field_shows, engine_beside_cycles, frame_size, opened_scene,  # noqa: E402
+                                  psnr, render_exr, save_pictures)
 from bench.common import emit  # noqa: E402
-from bench.mesh_shading import psnr  # noqa: E402
 
 
 def main() -> None:
@@ -52,11 +52,7 @@ def main() -> None:
                     mesh.location += Vector(args.move)
                     mesh.rotation_euler.z, mesh.scale = math.radians(args.turn), (args.scale,) * 3
                     bpy.context.view_layer.update()
-                scene.render.engine = "INS"
-                channels, seconds = render_exr(Path(folder) / "engine.exr")
-                engine = combined_picture(channels)
-                scene.render.engine, scene.cycles.samples = "CYCLES", args.cycles_samples
-                cycles = combined_picture(render_exr(Path(folder) / "cycles.exr")[0])
+                engine, cycles, seconds = engine_beside_cycles(scene, Path(folder), args.cycles_samples)
                 score = psnr(cycles, engine)
                 where = (f"moved {tuple(args.move)}, turned {args.turn:g} deg, scaled {args.scale:g}" if placed else "where captured")
                 emit("ins_engine_field_placement", size=frame_size(scene), placed=placed, engine_seconds=round(seconds, 3),

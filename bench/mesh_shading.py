@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.blender_frames import add_scene_arguments, as_the_field_shows, frame_size, opened_scene, save_pictures  # noqa: E402
+from bench.blender_frames import add_scene_arguments, as_the_field_shows, frame_size, opened_scene, psnr, save_pictures  # noqa: E402
 from bench.common import emit  # noqa: E402
 
 
@@ -29,11 +29,6 @@ def render_png(path: Path) -> np.ndarray:
     bpy.ops.render.render()
     bpy.data.images["Render Result"].save_render(str(path))
     return np.asarray(Image.open(path).convert("RGB"))
-
-
-def psnr(image: np.ndarray, reference: np.ndarray) -> float:
-    error = np.mean((image.astype(np.float64) / 255 - reference.astype(np.float64) / 255) ** 2)
-    return float(10 * np.log10(1.0 / max(error, 1e-12)))
 
 
 def main() -> None:

@@ -24,7 +24,9 @@ ray is cast from the camera's pose at its own time (`motion_blur.py`; F12 only).
 where *INS > Neural Render > Placement* puts it (the imported mesh after Import Result: move the mesh
 and the field follows, in F12 and the viewport; `placement.py`), and with Motion Blur that object's
 own motion blurs it too. Hide that object from renders (or Show Originals) and F12 shows the world
-alone; hide it in the viewport and the preview does.
+alone; hide it in the viewport and the preview does. Every other stylized mesh the render shows
+brings its own job's field, placed by itself, into the same frame (`shown_fields.py`): two parts of
+a scene stylized with two paintings, or a copy of a stylized mesh, render together.
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -50,8 +52,9 @@ from . import worker_launch
 from .camera_model import camera_intrinsics, camera_to_world
 from .depth_of_field import depth_of_field
 from .motion_blur import camera_motion
-from .placement import field_hidden, field_object, field_placement
-from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, render_job, stop_servers
+from .placement import field_hidden, field_object
+from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, stop_servers
+from .shown_fields import frame_fields
 from .viewport_preview import ViewportPreview, draw_colour, draw_image, render_border, viewport_view
 from .world import background_colour, empty_passes, mist_settings
 
@@ -127,25 +130,24 @@ class INSRenderEngine(bpy.types.RenderEngine):
         camera = self.camera_override or scene.camera
         c2w, k, orthographic, lens = _camera_view(scene, depsgraph, camera, frame_width, frame_height)
         left, bottom, width, height = render_region(scene, frame_width, frame_height)
-        job = render_job(scene)
         view_layer = depsgraph.view_layer
         with_depth = view_layer is not None and view_layer.use_pass_z
         mist = mist_settings(scene) if view_layer is not None and view_layer.use_pass_mist else None
         with_normal = view_layer is not None and view_layer.use_pass_normal
-        hidden = field_hidden(scene, depsgraph)
-        if hidden is not None:  # the field's object is hidden from renders: the world alone, no server needed
+        # The engine's own field where its Placement puts it, and every other stylized mesh shown.
+        fields = frame_fields(scene, depsgraph)
+        if fields is None:  # the field's object is hidden from renders: the world alone, no server needed
             self._write_result(width, height, view_layer, None, empty_passes(width, height, background_colour(scene),
                                                                              with_depth, mist is not None, with_normal))
-            self.update_stats("", f"INS: {hidden}")
+            self.update_stats("", f"INS: {field_hidden(scene, depsgraph)}")
             return
-        placement = field_placement(scene, depsgraph)  # where the object the field follows puts it (None: where captured)
         # None unless Motion Blur is on and the camera moves (relative to the field's object)
         motion = camera_motion(scene, camera, self.frame_set, depsgraph, field_object(scene))
         # Only the render region, when one is set: its pixels through the frame's camera.
         cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
-        mix = mix_for_job(scene, job)
+        mix = mix_for_job(scene, fields.job) if fields.own else None
         self.update_stats("", "INS: starting the render server")
-        server = get_server(job)
+        server = get_server(fields.job)
         started = time.monotonic()
 
         def waiting(what):
@@ -159,7 +161,8 @@ class INSRenderEngine(bpy.types.RenderEngine):
         samples = int(scene.ins.render_samples)
         path = server.render(c2w, k.fl_x, k.fl_y, cx, cy, width, height, style_mix=mix, background=background_colour(scene),
                              depth=with_depth, mist=mist, normal=with_normal, orthographic=orthographic, samples=samples,
-                             lens=lens, motion=motion, placement=placement, should_stop=self.test_break, on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
+                             lens=lens, motion=motion, placement=fields.placement, others=fields.others, should_stop=self.test_break,
+                             on_wait=waiting(f"rendering {width}x{height}, {samples} samples a pixel"))
         if path is None:
             return
         try:
@@ -204,20 +207,22 @@ class INSRenderEngine(bpy.types.RenderEngine):
         region, rv3d, space, scene = context.region, context.region_data, context.space_data, depsgraph.scene
         camera = (space.camera if space.use_local_camera else None) or scene.camera  # the camera the view looks through
         camera = camera.evaluated_get(depsgraph) if camera is not None else None
-        hidden = field_hidden(scene, depsgraph)  # the field's object hidden in this viewport: the world alone
-        border = None
+        hidden = field_hidden(scene, depsgraph)  # the field's object hidden in this viewport: the others, or the world alone
+        border = fields = None
         with self._view.reporting():
             border = render_border(scene, space, rv3d, region.width, region.height, camera)
-            if hidden is None:
+            fields = frame_fields(scene, depsgraph)
+            if fields is not None:
                 lens = depth_of_field(camera) if camera is not None else None  # (viewport_view keeps it in the camera view)
-                placement = field_placement(scene, depsgraph)  # moving the field's object redraws with it
-                self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border, lens, placement))
+                # moving a field's object redraws with it
+                self._view.update(scene, viewport_view(region, rv3d, space.clip_end, border, lens, fields.placement, fields.others),
+                                  fields.job, fields.own)
         with self._view.reporting():
-            if hidden is not None:
+            if fields is None and hidden is not None:
                 draw_colour(self, scene, background_colour(scene), border or (0, 0, region.width, region.height))
             else:
                 draw_image(self, scene, self._view.image(), self._view.shown_border or (0, 0, region.width, region.height))
-        self.update_stats("", f"INS: {hidden or self._view.status()}")
+        self.update_stats("", f"INS: {hidden if fields is None and hidden else self._view.status()}")
 
     def __del__(self):
         view = getattr(self, "_view", None)

@@ -40,7 +40,11 @@ def render_job(scene) -> JobPaths:
         text = settings.render_job_dir.strip() or settings.job_dir.strip()
     if not text:
         raise EngineError(f"Scene '{scene.name}' has no finished INS job to render; run Stylize Scene with the 'Neural Render' output, or choose a finished job folder as Render Job in the INS panel.")
-    job = JobPaths(Path(bpy.path.abspath(text)))
+    return rendered_job(JobPaths(Path(bpy.path.abspath(text))))
+
+
+def rendered_job(job: JobPaths) -> JobPaths:
+    """`job` when it is finished and has a neural render; EngineError saying what it lacks."""
     if not job.result_json.is_file():
         raise EngineError(f"The INS job '{job.root}' is not finished (no result/result.json); wait for it to finish, or choose a finished job folder as Render Job in the INS panel.")
     try:
@@ -135,7 +139,7 @@ class RenderServer:
 
     def submit(self, c2w, fx, fy, cx, cy, width, height, *, style_mix=None, background=None, depth=False,
                mist=None, normal=False, orthographic=False, samples=1, lens=None, motion=None,
-               placement=None) -> tuple[str, Path]:
+               placement=None, others=None) -> tuple[str, Path]:
         """Send one render request; its PNG will be the returned path (its Z pass, with `depth`, at
         `pass_path(path, "depth")`; its Mist pass, with `mist` = (start, depth, falloff exponent), at
         `pass_path(path, "mist")`; its Normal pass, with `normal`, at `pass_path(path, "normal")`).
@@ -143,7 +147,8 @@ class RenderServer:
         rays a pixel (a square number) anti-alias it and, with a `lens` (depth_of_field.py's
         dict), blur what lies off the plane in focus, with `motion` (motion_blur.py's poses) what
         moves across the frame during the shutter; with `placement` (placement.py's rows) the
-        field stands where that object puts it."""
+        field stands where that object puts it; `others` (shown_fields.py's) are more jobs' fields
+        in the same frame."""
         request_id = uuid.uuid4().hex[:12]
         out = self.folder / f"{request_id}.png"
         mist_request = None
@@ -156,7 +161,7 @@ class RenderServer:
                                 style_mix=style_mix, background=background,
                                 depth_out=str(pass_path(out, "depth")) if depth else None, mist=mist_request,
                                 normal_out=str(pass_path(out, "normal")) if normal else None, orthographic=bool(orthographic),
-                                samples=int(samples), lens=lens, motion=motion, placement=placement)
+                                samples=int(samples), lens=lens, motion=motion, placement=placement, others=others or None)
         try:
             self.worker.send(command)
         except worker_launch.WorkerError as error:

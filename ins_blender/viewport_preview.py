@@ -18,6 +18,7 @@ import bpy
 from mathutils import Matrix
 
 from ins_core.errors import InputError
+from ins_core.job import JobPaths
 
 from . import worker_launch
 from .render_client import EngineError, RenderServer, get_server, mix_for_job, render_job
@@ -67,18 +68,20 @@ class View:
     """A viewport's camera: what a render request needs, and a key to notice changes. `border`
     is the render region drawn (None: the whole region); `lens` the camera's depth of field
     (depth_of_field.py; through a camera that has it on); `placement` where the field stands
-    (placement.py; None: where it was captured)."""
+    (placement.py; None: where it was captured); `others` the other stylized meshes' fields shown
+    (shown_fields.py)."""
 
     def __init__(self, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
                  orthographic: bool = False, border: Rect | None = None, lens: dict | None = None,
-                 placement: list[list[float]] | None = None) -> None:
+                 placement: list[list[float]] | None = None, others: list[dict] | None = None) -> None:
         self.c2w, self.fx, self.fy, self.cx, self.cy = c2w, fx, fy, cx, cy
         self.width, self.height, self.orthographic, self.lens = width, height, orthographic, lens
-        self.border, self.placement = border or (0, 0, width, height), placement
+        self.border, self.placement, self.others = border or (0, 0, width, height), placement, others or []
         self.key = (tuple(round(v, 5) for row in c2w for v in row), round(fx, 3), round(fy, 3), round(cx, 3),
                     round(cy, 3), width, height, orthographic, self.border,
                     None if lens is None else tuple(sorted((k, round(v, 6)) for k, v in lens.items())),
-                    None if placement is None else tuple(round(v, 6) for row in placement for v in row))
+                    _matrix_key(placement),
+                    tuple((other["job"], _matrix_key(other["placement"])) for other in self.others))
 
     def scaled(self, s: float) -> tuple:
         """Render-request arguments of the border's pixels at `s` times their size: the region's
@@ -88,6 +91,10 @@ class View:
         sx, sy = w / border_width, h / border_height
         top = self.height - bottom - border_height  # the request's rows run down
         return (self.c2w, self.fx * sx, self.fy * sy, (self.cx - left) * sx, (self.cy - top) * sy, w, h)
+
+
+def _matrix_key(matrix: list[list[float]] | None) -> tuple | None:
+    return None if matrix is None else tuple(round(v, 6) for row in matrix for v in row)
 
 
 def camera_frame_in_region(camera, scene, perspective_matrix, width: int, height: int) -> tuple[float, float, float, float]:
@@ -126,10 +133,10 @@ def render_border(scene, space, rv3d, width: int, height: int, camera=None) -> R
 
 
 def viewport_view(region, rv3d, clip_end: float, border: Rect | None = None, lens: dict | None = None,
-                  placement: list[list[float]] | None = None) -> View:
+                  placement: list[list[float]] | None = None, others: list[dict] | None = None) -> View:
     """The View of a 3D viewport region whose View > Clip End is `clip_end`, drawing only `border`
     (render_border) when one is given, through `lens` (the camera's depth of field, in the camera
-    view) when one is given, of the field where `placement` puts it. An orthographic view (Numpad 5, or the front, side and top
+    view) when one is given, of the field where `placement` puts it (and the `others` beside it). An orthographic view (Numpad 5, or the front, side and top
     views) shows what lies up to half the clip end on either side of its eye, so its rays start that
     far behind it; through a camera they start at the camera, as a camera's do in a render."""
     width, height = region.width, region.height
@@ -139,7 +146,7 @@ def viewport_view(region, rv3d, clip_end: float, border: Rect | None = None, len
     if orthographic and rv3d.view_perspective != "CAMERA":
         c2w = c2w @ Matrix.Translation((0.0, 0.0, 0.5 * clip_end))
     return View([list(row) for row in c2w], fx, fy, cx, cy, width, height, orthographic, border,
-                lens if rv3d.view_perspective == "CAMERA" else None, placement)
+                lens if rv3d.view_perspective == "CAMERA" else None, placement, others)
 
 
 class ViewportPreview:
@@ -177,12 +184,13 @@ class ViewportPreview:
         except Exception as error:  # noqa: BLE001 - shown to the user, not raised into Blender's draw
             self.error = f"viewport: {type(error).__name__}: {error}"
 
-    def update(self, scene, view: View) -> None:
-        """From view_draw: notice a new view, submit the next request; never waits, never
-        writes Blender data."""
+    def update(self, scene, view: View, job: JobPaths | None = None, own: bool = True) -> None:
+        """From view_draw: notice a new view, submit the next request to `job`'s server (the
+        scene's own job by default; with the scene's style weights when `own`); never waits,
+        never writes Blender data."""
         self.error = ""
-        job = render_job(scene)
-        mix = mix_for_job(scene, job)
+        job = job or render_job(scene)
+        mix = mix_for_job(scene, job) if own else None
         background = background_colour(scene)
         server = get_server(job)
         if server is not self.server:  # a new server (the job was re-run) never answers the old requests
@@ -195,7 +203,7 @@ class ViewportPreview:
             scale, samples = levels[self.level]
             args = view.scaled(scale)
             request_id, _ = server.submit(*args, style_mix=mix, background=background, orthographic=view.orthographic,
-                                          samples=samples, lens=view.lens, placement=view.placement)
+                                          samples=samples, lens=view.lens, placement=view.placement, others=view.others)
             self.pending = (request_id, args[-2:], self.key, samples, view.border)
         if not server.ready or self.pending is not None:
             self._poll_soon()

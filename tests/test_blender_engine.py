@@ -283,6 +283,57 @@ def test_the_field_hides_with_its_object(scene, tmp_path):
     assert len(commands(job)) == 3 and commands(job)[-1]["placement"] is None
 
 
+def test_every_stylized_mesh_shown_brings_its_field(scene, tmp_path):
+    """Two parts of a scene stylized apart, and a copy of a stylized mesh: F12 asks the engine's
+    own job's server for its field (where its Placement is) and every other stylized mesh shown,
+    each placed by itself; not those hidden from renders, not a mesh-only job's. Placed by an
+    Empty, the own job's meshes are the Empty's field alone; the Placement hidden, the others
+    still render, through the first one's server."""
+    own, other, mesh_only = (finished_job(tmp_path / name) for name in ("own", "other", "mesh_only"))
+    spec = JobSpec.load(mesh_only.job_json)
+    spec.outputs = ["mesh"]
+    spec.save(mesh_only.job_json)
+    scene.ins.render_job_dir = str(own.root)
+
+    def stylized(name: str, job: JobPaths, x: float):
+        obj = bpy.data.objects.new(name, bpy.data.meshes.new(name))
+        obj["ins_job"] = str(job.root)
+        obj.location.x = x
+        scene.collection.objects.link(obj)
+        return obj
+
+    placed = stylized("Own", own, 0.0)
+    for name, job, x in (("Own copy", own, 1.5), ("Other", other, -2.0), ("Mesh only", mesh_only, 3.0)):
+        stylized(name, job, x)
+    hidden = stylized("Other hidden", other, 5.0)
+    hidden.hide_render = True
+    scene.ins.field_object = placed
+    bpy.context.view_layer.update()
+    moved = lambda x: [[1.0, 0.0, 0.0, x], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]  # noqa: E731
+    render(tmp_path)
+    sent = commands(own)[-1]
+    assert sent["placement"] is None  # the own mesh where it was captured
+    assert sent["others"] == sorted([{"job": str(own.root.resolve()), "placement": moved(1.5), "style_mix": None},
+                                     {"job": str(other.root.resolve()), "placement": moved(-2.0), "style_mix": None}],
+                                    key=lambda field: (field["job"], str(field["placement"])))
+    assert not (mesh_only.root / "commands.jsonl").exists()
+    holder = bpy.data.objects.new("Holder", None)
+    scene.collection.objects.link(holder)
+    holder.location.z = 1.0
+    scene.ins.field_object = holder  # an Empty places the own field: its meshes are not more copies of it
+    bpy.context.view_layer.update()
+    render(tmp_path)
+    sent = commands(own)[-1]
+    assert sent["placement"] == [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 1.0], [0, 0, 0, 1.0]]
+    assert [field["job"] for field in sent["others"]] == [str(other.root.resolve())]
+    holder.hide_render = True  # the own field hidden: the other mesh's field alone, through its own server
+    sent_before = len(commands(own))
+    render(tmp_path)
+    assert len(commands(own)) == sent_before
+    through_other = commands(other)[-1]
+    assert through_other["placement"] == moved(-2.0) and through_other["others"] is None and through_other["style_mix"] is None
+
+
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
     """F12, the result saved as an uncompressed multilayer EXR and read back: {pass name: [H, W(, C)]}."""
     return render_result.render_passes(bpy, tmp_path)
@@ -541,6 +592,12 @@ def test_the_viewport_preview_renders_again_when_the_fields_object_moves(scene, 
     assert [(c["width"], c["height"]) for c in again] == [(20, 11), (40, 22), (80, 44), (160, 88)]
     assert all(c["placement"] == moved for c in again)
     assert all(c["placement"] is None for c in commands(viewport.job)[:settled])
+    # Another stylized mesh shown (or moved): from the eighth size again, its field sent with each request.
+    settled = len(commands(viewport.job))
+    others = [{"job": str(tmp_path / "other"), "placement": moved, "style_mix": None}]
+    viewport.settle(viewport_preview.View(c2w, 100.0, 100.0, 80.0, 44.0, 160, 88, placement=moved, others=others))
+    again = commands(viewport.job)[settled:]
+    assert len(again) == 4 and all(c["others"] == others for c in again)
 
 
 def test_the_viewport_through_the_camera_renders_its_depth_of_field(scene, tmp_path, monkeypatch):
