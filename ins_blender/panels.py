@@ -233,9 +233,9 @@ def _draw_neural_render(layout, context) -> None:
     layout.prop(settings, "field_object", text="Placement")
     placed = settings.field_object
     if placed is not None and scene.objects.get(placed.name) != placed:
-        _lines(layout, "Not in this scene: the field is not drawn.", icon="ERROR")
+        _lines(layout, "Not in this scene: its field is not drawn.", icon="ERROR")
     elif placed is not None and placed.hide_render:
-        _lines(layout, "Hidden from renders: F12 shows the world alone.", icon="HIDE_ON")
+        _lines(layout, "Hidden from renders: F12 leaves its field out.", icon="HIDE_ON")
     column = layout.column(align=True)
     column.prop(settings, "render_samples", text="Render Samples")
     column.prop(settings, "viewport_samples", text="Viewport Samples")

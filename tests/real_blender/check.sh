@@ -15,7 +15,8 @@
 #      of the sidebar's INS tab at the default width (the scene's render region set from 120 s), then
 #      of the front orthographic view with a render region of its own; each region drawn at its size;
 #      the imported mesh (the field's Placement) moved from 235 s: the preview's field moves with it;
-#      hidden in the viewport from 285 s: the preview shows the world alone (check_hidden.py)
+#      hidden in the viewport from 285 s: the preview shows the world alone (check_hidden.py); shown
+#      again from 305 s with a copy of it (Shift+D) beside it: the preview shows both fields
 #
 # Everything lands in OUT (default /tmp/ins_real_blender); STEPS (default 200,30) keeps training short.
 set -euo pipefail
@@ -87,7 +88,7 @@ expect 0 f12_passes "$RB" run blender -b "$OUT/out.blend" -E INS --python tests/
 .venv/bin/python tests/real_blender/check_passes.py "$OUT/passes_0001.exr"
 
 echo "== the window"
-INS_BLEND="$OUT/out.blend" INS_SECONDS=315 INS_CAMERA_BORDER_AT=120 INS_ORTHO_AT=185 INS_MOVE_AT=235 INS_HIDE_AT=285 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &
+INS_BLEND="$OUT/out.blend" INS_SECONDS=360 INS_CAMERA_BORDER_AT=120 INS_ORTHO_AT=185 INS_MOVE_AT=235 INS_HIDE_AT=285 INS_COPY_AT=305 "$RB" gui tests/real_blender/gui_preview.py "$OUT/gui.log" &
 gui=$!
 sleep 60
 "$RB" shot "$OUT/viewport_60s.png"
@@ -99,10 +100,12 @@ sleep 100  # the front orthographic view from 185 s, the mesh (and the field) mo
 "$RB" shot "$OUT/viewport_ortho_moved_280s.png"
 sleep 22  # the mesh hidden in the viewport (its eye icon) at 285 s: the world alone where the field was
 "$RB" shot "$OUT/viewport_hidden_302s.png"
+sleep 43  # shown again at 305 s with a copy of the mesh (Shift+D) beside it: both fields drawn
+"$RB" shot "$OUT/viewport_copy_345s.png"
 wait "$gui" || true
 grep -m 2 "GUI:.*orthographic" "$OUT/gui.log" || true
 grep "GUI:" "$OUT/gui.log" | tail -n 4
 grep -q "GUI:.*field followed: yes" "$OUT/gui.log" || { echo "FAIL: the preview's field did not follow its moved object (see $OUT/gui.log)"; exit 1; }
 grep -q "GUI:.*region drawn: yes" "$OUT/gui.log" || { echo "FAIL: a render region was not drawn at its size (see $OUT/gui.log)"; exit 1; }
-.venv/bin/python tests/real_blender/check_hidden.py "$OUT/viewport_ortho_moved_280s.png" "$OUT/viewport_hidden_302s.png" "$OUT/gui.log"
+.venv/bin/python tests/real_blender/check_hidden.py "$OUT/viewport_ortho_moved_280s.png" "$OUT/viewport_hidden_302s.png" "$OUT/gui.log" "$OUT/viewport_copy_345s.png"
 echo "done: screenshots and logs in $OUT"

@@ -6,9 +6,11 @@ leaves only the overlays (the light, the 3D cursor, the region's outline; the si
 commonest colour must be the same in both, the world's, drawn where the field was (an engine that
 drew nothing would leave the viewport's own grey).
 
-    .venv/bin/python tests/real_blender/check_hidden.py SHOWN.png HIDDEN.png GUI_LOG
+    .venv/bin/python tests/real_blender/check_hidden.py SHOWN.png HIDDEN.png GUI_LOG [COPIED.png]
 
-Exit 1, with the shares, when the field did not go.
+With COPIED.png (the mesh shown again with a copy beside it), the fields there must cover more of
+the region than the one field did. Exit 1, with the shares, when the field did not go (or the
+copy's did not come).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from PIL import Image
 SHOWN_AT_LEAST = 0.15  # of the region's pixels away from the world's colour with the field drawn (42 % seen)
 HIDDEN_AT_MOST = 0.06  # ... with it hidden: the overlays only (2.5 % seen)
 SAME_COLOUR = 3  # of 255, each channel: the commonest colour of both shots
+COPY_GROWS = 1.15  # the share with a copy beside the field, against the field's alone
 INSET = 4  # pixels left out at the region's edges (its outline)
 
 
@@ -49,6 +52,12 @@ def main() -> int:
     verdict = shown >= SHOWN_AT_LEAST and hidden <= HIDDEN_AT_MOST and np.abs(world - behind).max() <= SAME_COLOUR
     print(f"{'ok' if verdict else 'FAIL'}: the field covered {shown:.1%} of the render region {rect} before the mesh "
           f"was hidden, {hidden:.1%} after; the colour around it {tuple(world)} before, {tuple(behind)} after")
+    if len(sys.argv) > 4:
+        copied, _ = share_off_background(sys.argv[4], rect)
+        grew = copied >= COPY_GROWS * shown
+        print(f"{'ok' if grew else 'FAIL'}: with a copy of the mesh beside it the fields covered {copied:.1%} of the region "
+              f"(one field {shown:.1%})")
+        verdict = verdict and grew
     return 0 if verdict else 1
 
 

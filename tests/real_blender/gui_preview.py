@@ -9,7 +9,9 @@ a render region of its own (View > Render Region), and the Properties editor sho
 Neural Render > Placement), slides 0.4 along x, as an artist placing it does: the preview renders
 again with the field moved. After INS_HIDE_AT seconds the mesh is hidden in the viewport (its eye
 icon): the preview shows the world alone where it rendered the field; the log gives that render
-region on the screen ("on screen (left, top, width, height)", for check_hidden.py).
+region on the screen ("on screen (left, top, width, height)", for check_hidden.py). After
+INS_COPY_AT seconds it is shown again with a copy of it (Shift+D) moved left and scaled 0.7: the
+preview draws both fields.
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
@@ -31,6 +33,7 @@ CAMERA_BORDER_AT = float(os.environ.get("INS_CAMERA_BORDER_AT", "1e9"))
 MOVE_AT = float(os.environ.get("INS_MOVE_AT", "1e9"))
 MOVE_X = 0.4
 HIDE_AT = float(os.environ.get("INS_HIDE_AT", "1e9"))
+COPY_AT = float(os.environ.get("INS_COPY_AT", "1e9"))
 ADDON = "bl_ext.user_default.ins_stylize"
 SERVERS_MODULE = f"{ADDON}.render_client"  # where the render servers are kept
 DRAWN = {}  # each render region: whether the preview image last had its size
@@ -135,6 +138,23 @@ def hide_the_field() -> None:
     log(f"'{obj.name}' hidden in the viewport; its render region on screen ({region.x + left}, {top}, {width}, {height})")
 
 
+def show_with_a_copy() -> None:
+    obj = bpy.context.scene.ins.field_object
+    _, area = view3d()
+    if obj is None or area is None:
+        log("nothing to copy")
+        return
+    obj.hide_set(False)
+    copy = obj.copy()  # as Shift+D: the object's custom properties (its job) come along
+    copy.data = obj.data.copy()
+    for collection in obj.users_collection:
+        collection.objects.link(copy)
+    copy.location.x -= 0.6
+    copy.scale = (0.7, 0.7, 0.7)
+    area.tag_redraw()
+    log(f"'{obj.name}' shown again, with a copy '{copy.name}' moved 0.6 left and scaled 0.7")
+
+
 def field_centre(image) -> float | None:
     """The mean column (0..1) of the pixels that differ from the image's corner (the world's colour)."""
     width, height = image.size
@@ -163,7 +183,7 @@ def border_now(area) -> tuple | None:
 def report() -> float | None:
     import sys
 
-    global ORTHO_AT, CAMERA_BORDER_AT, MOVE_AT, HIDE_AT
+    global ORTHO_AT, CAMERA_BORDER_AT, MOVE_AT, HIDE_AT, COPY_AT
     if time.monotonic() - STARTED > CAMERA_BORDER_AT:
         CAMERA_BORDER_AT = float("inf")
         camera_border()
@@ -177,6 +197,9 @@ def report() -> float | None:
     if time.monotonic() - STARTED > HIDE_AT:
         HIDE_AT = float("inf")
         hide_the_field()
+    if time.monotonic() - STARTED > COPY_AT:
+        COPY_AT = float("inf")
+        show_with_a_copy()
 
     client = sys.modules.get(SERVERS_MODULE)
     image = bpy.data.images.get(".INS Viewport")
@@ -187,7 +210,8 @@ def report() -> float | None:
     border = None if area is None else border_now(area)
     if isinstance(border, tuple):
         DRAWN[border] = size == border[2:]
-        if size == border[2:] and time.monotonic() - STARTED > ORTHO_AT_START + 5:  # the front view's full size
+        # The front view's full size, with the one field (the copy would pull its columns left).
+        if size == border[2:] and ORTHO_AT_START + 5 < time.monotonic() - STARTED < COPY_AT_START:
             CENTRES["after" if moved else "before"] = field_centre(image)
     log(f"preview image {size}; {kind}border {border}; servers {list(servers) if isinstance(servers, dict) else servers}")
     if time.monotonic() - STARTED > SECONDS:
@@ -207,7 +231,7 @@ def after_load() -> float | None:
     return None
 
 
-ORTHO_AT_START = ORTHO_AT
+ORTHO_AT_START, COPY_AT_START = ORTHO_AT, COPY_AT
 STARTED = time.monotonic()
 bpy.ops.wm.open_mainfile(filepath=BLEND)
 bpy.app.timers.register(after_load, first_interval=2.0)
