@@ -6,8 +6,8 @@ Emits `ready`, then answers each `render` command on stdin (camera, intrinsics, 
 with an RGBA PNG written atomically to the command's `out` path (over the command's background
 colour, and its Z, Mist and Normal passes, when it asks) and a `rendered` event. Other finished
 jobs a command names (`others`: every stylized object a scene shows) are loaded once and rendered
-into the same frame. `quit` or
-the end of stdin stops it. A bad request gets an `error` event and the server keeps serving.
+into the same frame. `quit` or the end of stdin stops it. A bad request gets an `error` event and
+the server keeps serving.
 """
 
 from __future__ import annotations
