@@ -23,10 +23,11 @@ With Motion Blur on (Render Properties), a camera moving during the shutter smea
 ray is cast from the camera's pose at its own time (`motion_blur.py`; F12 only). The field stands
 where *INS > Neural Render > Placement* puts it (the imported mesh after Import Result: move the mesh
 and the field follows, in F12 and the viewport; `placement.py`), and with Motion Blur that object's
-own motion blurs it too. Hide that object from renders (or Show Originals) and F12 shows the world
-alone; hide it in the viewport and the preview does. Every other stylized mesh the render shows
-brings its own job's field, placed by itself, into the same frame (`shown_fields.py`): two parts of
-a scene stylized with two paintings, or a copy of a stylized mesh, render together.
+own motion blurs it too. Hide that object from renders (or Show Originals) and F12 leaves the field
+out; hide it in the viewport and the preview does. Every other stylized mesh the render shows
+brings its own job's field, placed (and, with Motion Blur, blurred) by itself, into the same frame
+(`shown_fields.py`): two parts of a scene stylized with two paintings, or a copy of a stylized
+mesh, render together; with no field left to show, the frame is the world alone.
 
 The style mix is read from the scene's style weights at each frame (they are animatable).
 In the viewport (never in background mode) a preview renders at 1/8 of the region size first and
@@ -51,8 +52,8 @@ from ins_core.errors import InputError
 from . import worker_launch
 from .camera_model import camera_intrinsics, camera_to_world
 from .depth_of_field import depth_of_field
-from .motion_blur import camera_motion
-from .placement import field_hidden, field_object
+from .motion_blur import camera_motions
+from .placement import field_hidden
 from .render_client import EngineError, get_server, mix_for_job, pass_path, png_size, read_pass, stop_servers
 from .shown_fields import frame_fields
 from .viewport_preview import ViewportPreview, draw_colour, draw_image, render_border, viewport_view
@@ -141,8 +142,8 @@ class INSRenderEngine(bpy.types.RenderEngine):
                                                                              with_depth, mist is not None, with_normal))
             self.update_stats("", f"INS: {field_hidden(scene, depsgraph)}")
             return
-        # None unless Motion Blur is on and the camera moves (relative to the field's object)
-        motion = camera_motion(scene, camera, self.frame_set, depsgraph, field_object(scene))
+        # None unless Motion Blur is on and the camera moves (relative to each field's object)
+        motion = fields.with_motions(camera_motions(scene, camera, self.frame_set, depsgraph, fields.objects))
         # Only the render region, when one is set: its pixels through the frame's camera.
         cx, cy = k.cx - left, k.cy - (frame_height - bottom - height)
         mix = mix_for_job(scene, fields.job) if fields.own else None

@@ -29,22 +29,33 @@ def camera_motion(scene, camera_object, frame_set, depsgraph=None, field_object=
     Blur off or a camera that holds still then (relative to `field_object`, the object placing the
     field, when there is one). `frame_set(frame, subframe)` evaluates the scene at another time
     (RenderEngine.frame_set in a render); the current frame is set again after."""
+    return camera_motions(scene, camera_object, frame_set, depsgraph, [field_object])[0]
+
+
+def camera_motions(scene, camera_object, frame_set, depsgraph, field_objects: list) -> list[list[list[list[float]]] | None]:
+    """`camera_motion` relative to each of `field_objects` (None: the world) in one pass over the
+    shutter: one field per stylized object, each blurred by its own object's motion and the camera's."""
     span = shutter_span(scene)
     if span is None:
-        return None
+        return [None] * len(field_objects)
     frame, subframe = scene.frame_current, scene.frame_subframe
-    field_at_frame = None if field_object is None else field_matrix(field_object, depsgraph)
-    poses = []
+    at_frame = [None if obj is None else field_matrix(obj, depsgraph) for obj in field_objects]
+    poses: list[list] = [[] for _ in field_objects]
     try:
         for step in range(MOTION_STEPS):
             time = frame + subframe + span[0] + (span[1] - span[0]) * step / (MOTION_STEPS - 1)
             whole = math.floor(time)
             frame_set(whole, time - whole)
             camera = world_matrix(camera_object, depsgraph)
-            if field_at_frame is not None:  # the camera as the field sees it then, placed as the field is at the frame
-                camera = field_at_frame @ field_matrix(field_object, depsgraph).inverted_safe() @ camera
-            poses.append(camera_to_world(camera))
+            for k, obj in enumerate(field_objects):
+                seen = camera
+                if obj is not None:  # the camera as the field sees it then, placed as the field is at the frame
+                    seen = at_frame[k] @ field_matrix(obj, depsgraph).inverted_safe() @ camera
+                poses[k].append(camera_to_world(seen))
     finally:
         frame_set(frame, subframe)
-    still = all(abs(a - b) <= 1e-7 for pose in poses[1:] for row_a, row_b in zip(pose, poses[0]) for a, b in zip(row_a, row_b))
-    return None if still else poses
+    return [None if _still(each) else each for each in poses]
+
+
+def _still(poses: list) -> bool:
+    return all(abs(a - b) <= 1e-7 for pose in poses[1:] for row_a, row_b in zip(pose, poses[0]) for a, b in zip(row_a, row_b))

@@ -30,10 +30,11 @@ def job_of(obj) -> JobPaths:
     return JobPaths(Path(bpy.path.abspath(str(obj[RESULT_PROPERTY]))).resolve())
 
 
-def other_fields(scene, depsgraph, job: JobPaths) -> list[dict]:
-    """The render command's `others` for `depsgraph`'s render of `scene`, whose own field is `job`'s:
-    {"job", "placement", "style_mix"} for each other stylized mesh shown (InputError naming one
-    that is not scaled evenly)."""
+def other_fields(scene, depsgraph, job: JobPaths) -> list[tuple[dict, object]]:
+    """The render command's `others` for `depsgraph`'s render of `scene`, whose own field is `job`'s,
+    each with its object: {"job", "placement", "style_mix", "motion"} for each other stylized mesh
+    shown (InputError naming one that is not scaled evenly); the motion is filled in for F12
+    (`with_motions`)."""
     if depsgraph is None:
         return []
     own = JobPaths(Path(job.root).resolve())
@@ -51,20 +52,29 @@ def other_fields(scene, depsgraph, job: JobPaths) -> list[dict]:
             rendered_job(other)
         except EngineError:  # no neural render to show for it
             continue
-        fields.append({"job": str(other.root), "placement": checked_placement(obj.name, field_matrix(obj, depsgraph)),
-                       "style_mix": None})
-    return sorted(fields, key=lambda field: (field["job"], str(field["placement"])))  # (a steady order: a steady key)
+        fields.append(({"job": str(other.root), "placement": checked_placement(obj.name, field_matrix(obj, depsgraph)),
+                        "style_mix": None, "motion": None}, obj))
+    return sorted(fields, key=lambda pair: (pair[0]["job"], str(pair[0]["placement"]), pair[1].name))  # (a steady order: a steady key)
 
 
 @dataclass
 class FrameFields:
     """What a frame renders: `job`'s field (its server renders the frame) at `placement`, with the
-    scene's style weights when `own` (the engine's own job), and the `others` beside it."""
+    scene's style weights when `own` (the engine's own job), and the `others` beside it; `objects`
+    the objects placing them, that field's first (None: where captured)."""
 
     job: JobPaths
     placement: list[list[float]] | None
     own: bool
     others: list[dict]
+    objects: list
+
+    def with_motions(self, motions: list) -> list | None:
+        """`motions` (the camera's over the shutter relative to each of `objects`) in the others;
+        the first field's motion returned."""
+        for other, motion in zip(self.others, motions[1:]):
+            other["motion"] = motion
+        return motions[0]
 
 
 def frame_fields(scene, depsgraph) -> FrameFields | None:
@@ -72,10 +82,10 @@ def frame_fields(scene, depsgraph) -> FrameFields | None:
     field hidden with its Placement, and no other stylized mesh shown). EngineError when the scene
     has no job to render."""
     job = render_job(scene)
-    others = other_fields(scene, depsgraph, job)
+    pairs = other_fields(scene, depsgraph, job)
+    others, objects = [field for field, _ in pairs], [obj for _, obj in pairs]
     if field_hidden(scene, depsgraph) is None:
-        return FrameFields(job, field_placement(scene, depsgraph), True, others)
+        return FrameFields(job, field_placement(scene, depsgraph), True, others, [field_object(scene), *objects])
     if not others:
         return None
-    first, *rest = others  # its server renders the frame
-    return FrameFields(JobPaths(Path(first["job"])), first["placement"], False, rest)
+    return FrameFields(JobPaths(Path(others[0]["job"])), others[0]["placement"], False, others[1:], objects)  # the first's server

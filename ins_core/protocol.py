@@ -200,6 +200,8 @@ _LENS = record_field({"focus_distance": number_field(0.0, above=True), "aperture
 
 # Field-to-world: a 4 x 4 of finite numbers (the server checks it is a move, a turn and one scale).
 _PLACEMENT = list_field(list_field(_finite, length=4), length=4)
+# The camera's poses over the shutter, evenly spaced in time: two or more 4 x 4s.
+_MOTION = list_field(_PLACEMENT, min_len=2)
 
 
 @dataclass(frozen=True)
@@ -224,8 +226,9 @@ class RenderCommand(_Command):
     when given (field-to-world: the `matrix_world` of the object the field follows, a move, a turn
     and one scale), puts the field there instead of where it was captured (ins_core.data.placement);
     every other field of the command stays in world units. `others`, when given, are more finished
-    jobs' fields to render in the same frame ({"job": its folder, "placement": as above or null,
-    "style_mix": as above or null}: every stylized object the scene shows); the server loads each
+    jobs' fields to render in the same frame ({"job": its folder, "placement", "style_mix" and
+    "motion" as above or null: every stylized object the scene shows, its motion the camera's relative
+    to that object); the server loads each
     once, renders each from the same camera and lays them together, nearest first at each pixel
     (ins_core.render.together), the passes too.
     """
@@ -270,10 +273,11 @@ class RenderCommand(_Command):
         "orthographic": bool_field(),
         "samples": square_samples,
         "lens": optional_field(_LENS),
-        "motion": optional_field(list_field(list_field(list_field(_finite, length=4), length=4), min_len=2)),
+        "motion": optional_field(_MOTION),
         "placement": optional_field(_PLACEMENT),
         "others": optional_field(list_field(record_field({"job": _text, "placement": optional_field(_PLACEMENT),
-                                                          "style_mix": optional_field(weights_field())}))),
+                                                          "style_mix": optional_field(weights_field()),
+                                                          "motion": optional_field(_MOTION)}))),
     }
 
 

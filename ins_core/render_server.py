@@ -58,7 +58,7 @@ def render_request(trained, command: RenderCommand, fast: bool = True, other_run
     mist = command.mist
     background = None if command.background is None else torch.tensor(command.background, dtype=torch.float32, device=device)
 
-    def frame_of(run, style_mix, placement, ordered: bool, over):
+    def frame_of(run, style_mix, placement, motion, ordered: bool, over):
         if run.kind == "stylized":
             run.model.set_style(style_mix if style_mix else one_style(0, len(run.config["styles"])))
         return render_frame(
@@ -69,17 +69,18 @@ def render_request(trained, command: RenderCommand, fast: bool = True, other_run
             mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
             normals=bool(command.normal_out), orthographic=command.orthographic,
             lens=None if command.lens is None else ThinLens(**command.lens),
-            motion=None if command.motion is None else torch.tensor(command.motion, dtype=torch.float32, device=device),
+            motion=None if motion is None else torch.tensor(motion, dtype=torch.float32, device=device),
             placement=None if placement is None else Placement.from_matrix(placement),
             ordered=ordered, fast=fast, workers=frame_workers() if fast else 1)
 
     if not command.others:
-        frame = frame_of(trained, command.style_mix, command.placement, False, background)
+        frame = frame_of(trained, command.style_mix, command.placement, command.motion, False, background)
     else:
         if other_run is None:
             raise InputError("This render server renders its own job only; send the request without 'others'.")
-        frames = [frame_of(trained, command.style_mix, command.placement, True, None)]
-        frames += [frame_of(other_run(other["job"]), other["style_mix"], other["placement"], True, None) for other in command.others]
+        frames = [frame_of(trained, command.style_mix, command.placement, command.motion, True, None)]
+        frames += [frame_of(other_run(other["job"]), other["style_mix"], other["placement"], other["motion"], True, None)
+                   for other in command.others]
         frame = frames_together(frames, background)
     for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
         if path:

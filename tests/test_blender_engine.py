@@ -313,8 +313,8 @@ def test_every_stylized_mesh_shown_brings_its_field(scene, tmp_path):
     render(tmp_path)
     sent = commands(own)[-1]
     assert sent["placement"] is None  # the own mesh where it was captured
-    assert sent["others"] == sorted([{"job": str(own.root.resolve()), "placement": moved(1.5), "style_mix": None},
-                                     {"job": str(other.root.resolve()), "placement": moved(-2.0), "style_mix": None}],
+    assert sent["others"] == sorted([{"job": str(own.root.resolve()), "placement": moved(1.5), "style_mix": None, "motion": None},
+                                     {"job": str(other.root.resolve()), "placement": moved(-2.0), "style_mix": None, "motion": None}],
                                     key=lambda field: (field["job"], str(field["placement"])))
     assert not (mesh_only.root / "commands.jsonl").exists()
     holder = bpy.data.objects.new("Holder", None)
@@ -332,6 +332,21 @@ def test_every_stylized_mesh_shown_brings_its_field(scene, tmp_path):
     assert len(commands(own)) == sent_before
     through_other = commands(other)[-1]
     assert through_other["placement"] == moved(-2.0) and through_other["others"] is None and through_other["style_mix"] is None
+    # Motion Blur, the other mesh sliding during the shutter: its field blurs by its own motion, the
+    # Empty's (still, as the camera is) not at all.
+    holder.hide_render = False
+    part = bpy.data.objects["Other"]
+    for frame, x in ((1, -3.0), (3, -1.0)):
+        part.location.x = x
+        part.keyframe_insert("location", frame=frame)
+    scene.frame_set(2)
+    scene.render.use_motion_blur, scene.render.motion_blur_shutter = True, 1.0
+    render(tmp_path)
+    sent = commands(own)[-1]
+    assert sent["motion"] is None and sent["others"][0]["placement"] == moved(-2.0)
+    camera_x = camera_to_world(scene.camera.matrix_world)[0][3]
+    shifts = [pose[0][3] - camera_x for pose in sent["others"][0]["motion"]]  # the mesh moving +x: the camera -x relative to it
+    assert shifts[0] > 0.2 and abs(shifts[1]) < 1e-5 and shifts[2] < -0.2
 
 
 def render_passes(tmp_path: Path) -> dict[str, np.ndarray]:
@@ -594,7 +609,7 @@ def test_the_viewport_preview_renders_again_when_the_fields_object_moves(scene, 
     assert all(c["placement"] is None for c in commands(viewport.job)[:settled])
     # Another stylized mesh shown (or moved): from the eighth size again, its field sent with each request.
     settled = len(commands(viewport.job))
-    others = [{"job": str(tmp_path / "other"), "placement": moved, "style_mix": None}]
+    others = [{"job": str(tmp_path / "other"), "placement": moved, "style_mix": None, "motion": None}]
     viewport.settle(viewport_preview.View(c2w, 100.0, 100.0, 80.0, 44.0, 160, 88, placement=moved, others=others))
     again = commands(viewport.job)[settled:]
     assert len(again) == 4 and all(c["others"] == others for c in again)

@@ -52,8 +52,8 @@ COMMAND_SAMPLES = [
     RenderCommand("req-3", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", depth_out="o.depth",
                   mist={"start": 5.0, "depth": 25.0, "exponent": 2.0, "out": "o.mist"}, normal_out="o.normal",
                   placement=[[2.0, 0, 0, 1.0], [0, 2.0, 0, 0], [0, 0, 2.0, -3.5], [0, 0, 0, 1]],
-                  others=[{"job": "/jobs/tree", "placement": IDENTITY, "style_mix": [1.0]},
-                          {"job": "/jobs/house", "placement": None, "style_mix": None}]),
+                  others=[{"job": "/jobs/tree", "placement": IDENTITY, "style_mix": [1.0], "motion": [IDENTITY, IDENTITY]},
+                          {"job": "/jobs/house", "placement": None, "style_mix": None, "motion": None}]),
     QuitCommand(),
 ]
 
@@ -212,9 +212,13 @@ def test_constructors_validate_too() -> None:
     with pytest.raises(ProtocolError, match=r"field 'placement' has 3 item\(s\)"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", placement=IDENTITY[:3])
     with pytest.raises(ProtocolError, match=r"field 'others\[0\]' is missing field\(s\) 'style_mix'"):
-        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", others=[{"job": "/jobs/tree", "placement": None}])
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", others=[{"job": "/jobs/tree", "placement": None, "motion": None}])
     with pytest.raises(ProtocolError, match=r"field 'others\[0\].placement' has 3 item\(s\)"):
-        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", others=[{"job": "j", "placement": IDENTITY[:3], "style_mix": None}])
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", others=[{"job": "j", "placement": IDENTITY[:3], "style_mix": None,
+                                                                         "motion": None}])
+    with pytest.raises(ProtocolError, match=r"field 'others\[0\].motion' has 1 item\(s\); give at least 2"):
+        RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", others=[{"job": "j", "placement": None, "style_mix": None,
+                                                                         "motion": [IDENTITY]}])
     with pytest.raises(ProtocolError, match="lens.focus_distance"):
         RenderCommand("r", IDENTITY, 1, 1, 0, 0, 2, 2, "o.png", lens={**lens, "blades": 0, "focus_distance": 0.0})
 

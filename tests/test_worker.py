@@ -178,8 +178,8 @@ def test_render_server_answers_render_requests(finished_job, tmp_path):
     other = tmp_path / "other_job"
     shutil.copytree(paths.root, other)
     aside = [[1.0, 0, 0, 0.6], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]
-    for request_id, others in (("f2b", [{"job": str(other), "placement": aside, "style_mix": None}]),
-                               ("f2c", [{"job": str(tmp_path / "gone"), "placement": None, "style_mix": None}])):
+    for request_id, others in (("f2b", [{"job": str(other), "placement": aside, "style_mix": None, "motion": None}]),
+                               ("f2c", [{"job": str(tmp_path / "gone"), "placement": None, "style_mix": None, "motion": None}])):
         command = RenderCommand(request_id=request_id, c2w=c2w, fx=40.0, fy=40.0, cx=24.0, cy=16.0, width=48, height=32,
                                 out=str(tmp_path / "both.png"), style_mix=[1.0], background=world, depth_out=str(depth_file),
                                 others=others)
