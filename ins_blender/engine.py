@@ -136,11 +136,12 @@ class INSRenderEngine(bpy.types.RenderEngine):
         mist = mist_settings(scene) if view_layer is not None and view_layer.use_pass_mist else None
         with_normal = view_layer is not None and view_layer.use_pass_normal
         # The engine's own field where its Placement puts it, and every other stylized mesh shown.
-        fields = frame_fields(scene, depsgraph)
+        hidden = field_hidden(scene, depsgraph)
+        fields = frame_fields(scene, depsgraph, hidden)
         if fields is None:  # the field's object is hidden from renders: the world alone, no server needed
             self._write_result(width, height, view_layer, None, empty_passes(width, height, background_colour(scene),
                                                                              with_depth, mist is not None, with_normal))
-            self.update_stats("", f"INS: {field_hidden(scene, depsgraph)}")
+            self.update_stats("", f"INS: {hidden}")
             return
         # None unless Motion Blur is on and the camera moves (relative to each field's object)
         motion = fields.with_motions(camera_motions(scene, camera, self.frame_set, depsgraph, fields.objects))
@@ -212,7 +213,7 @@ class INSRenderEngine(bpy.types.RenderEngine):
         border = fields = None
         with self._view.reporting():
             border = render_border(scene, space, rv3d, region.width, region.height, camera)
-            fields = frame_fields(scene, depsgraph)
+            fields = frame_fields(scene, depsgraph, hidden)
             if fields is not None:
                 lens = depth_of_field(camera) if camera is not None else None  # (viewport_view keeps it in the camera view)
                 # moving a field's object redraws with it

@@ -20,9 +20,28 @@ import bpy
 
 from ins_core.job import JobPaths
 
-from .placement import checked_placement, field_hidden, field_matrix, field_object, field_placement
+from .placement import checked_placement, field_matrix, field_object, field_placement
 from .render_client import EngineError, render_job, rendered_job
 from .rig import RESULT_PROPERTY, is_ins_result
+
+
+# Whether a job renders a field, by its folder and its job.json and result.json stamps: the viewport
+# asks at every redraw for every stylized mesh shown, and the answer changes only with those files.
+_RENDERS_A_FIELD: dict[tuple, bool] = {}
+
+
+def renders_a_field(job: JobPaths) -> bool:
+    """Whether `job` is finished with a neural render (render_client.rendered_job), read again only
+    when its files change."""
+    stamps = tuple(path.stat().st_mtime_ns if path.is_file() else 0 for path in (job.job_json, job.result_json))
+    key = (str(job.root), *stamps)
+    if key not in _RENDERS_A_FIELD:
+        try:
+            rendered_job(job)
+            _RENDERS_A_FIELD[key] = True
+        except EngineError:  # no neural render to show for it (mesh only, unfinished, moved away)
+            _RENDERS_A_FIELD[key] = False
+    return _RENDERS_A_FIELD[key]
 
 
 def job_of(obj) -> JobPaths:
@@ -46,11 +65,7 @@ def other_fields(scene, depsgraph, job: JobPaths) -> list[tuple[dict, object]]:
         if obj == placed or not is_ins_result(obj):
             continue
         other = job_of(obj)
-        if other.root == own.root and not copies_of_own:
-            continue
-        try:
-            rendered_job(other)
-        except EngineError:  # no neural render to show for it
+        if (other.root == own.root and not copies_of_own) or not renders_a_field(other):
             continue
         fields.append(({"job": str(other.root), "placement": checked_placement(obj.name, field_matrix(obj, depsgraph)),
                         "style_mix": None, "motion": None}, obj))
@@ -77,14 +92,14 @@ class FrameFields:
         return motions[0]
 
 
-def frame_fields(scene, depsgraph) -> FrameFields | None:
-    """The fields `depsgraph`'s frame of `scene` shows; None when it shows none (the engine's own
-    field hidden with its Placement, and no other stylized mesh shown). EngineError when the scene
-    has no job to render."""
+def frame_fields(scene, depsgraph, hidden: str | None) -> FrameFields | None:
+    """The fields `depsgraph`'s frame of `scene` shows, `hidden` being placement.field_hidden's word
+    on the engine's own; None when it shows none (that field hidden with its Placement, and no other
+    stylized mesh shown). EngineError when the scene has no job to render."""
     job = render_job(scene)
     pairs = other_fields(scene, depsgraph, job)
     others, objects = [field for field, _ in pairs], [obj for _, obj in pairs]
-    if field_hidden(scene, depsgraph) is None:
+    if hidden is None:
         return FrameFields(job, field_placement(scene, depsgraph), True, others, [field_object(scene), *objects])
     if not others:
         return None

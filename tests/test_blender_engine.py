@@ -317,6 +317,14 @@ def test_every_stylized_mesh_shown_brings_its_field(scene, tmp_path):
                                      {"job": str(other.root.resolve()), "placement": moved(-2.0), "style_mix": None, "motion": None}],
                                     key=lambda field: (field["job"], str(field["placement"])))
     assert not (mesh_only.root / "commands.jsonl").exists()
+    spec.outputs = ["mesh", "render_engine"]  # the job made again with a neural render: its mesh brings it now
+    spec.save(mesh_only.job_json)
+    render(tmp_path)
+    assert str(mesh_only.root.resolve()) in [field["job"] for field in commands(own)[-1]["others"]]
+    spec.outputs = ["mesh"]
+    spec.save(mesh_only.job_json)
+    render(tmp_path)
+    assert str(mesh_only.root.resolve()) not in [field["job"] for field in commands(own)[-1]["others"]]
     holder = bpy.data.objects.new("Holder", None)
     scene.collection.objects.link(holder)
     holder.location.z = 1.0

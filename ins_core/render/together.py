@@ -26,8 +26,6 @@ def frames_together(frames: list[Frame], background: torch.Tensor | None = None)
     """One frame of `frames` (each rendered with `ordered` and no background) laid nearest first,
     then over `background` (a linear RGB colour; None keeps the alpha). Passes are in the result
     when every frame has them."""
-    if len(frames) == 1 and background is None:
-        return frames[0]
     if any(frame.order is None for frame in frames):
         raise ValueError("each frame laid together needs its order (render_frame(..., ordered=True))")
     nearest_first = torch.stack([frame.order for frame in frames]).argsort(dim=0)

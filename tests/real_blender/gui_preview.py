@@ -112,38 +112,34 @@ def camera_border() -> None:
     log("the scene's render region set")
 
 
-def move_the_field() -> None:
-    obj = bpy.context.scene.ins.field_object
-    if obj is None:
-        log("no Placement object to move")
-        return
-    obj.location.x += MOVE_X
-    _, area = view3d()
-    area.tag_redraw()
-    log(f"'{obj.name}' (the field's Placement) moved {MOVE_X} along x")
-
-
-def hide_the_field() -> None:
+def on_the_placement(what: str, change) -> None:
+    """`change(obj, window, area)` to the field's Placement object, as an artist would do it, the
+    viewport redrawn and the sentence `change` returns logged."""
     obj = bpy.context.scene.ins.field_object
     window, area = view3d()
     if obj is None or area is None:
-        log("nothing to hide")
+        log(f"no Placement object to {what}")
         return
-    obj.hide_set(True)
+    said = change(obj, window, area)
     area.tag_redraw()
+    log(said)
+
+
+def move(obj, window, area) -> str:
+    obj.location.x += MOVE_X
+    return f"'{obj.name}' (the field's Placement) moved {MOVE_X} along x"
+
+
+def hide(obj, window, area) -> str:
+    obj.hide_set(True)
     region = next(r for r in area.regions if r.type == "WINDOW")
     border = border_now(area)
     left, bottom, width, height = border if isinstance(border, tuple) else (0, 0, region.width, region.height)
     top = window.height - (region.y + bottom + height)
-    log(f"'{obj.name}' hidden in the viewport; its render region on screen ({region.x + left}, {top}, {width}, {height})")
+    return f"'{obj.name}' hidden in the viewport; its render region on screen ({region.x + left}, {top}, {width}, {height})"
 
 
-def show_with_a_copy() -> None:
-    obj = bpy.context.scene.ins.field_object
-    _, area = view3d()
-    if obj is None or area is None:
-        log("nothing to copy")
-        return
+def show_with_a_copy(obj, window, area) -> str:
     obj.hide_set(False)
     copy = obj.copy()  # as Shift+D: the object's custom properties (its job) come along
     copy.data = obj.data.copy()
@@ -151,8 +147,7 @@ def show_with_a_copy() -> None:
         collection.objects.link(copy)
     copy.location.x -= 0.6
     copy.scale = (0.7, 0.7, 0.7)
-    area.tag_redraw()
-    log(f"'{obj.name}' shown again, with a copy '{copy.name}' moved 0.6 left and scaled 0.7")
+    return f"'{obj.name}' shown again, with a copy '{copy.name}' moved 0.6 left and scaled 0.7"
 
 
 def field_centre(image) -> float | None:
@@ -193,13 +188,13 @@ def report() -> float | None:
     moved = MOVE_AT == float("inf")
     if time.monotonic() - STARTED > MOVE_AT:
         MOVE_AT = float("inf")
-        move_the_field()
+        on_the_placement("move", move)
     if time.monotonic() - STARTED > HIDE_AT:
         HIDE_AT = float("inf")
-        hide_the_field()
+        on_the_placement("hide", hide)
     if time.monotonic() - STARTED > COPY_AT:
         COPY_AT = float("inf")
-        show_with_a_copy()
+        on_the_placement("copy", show_with_a_copy)
 
     client = sys.modules.get(SERVERS_MODULE)
     image = bpy.data.images.get(".INS Viewport")
