@@ -52,7 +52,8 @@ def job_of(obj) -> JobPaths:
 def other_fields(scene, depsgraph, job: JobPaths) -> list[tuple[dict, object]]:
     """The render command's `others` for `depsgraph`'s render of `scene`, whose own field is `job`'s,
     each with its object: {"job", "placement", "style_mix", "motion"} for each other stylized mesh
-    shown (InputError naming one that is not scaled evenly); the motion is filled in for F12
+    shown (InputError naming one that is not scaled evenly), its style mix left to the server (the
+    one its job was stylized with, as its mesh was baked); the motion is filled in for F12
     (`with_motions`)."""
     if depsgraph is None:
         return []

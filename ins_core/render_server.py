@@ -14,17 +14,36 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .job import JobPaths, ResultManifest
+from .job import JobPaths, JobSpec, ResultManifest
 from .protocol import NO_DEPTH, ErrorEvent, QuitCommand, ReadyEvent, RenderCommand, RenderedEvent, decode_command, write_message
 
 
 # Where the engine sends the server's stderr (ins_blender/worker_process.py SERVER_STDERR_NAME); error events
 # must name a log.
 SERVER_LOG = "render_server_stderr.txt"
+
+
+@dataclass
+class ServedJob:
+    """A finished job's trained run, and the style mix its mesh and renders were made with
+    (job.json's; None: the first style), which a frame that asks for no mix of its own shows."""
+
+    run: Any  # train.loading.TrainedRun
+    mix: list[float] | None
+
+
+def served_job(paths: JobPaths, device: str) -> ServedJob:
+    """The finished job at `paths`, loaded for rendering (InputError when it has no result)."""
+    run = _trained_run(paths, device)
+    mix = JobSpec.load(paths.job_json).style_mix if paths.job_json.is_file() else None
+    if mix is not None and len(mix) != len(run.config.get("styles", ())):
+        mix = None  # not the stylized run's styles (a content run): its only look
+    return ServedJob(run, mix)
 
 
 def _trained_run(paths: JobPaths, device: str):
@@ -39,9 +58,11 @@ def _trained_run(paths: JobPaths, device: str):
     return open_run(paths.resolve(run), device, load_data=False)
 
 
-def render_request(trained, command: RenderCommand, fast: bool = True, other_run: Callable[[str], Any] | None = None) -> Path:
-    """Render the command's frame of `trained` (and of its `others`, each job's run from
-    `other_run`, laid together); write the PNG and the passes asked for; the PNG's path."""
+def render_request(served: ServedJob, command: RenderCommand, fast: bool = True,
+                   other_job: Callable[[str], ServedJob] | None = None) -> Path:
+    """Render the command's frame of `served` (and of its `others`, each job from `other_job`, laid
+    together), each in the mix asked for, else its job's own; write the PNG and the passes asked
+    for; the PNG's path."""
     import numpy as np
     import torch
 
@@ -54,13 +75,14 @@ def render_request(trained, command: RenderCommand, fast: bool = True, other_run
     from .render.parallel import frame_workers
     from .render.together import frames_together
 
-    device = trained.device
+    device = served.run.device
     mist = command.mist
     background = None if command.background is None else torch.tensor(command.background, dtype=torch.float32, device=device)
 
-    def frame_of(run, style_mix, placement, motion, ordered: bool, over):
+    def frame_of(job: ServedJob, style_mix, placement, motion, ordered: bool, over):
+        run = job.run
         if run.kind == "stylized":
-            run.model.set_style(style_mix if style_mix else one_style(0, len(run.config["styles"])))
+            run.model.set_style(style_mix or job.mix or one_style(0, len(run.config["styles"])))
         return render_frame(
             run.model, torch.tensor(command.c2w, dtype=torch.float32, device=device),
             torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device),
@@ -74,12 +96,12 @@ def render_request(trained, command: RenderCommand, fast: bool = True, other_run
             ordered=ordered, fast=fast, workers=frame_workers() if fast else 1)
 
     if not command.others:
-        frame = frame_of(trained, command.style_mix, command.placement, command.motion, False, background)
+        frame = frame_of(served, command.style_mix, command.placement, command.motion, False, background)
     else:
-        if other_run is None:
+        if other_job is None:
             raise InputError("This render server renders its own job only; send the request without 'others'.")
-        frames = [frame_of(trained, command.style_mix, command.placement, command.motion, True, None)]
-        frames += [frame_of(other_run(other["job"]), other["style_mix"], other["placement"], other["motion"], True, None)
+        frames = [frame_of(served, command.style_mix, command.placement, command.motion, True, None)]
+        frames += [frame_of(other_job(other["job"]), other["style_mix"], other["placement"], other["motion"], True, None)
                    for other in command.others]
         frame = frames_together(frames, background)
     for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
@@ -113,29 +135,29 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
     stdout = stdout or sys.stdout
     paths = JobPaths(Path(job).resolve())
     try:
-        trained = _trained_run(paths, device)
+        own = served_job(paths, device)
     except InputError as error:
         write_message(ErrorEvent(kind="bad_input", message=str(error), log=SERVER_LOG), stdout)
         return 2
     if fast:
-        _prepare(trained)
-    loaded: dict[tuple[str, int], Any] = {}
+        _prepare(own.run)
+    loaded: dict[tuple[str, int], ServedJob] = {}
 
-    def other_run(job: str):
-        """Another finished job's run (loaded once; again when its result is newer)."""
+    def other_job(job: str) -> ServedJob:
+        """Another finished job (loaded once; again when its result is newer)."""
         other = JobPaths(Path(job).resolve())
         if other.root == paths.root:
-            return trained
+            return own
         stamp = other.result_json.stat().st_mtime_ns if other.result_json.is_file() else 0
         if (str(other.root), stamp) not in loaded:
             try:
-                run = _trained_run(other, device)
+                served = served_job(other, device)
             except (OSError, RuntimeError, KeyError) as error:  # a folder half deleted, a checkpoint cut short
                 raise InputError(f"The INS job '{other.root}' shown in the scene cannot be loaded ({error}); run it again, "
                                  "or hide its stylized mesh.") from None
             if fast:
-                _prepare(run)
-            loaded[(str(other.root), stamp)] = run
+                _prepare(served.run)
+            loaded[(str(other.root), stamp)] = served
         return loaded[(str(other.root), stamp)]
 
     write_message(ReadyEvent(), stdout)
@@ -150,7 +172,7 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
         if isinstance(command, QuitCommand):
             break
         try:
-            out = render_request(trained, command, fast, other_run)
+            out = render_request(own, command, fast, other_job)
         except (InputError, ValueError) as error:
             write_message(ErrorEvent(kind="bad_input", message=str(error), log=SERVER_LOG), stdout)
             continue

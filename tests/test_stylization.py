@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from ins_core.data.cameras import image_pixels, rays_from_pixels
 from ins_core.data.demo_scene import write_demo_dataset, write_demo_style
 from ins_core.data.styles import load_style_image
 from ins_core.errors import InputError
+from ins_core.job import JobPaths, JobSpec, ResultManifest
+from ins_core.protocol import RenderCommand
+from ins_core.render_server import render_request, served_job
 from ins_core.eval.evaluate import gram_fall
 from ins_core.eval.stylization import depth_difference, painting_as_seen, painting_in_view
 from ins_core.losses.style import GRAM_LAYERS, StyleTarget, palette_shortfall, principal_colours, total_variation
@@ -59,8 +63,14 @@ def test_untrained_amalgamate_module_reproduces_the_content_field_exactly(conten
         torch.testing.assert_close(stylized.field.color(h_s, directions), content.model.field.color(h_c, directions), atol=1e-6, rtol=0)
 
 
-def test_style_mixes_are_convex_and_their_endpoints_are_the_single_styles(content_run):
-    trained = _stylize(content_run, "two_styles", ["style_a.png", "style_b.png"])
+@pytest.fixture(scope="module")
+def two_styles(content_run):
+    """A run stylized with both styles, inside a job folder (job/two_styles)."""
+    return _stylize(content_run, "job/two_styles", ["style_a.png", "style_b.png"])
+
+
+def test_style_mixes_are_convex_and_their_endpoints_are_the_single_styles(two_styles):
+    trained = two_styles
     views = trained.data.test
     renders = {}
     for name, mix in {"a": [1.0, 0.0], "b": [0.0, 1.0], "mid": [0.5, 0.5]}.items():
@@ -78,6 +88,35 @@ def test_style_mixes_are_convex_and_their_endpoints_are_the_single_styles(conten
     determinants = [float(torch.linalg.det(m[:, :3])) for m in trained.model.field.color_maps]
     assert min(abs(d) for d in determinants) > 1e-6 and determinants[0] * determinants[1] > 0
     assert not torch.equal(trained.model.field.color_centres, torch.full((2, 3), 0.5))
+
+
+def test_the_render_server_shows_each_job_in_the_mix_it_was_stylized_with_unless_asked_for_another(content_run, two_styles):
+    # A job stylized with a mix bakes its mesh in that mix: its field, alone or beside another
+    # job's, shows that mix when the frame names none (not the first style).
+    paths = JobPaths(content_run / "job")
+    JobSpec(mode="nerf", styles=["styles/a.png", "styles/b.png"], style_mix=[0.25, 0.75]).save(paths.job_json)
+    paths.result_dir.mkdir(exist_ok=True)
+    ResultManifest(mode="nerf", styles=["a", "b"], backbone={"name": "vgg16", "pretrained": True, "note": ""},
+                   files={"run": "two_styles"}, aabb=[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]).save(paths.result_json)
+    served = served_job(paths, "cpu")
+    assert served.mix == [0.25, 0.75]
+    views = two_styles.data.test
+    c2w, (fx, fy, cx, cy) = views.c2w[0].tolist(), views.intrinsics[0].tolist()
+    away = [[1.0, 0, 0, 100.0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]  # out of view
+    beside = [{"job": str(paths.root), "placement": None, "style_mix": None, "motion": None}]
+    frames = {}
+    for name, mix, placement, others in (("own", None, None, []), ("first", [1.0, 0.0], None, []),
+                                         ("asked", [0.25, 0.75], None, []), ("other", [1.0, 0.0], away, beside)):
+        out = content_run / f"served_{name}.png"
+        command = RenderCommand(request_id=name, c2w=c2w, fx=fx, fy=fy, cx=cx, cy=cy, width=views.width, height=views.height,
+                                out=str(out), style_mix=mix, placement=placement, others=others)
+        render_request(served, command, fast=False, other_job=lambda job: served_job(JobPaths(Path(job)), "cpu"))
+        frames[name] = np.asarray(Image.open(out)).astype(int)
+    assert frames["own"][..., 3].max() == 255
+    assert np.array_equal(frames["own"], frames["asked"])
+    assert np.abs(frames["own"] - frames["first"]).mean() > 0.5  # the mix shows, not the first style
+    # The frame's own field moved out of view in the first style: what shows is the other field, in its job's mix.
+    assert np.abs(frames["other"] - frames["own"]).max() <= 1
 
 
 def _half_a_turn_apart_maps():
