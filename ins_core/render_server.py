@@ -141,15 +141,15 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
         return 2
     if fast:
         _prepare(own.run)
-    loaded: dict[tuple[str, int], ServedJob] = {}
+    loaded: dict[str, tuple[int, ServedJob]] = {}  # a job's folder: its result's stamp, the job loaded
 
     def other_job(job: str) -> ServedJob:
-        """Another finished job (loaded once; again when its result is newer)."""
+        """Another finished job (loaded once; again, in place of the old, when its result is newer)."""
         other = JobPaths(Path(job).resolve())
         if other.root == paths.root:
             return own
         stamp = other.result_json.stat().st_mtime_ns if other.result_json.is_file() else 0
-        if (str(other.root), stamp) not in loaded:
+        if loaded.get(str(other.root), (None,))[0] != stamp:
             try:
                 served = served_job(other, device)
             except (OSError, RuntimeError, KeyError) as error:  # a folder half deleted, a checkpoint cut short
@@ -157,8 +157,8 @@ def serve(job: str | Path, stdin=None, stdout=None, device: str = "auto", fast: 
                                  "or hide its stylized mesh.") from None
             if fast:
                 _prepare(served.run)
-            loaded[(str(other.root), stamp)] = served
-        return loaded[(str(other.root), stamp)]
+            loaded[str(other.root)] = (stamp, served)
+        return loaded[str(other.root)][1]
 
     write_message(ReadyEvent(), stdout)
     for line in stdin:
