@@ -71,39 +71,31 @@ def render_request(served: ServedJob, command: RenderCommand, fast: bool = True,
     from .eval.pictures import save_png
     from .export.writers import write_bytes
     from .fields.stylization import one_style
-    from .render.frame import render_frame
+    from .render.frame import FieldLayer, render_fields
     from .render.parallel import frame_workers
-    from .render.together import frames_together
 
     device = served.run.device
     mist = command.mist
     background = None if command.background is None else torch.tensor(command.background, dtype=torch.float32, device=device)
 
-    def frame_of(job: ServedJob, style_mix, placement, motion, ordered: bool, over):
+    def layer_of(job: ServedJob, style_mix, placement, motion) -> FieldLayer:
         run = job.run
-        if run.kind == "stylized":
-            run.model.set_style(style_mix or job.mix or one_style(0, len(run.config["styles"])))
-        return render_frame(
-            run.model, torch.tensor(command.c2w, dtype=torch.float32, device=device),
-            torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device),
-            command.width, command.height, samples=command.samples, background=over,
-            no_depth=NO_DEPTH if command.depth_out else None,
-            mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
-            normals=bool(command.normal_out), orthographic=command.orthographic,
-            lens=None if command.lens is None else ThinLens(**command.lens),
-            motion=None if motion is None else torch.tensor(motion, dtype=torch.float32, device=device),
-            placement=None if placement is None else Placement.from_matrix(placement),
-            ordered=ordered, fast=fast, workers=frame_workers() if fast else 1)
+        mix = (style_mix or job.mix or one_style(0, len(run.config["styles"]))) if run.kind == "stylized" else None
+        return FieldLayer(run.model, None if placement is None else Placement.from_matrix(placement),
+                          None if motion is None else torch.tensor(motion, dtype=torch.float32, device=device), mix)
 
-    if not command.others:
-        frame = frame_of(served, command.style_mix, command.placement, command.motion, False, background)
-    else:
-        if other_job is None:
-            raise InputError("This render server renders its own job only; send the request without 'others'.")
-        frames = [frame_of(served, command.style_mix, command.placement, command.motion, True, None)]
-        frames += [frame_of(other_job(other["job"]), other["style_mix"], other["placement"], other["motion"], True, None)
-                   for other in command.others]
-        frame = frames_together(frames, background)
+    if command.others and other_job is None:
+        raise InputError("This render server renders its own job only; send the request without 'others'.")
+    layers = [layer_of(served, command.style_mix, command.placement, command.motion)]
+    layers += [layer_of(other_job(other["job"]), other["style_mix"], other["placement"], other["motion"]) for other in command.others or []]
+    frame = render_fields(
+        layers, torch.tensor(command.c2w, dtype=torch.float32, device=device),
+        torch.tensor([command.fx, command.fy, command.cx, command.cy], dtype=torch.float32, device=device),
+        command.width, command.height, samples=command.samples, background=background,
+        no_depth=NO_DEPTH if command.depth_out else None,
+        mist=None if mist is None else (mist["start"], mist["depth"], mist["exponent"]),
+        normals=bool(command.normal_out), orthographic=command.orthographic,
+        lens=None if command.lens is None else ThinLens(**command.lens), fast=fast, workers=frame_workers() if fast else 1)
     for path, values in ((command.depth_out, frame.depth), (mist and mist["out"], frame.mist), (command.normal_out, frame.normal)):
         if path:
             write_bytes(path, _float32_bytes(values))

@@ -1,5 +1,6 @@
 """Several fields' frames in one: each pixel's layers nearest first, in linear light."""
 
+import copy
 import math
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from ins_core.data.cameras import Intrinsics, look_at
 from ins_core.data.placement import Placement
 from ins_core.protocol import NO_DEPTH
-from ins_core.render.frame import Frame, render_frame
+from ins_core.render.frame import FieldLayer, Frame, render_fields, render_frame
 from ins_core.render.passes import linear_to_srgb, srgb_to_linear
 from ins_core.render.together import frames_together
 from scenes import sharp_sdf_sphere
@@ -51,9 +52,20 @@ def test_empty_pixels_show_what_lies_behind_or_the_background():
         frames_together([Frame(green.rgba), green])
 
 
+def _tinted(model, colour):
+    """`model` made one flat colour (its colour head's last layer a constant, saturated)."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        head = model.field.color_mlp[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor(colour) * 24.0 - 12.0)  # 0 -> black, 1 -> full, through the colour activation
+    return model
+
+
 @pytest.fixture(scope="module")
 def sphere():
-    return sharp_sdf_sphere(), look_at(torch.tensor([0.0, -3.0, 0.0]), torch.zeros(3)), Intrinsics.from_fov(0.9, SIZE, SIZE).as_tensor()
+    model = sharp_sdf_sphere()
+    return model, look_at(torch.tensor([0.0, -3.0, 0.0]), torch.zeros(3)), Intrinsics.from_fov(0.9, SIZE, SIZE).as_tensor()
 
 
 def _moved(x: float, y: float) -> Placement:
@@ -62,25 +74,64 @@ def _moved(x: float, y: float) -> Placement:
     return Placement.from_matrix(matrix)
 
 
+NEAR, FAR = _moved(-0.35, -0.6), _moved(0.35, 0.6)
+
+
 def test_two_placed_fields_in_one_frame_each_where_its_object_is(sphere):
-    """The same field twice, one moved left and nearer, one right and farther: each shows where it
-    shows alone, and where they overlap the nearer one covers the other (pixels at least 99 %
-    covered: within what the 1 % left lets through of the black behind)."""
+    """The sphere twice, red moved left and nearer, blue moved right and farther: each shows where
+    it shows alone, and where they overlap the nearer one covers the other (pixels at least 99 %
+    covered: within what the 1 % left lets through, in linear light)."""
     model, c2w, intrinsics = sphere
+    red, blue = _tinted(model, (1.0, 0.0, 0.0)), _tinted(model, (0.0, 0.0, 1.0))
 
-    def alone(placement: Placement) -> Frame:
-        return render_frame(model, c2w, intrinsics, SIZE, SIZE, samples=4, no_depth=NO_DEPTH, placement=placement, ordered=True)
+    def alone(layer_model, placement: Placement) -> Frame:
+        return render_frame(layer_model, c2w, intrinsics, SIZE, SIZE, samples=4, no_depth=NO_DEPTH, placement=placement, ordered=True)
 
-    near, far = alone(_moved(-0.35, -0.6)), alone(_moved(0.35, 0.6))
-    far.rgba[..., 0] = 0.0  # told apart by colour: the far one has no red
-    both = frames_together([far, near], background=torch.tensor([0.0, 0.0, 0.0]))
+    near, far = alone(red, NEAR), alone(blue, FAR)
+    both = render_fields([FieldLayer(blue, FAR), FieldLayer(red, NEAR)], c2w, intrinsics, SIZE, SIZE, samples=4,
+                         no_depth=NO_DEPTH, background=torch.tensor([0.0, 0.0, 0.0]))
     only_near = (near.rgba[..., 3] > 0.99) & (far.rgba[..., 3] < 1e-4)
     only_far = (far.rgba[..., 3] > 0.99) & (near.rgba[..., 3] < 1e-4)
     overlap = (near.rgba[..., 3] > 0.99) & (far.rgba[..., 3] > 0.99)
     assert only_near.sum() > 5 and only_far.sum() > 5 and overlap.sum() > 5
-    assert torch.allclose(both.rgba[only_near][:, :3], near.rgba[only_near][:, :3], atol=3e-3)
-    assert torch.allclose(both.rgba[only_far][:, :3], far.rgba[only_far][:, :3], atol=3e-3)
-    assert torch.allclose(both.rgba[overlap][:, :3], near.rgba[overlap][:, :3], atol=3e-3)  # the nearer covers
+    assert torch.allclose(near.rgba[only_near][:, :3], torch.tensor([1.0, 0.0, 0.0]), atol=1e-3)  # (tinted as meant)
+    for where, alone_frame in ((only_near, near), (only_far, far), (overlap, near)):  # the nearer covers where they overlap
+        assert torch.allclose(srgb_to_linear(both.rgba[where][:, :3]), srgb_to_linear(alone_frame.rgba[where][:, :3]), atol=1e-2)
     assert torch.equal(both.depth, torch.minimum(near.depth, far.depth))
     assert (near.order[overlap] < far.order[overlap]).all()
     assert torch.isinf(near.order[near.rgba[..., 3] < 1e-4]).all()
+
+
+def test_where_one_field_passes_in_front_of_another_its_edge_is_smoothed_by_the_samples(sphere):
+    """The red sphere's edge over the blue one behind it: each edge pixel is red and blue in the
+    shares the pixel's samples see them, in linear light, and opaque."""
+    model, c2w, intrinsics = sphere
+    red, blue = _tinted(model, (1.0, 0.0, 0.0)), _tinted(model, (0.0, 0.0, 1.0))
+    near = render_frame(red, c2w, intrinsics, SIZE, SIZE, samples=16, placement=NEAR)
+    far = render_frame(blue, c2w, intrinsics, SIZE, SIZE, samples=16, placement=FAR)
+    both = render_fields([FieldLayer(red, NEAR), FieldLayer(blue, FAR)], c2w, intrinsics, SIZE, SIZE, samples=16)
+    edge = (far.rgba[..., 3] > 0.999) & (near.rgba[..., 3] > 0.1) & (near.rgba[..., 3] < 0.9)
+    assert edge.sum() >= 3
+    linear = srgb_to_linear(both.rgba[edge][:, :3])
+    share = near.rgba[edge][:, 3]
+    assert torch.allclose(linear[:, 0], share, atol=0.02) and torch.allclose(linear[:, 2], 1.0 - share, atol=0.02)
+    assert torch.allclose(both.rgba[edge][:, 3], torch.ones(int(edge.sum())), atol=1e-3)
+
+
+def test_two_fields_that_pass_through_each_other_meet_on_a_line_the_samples_smooth(sphere):
+    """Red and blue spheres side by side, their centres 0.2 apart in depth, so they interpenetrate:
+    where both are opaque each of a pixel's samples shows the nearer surface at its own ray, and
+    the pixels along the line where they meet are red and blue in sixteenths (laid together pixel
+    by pixel, each was one or the other)."""
+    model, c2w, intrinsics = sphere
+    red, blue = _tinted(model, (1.0, 0.0, 0.0)), _tinted(model, (0.0, 0.0, 1.0))
+    left, right = _moved(-0.15, 0.1), _moved(0.15, -0.1)
+    alone = [render_frame(m, c2w, intrinsics, SIZE, SIZE, samples=16, placement=p) for m, p in ((red, left), (blue, right))]
+    both = render_fields([FieldLayer(red, left), FieldLayer(blue, right)], c2w, intrinsics, SIZE, SIZE, samples=16)
+    solid = (alone[0].rgba[..., 3] > 0.999) & (alone[1].rgba[..., 3] > 0.999)
+    linear = srgb_to_linear(both.rgba[solid][:, :3])
+    assert torch.allclose(linear[:, 0] + linear[:, 2], torch.ones(len(linear)), atol=0.01)  # one or the other, sample by sample
+    mixed = (linear[:, 0] > 0.05) & (linear[:, 2] > 0.05)
+    assert solid.sum() > 10 and mixed.sum() >= 2 and (linear[:, 0] > 0.95).any() and (linear[:, 2] > 0.95).any()
+    sixteenths = linear[mixed][:, 0] * 16
+    assert torch.allclose(sixteenths, sixteenths.round(), atol=0.2)

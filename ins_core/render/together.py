@@ -1,11 +1,12 @@
 """Several fields in one frame: every stylized object of a scene through the INS engine at once.
 
-Each field renders its own frame of the camera (no background, `ordered`: how far along the
-camera's axis each pixel's surface lies); per pixel, the frames are laid nearest first and
-composited over one another in linear light, premultiplied, as one volume would be where the
-fields do not overlap in depth (they are separate objects; where two interpenetrate, the nearer
-at the pixel's centre wins the pixel). The passes follow the same order: Z the nearest surface's,
-Mist and Normal weighted by what each frame's pixel lets through from the frames in front.
+Each field renders the same rays of the camera (one sample of every pixel, no background, with
+how far along the camera's axis each ray's surface lies: frame.render_fields); ray by ray the
+fields are laid nearest first and composited over one another in linear light, premultiplied, as
+one volume would be where the fields do not overlap in depth (they are separate objects; where two
+interpenetrate, the nearer at the ray wins it, and the pixel's samples smooth the line where they
+meet). The passes follow the same order: Z the nearest surface's, Mist and Normal weighted by what
+each field lets through from those in front.
 """
 
 from __future__ import annotations
