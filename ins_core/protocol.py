@@ -228,9 +228,9 @@ class RenderCommand(_Command):
     every other field of the command stays in world units. `others`, when given, are more finished
     jobs' fields to render in the same frame ({"job": its folder, "placement", "style_mix" and
     "motion" as above or null: every stylized object the scene shows, its motion the camera's relative
-    to that object); the server loads each
-    once, renders each from the same camera and lays them together, nearest first at each pixel
-    (ins_core.render.together), the passes too.
+    to that object; a null style mix: the one its job was stylized with); the server loads each
+    once, renders each along the same rays and lays them together, nearest first ray by ray
+    (ins_core.render.frame.render_fields), the passes too.
     """
 
     request_id: str
