@@ -110,7 +110,7 @@ def test_the_render_server_shows_each_job_in_the_mix_it_was_stylized_with_unless
         out = content_run / f"served_{name}.png"
         command = RenderCommand(request_id=name, c2w=c2w, fx=fx, fy=fy, cx=cx, cy=cy, width=views.width, height=views.height,
                                 out=str(out), style_mix=mix, placement=placement, others=others)
-        render_request(served, command, fast=False, other_job=lambda job: served_job(JobPaths(Path(job)), "cpu"))
+        render_request(served, command, other_job=lambda job: served_job(JobPaths(Path(job)), "cpu"))
         frames[name] = np.asarray(Image.open(out)).astype(int)
     assert frames["own"][..., 3].max() == 255
     assert np.array_equal(frames["own"], frames["asked"])
