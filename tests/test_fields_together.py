@@ -135,3 +135,35 @@ def test_two_fields_that_pass_through_each_other_meet_on_a_line_the_samples_smoo
     assert solid.sum() > 10 and mixed.sum() >= 2 and (linear[:, 0] > 0.95).any() and (linear[:, 2] > 0.95).any()
     sixteenths = linear[mixed][:, 0] * 16
     assert torch.allclose(sixteenths, sixteenths.round(), atol=0.2)
+
+
+@pytest.mark.parametrize("case", ["motion", "lens"])
+def test_each_field_blurs_as_it_does_alone_when_laid_together(sphere, case):
+    """Two fields apart, one of them moving through the shutter (its own camera poses) or both
+    through a thin lens (each field's aperture taken into its own frame, the right one scaled 0.8):
+    wherever only one of them shows, the frame is that field's frame alone, blur and all."""
+    from ins_core.data.lens import ThinLens
+
+    model, c2w, intrinsics = sphere
+    red, blue = _tinted(model, (1.0, 0.0, 0.0)), _tinted(model, (0.0, 0.0, 1.0))
+    left = _moved(-0.55, 0.0)
+    right_matrix = torch.eye(4, dtype=torch.float64) * 0.8
+    right_matrix[3, 3], right_matrix[0, 3] = 1.0, 0.55
+    right = Placement.from_matrix(right_matrix)
+    lens, motion = None, None
+    if case == "lens":
+        lens = ThinLens(2.2, 0.4)
+    else:  # the camera slides 0.5 to the right relative to the left field over the shutter
+        motion = c2w.expand(3, 4, 4).clone()
+        motion[:, 0, 3] += torch.tensor([-0.25, 0.0, 0.25])
+    layers = [FieldLayer(red, left, motion), FieldLayer(blue, right)]
+    alone = [render_frame(layer.model, c2w, intrinsics, SIZE, SIZE, samples=9, placement=layer.placement, motion=layer.motion,
+                          lens=lens) for layer in layers]
+    both = render_fields(layers, c2w, intrinsics, SIZE, SIZE, samples=9, lens=lens)
+    sharp = render_frame(red, c2w, intrinsics, SIZE, SIZE, samples=9, placement=left).rgba[..., 3]
+    soft = [((alpha > 0.05) & (alpha < 0.95)).sum() for alpha in (sharp, alone[0].rgba[..., 3])]
+    assert soft[1] > 1.8 * soft[0]  # (blurred: a soft edge wider than the still, focused sphere's)
+    for one, other in ((alone[0], alone[1]), (alone[1], alone[0])):
+        only = (one.rgba[..., 3] > 0) & (other.rgba[..., 3] == 0)
+        assert only.sum() > 20
+        assert torch.allclose(both.rgba[only], one.rgba[only], atol=1e-4)
