@@ -15,7 +15,7 @@ import bpy
 from bpy.types import Panel, UIList
 
 from .registration import class_registrar
-from . import estimates, preferences, presets
+from . import estimates, preferences, presets, render_client
 from .preferences import _wrap
 from .properties import BUSY, STATUSES, device_for_job, outputs_for_job
 
@@ -244,6 +244,9 @@ def _draw_neural_render(layout, context) -> None:
     layout.label(text="Style Weights")
     for item in settings.styles:
         layout.prop(item, "weight", text=item.display_name(), slider=True)
+    note = render_client.style_weights_note(scene)
+    if note:
+        _lines(layout, note, icon="INFO")
 
 
 class _INSPropertiesPanel:

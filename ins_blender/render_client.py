@@ -56,11 +56,36 @@ def rendered_job(job: JobPaths) -> JobPaths:
     return job
 
 
+# A job's style count by its job.json and that file's stamp: the engine asks at every frame and
+# the panel at every redraw, and the answer changes only with the file.
+_STYLE_COUNTS: dict[tuple[str, int], int] = {}
+
+
 def job_style_count(job: JobPaths) -> int:
+    """How many styles `job` was stylized with (0 when its job.json cannot be read)."""
+    stamp = job.job_json.stat().st_mtime_ns if job.job_json.is_file() else 0
+    key = (str(job.job_json), stamp)
+    if key not in _STYLE_COUNTS:
+        try:
+            _STYLE_COUNTS[key] = len(JobSpec.load(job.job_json).styles)
+        except InputError:
+            _STYLE_COUNTS[key] = 0
+    return _STYLE_COUNTS[key]
+
+
+def style_weights_note(scene) -> str | None:
+    """What the panel says under the Style Weights when they do not reach the render: the Render
+    Job was stylized with other styles than the scene's list (None when they fit, or no job)."""
+    settings = getattr(scene, "ins", None)
     try:
-        return len(JobSpec.load(job.job_json).styles)
-    except InputError:
-        return 0
+        job = render_job(scene)
+    except EngineError:
+        return None
+    listed, count = len(settings.styles), job_style_count(job)
+    if listed < 2 or listed == count:
+        return None
+    kept = "that style" if count == 1 else "the mix it was stylized with"
+    return f"The Render Job was stylized with {count} style{'s' if count != 1 else ''}, not these {listed}: it shows {kept}."
 
 
 def mix_for_job(scene, job: JobPaths) -> list[float] | None:

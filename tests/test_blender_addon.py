@@ -12,6 +12,7 @@ import ast
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -529,6 +530,23 @@ def test_panels_draw_in_every_status(tmp_path):
             drawn += fake.layout.texts
             notes = [text for text in fake.layout.labels if "render" in text.lower() or "scene" in text.lower()]
             assert (expected is None and not notes) or any(text.startswith(expected) for text in notes), notes
+        # Style Weights for other styles than the Render Job's: the panel says what it shows instead.
+        from ins_core.job import JobPaths, JobSpec
+
+        job = JobPaths(tmp_path / "rendered")
+        job.make_dirs()
+        job.result_json.write_text("{}")
+        bpy.ops.ins.add_style(filepath=str(tmp_path / "b.png"))
+        s.render_job_dir = str(job.root)
+        for styles, expected in ((["styles/a.png"], "The Render Job was stylized with 1 style, not these 2"),
+                                 (["styles/a.png", "styles/b.png"], None)):
+            JobSpec(mode="nerf", styles=styles, outputs=["render_engine"]).save(job.job_json)
+            os.utime(job.job_json, ns=(len(styles), len(styles)))  # (a new stamp, as a rewrite within the same tick might not give)
+            fake = SimpleNamespace(layout=CheckingLayout())
+            panels.RENDER_PT_ins.draw(fake, context)
+            drawn += fake.layout.texts
+            said = " ".join(fake.layout.labels)
+            assert (expected is None and "stylized with" not in said) or expected in said, said
         # Everything fits Blender's default sidebar width (longer text is cut there, not wrapped).
         too_long = sorted({text for text in drawn if len(text) > panels.LINE})
         assert not too_long, f"labels longer than {panels.LINE} characters: {too_long}"

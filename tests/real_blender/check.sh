@@ -107,5 +107,6 @@ grep -m 2 "GUI:.*orthographic" "$OUT/gui.log" || true
 grep "GUI:" "$OUT/gui.log" | tail -n 4
 grep -q "GUI:.*field followed: yes" "$OUT/gui.log" || { echo "FAIL: the preview's field did not follow its moved object (see $OUT/gui.log)"; exit 1; }
 grep -q "GUI:.*region drawn: yes" "$OUT/gui.log" || { echo "FAIL: a render region was not drawn at its size (see $OUT/gui.log)"; exit 1; }
+grep -q "GUI:.*a second style listed: The Render Job was stylized with 1 style" "$OUT/gui.log" || { echo "FAIL: no Style Weights note for a second style (see $OUT/gui.log)"; exit 1; }
 .venv/bin/python tests/real_blender/check_hidden.py "$OUT/viewport_ortho_moved_280s.png" "$OUT/viewport_hidden_302s.png" "$OUT/gui.log" "$OUT/viewport_copy_345s.png"
 echo "done: screenshots and logs in $OUT"

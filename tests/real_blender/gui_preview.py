@@ -11,7 +11,8 @@ again with the field moved. After INS_HIDE_AT seconds the mesh is hidden in the 
 icon): the preview shows the world alone where it rendered the field; the log gives that render
 region on the screen ("on screen (left, top, width, height)", for check_hidden.py). After
 INS_COPY_AT seconds it is shown again with a copy of it (Shift+D) moved left and scaled 0.7: the
-preview draws both fields.
+preview draws both fields; a second painting is added to the scene's Style Images and the
+Properties editor turns to Render, where the INS panel says the Render Job keeps its own style.
 
     INS_BLEND=/tmp/out.blend INS_SECONDS=240 real-blender gui tests/real_blender/gui_preview.py LOG
 
@@ -22,6 +23,7 @@ columns in the last full-size preview before the move lie to the left of those a
 """
 
 import os
+import sys
 import time
 
 import bpy
@@ -147,7 +149,15 @@ def show_with_a_copy(obj, window, area) -> str:
         collection.objects.link(copy)
     copy.location.x -= 0.6
     copy.scale = (0.7, 0.7, 0.7)
-    return f"'{obj.name}' shown again, with a copy '{copy.name}' moved 0.6 left and scaled 0.7"
+    # A second painting in the scene's list (for a next job): the Render Job keeps its one style,
+    # which the Render Properties' INS panel says under the Style Weights.
+    scene = bpy.context.scene
+    scene.ins.styles.add().filepath = scene.ins.styles[0].filepath
+    for other in window.screen.areas:
+        if other.type == "PROPERTIES":
+            other.spaces.active.context = "RENDER"
+    note = sys.modules[f"{ADDON}.render_client"].style_weights_note(scene)
+    return f"'{obj.name}' shown again, with a copy '{copy.name}' moved 0.6 left and scaled 0.7; a second style listed: {note}"
 
 
 def field_centre(image) -> float | None:
@@ -162,8 +172,6 @@ def field_centre(image) -> float | None:
 
 def border_now(area) -> tuple | None:
     """The part of the viewport that renders, by the extension's own render_border."""
-    import sys
-
     preview = sys.modules.get(f"{ADDON}.viewport_preview")
     if preview is None:
         return None
@@ -176,8 +184,6 @@ def border_now(area) -> tuple | None:
 
 
 def report() -> float | None:
-    import sys
-
     global ORTHO_AT, CAMERA_BORDER_AT, MOVE_AT, HIDE_AT, COPY_AT
     if time.monotonic() - STARTED > CAMERA_BORDER_AT:
         CAMERA_BORDER_AT = float("inf")
