@@ -232,11 +232,15 @@ def test_cancel_keeps_a_checkpoint_and_a_rerun_resumes(tmp_path):
     worker.wait(timeout=60)
     (paths.root / "cancel").unlink()
 
+    # Run again: pre-training goes on from its checkpoint to its end and stylization begins (a job
+    # run to its result is finished_job's); stopped there, it is cancelled as cleanly.
     worker = start_worker(paths.root)
-    events = read_events(worker)
-    assert worker.wait(timeout=60) == 0 and events[-1].event == "result"
+    events = read_events(worker, until=lambda e: e.event == "stage" and e.stage == "stylize")
     first = next(e for e in events if e.event == "progress")
     assert first.step > stopped_at  # resumed, not restarted
+    assert any(e.event == "progress" and e.step == 200 for e in events)  # and pre-trained to its end
+    worker.send_signal(signal.SIGTERM)
+    assert read_events(worker)[-1].event == "cancelled" and worker.wait(timeout=60) == 0
 
 
 def test_bad_job_gives_a_bad_input_event_and_status_2(tmp_path):
