@@ -75,8 +75,9 @@ def main() -> None:
     zoom = args.size / cameras["w"]
     intrinsics = torch.tensor([cameras["fl_x"], cameras["fl_y"], cameras["cx"], cameras["cy"]], dtype=torch.float32) * zoom
     model = served.run.model
-    if served.run.kind == "stylized":
-        model.set_style(served.mix or [1.0] + [0.0] * (len(served.run.config["styles"]) - 1))
+    weights = served.style_weights(None)  # as the INS engine shows the job
+    if weights is not None:
+        model.set_style(weights)
     placements = [None, copy_placement(args.move, args.turn, args.scale)]
     background = torch.tensor([0.8, 0.8, 0.8])
     size = (args.size, args.size)

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
@@ -43,34 +44,55 @@ def render_job(scene) -> JobPaths:
     return rendered_job(JobPaths(Path(bpy.path.abspath(text))))
 
 
+@dataclass(frozen=True)
+class _JobFiles:
+    """What a job's job.json and result.json say to the engine: why it renders no field (None: it
+    does) and how many styles it was stylized with (0 when job.json cannot be read)."""
+
+    lacks: str | None
+    styles: int
+
+
+# By the job's folder and its two files' stamps: the engine asks at every frame, the viewport at
+# every redraw for every stylized mesh shown, the panel at every redraw; the answers change only
+# with those files.
+_JOB_FILES: dict[tuple, _JobFiles] = {}
+
+
+def _job_files(job: JobPaths) -> _JobFiles:
+    stamps = tuple(path.stat().st_mtime_ns if path.is_file() else 0 for path in (job.job_json, job.result_json))
+    key = (str(job.root), *stamps)
+    if key not in _JOB_FILES:
+        try:
+            spec, lacks = JobSpec.load(job.job_json), None
+        except InputError as error:
+            spec, lacks = None, str(error)
+        if not job.result_json.is_file():
+            lacks = (f"The INS job '{job.root}' is not finished (no result/result.json); wait for it to finish, or choose a "
+                     "finished job folder as Render Job in the INS panel.")
+        elif spec is not None and "render_engine" not in spec.outputs:
+            lacks = (f"The INS job '{job.root.name}' was made without the 'Neural Render' output; run Stylize Scene with "
+                     "'Neural Render' or 'Both'.")
+        _JOB_FILES[key] = _JobFiles(lacks, 0 if spec is None else len(spec.styles))
+    return _JOB_FILES[key]
+
+
 def rendered_job(job: JobPaths) -> JobPaths:
     """`job` when it is finished and has a neural render; EngineError saying what it lacks."""
-    if not job.result_json.is_file():
-        raise EngineError(f"The INS job '{job.root}' is not finished (no result/result.json); wait for it to finish, or choose a finished job folder as Render Job in the INS panel.")
-    try:
-        spec = JobSpec.load(job.job_json)
-    except InputError as error:
-        raise EngineError(str(error)) from None
-    if "render_engine" not in spec.outputs:
-        raise EngineError(f"The INS job '{job.root.name}' was made without the 'Neural Render' output; run Stylize Scene with 'Neural Render' or 'Both'.")
+    lacks = _job_files(job).lacks
+    if lacks is not None:
+        raise EngineError(lacks)
     return job
 
 
-# A job's style count by its job.json and that file's stamp: the engine asks at every frame and
-# the panel at every redraw, and the answer changes only with the file.
-_STYLE_COUNTS: dict[tuple[str, int], int] = {}
+def renders_a_field(job: JobPaths) -> bool:
+    """Whether `job` is finished with a neural render (a stylized mesh of it brings its field)."""
+    return _job_files(job).lacks is None
 
 
 def job_style_count(job: JobPaths) -> int:
     """How many styles `job` was stylized with (0 when its job.json cannot be read)."""
-    stamp = job.job_json.stat().st_mtime_ns if job.job_json.is_file() else 0
-    key = (str(job.job_json), stamp)
-    if key not in _STYLE_COUNTS:
-        try:
-            _STYLE_COUNTS[key] = len(JobSpec.load(job.job_json).styles)
-        except InputError:
-            _STYLE_COUNTS[key] = 0
-    return _STYLE_COUNTS[key]
+    return _job_files(job).styles
 
 
 def style_weights_note(scene) -> str | None:

@@ -21,27 +21,8 @@ import bpy
 from ins_core.job import JobPaths
 
 from .placement import checked_placement, field_matrix, field_object, field_placement
-from .render_client import EngineError, render_job, rendered_job
+from .render_client import render_job, renders_a_field
 from .rig import RESULT_PROPERTY, is_ins_result
-
-
-# Whether a job renders a field, by its folder and its job.json and result.json stamps: the viewport
-# asks at every redraw for every stylized mesh shown, and the answer changes only with those files.
-_RENDERS_A_FIELD: dict[tuple, bool] = {}
-
-
-def renders_a_field(job: JobPaths) -> bool:
-    """Whether `job` is finished with a neural render (render_client.rendered_job), read again only
-    when its files change."""
-    stamps = tuple(path.stat().st_mtime_ns if path.is_file() else 0 for path in (job.job_json, job.result_json))
-    key = (str(job.root), *stamps)
-    if key not in _RENDERS_A_FIELD:
-        try:
-            rendered_job(job)
-            _RENDERS_A_FIELD[key] = True
-        except EngineError:  # no neural render to show for it (mesh only, unfinished, moved away)
-            _RENDERS_A_FIELD[key] = False
-    return _RENDERS_A_FIELD[key]
 
 
 def job_of(obj) -> JobPaths:

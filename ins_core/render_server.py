@@ -36,14 +36,20 @@ class ServedJob:
     run: Any  # train.loading.TrainedRun
     mix: list[float] | None
 
+    def style_weights(self, asked: list[float] | None) -> list[float] | None:
+        """The style weights a frame shows it in: those `asked`, else its job's mix, else the first
+        style (None for a run that is not stylized: it has one look)."""
+        from .fields.stylization import one_style
+
+        if self.run.kind != "stylized":
+            return None
+        return asked or self.mix or one_style(0, len(self.run.config["styles"]))
+
 
 def served_job(paths: JobPaths, device: str) -> ServedJob:
     """The finished job at `paths`, loaded for rendering (InputError when it has no result)."""
     run = _trained_run(paths, device)
-    mix = JobSpec.load(paths.job_json).style_mix if paths.job_json.is_file() else None
-    if mix is not None and len(mix) != len(run.config.get("styles", ())):
-        mix = None  # not the stylized run's styles (a content run): its only look
-    return ServedJob(run, mix)
+    return ServedJob(run, JobSpec.load(paths.job_json).style_mix if paths.job_json.is_file() else None)
 
 
 def _trained_run(paths: JobPaths, device: str):
@@ -70,7 +76,6 @@ def render_request(served: ServedJob, command: RenderCommand, fast: bool = True,
     from .data.placement import Placement
     from .eval.pictures import save_png
     from .export.writers import write_bytes
-    from .fields.stylization import one_style
     from .render.frame import FieldLayer, render_fields
     from .render.parallel import frame_workers
 
@@ -79,10 +84,9 @@ def render_request(served: ServedJob, command: RenderCommand, fast: bool = True,
     background = None if command.background is None else torch.tensor(command.background, dtype=torch.float32, device=device)
 
     def layer_of(job: ServedJob, style_mix, placement, motion) -> FieldLayer:
-        run = job.run
-        mix = (style_mix or job.mix or one_style(0, len(run.config["styles"]))) if run.kind == "stylized" else None
-        return FieldLayer(run.model, None if placement is None else Placement.from_matrix(placement),
-                          None if motion is None else torch.tensor(motion, dtype=torch.float32, device=device), mix)
+        return FieldLayer(job.run.model, None if placement is None else Placement.from_matrix(placement),
+                          None if motion is None else torch.tensor(motion, dtype=torch.float32, device=device),
+                          job.style_weights(style_mix))
 
     if command.others and other_job is None:
         raise InputError("This render server renders its own job only; send the request without 'others'.")
