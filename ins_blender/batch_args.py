@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "takes full for views of at least 5/8 of the loss network's size")
     p.add_argument("--keep-unseen", action="store_true", default=None,
                    help="keep the mesh's surfaces no training view sees (by default they are left out)")
+    p.add_argument("--smooth", type=int, help="rounds of smoothing of the mesh's surface (default "
+                                              f"{presets.core_presets.MESH_SMOOTH_ITERATIONS}; 0: the surface as extracted)")
     p.add_argument("--steps", metavar="PRETRAIN,STYLIZE",
                    help="training steps instead of the preset's (a quick check of the set-up: e.g. 200,30)")
     p.add_argument("--vgg-weights", help="local VGG-16 weights file")
@@ -90,12 +92,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise InputError(f"--resolution is {args.resolution}; use at least 8 pixels.")
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples is {args.samples}; use at least 1.")
+    if args.smooth is not None and args.smooth < 0:
+        raise InputError(f"--smooth is {args.smooth}; use 0 (no smoothing) or more.")
     # Options named as the job's overrides, passed on only when given (else the job's defaults hold).
     args.overrides = {name: getattr(args, name) for name in ("stroke_scale", "palette_weight", "palette_spread", "consistency_weight", "tv_weight",
                                                                 "style_detail")
                       if getattr(args, name) is not None}
     if args.keep_unseen:
         args.overrides["mesh_keep_unseen"] = True
+    if args.smooth is not None:
+        args.overrides["mesh_smooth"] = args.smooth
     if args.steps is not None:
         parts = args.steps.split(",")
         if len(parts) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in parts):

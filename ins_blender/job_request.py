@@ -95,7 +95,8 @@ def request_from_scene(context, scene=None) -> Request:
         style_mix=mix, output_root=props_module.output_root(settings), python=python, bundled=bundled,
         overrides={**presets.job_overrides(resolution), "stroke_scale": round(float(settings.stroke_scale), 3),
                    "palette_weight": round(float(settings.palette_weight), 3), "palette_spread": PALETTE_SPREAD_AUTO if settings.palette_spread_auto else round(float(settings.palette_spread), 3),
-                   "style_detail": settings.style_detail.lower(), "mesh_keep_unseen": bool(settings.keep_unseen)},
+                   "style_detail": settings.style_detail.lower(), "mesh_keep_unseen": bool(settings.keep_unseen),
+                   "mesh_smooth": int(settings.mesh_smoothing)},
         vgg_weights=prefs_module.vgg_weights(prefs), allow_download=prefs_module.downloads_allowed(prefs),
         cache_dir=prefs_module.cache_dir(prefs),
     )

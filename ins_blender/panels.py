@@ -113,6 +113,9 @@ class VIEW3D_PT_ins(_INSPanel, Panel):
         unseen = layout.row()
         unseen.active = "mesh" in outputs_for_job(settings)
         unseen.prop(settings, "keep_unseen", text="Keep Unseen")
+        smoothing = layout.row()
+        smoothing.active = unseen.active
+        smoothing.prop(settings, "mesh_smoothing", text="Smoothing")
         shading = layout.row()
         shading.active = unseen.active
         shading.prop(settings, "mesh_shading", text="Shading")

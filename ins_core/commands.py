@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from .train.fit import FitRequest, RunSession, start_fit
 from .errors import InputError
+from .presets import MESH_SMOOTH_ITERATIONS
 from .stylize_options import PALETTE_SPREAD_AUTO
 from .train.trainer import TrainingDiverged
 
@@ -175,7 +176,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     result = export_run(trained, args.out, args.resolution, args.texture_size, args.level, args.target_faces or None, args.vertex_colors, progress,
                         keep_components=args.keep_components, n_directions=args.view_directions, color_lookup=args.color_lookup,
-                        keep_unseen=cameras is None, cameras=cameras)
+                        keep_unseen=cameras is None, cameras=cameras, smooth_iterations=args.smooth)
     bar.close()
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
     unseen = f"; {result.unseen_faces} faces no camera saw left out" if result.unseen_faces else ""
@@ -267,7 +268,7 @@ def run_demo(args: argparse.Namespace) -> int:
     run_render(argparse.Namespace(run=out / "stylized", **render))
     return run_export(argparse.Namespace(run=out / "stylized", out=out / "mesh", resolution=128, texture_size=512, level=None, style_mix=None,
                                          target_faces=None, vertex_colors=False, keep_components=1, view_directions=1, color_lookup="ray",
-                                         device=args.device))
+                                         smooth=MESH_SMOOTH_ITERATIONS, device=args.device))
 
 
 def run_stylize(args: argparse.Namespace) -> int:

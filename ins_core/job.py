@@ -122,6 +122,7 @@ OVERRIDES: dict[str, Check] = {
     "texture_size": int_field(16),
     "mesh_faces": int_field(0),  # 0: no face budget
     "mesh_keep_unseen": bool_field(),  # keep the surfaces no camera saw (default: left out of the mesh)
+    "mesh_smooth": int_field(0),  # rounds of smoothing of the mesh (0: as marched)
     "style_weight": number_field(0.0),
     "content_weight": number_field(0.0),
     "geometry_weight": number_field(0.0),

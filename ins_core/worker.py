@@ -28,6 +28,7 @@ from pathlib import Path
 from . import sharing, throughput
 from .errors import InputError
 from .job import JobPaths, JobSpec, ResultManifest
+from .presets import MESH_SMOOTH_ITERATIONS
 from .protocol import CancelledEvent, ErrorEvent, LogEvent, PreviewEvent, ProgressEvent, ResultEvent, StageEvent, write_message
 
 log = logging.getLogger("ins_core.worker")
@@ -282,6 +283,7 @@ class JobRunner:
             start = time.perf_counter()
             result = export_run(trained, paths.result_dir, settings["mesh_resolution"], settings["texture_size"],
                                 target_faces=settings["mesh_faces"] or None, keep_unseen=settings.get("mesh_keep_unseen", False),
+                                smooth_iterations=settings.get("mesh_smooth", MESH_SMOOTH_ITERATIONS),
                                 progress=lambda stage, fraction: self.events.progress(int(100 * overall_fraction(stage, fraction)), 100))
             self.timings["export"] = time.perf_counter() - start
             files.update({"mesh_glb": paths.relative(result.glb), "mesh_obj": paths.relative(result.obj), "mesh_npz": paths.relative(result.npz)})

@@ -164,6 +164,9 @@ def test_steps_stroke_scale_and_loss_weights_become_job_overrides():
                               "style_detail": "full", "pretrain_steps": 200, "stylize_steps": 30}
     assert batch.parse_args(["--style", "a.png", "--out", "job"]).overrides == {}
     assert batch.parse_args(["--style", "a.png", "--out", "job", "--keep-unseen"]).overrides == {"mesh_keep_unseen": True}
+    assert batch.parse_args(["--style", "a.png", "--out", "job", "--smooth", "0"]).overrides == {"mesh_smooth": 0}
+    with pytest.raises(InputError, match="--smooth is -2; use 0 \\(no smoothing\\) or more"):
+        batch.parse_args(["--style", "a.png", "--out", "job", "--smooth", "-2"])
     assert batch.parse_args(["--style", "a.png", "--out", "job", "--palette-spread", "Auto"]).overrides == {"palette_spread": "auto"}
 
 

@@ -421,7 +421,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     s.output_dir, s.outputs, s.capture_source = str(tmp_path / "jobs"), "RENDER_ENGINE", "AUTO_RIG"
     s.n_views, s.capture_resolution, s.capture_samples = 3, 16, 1
     s.stroke_scale, s.palette_weight, s.palette_spread_auto, s.palette_spread, s.style_detail = 1.5, 1.0, False, 0.8, "FULL"
-    s.keep_unseen = True
+    s.keep_unseen, s.mesh_smoothing = True, 7
     before = scene_state(scene)
     assert bpy.ops.ins.stylize_scene() == {"FINISHED"}
     assert s.status == "FINISHED", s.message
@@ -432,7 +432,7 @@ def test_stylize_scene_runs_capture_and_worker(fake, addon, tmp_path):
     assert spec["overrides"]["train_resolution"] == 16 and spec["overrides"]["stroke_scale"] == 1.5
     assert spec["overrides"]["palette_weight"] == 1.0 and spec["overrides"]["style_detail"] == "full"
     assert spec["overrides"]["palette_spread"] == pytest.approx(0.8)
-    assert spec["overrides"]["mesh_keep_unseen"] is True
+    assert spec["overrides"]["mesh_keep_unseen"] is True and spec["overrides"]["mesh_smooth"] == 7
     train = json.loads((job.dataset_dir / "transforms_train.json").read_text())
     assert len(train["frames"]) + len(json.loads((job.dataset_dir / "transforms_test.json").read_text())["frames"]) == 3
     assert s.render_job_dir == str(job.root)

@@ -258,6 +258,48 @@ def test_vertex_normals_are_unit_and_radial():
     assert (normals * radial).sum(axis=1).min() > 0.95
 
 
+def _bumpy_sphere(resolution: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The test sphere with every vertex pushed in or out along its radius by up to 0.4 of a grid
+    cell at random: the grain a NeRF's level set has."""
+    vertices, faces = sphere_mesh(resolution)
+    cell = 2.0 / resolution
+    radial = (vertices - CENTRE.numpy()) / radii(vertices)[:, None]
+    bumps = np.random.default_rng(seed).uniform(-0.4 * cell, 0.4 * cell, len(vertices))
+    return (vertices + bumps[:, None] * radial).astype(np.float32), faces
+
+
+def _normal_error_degrees(vertices: np.ndarray, faces: np.ndarray) -> float:
+    radial = (vertices - CENTRE.numpy()) / radii(vertices)[:, None]
+    cosine = (cleanup.vertex_normals(vertices, faces) * radial).sum(axis=1).clip(-1.0, 1.0)
+    return float(np.degrees(np.arccos(cosine)).mean())
+
+
+def test_smoothing_takes_the_bumps_away_and_keeps_the_size():
+    vertices, faces = _bumpy_sphere()
+    smoothed = cleanup.smooth(vertices, faces, 20)
+    before, after = _normal_error_degrees(vertices, faces), _normal_error_degrees(smoothed, faces)
+    assert after < 0.35 * before, (before, after)
+    # Taubin's inflating step keeps the radius; averaging with the neighbours alone would shrink it.
+    assert abs(radii(smoothed).mean() - RADIUS) < 0.1 * (2.0 / 40)
+    assert np.abs(radii(smoothed) - RADIUS).max() < np.abs(radii(vertices) - RADIUS).max()
+    assert smoothed.dtype == vertices.dtype and smoothed.shape == vertices.shape
+    assert cleanup.smooth(vertices, faces, 0) is vertices
+    with pytest.raises(InputError, match="smoothing iterations must be 0 or more, not -1"):
+        cleanup.smooth(vertices, faces, -1)
+
+
+def test_smoothing_leaves_an_open_border_where_it_is():
+    vertices, faces = _bumpy_sphere()
+    bowl_v, bowl_f = cleanup.compact(vertices, faces[vertices[faces].mean(axis=1)[:, 2] > CENTRE[2].item()])
+    edges = np.sort(bowl_f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    unique, count = np.unique(edges, axis=0, return_counts=True)
+    rim = np.unique(unique[count == 1])
+    smoothed = cleanup.smooth(bowl_v, bowl_f, 20)
+    assert np.array_equal(smoothed[rim], bowl_v[rim])
+    inside = np.setdiff1d(np.arange(len(bowl_v)), rim)
+    assert np.linalg.norm(smoothed[inside] - bowl_v[inside], axis=1).mean() > 0.1 * (2.0 / 40)
+
+
 def test_sdf_narrow_band_gives_the_same_mesh_as_the_full_grid():
     """Only samples near the surface are evaluated, yet marching cubes sees the same crossings."""
     evaluated = []

@@ -120,7 +120,8 @@ def test_job_to_dict_is_a_copy() -> None:
 
 def test_every_override_key_accepts_a_sensible_value() -> None:
     sample = {"nnfm": False, "color_transfer": True, "lr": 0.01, "stylize_mode": "view", "stroke_scale": 1.5, "palette_weight": 1.0,
-              "palette_spread": 0.5, "style_detail": "full", "mesh_keep_unseen": True}
+              "palette_spread": 0.5, "style_detail": "full", "mesh_keep_unseen": True,
+              "mesh_smooth": 0}
     overrides = {k: sample.get(k, 64) for k in OVERRIDES}
     assert JobSpec(mode="nerf", styles=["styles/a.jpg"], overrides=overrides).overrides == overrides
     automatic = {**overrides, "palette_spread": "auto"}  # the palette spread's default, chosen per painting

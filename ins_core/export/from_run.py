@@ -11,6 +11,7 @@ from ..data.cameras import Cameras
 from ..data.dataset import load_cameras
 from ..errors import require
 from ..fields.activations import density_activation
+from ..presets import MESH_SMOOTH_ITERATIONS
 from ..render.nerf_renderer import render_nerf_samples
 from ..render.samplers import render_step, segment_samples
 from ..train.fit import data_path
@@ -140,7 +141,7 @@ def run_cameras(trained: TrainedRun) -> Cameras:
 def export_run(trained: TrainedRun, out_dir: Path, resolution: int = 256, texture_size: int = 1024, level: float | None = None,
                target_faces: int | None = None, vertex_colors_only: bool = False, progress=None,
                keep_components: int = 1, n_directions: int = 1, color_lookup: str = "ray", keep_unseen: bool = False,
-               cameras: Cameras | None = None) -> ExportResult:
+               cameras: Cameras | None = None, smooth_iterations: int = MESH_SMOOTH_ITERATIONS) -> ExportResult:
     """A textured mesh of the run (its current style mix) in out_dir, in the scene's world frame.
 
     Unless `keep_unseen`, faces none of the run's cameras (or `cameras`, where given) saw are left out."""
@@ -151,4 +152,4 @@ def export_run(trained: TrainedRun, out_dir: Path, resolution: int = 256, textur
     return export_mesh(scalar_fn, color_fn, trained.model.field.aabb.cpu(), out_dir, mode, resolution=resolution, texture_size=texture_size,
                        level=level, occupied_fn=occupied_fn, target_faces=target_faces, vertex_colors_only=vertex_colors_only,
                        progress=progress, device=trained.device, keep_components=keep_components, n_directions=n_directions,
-                       seen_by=None if keep_unseen else cameras or run_cameras(trained))
+                       seen_by=None if keep_unseen else cameras or run_cameras(trained), smooth_iterations=smooth_iterations)

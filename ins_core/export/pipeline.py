@@ -19,6 +19,7 @@ import torch
 from ins_core.errors import require
 from ins_core.export import bake, cleanup, marching_cubes, uv, visibility, writers
 from ins_core.export.marching_cubes import Mode, OccupiedFn, ScalarFn
+from ins_core.presets import MESH_SMOOTH_ITERATIONS
 
 ProgressFn = Callable[[str, float], None]
 GLB_NAME, NPZ_NAME = "mesh.glb", "mesh.npz"
@@ -135,6 +136,7 @@ def export_mesh(
     device: torch.device | str = "cpu",
     memory_budget: int | None = None,
     seen_by: visibility.Cameras | None = None,
+    smooth_iterations: int = MESH_SMOOTH_ITERATIONS,
 ) -> ExportResult:
     """Export the field's surface as mesh.glb, mesh.obj (+ mesh.mtl, texture.png) and mesh.npz.
 
@@ -148,7 +150,8 @@ def export_mesh(
     available memory). `occupied_fn` must count the inside of objects as occupied: a skipped
     sample reads as outside, so a hollow occupancy shell would add an inner surface. With
     `seen_by` (the training cameras), faces none of them sees are left out: the walls of
-    hollows inside objects and the undersides no view showed.
+    hollows inside objects and the undersides no view showed. `smooth_iterations` rounds of Taubin
+    smoothing (after the decimation) take the level set's bumps away; 0 keeps the surface as marched.
     """
     # Every refusal comes before minutes of sampling.
     marching_cubes.check_mode(mode)
@@ -158,6 +161,7 @@ def export_mesh(
     require(target_faces is None or target_faces >= 4, f"The face budget must be at least 4 faces, not {target_faces}.")
     require(vertex_colors_only or texture_size >= 8, f"The texture size must be at least 8 texels, not {texture_size}.")
     require(n_directions >= 1, f"n_directions must be at least 1, not {n_directions}.")
+    require(smooth_iterations >= 0, f"The smoothing iterations must be 0 or more, not {smooth_iterations}.")
     out = Path(out_dir)
     writers.check_writable(out)
     spacing = marching_cubes.grid_spacing(box, resolution)
@@ -187,6 +191,9 @@ def export_mesh(
         vertices, faces, unseen = _drop_unseen(vertices, faces, seen_by, float(spacing.max()), target_faces, device)
     if target_faces is not None:
         vertices, faces = cleanup.decimate(vertices, faces, target_faces)
+    # Where matter meets the scene box marching cubes caps it on the box's face; smoothing must not
+    # push that cap out of the box, where the field has nothing.
+    vertices = np.clip(cleanup.smooth(vertices, faces, smooth_iterations), box[0], box[1]).astype(vertices.dtype)
     normals = cleanup.vertex_normals(vertices, faces)
     stages.end()
 
