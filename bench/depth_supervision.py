@@ -43,13 +43,18 @@ SEEN_ABOVE = -0.08  # world z: the pedestal's underside (z = -0.095) is in no vi
 
 def capture_demo(dataset_root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Capture the demo scene into dataset_root/dataset; its true surface (vertices, faces)."""
-    import bpy
-
     from ins_blender.capture import capture_views
     from ins_blender.demo_scene import build_demo_scene
 
     scene = build_demo_scene()
     capture_views(scene, dataset_root, source="auto_rig", n_views=24, resolution=(160, 160), samples=16)
+    return scene_surface(scene)
+
+
+def scene_surface(scene) -> tuple[np.ndarray, np.ndarray]:
+    """The scene's meshes as one triangle mesh in world space (vertices, faces)."""
+    import bpy
+
     depsgraph = bpy.context.evaluated_depsgraph_get()
     vertices, faces, offset = [], [], 0
     for obj in scene.objects:
@@ -95,8 +100,9 @@ def blender_log_to_stderr():
         os.close(saved)
 
 
-def render_surfaces(surfaces: list[tuple[str, np.ndarray, np.ndarray]], path: Path) -> None:
-    """Grey Cycles renders of each (label, vertices, faces) from two cameras, as one labelled grid."""
+def render_surfaces(surfaces: list[tuple[str, np.ndarray, np.ndarray]], path: Path, shade_smooth: bool = False) -> None:
+    """Grey Cycles renders of each (label, vertices, faces) from two cameras, as one labelled grid;
+    faces flat (each facet shows), or shaded smooth as the imported mesh is (its normals vertex by vertex)."""
     import bpy
     from mathutils import Vector
 
@@ -120,6 +126,8 @@ def render_surfaces(surfaces: list[tuple[str, np.ndarray, np.ndarray]], path: Pa
         for label, vertices, faces in surfaces:
             mesh = bpy.data.meshes.new(label)
             mesh.from_pydata(vertices.tolist(), [], faces.tolist())
+            if shade_smooth:
+                mesh.shade_smooth()
             obj = bpy.data.objects.new(label, mesh)
             scene.collection.objects.link(obj)
             for view, (eye, target) in enumerate((((2.2, -2.2, 1.6), (0, 0, 0.2)), ((0.3, -1.2, 0.35), (0, 0, 0.25)))):

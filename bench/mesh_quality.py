@@ -2,6 +2,7 @@
 
     python bench/mesh_quality.py --run RUN [--resolution 256] [--texture 1024] [--pictures DIR]
     python bench/mesh_quality.py --run DEMO_SDF_RUN --reference demo      # + Chamfer to the true shape
+    python bench/mesh_quality.py --run RUN --variants ray_100k_faces --smooth 0 5 10 20   # the smoothing's cost
 
 For each export variant (colour from a short volume-rendered ray or from the field at the point;
 one look-up direction or three; no face budget or a budget), it exports the run, rasterizes the
@@ -33,6 +34,7 @@ from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.export import bake  # noqa: E402
 from ins_core.export.from_run import export_run  # noqa: E402
 from ins_core.export.marching_cubes import extract_mesh, sample_grid  # noqa: E402
+from ins_core.presets import MESH_SMOOTH_ITERATIONS  # noqa: E402
 from ins_core.render.views import render_view  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 
@@ -71,6 +73,8 @@ def main() -> None:
     parser.add_argument("--texture", type=int, default=1024)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--reference", choices=("demo",), help="also measure the Chamfer distance to this known shape (the core demo's, `python -m ins_core demo`)")
+    parser.add_argument("--smooth", type=int, nargs="+", default=[MESH_SMOOTH_ITERATIONS],
+                        help="export each variant with each of these counts of smoothing rounds")
     parser.add_argument("--pictures", type=Path, help="write field-vs-mesh pictures of the first variant here")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -80,10 +84,11 @@ def main() -> None:
     views = trained.data.test if trained.data.test is not None and len(trained.data.test) else trained.data.train
     reference = demo_reference_mesh() if args.reference == "demo" else None
     work = Path(tempfile.mkdtemp(prefix="mesh_quality_"))
-    for index, name in enumerate(args.variants.split(",")):
-        out = work / name
+    runs = [(name, rounds) for name in args.variants.split(",") for rounds in args.smooth]
+    for index, (name, rounds) in enumerate(runs):
+        out = work / f"{name}_{rounds}"
         start = time.perf_counter()
-        result = export_run(trained, out, args.resolution, args.texture, **VARIANTS[name])
+        result = export_run(trained, out, args.resolution, args.texture, smooth_iterations=rounds, **VARIANTS[name])
         seconds = time.perf_counter() - start
         mesh = load_export(out, trained.device)
         fidelity = texture_fidelity(trained, mesh, views)
@@ -91,7 +96,7 @@ def main() -> None:
         if reference is not None:
             chamfer = chamfer_distance(mesh.vertices.cpu(), mesh.faces.cpu(), *reference)
             figures.update({f"chamfer_{key}": round(value, 5) for key, value in chamfer.items()})
-        emit("mesh_quality", variant=name, kind=trained.kind, resolution=args.resolution, texture=args.texture,
+        emit("mesh_quality", variant=name, smooth_iterations=rounds, kind=trained.kind, resolution=args.resolution, texture=args.texture,
              level=round(result.level, 4), export_seconds=round(seconds, 2),
              stage_seconds={stage: round(s, 2) for stage, s in result.timings.items()},
              texture_coverage=texture_coverage(out, args.texture), **figures)
