@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ins_core.errors import InputError
-from ins_core.stylize_options import STYLE_DETAILS, palette_spread_arg
+from ins_core.stylize_options import add_look_options
 
 from . import presets
 
@@ -52,20 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the job folder to create")
     p.add_argument("--python", default="", help="worker Python (default: the Worker Python preference, else Blender's own)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stroke-scale", type=float, help="brush-stroke size: 1 the painting's own scale against a view, 2 twice as big")
-    p.add_argument("--palette-weight", type=float, help="make the object reach the painting's colour range while training "
-                                                         "(default 2; 0 leaves the colours to the match after training)")
-    p.add_argument("--palette-spread", type=palette_spread_arg, help="how far the colour match after training stretches colour "
-                                                                        "differences towards the painting's spread: 0 to 1 (1: in full), or "
-                                                                        "auto, the default: chosen per painting by the Gram loss")
-    p.add_argument("--consistency-weight", type=float, help="make each view agree with a neighbouring view while training "
-                                                             "(default 0: off; 10 steadies strokes but smooths away some of the painting's texture)")
-    p.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (default 100; 200 steadies "
-                                                    "them further from view to view, at some of the painting's texture)")
-    p.add_argument("--style-detail", choices=STYLE_DETAILS, help="match the painting with the detail a view of the training size "
-                                                                    "can show (view) or at its own detail (full: finer texture that "
-                                                                    "flickers from view to view on small views); auto, the default, "
-                                                                    "takes full for views of at least 5/8 of the loss network's size")
+    add_look_options(p)
     p.add_argument("--keep-unseen", action="store_true", default=None,
                    help="keep the mesh's surfaces no training view sees (by default they are left out)")
     p.add_argument("--smooth", type=int, help="rounds of smoothing of the mesh's surface (default "

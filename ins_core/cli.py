@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import InputError
 from .presets import MESH_SMOOTH_ITERATIONS
 from .protocol import square_samples
-from .stylize_options import STYLE_DETAILS, STYLIZE_MODES, palette_spread_arg
+from .stylize_options import STYLIZE_MODES, add_look_options
 from .train.settings import DEFAULT_DEPTH_WEIGHT, FIELD_KINDS
 
 EXIT_INPUT = 2
@@ -108,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--steps", type=_positive_int, help="stylization steps (default: 200 on a CPU and 400 on a GPU in view mode; 300 / 1000 in patch mode)")
     stylize.add_argument("--mode", choices=STYLIZE_MODES, help="view: the loss network sees whole views (deferred back-propagation, "
                                                                     "geometry kept exactly; the default); patch: INS's sampling-stride patches")
-    stylize.add_argument("--stroke-scale", type=float, help="how big brush strokes are: 1 is the painting's own scale against the view, 2 twice as big")
     stylize.add_argument("--vgg-size", type=_positive_int, help="view mode: the longer side, in pixels, at which the loss network sees a view")
     stylize.add_argument("--render-scale", type=float, help="view mode: render each view at this multiple of the photographs' size "
                                                              "for the loss network (finer strokes; 4x the work at 2)")
@@ -121,27 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--content-weight", type=float, help="weight of the content loss (higher keeps more of the scene's own look)")
     stylize.add_argument("--geometry-weight", type=float, help="self-distilled geometry consistency (0 turns it off)")
     stylize.add_argument("--nnfm-weight", type=float, help="nearest-neighbour feature matching (sharper strokes)")
-    stylize.add_argument("--tv-weight", type=float, help="how smooth the strokes are made (total variation; view mode 100, patch 0; "
-                                                         "200 steadies them further from view to view, at some of the painting's texture)")
-    stylize.add_argument("--style-detail", choices=STYLE_DETAILS, help="view mode: match the painting (its strokes and its colours) with only "
-                                                                         "the detail a view of the render's size can show (view) or at its own detail "
-                                                                         "(full: finer texture than small views can hold; see the README); auto, the "
-                                                                         "default, takes full for views of at least 5/8 of --vgg-size")
     stylize.add_argument("--color-transfer", action=argparse.BooleanOptionalAction, default=None,
                          help="match the photographs' colours to each style first (on by default)")
-    stylize.add_argument("--palette-weight", type=float, help="view mode: make the object reach the painting's colour range while "
-                                                               "training (default 2; 0: the palette is matched after training only; "
-                                                               "see the README)")
-    stylize.add_argument("--consistency-weight", type=float, help="view mode: make each view agree with a neighbouring view where both "
-                                                                   "see the surface (default 0: off; 10 steadies the strokes from view to view "
-                                                                   "but smooths away some of the painting's texture; see the README)")
     stylize.add_argument("--palette-max-gain", type=float, help="cap on how much the palette match after training may stretch colour "
                                                                  "differences (default: none; 1.25 keeps a painting's palette from amplifying fine flecks)")
-    stylize.add_argument("--palette-spread", type=palette_spread_arg, help="how far the palette match after training stretches colour "
-                                                                             "differences towards the painting's spread: 0 to 1 (1: in full, ARF's "
-                                                                             "colour transfer; 0: none stretched), or auto, the default: chosen "
-                                                                             "per painting among 1 to 0.5 by the Gram loss; the mean colour "
-                                                                             "always goes all the way, and colours turn and shrink as in full")
     stylize.add_argument("--palette-search-steps", type=_count, help="steps searching the palette match after training for the map "
                                                                     "(among those giving the painting's colour statistics) that best suits "
                                                                     "the painting's strokes (default 15; 0: ARF's colour transfer as it is)")
@@ -151,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--palette-consistency", choices=("on", "off"), help="whether that search also weighs how much a map "
                                                                               "stretches the colour differences between neighbouring "
                                                                               "views, which makes strokes flicker (default on)")
+    add_look_options(stylize, view_mode="view mode: ")
     stylize.add_argument("--loss-precision", **LOSS_PRECISION_OPTION)
     stylize.add_argument("--vgg-weights", help=VGG_WEIGHTS_HELP)
     stylize.add_argument("--cache-dir", help="where trimmed VGG weights are cached")

@@ -2,6 +2,7 @@
 settings against these, and so do the job file, the CLI and the Blender batch command, which
 Blender imports."""
 
+import argparse
 from collections.abc import Callable
 from typing import Any
 
@@ -71,3 +72,29 @@ def palette_spread_arg(text: str) -> float | str:
         return float(text)
     except ValueError:
         return text
+
+
+def add_look_options(parser: argparse.ArgumentParser, view_mode: str = "") -> None:
+    """The options that shape how the painting looks on the scene, as `python -m ins_core stylize`
+    and Blender's batch command both take them (with the settings' own names, so a batch job's
+    overrides are gathered by name). `view_mode` heads the help of those only view-mode
+    stylization has ("view mode: " where patch mode can be chosen too)."""
+    parser.add_argument("--stroke-scale", type=float, help="how big brush strokes are: 1 the painting's own scale against a view, "
+                                                           "2 twice as big")
+    parser.add_argument("--tv-weight", type=float, help="how smooth the strokes are made while training (total variation; default 100 "
+                                                        "in view mode, 0 in patch mode; 200 steadies them further from view to view, "
+                                                        "at some of the painting's texture)")
+    parser.add_argument("--style-detail", choices=STYLE_DETAILS, help=f"{view_mode}match the painting (its strokes and its colours) with "
+                                                                      "only the detail a view of the render's size can show (view) or at "
+                                                                      "its own detail (full: finer texture, which flickers from view to "
+                                                                      "view on small views); auto, the default, takes full for views of "
+                                                                      "at least 5/8 of the size the loss network sees them at")
+    parser.add_argument("--palette-weight", type=float, help=f"{view_mode}make the object reach the painting's colour range while "
+                                                             "training (default 2; 0 leaves the colours to the match after training)")
+    parser.add_argument("--palette-spread", type=palette_spread_arg, help="how far the colour match after training stretches colour "
+                                                                          "differences towards the painting's spread: 0 to 1 (1: in full, "
+                                                                          "ARF's colour transfer; 0: none stretched), or auto, the "
+                                                                          "default: chosen per painting among 1 to 0.5 by the Gram loss")
+    parser.add_argument("--consistency-weight", type=float, help=f"{view_mode}make each view agree with a neighbouring view where both "
+                                                                 "see the surface (default 0: off; 10 steadies the strokes from view "
+                                                                 "to view but smooths away some of the painting's texture)")
