@@ -92,6 +92,8 @@ def test_refusals_come_before_any_work(tmp_path):
         export_mesh(counting, red, BOX, tmp_path / "out", "sdf", resolution=512, memory_budget=10**8)
     with pytest.raises(InputError, match="'density' \\(NeRF\\) or 'sdf'"):
         export_mesh(counting, red, BOX, tmp_path / "out", "occupancy", resolution=16)
+    with pytest.raises(InputError, match="smoothing iterations must be 0 or more, not -3"):
+        export_mesh(counting, red, BOX, tmp_path / "out", "sdf", resolution=16, smooth_iterations=-3)
     assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
     with pytest.raises(InputError, match="no surface at level 100"):
         export_mesh(sphere_density, red, BOX, tmp_path / "out", "density", resolution=16, level=100.0)

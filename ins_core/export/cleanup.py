@@ -103,8 +103,7 @@ def smooth(vertices: np.ndarray, faces: np.ndarray, iterations: int) -> np.ndarr
     of its neighbours, then a little back out). A NeRF's density is noisy at the scale of its
     encoding, so its level set comes out bumpy, and the bumps, shaded by a light, read as grain;
     the filter takes them away without shrinking the shape. Vertices on an open border (the edge
-    of what the cameras saw, the scene box) stay put: with neighbours on one side only, they would
-    creep inward."""
+    of what the cameras saw) stay put: with neighbours on one side only, they would creep inward."""
     require(iterations >= 0, f"The smoothing iterations must be 0 or more, not {iterations}.")
     faces = np.asarray(faces, dtype=np.int64)
     if iterations == 0 or len(faces) == 0:
