@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware  # noqa: E402
 from bench.depth_supervision import SEEN_ABOVE, chamfer_seen, render_surfaces, scene_surface  # noqa: E402
-from ins_core.eval.mesh_fidelity import load_export, texture_fidelity  # noqa: E402
+from ins_core.eval.mesh_fidelity import load_export, sample_surface_faces, texture_fidelity  # noqa: E402
 from ins_core.export.from_run import export_run  # noqa: E402
 from ins_core.job import JobPaths, JobSpec  # noqa: E402
 from ins_core.presets import MESH_SMOOTH_ITERATIONS  # noqa: E402
@@ -37,15 +38,11 @@ from ins_core.train.loading import open_run  # noqa: E402
 
 def area_samples(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` points spread over the mesh's area, each with its face's unit normal."""
-    corners = np.asarray(vertices, dtype=np.float64)[faces]
+    points, chosen = sample_surface_faces(torch.tensor(vertices, dtype=torch.float64), torch.as_tensor(faces, dtype=torch.int64),
+                                          count, torch.Generator().manual_seed(seed))
+    corners = np.asarray(vertices, dtype=np.float64)[faces[chosen.numpy()]]
     cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    area = np.linalg.norm(cross, axis=1)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(faces), count, p=area / area.sum())
-    root, r2 = np.sqrt(rng.random(count))[:, None], rng.random(count)[:, None]
-    c = corners[chosen]
-    points = (1 - root) * c[:, 0] + root * (1 - r2) * c[:, 1] + root * r2 * c[:, 2]
-    return points, cross[chosen] / np.maximum(area[chosen], 1e-30)[:, None]
+    return points.numpy(), cross / np.maximum(np.linalg.norm(cross, axis=1, keepdims=True), 1e-30)
 
 
 def normal_error(mesh: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray]) -> dict:

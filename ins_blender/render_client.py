@@ -53,16 +53,16 @@ class _JobFiles:
     styles: int
 
 
-# By the job's folder and its two files' stamps: the engine asks at every frame, the viewport at
+# By the job's folder, with its two files' stamps: the engine asks at every frame, the viewport at
 # every redraw for every stylized mesh shown, the panel at every redraw; the answers change only
-# with those files.
-_JOB_FILES: dict[tuple, _JobFiles] = {}
+# with those files (a job run again replaces its entry).
+_JOB_FILES: dict[str, tuple[tuple, _JobFiles]] = {}
 
 
 def _job_files(job: JobPaths) -> _JobFiles:
     stamps = tuple(path.stat().st_mtime_ns if path.is_file() else 0 for path in (job.job_json, job.result_json))
-    key = (str(job.root), *stamps)
-    if key not in _JOB_FILES:
+    known = _JOB_FILES.get(str(job.root))
+    if known is None or known[0] != stamps:
         try:
             spec, lacks = JobSpec.load(job.job_json), None
         except InputError as error:
@@ -73,8 +73,9 @@ def _job_files(job: JobPaths) -> _JobFiles:
         elif spec is not None and "render_engine" not in spec.outputs:
             lacks = (f"The INS job '{job.root.name}' was made without the 'Neural Render' output; run Stylize Scene with "
                      "'Neural Render' or 'Both'.")
-        _JOB_FILES[key] = _JobFiles(lacks, 0 if spec is None else len(spec.styles))
-    return _JOB_FILES[key]
+        known = stamps, _JobFiles(lacks, 0 if spec is None else len(spec.styles))
+        _JOB_FILES[str(job.root)] = known
+    return known[1]
 
 
 def rendered_job(job: JobPaths) -> JobPaths:

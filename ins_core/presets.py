@@ -16,7 +16,7 @@ from __future__ import annotations
 DEVICE_KINDS = ("cpu", "gpu")
 
 # Measured (docs/results.md, "A smoothed mesh"): on make demo's stylized field the mesh's face
-# normals lie 18 degrees off the true surface's unsmoothed, 10.6 after 5 rounds, 9.7 after 10 and
+# normals lie 18 degrees off the true surface's unsmoothed, 10.7 after 5 rounds, 9.8 after 10 and
 # 9.3 after 20, the surface no farther away; lego's mesh, whose studs are as small as the grain,
 # loses 0.46, 0.62 and 0.89 dB against the field. 10 takes most of the grain for two thirds of
 # lego's loss at 20.

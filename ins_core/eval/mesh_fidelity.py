@@ -93,8 +93,9 @@ def texture_fidelity(trained: TrainedRun, mesh: ExportedMesh, views, supersample
     return {**summary, "faces": int(mesh.faces.shape[0]), "views": per_view}
 
 
-def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`count` points spread uniformly over the mesh's area."""
+def sample_surface_faces(vertices: torch.Tensor, faces: torch.Tensor, count: int,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` points [count, 3] spread uniformly over the mesh's area, and the face each lies on [count]."""
     corners = vertices[faces]
     areas = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=-1)
     require(float(areas.sum()) > 0, "The mesh has no area to sample.")
@@ -102,7 +103,12 @@ def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, count: int, gene
     r1, r2 = torch.rand(2, count, 1, generator=generator, dtype=vertices.dtype)
     root = r1.sqrt()  # uniform over a triangle: the square-root trick
     a, b, c = corners[chosen].unbind(dim=1)
-    return (1 - root) * a + root * (1 - r2) * b + root * r2 * c
+    return (1 - root) * a + root * (1 - r2) * b + root * r2 * c, chosen
+
+
+def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`count` points spread uniformly over the mesh's area."""
+    return sample_surface_faces(vertices, faces, count, generator)[0]
 
 
 def chamfer_distance(vertices_a: torch.Tensor, faces_a: torch.Tensor, vertices_b: torch.Tensor, faces_b: torch.Tensor,
