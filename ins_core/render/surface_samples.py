@@ -60,13 +60,15 @@ class SurfaceSamples:
             return self
         faintest_first = torch.argsort(self.weight, stable=True)
         order = faintest_first[torch.argsort(self.ray[faintest_first], stable=True)]  # by ray, faintest first
-        weight, ray = self.weight[order].double(), self.ray[order]  # float64: the running sum spans every ray's
+        # float64: the running sum spans every ray's weights (MPS has none, so there on the CPU).
+        work = torch.device("cpu") if self.weight.device.type == "mps" else self.weight.device
+        weight, ray = self.weight[order].to(work, torch.float64), self.ray[order].to(work)
         running = weight.cumsum(0)
         counts = torch.bincount(ray, minlength=self.n_rays)
         first_of_ray = (counts.cumsum(0) - counts)[ray]
         within_ray = running - (running - weight)[first_of_ray]
         keep = torch.empty_like(self.ray, dtype=torch.bool)
-        keep[order] = within_ray > budget
+        keep[order] = (within_ray > budget).to(keep.device)
         return SurfaceSamples(**{f.name: (t[keep] if (t := getattr(self, f.name)) is not None and f.name != "opacity" else t)
                                  for f in fields(self)})
 
