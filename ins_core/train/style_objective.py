@@ -35,8 +35,8 @@ SAMPLE_CACHE_BYTES = 2 << 30  # the views' kept surface samples on a CPU (lego a
 # pixel stays within one level of an 8-bit image of the full sum. A NeRF's haze is many faint samples:
 # on make demo's views 51 % of them are kept (lego at 100 px: 67 %), the colour heads' render and
 # backward take 0.18 s a view instead of 0.38 (0.33), a step 1.15 s instead of 1.35-1.53 (lego:
-# 1.17-1.24 instead of 1.31-1.39) on the 2-core EPYC, and the views' kept samples half the memory
-# (`bench/faint_samples.py`; docs/performance.md).
+# 1.17-1.24 instead of 1.31-1.39) on the 2-core EPYC, and a view's kept samples 3.3 MB instead of 6.3
+# (lego: 2.9 instead of 4.4; `bench/faint_samples.py`; docs/performance.md).
 FAINT_SAMPLES_BUDGET = 1.0 / 255.0
 
 
