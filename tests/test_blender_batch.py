@@ -413,7 +413,7 @@ def test_batch_end_to_end_with_the_real_worker(scene, style, tmp_path):
     result = batch.run_batch(scene, [style], "nerf", "preview", tmp_path / "job", source="auto_rig", n_views=8,
                              resolution=32, samples=4, device="cpu", outputs=("mesh", "render_engine"),
                              overrides={"pretrain_steps": 30, "stylize_steps": 10, "mesh_resolution": 32,
-                                        "texture_size": 64}, silence_s=300)  # a hang guard, not a speed test
+                                        "texture_size": 64, "vgg_size": 64}, silence_s=300)  # a hang guard, not a speed test
     assert result.status == "finished" and result.object_name
     obj = bpy.data.objects[result.object_name]
     assert obj.name in bpy.data.collections[importer.COLLECTION].objects

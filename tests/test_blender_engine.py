@@ -876,7 +876,7 @@ def test_f12_with_the_real_render_server(monkeypatch, tmp_path, worker_python):
         Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(style)
         result = run_batch(scene, [style], "nerf", "preview", tmp_path / "job", source="auto_rig", n_views=8,
                            resolution=32, samples=4, device="cpu", outputs=("render_engine",),
-                           overrides={"pretrain_steps": 30, "stylize_steps": 10}, silence_s=300)  # a hang guard
+                           overrides={"pretrain_steps": 30, "stylize_steps": 10, "vgg_size": 64}, silence_s=300)  # a hang guard
         assert result.status == "finished"
         scene.ins.render_job_dir = str(result.job_dir)
         scene.render.engine = "INS"
