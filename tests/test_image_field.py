@@ -89,22 +89,26 @@ def test_stylize_image_moves_towards_the_style_and_renders_at_any_resolution(tmp
 
 def test_stylize_image_computes_its_losses_in_the_precision_asked_for(tmp_path):
     """`start_image_stylize(loss_precision=...)` (what `stylize-image --loss-precision` passes)
-    reaches the loss network and the run records it; bfloat16 gives the losses of float32 to
-    within its rounding. The run stops after its one step, before the palette match: through a
-    loss network in bfloat16 on a CPU without bfloat16 arithmetic (AVX2 alone, where each pass
-    takes 6x float32's) that took 5 minutes."""
+    reaches the loss network and the run records it, with a note where the CPU only emulates
+    bfloat16; bfloat16 gives the losses of float32 to within its rounding. The run stops after
+    its one step, before the palette match: through a loss network in bfloat16 on a CPU without
+    bfloat16 arithmetic (AVX2 alone, each pass 6x float32's) that took 5 minutes."""
     import json
 
     import torch
 
     from ins_core.data.demo_scene import write_demo_style
     from ins_core.losses.backbone import resolve_backbone
+    from ins_core.losses.loss_precision import native_bfloat16
     from ins_core.train.stylize_image import ImageStyleObjective, ImageStylizeSettings, start_image_stylize
 
     content = _test_image(tmp_path / "content.png", size=64)
     style = write_demo_style(tmp_path / "style.png", 96)
     out = tmp_path / "stylized_image"
-    fit, make_session = start_image_stylize(content, [style], out, "cpu", steps=1, fit_steps=30, loss_precision="bfloat16")
+    notes = []
+    fit, make_session = start_image_stylize(content, [style], out, "cpu", steps=1, fit_steps=30, loss_precision="bfloat16", log=notes.append)
+    # Said where the CPU only emulates bfloat16, and only there.
+    assert any("emulates" in note for note in notes) == (not native_bfloat16(torch.device("cpu"))), notes
     fit.run_loop()
     session = make_session()
     assert session.objective.loss_dtype == torch.bfloat16

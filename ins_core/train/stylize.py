@@ -47,6 +47,7 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..fields.stylization import StylizationConfig
 from ..losses.backbone import Backbone, resolve_backbone
+from ..losses.loss_precision import emulated_bfloat16_note
 from .checkpoint import load_checkpoint
 from .fit import RunSession, data_path, load_run_data
 from .runs import RunDir
@@ -147,6 +148,9 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
     signature = {"kind": "stylized", "base_run": os.path.relpath(base.root.resolve(), out.root.resolve()), "styles": [Path(p).name for p in request.styles]}
     resume = out.prepare_new(signature, request.force)
     backbone = resolve_backbone(request.vgg_weights, request.cache_dir, request.allow_download, log)
+    precision = out.read_config()["stylize"].get("loss_precision", "float32") if resume else settings.loss_precision
+    if log is not None and (note := emulated_bfloat16_note(precision, device)):
+        log(note)
     if resume:
         config = out.read_config()
         style_pixels = [kept_style(out.root, record) for record in config["styles"]]

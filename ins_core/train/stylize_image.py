@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..fields.stylization import StylizationConfig, one_style
 from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, masked_gram_matrix, relative_content_loss
 from ..losses.backbone import resolve_backbone
-from ..losses.loss_precision import loss_network_dtype, resolved_loss_precision
+from ..losses.loss_precision import emulated_bfloat16_note, loss_network_dtype, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, check_image_file, load_run_data, start_fit
 from .palette_match import MatchedPalette, PaletteSettings, SearchView, StylePalette, match_style_palettes
@@ -212,6 +212,8 @@ def start_image_stylize(content: Path, styles: list[Path], out: Path, device: st
     style_images = [] if kept else [load_style_image(path, max(16, round(PAINTING_SIZE * scale)), enlarge=True) for path in styles]
     fit = start_fit(FitRequest(data=content, kind="image", out=out / "content", device=device, steps=fit_steps))
     backbone = resolve_backbone(vgg_weights, None, False, log)
+    if log is not None and (note := emulated_bfloat16_note(recorded["stylize"].get("loss_precision", "float32") if resume else precision, torch_device)):
+        log(note)
 
     def make_session():
         if resume:
