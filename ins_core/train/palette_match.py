@@ -341,6 +341,16 @@ class MatchedPalette:
     spread: float
 
 
+def style_search(style: StylePalette, settings: PaletteSettings) -> PaletteSearch:
+    """One style's search among the maps that give the object the painting's colour mean and
+    covariance, weighing what `settings` ask for."""
+    colours = ColourDistribution(style.painting).of(style.colors[style.on_object]) if settings.distribution else None
+    differences = ViewDifferences(style.view_differences) if settings.consistency and style.view_differences is not None \
+        and len(style.view_differences) else None
+    return PaletteSearch(moment_match(style.colors.cpu(), style.painting, style.on_object.cpu()), style.views, style.style_loss,
+                         colours, differences)
+
+
 def match_style_palettes(styles: list[StylePalette], settings: PaletteSettings,
                          should_stop: Callable[[], bool] | None = None) -> list[MatchedPalette] | None:
     """Per style, the map that gives the object the painting's colour mean and covariance, with its
@@ -349,11 +359,7 @@ def match_style_palettes(styles: list[StylePalette], settings: PaletteSettings,
     way ("auto": `choose_spread`) and capped at `max_gain`. None when `should_stop()` turned true."""
     searches, screenings = [], []
     for style in styles:
-        colours = ColourDistribution(style.painting).of(style.colors[style.on_object]) if settings.distribution else None
-        differences = ViewDifferences(style.view_differences) if settings.consistency and style.view_differences is not None \
-            and len(style.view_differences) else None
-        search = PaletteSearch(moment_match(style.colors.cpu(), style.painting, style.on_object.cpu()), style.views, style.style_loss,
-                               colours, differences)
+        search = style_search(style, settings)
         searches.append(search)
         if settings.search_steps > 0:
             screenings.append(search.screen(should_stop))

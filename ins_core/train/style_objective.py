@@ -16,6 +16,7 @@ from ..losses.backbone import Backbone
 from ..losses.consistency import reprojection_difference
 from ..losses.geometry import geometry_consistency
 from ..losses.loss_precision import loss_network_dtype
+from ..losses.object_window import MARGIN as WINDOW_MARGIN, on_object_window
 from ..losses.style import (CONTENT_LAYER, GRAM_LAYERS, NNFM_LAYERS, StyleTargets, band_limited, color_transfer_matrix, gram_matrix, masked_gram_matrix,
                             nnfm_loss, palette_shortfall, principal_colours, relative_content_loss, total_variation)
 from ..render.reprojection import Reprojection, reproject
@@ -128,6 +129,7 @@ class StyleObjective:
         self.cache_bytes = sample_cache_bytes(device)
         self.content_cache: dict[tuple[int, int], torch.Tensor] = {}
         self.layers = list(dict.fromkeys([*GRAM_LAYERS, CONTENT_LAYER, *(NNFM_LAYERS if settings.nnfm_weight > 0 else ())]))
+        self.object_margin: int | None = WINDOW_MARGIN  # the palette match's loss network sees the object's window (None: whole views)
         self.last_render: dict[tuple[int, int], torch.Tensor] = {}  # (view, style) -> its render when it last trained
         self.neighbours = nearest_views(views.c2w[self.view_indices], model.field.aabb, NEIGHBOURS) if len(self.view_indices) > 1 else None
 
@@ -161,12 +163,27 @@ class StyleObjective:
         starts the search refines (None: `PaletteSearch.starts`' default); `spread_weighs_colours`:
         "auto" weighs the colour distance too, as the search does (tried, not the default). False (nothing changed)
         when `should_stop()` turned true during the search."""
-        field, s = self.model.field, self.settings
+        s = self.settings
+        settings = PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_consistency, s.palette_spread,
+                                   s.palette_max_gain, refined_starts, spread_weighs_colours)
+        matched = match_style_palettes(self.palette_styles(max_views), settings, should_stop)
+        if matched is None:
+            return False
+        self.chosen_spreads = [palette.spread for palette in matched]
+        field = self.model.field
+        for index, palette in enumerate(matched):
+            field.compose_color_map(index, palette.affine.to(field.color_maps), palette.centre.to(field.color_maps))
+        return True
+
+    def palette_styles(self, max_views: int = 24) -> list[StylePalette]:
+        """What the palette match needs of each style: up to `max_views` training views rendered
+        with it, its painting, the views its search looks through and its Gram loss, and (with
+        `palette_consistency`) the colour differences of neighbouring views at shared points."""
         styles, overlaps = [], None
         for index, style in enumerate(self.style_pixels):
             self._use_style(index)
             # The geometry is the content's, the same for every style: where views overlap is found once.
-            renders, surfaces = self._palette_views(max_views, with_surfaces=s.palette_consistency and index == 0)
+            renders, surfaces = self._palette_views(max_views, with_surfaces=self.settings.palette_consistency and index == 0)
             if surfaces is not None:
                 overlaps = neighbour_overlaps(surfaces)
             images = [view.premultiplied + (1 - view.opacity[..., None]) * self.white for view in renders]
@@ -176,15 +193,7 @@ class StyleObjective:
             differences = view_differences(images, overlaps) if overlaps else None
             styles.append(StylePalette(colors, on_object, torch.from_numpy(style), chosen, functools.partial(self.gram_loss, style_index=index),
                                        differences))
-        settings = PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_consistency, s.palette_spread,
-                                   s.palette_max_gain, refined_starts, spread_weighs_colours)
-        matched = match_style_palettes(styles, settings, should_stop)
-        if matched is None:
-            return False
-        self.chosen_spreads = [palette.spread for palette in matched]
-        for index, palette in enumerate(matched):
-            field.compose_color_map(index, palette.affine.to(field.color_maps), palette.centre.to(field.color_maps))
-        return True
+        return styles
 
     @torch.no_grad()
     def _palette_views(self, max_views: int, with_surfaces: bool = False) -> tuple[list[SearchView], list[SurfaceView] | None]:
@@ -209,9 +218,13 @@ class StyleObjective:
         return views, cameras if with_surfaces else None
 
     def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
-        """The Gram term of `image_terms` alone, over the object (`opacity` [H, W]) of an image [H, W, 3]."""
-        _, feats = self._loss_network(image, self.settings.vgg_size, list(GRAM_LAYERS))
-        return self._gram_term(feats, opacity, style_index)
+        """The Gram term of `image_terms` alone, over the object (`opacity` [H, W]) of an image [H, W, 3],
+        the loss network run on the object's window alone (`on_object_window`)."""
+        image = _resize_long_side(_chw(image), self.settings.vgg_size)
+        mask = F.interpolate(opacity[None, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0] \
+            if opacity.shape != image.shape[-2:] else opacity
+        image, mask = on_object_window(image, mask, self.object_margin)
+        return self._gram_term(self.extractor(image, list(GRAM_LAYERS), self.loss_dtype), mask, style_index)
 
     def _loss_network(self, render: torch.Tensor, size: int | None, layers: list[str]) -> tuple[torch.Tensor, dict]:
         """The image [1, 3, h, w] the loss network sees (resized to `size` on its longer side) and its features."""

@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..fields.stylization import StylizationConfig, one_style
 from ..losses.style import CONTENT_LAYER, GRAM_LAYERS, StyleTargets, gram_matrix, masked_gram_matrix, relative_content_loss
 from ..losses.backbone import resolve_backbone
+from ..losses.object_window import on_object_window
 from ..losses.loss_precision import emulated_bfloat16_note, loss_network_dtype, resolved_loss_precision
 from .checkpoint import load_checkpoint
 from .fit import FitRequest, RunSession, check_image_file, load_run_data, start_fit
@@ -107,8 +108,10 @@ class ImageStyleObjective:
             return match_style_palettes(styles, PaletteSettings(), should_stop)
 
     def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
-        """The relative Gram loss of an image [H, W, 3] over its object (`opacity` [H, W])."""
-        feats = self.extractor(image.permute(2, 0, 1)[None], list(GRAM_LAYERS), self.loss_dtype)
+        """The relative Gram loss of an image [H, W, 3] over its object (`opacity` [H, W]), the loss
+        network run on the object's window alone (`on_object_window`)."""
+        image, opacity = on_object_window(image.permute(2, 0, 1)[None], opacity)
+        feats = self.extractor(image, list(GRAM_LAYERS), self.loss_dtype)
         return self.targets[style_index].relative_gram_loss({layer: masked_gram_matrix(feats[layer], opacity[None, None]) for layer in GRAM_LAYERS})
 
     def _use_style(self, style_index: int) -> None:
