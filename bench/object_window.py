@@ -1,0 +1,90 @@
+"""The palette match's loss network on the object's window against whole views, on finished stylized runs.
+
+    python bench/object_window.py --stylized-run runs/demo/job/checkpoints/stylized runs/lego100_styles/*_default
+
+Prints JSON lines (hardware first). Per run: `window` (the search views' windows at the loss
+network's size), `screen` (the 48 signed permutations scored with whole views and with the window:
+seconds each, the largest relative difference of a score, whether the ranking's first five agree)
+and `match` (the whole palette match after training, as `stylize` runs it, each way in turn from
+the identity map: seconds, the spread chosen, the map, and the search's objective of the map found,
+scored with whole views). The runs on disk are left as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import emit, emit_hardware  # noqa: E402
+from ins_core.eval.evaluate import content_run_of  # noqa: E402
+from ins_core.losses.object_window import COVERED, MARGIN, object_window  # noqa: E402
+from ins_core.train.loading import open_run  # noqa: E402
+from ins_core.train.palette_match import PaletteSettings, palette_objective, style_search  # noqa: E402
+from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
+
+WAYS = {"whole": None, "window": MARGIN}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help="finished single-style stylized runs")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    hardware_said = False
+    for path in args.stylized_run:
+        finished = open_run(path, args.device, load_data=False)
+        if not hardware_said:
+            emit_hardware(finished.device)
+            hardware_said = True
+        content = content_run_of(finished)
+        session = start_stylize(StylizeRequest(run=content.run.root, styles=finished.config["signature"]["styles"], out=path,
+                                               device=args.device, settings={}, force=False), log=lambda message: None)
+        objective, field = session.objective, session.model.field
+        identity = torch.eye(3, 4, device=field.color_maps.device).expand_as(field.color_maps)
+        with torch.no_grad():
+            field.color_maps.copy_(identity)
+        s = objective.settings
+        search = style_search(objective.palette_styles()[0], PaletteSettings(distribution=s.palette_distribution, consistency=s.palette_consistency))
+        size = objective.settings.vgg_size
+        windows = []
+        for view in search.views:
+            mask = F.interpolate(view.opacity[None, None], scale_factor=size / max(view.opacity.shape), mode="bilinear")[0, 0]
+            rows, cols = object_window(mask > COVERED, MARGIN)
+            windows.append([rows.stop - rows.start, cols.stop - cols.start, *mask.shape])
+        emit("window", run=str(path), margin=MARGIN, windows_and_views=windows)
+
+        screened = {}
+        for way, margin in WAYS.items():
+            objective.object_margin = margin
+            start = time.perf_counter()
+            screened[way] = search.screen()
+            emit("screen", run=str(path), way=way, seconds=round(time.perf_counter() - start, 1), best=round(screened[way][0][0], 6))
+        by_start = [{tuple(q.flatten().tolist()): score for score, q in screened[way]} for way in WAYS]
+        first_five = [[tuple(q.flatten().tolist()) for _, q in screened[way][:5]] for way in WAYS]
+        emit("screen_agreement", run=str(path), largest_relative_difference=round(max(abs(by_start[1][k] / by_start[0][k] - 1) for k in by_start[0]), 6),
+             same_first_five=first_five[0] == first_five[1])
+
+        for way, margin in WAYS.items():
+            with torch.no_grad():
+                field.color_maps.copy_(identity)
+            objective.object_margin = margin
+            start = time.perf_counter()
+            objective.match_palettes()
+            seconds = time.perf_counter() - start
+            affine = field.color_maps[0].detach().clone()
+            objective.object_margin = None
+            with torch.no_grad():
+                score = float(palette_objective(affine, search.views, search.style_loss, search.colours, search.differences))
+            emit("match", run=str(path), way=way, seconds=round(seconds, 1), spread=objective.chosen_spreads[0],
+                 map=[round(v, 4) for v in affine.flatten().tolist()], objective_whole_views=round(score, 6))
+
+
+if __name__ == "__main__":
+    main()
