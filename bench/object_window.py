@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware  # noqa: E402
 from ins_core.eval.evaluate import content_run_of  # noqa: E402
-from ins_core.losses.object_window import COVERED, MARGIN, object_window  # noqa: E402
+from ins_core.losses.object_window import MARGIN, on_object_window  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 from ins_core.train.palette_match import PaletteSettings, palette_objective, style_search  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
@@ -52,12 +52,10 @@ def main() -> None:
             field.color_maps.copy_(identity)
         s = objective.settings
         search = style_search(objective.palette_styles()[0], PaletteSettings(distribution=s.palette_distribution, consistency=s.palette_consistency))
-        size = objective.settings.vgg_size
         windows = []
         for view in search.views:
-            mask = F.interpolate(view.opacity[None, None], scale_factor=size / max(view.opacity.shape), mode="bilinear")[0, 0]
-            rows, cols = object_window(mask > COVERED, MARGIN)
-            windows.append([rows.stop - rows.start, cols.stop - cols.start, *mask.shape])
+            mask = F.interpolate(view.opacity[None, None], scale_factor=s.vgg_size / max(view.opacity.shape), mode="bilinear")[0, 0]
+            windows.append([*on_object_window(mask, mask)[1].shape, *mask.shape])
         emit("window", run=str(path), margin=MARGIN, windows_and_views=windows)
 
         screened = {}

@@ -2,8 +2,8 @@
 
 A Gram loss over a view's object (`masked_gram_matrix`) reads the loss network's features at the
 object's pixels alone, and those see only as far as their receptive field. The rest of the view is
-background the network is run over for nothing: on make demo's views the object's box is a quarter
-to a third of the frame. Running the network on the window instead gives the same features at the
+background the network is run over for nothing: on make demo's search views the window (the box
+and its margin) is half to two thirds of the frame. Running the network on the window instead gives the same features at the
 object wherever the margin holds their receptive field (docs/performance.md).
 """
 
@@ -16,8 +16,8 @@ import torch
 GRAIN = 8
 # Pixels around the object's box, at the loss network's size: relu3_3's receptive field (40 px)
 # whole, relu4_3's (92 px) largely. On make demo's views the palette match's 48 screened starts
-# scored within 0.08 % of the whole view's (as close as the whole view with the mask resized
-# first), the same ranking, in 32 s instead of 55 (16 px: within 0.28 %, 24 s).
+# scored within 0.011 % of the whole view's, the same first five, in 32.5 s instead of 53.3
+# (`bench/object_window.py`; 16 px: 24 s, but 0.4 % off on a textured disc against 0.02 %).
 MARGIN = 32
 # A NeRF's haze covers every pixel a little: the box holds the pixels the object covers more than
 # one 8-bit level of (the rest weighed 0.01-0.02 % of the demo views' masks).

@@ -148,11 +148,11 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
     signature = {"kind": "stylized", "base_run": os.path.relpath(base.root.resolve(), out.root.resolve()), "styles": [Path(p).name for p in request.styles]}
     resume = out.prepare_new(signature, request.force)
     backbone = resolve_backbone(request.vgg_weights, request.cache_dir, request.allow_download, log)
-    precision = out.read_config()["stylize"].get("loss_precision", "float32") if resume else settings.loss_precision
+    config = out.read_config() if resume else None
+    precision = config["stylize"].get("loss_precision", "float32") if resume else settings.loss_precision
     if log is not None and (note := emulated_bfloat16_note(precision, device)):
         log(note)
     if resume:
-        config = out.read_config()
         style_pixels = [kept_style(out.root, record) for record in config["styles"]]
         return StylizeSession(out, config, device, backbone, style_pixels, None)
     try:
