@@ -495,10 +495,46 @@ def test_a_views_photograph_features_are_kept_and_the_loss_is_the_same(content_r
     assert objective.content_cache[view, 0] is kept
     torch.testing.assert_close(second.extra["content"], first.extra["content"], rtol=0, atol=0)
     # room for one view's features only: the oldest goes
-    monkeypatch.setattr(objective_module, "CONTENT_CACHE_BYTES", kept.numel() * kept.element_size())
+    features, _ = kept
+    monkeypatch.setattr(objective_module, "CONTENT_CACHE_BYTES", features.numel() * features.element_size())
     other = objective.view_indices[1]
     objective.loss(0, view=other)
     assert list(objective.content_cache) == [(other, 0)]
+
+
+def test_a_step_runs_the_loss_network_on_the_objects_window_and_the_colour_heads_get_the_whole_views_gradient(content_run):
+    """At the loss network's 256 px the demo scene's objects leave background beside them: a step's
+    network sees their window only. What reaches the colour heads (the gradient with respect to
+    the render, weighed by its opacity) must be the whole view's, and so must the Gram term."""
+    session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "window",
+                                           device="cpu", settings={"steps": 2, "vgg_size": 256}, force=True))
+    objective = session.objective
+
+    def covered_box(view):
+        covered = objective.view_photo(view, 0)[0][..., 3] > 1 / 255
+        return int(covered.any(dim=1).sum()) * int(covered.any(dim=0).sum())
+
+    view = min(objective.view_indices, key=covered_box)
+    rgba, photo = objective.view_photo(view, 0)
+    samples = objective.view_samples(view)
+    with torch.no_grad():
+        render = samples.composite(session.model.field.surface_color(samples), objective.white).view(*objective.render_size, 3)
+    seen = []
+    objective.extractor.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-2:]) if torch.is_grad_enabled() else None)
+    gradients, terms = {}, {}
+    for way, margin in {"whole": None, "window": objective.object_margin}.items():
+        objective.object_margin = margin
+        objective.content_cache.clear()
+        image = render.clone().requires_grad_()
+        total, terms[way] = objective.image_terms(image, photo, rgba[..., 3], 0, 256, (view, 0))
+        gradients[way] = (torch.autograd.grad(total, image)[0] * samples.opacity.view(*objective.render_size, 1)).flatten().double()
+    whole_size, window_size = seen
+    assert whole_size == (256, 256) and window_size[0] * window_size[1] < 256 * 256
+    assert all(side % 8 == 0 for side in window_size)
+    assert float(torch.nn.functional.cosine_similarity(gradients["whole"], gradients["window"], dim=0)) > 0.99999
+    # (without the window's share of the view on the content and NNFM means: 0.99995 and 0.24 %)
+    assert abs(float(gradients["window"].norm() / gradients["whole"].norm()) - 1) < 0.001
+    assert float(terms["window"]["style"]) == pytest.approx(float(terms["whole"]["style"]), rel=1e-3)
 
 
 def test_a_step_with_the_loss_network_in_bfloat16_has_the_losses_of_float32(content_run):

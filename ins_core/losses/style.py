@@ -72,10 +72,13 @@ def content_loss(render_feats: Features, content_feats: Features, layer: str = C
     return _mse(render_feats[layer], content_feats[layer].detach())
 
 
-def relative_content_loss(render_feats: torch.Tensor, photo_feats: torch.Tensor) -> torch.Tensor:
-    """MSE of the content layer's features relative to the photograph's mean square, so the
-    content weight means the same whatever the image's size and brightness."""
-    return F.mse_loss(render_feats, photo_feats) / (photo_feats.pow(2).mean() + 1e-12)
+def relative_content_loss(render_feats: torch.Tensor, photo_feats: torch.Tensor, photo_mean_square: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE of the content layer's features relative to the photograph's mean square (given: over
+    more of the photograph than `photo_feats`), so the content weight means the same whatever the
+    image's size and brightness."""
+    if photo_mean_square is None:
+        photo_mean_square = photo_feats.pow(2).mean()
+    return F.mse_loss(render_feats, photo_feats) / (photo_mean_square + 1e-12)
 
 
 def _concat_layers(feats: Features, layers: Sequence[str]) -> torch.Tensor:

@@ -220,18 +220,15 @@ class StyleObjective:
     def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
         """The Gram term of `image_terms` alone, over the object (`opacity` [H, W]) of an image [H, W, 3],
         the loss network run on the object's window alone (`on_object_window`)."""
-        image = _resize_long_side(_chw(image), self.settings.vgg_size)
-        mask = F.interpolate(opacity[None, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0] \
-            if opacity.shape != image.shape[-2:] else opacity
-        image, mask = on_object_window(image, mask, self.object_margin)
+        image, mask = self._on_window(_resize_long_side(_chw(image), self.settings.vgg_size), opacity)
         return self._gram_term(self.extractor(image, list(GRAM_LAYERS), self.loss_dtype), mask, style_index)
 
-    def _loss_network(self, render: torch.Tensor, size: int | None, layers: list[str]) -> tuple[torch.Tensor, dict]:
-        """The image [1, 3, h, w] the loss network sees (resized to `size` on its longer side) and its features."""
-        image = _chw(render)
-        if size is not None:
-            image = _resize_long_side(image, size)
-        return image, self.extractor(image, layers, self.loss_dtype)
+    def _on_window(self, image: torch.Tensor, opacity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """An image [1, C, h, w] at the loss network's size and its object's opacity [H, W] (any size,
+        resized to the image's) cut to the object's window (`object_margin`; None: both whole)."""
+        mask = F.interpolate(opacity[None, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0] \
+            if opacity.shape != image.shape[-2:] else opacity
+        return on_object_window(image, mask, self.object_margin)
 
     def _gram_term(self, feats: dict, mask: torch.Tensor | None, style_index: int) -> torch.Tensor:
         """The style's relative Gram loss, over the pixels of `mask` [H, W] (None: all)."""
@@ -242,41 +239,63 @@ class StyleObjective:
         self.model.set_style(one_style(style_index, self.n_styles))
 
     @torch.no_grad()
-    def photo_features(self, photo: torch.Tensor, size: int | None, key: tuple[int, int] | None) -> torch.Tensor:
-        """The content layer's features of a photograph [H, W, 3] resized to `size`; kept under
-        `key` (view, style) while memory allows, since a view's photograph never changes."""
+    def photo_features(self, photo: torch.Tensor, size: int | None, key: tuple[int, int] | None,
+                       opacity: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The content layer's features of a photograph [H, W, 3] resized to `size`, on the window of
+        its object (`opacity` [H, W]; None: the whole photograph), and their mean square over the whole
+        photograph (the content term's unit); kept under `key` (view, style) while memory allows,
+        since a view's photograph never changes."""
         if key in self.content_cache:
             return self.content_cache[key]
         photo_chw = _chw(photo)
         if size is not None:
             photo_chw = _resize_long_side(photo_chw, size)
-        features = self.extractor(photo_chw, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
+        # The window's own features, not a crop of the whole photograph's: its edges then see the
+        # same zero padding as the render's window.
+        window = photo_chw if opacity is None else self._on_window(photo_chw, opacity)[0]
+        features = self.extractor(window, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
+        whole = features if window.shape == photo_chw.shape else self.extractor(photo_chw, [CONTENT_LAYER], self.loss_dtype)[CONTENT_LAYER]
+        kept = (features, whole.float().pow(2).mean())
         if key is not None:
             while self.content_cache and (len(self.content_cache) + 1) * features.numel() * features.element_size() > CONTENT_CACHE_BYTES:
                 self.content_cache.pop(next(iter(self.content_cache)))
-            self.content_cache[key] = features
-        return features
+            self.content_cache[key] = kept
+        return kept
 
-    def image_terms(self, render: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor | None, style_index: int, size: int | None,
+    def image_terms(self, render: torch.Tensor, photo: torch.Tensor, opacity: torch.Tensor | None, style_index: int, size: int | None,
                     photo_key: tuple[int, int] | None = None) -> tuple[torch.Tensor, dict]:
         """Style, content, NNFM and TV losses of a rendered image [H, W, 3] (resized to `size` for the
-        loss network); `photo_key` (view, style) lets the photograph's features be kept."""
+        loss network) over its object (`opacity` [H, W]; None: all of it); `photo_key` (view, style)
+        lets the photograph's features be kept.
+
+        With an opacity the loss network sees the object's window alone (`object_margin`). The
+        content, NNFM and TV terms are means over the whole view, where the background adds a
+        constant the fields cannot change (white rendered against white or its colour-mapped
+        photograph): the window's means times its share of the view have their gradient, less that
+        constant."""
         s = self.settings
-        image, feats = self._loss_network(render, size, self.layers)
-        photo_feats = self.photo_features(photo, size, photo_key)
+        image, mask = _chw(render), None
+        if size is not None:
+            image = _resize_long_side(image, size)
+        whole_pixels = image.shape[-2] * image.shape[-1]
+        if opacity is not None:
+            image, mask = self._on_window(image, opacity)
+        share = image.shape[-2] * image.shape[-1] / whole_pixels
+        feats = self.extractor(image, self.layers, self.loss_dtype)
+        photo_feats, photo_mean_square = self.photo_features(photo, size, photo_key, opacity)
         target = self.targets[style_index]
         style = self._gram_term(feats, mask, style_index)
-        content = relative_content_loss(feats[CONTENT_LAYER], photo_feats)
+        content = share * relative_content_loss(feats[CONTENT_LAYER], photo_feats, photo_mean_square)
         total = s.style_weight * style + s.content_weight * content
         terms = {"style": style.detach(), "content": content.detach()}
         if s.nnfm_weight > 0:
-            nnfm = nnfm_loss(feats, target.nnfm_features, search_dtype=self.loss_dtype)
+            nnfm = share * nnfm_loss(feats, target.nnfm_features, search_dtype=self.loss_dtype)
             total = total + s.nnfm_weight * nnfm
             terms["nnfm"] = nnfm.detach()
-        if s.tv_weight > 0:
-            total = total + s.tv_weight * total_variation(image)
-        if s.palette_weight > 0 and mask is not None:  # the object's pixels, at the render's own size
-            palette = palette_shortfall(render[mask > 0.5], *self.palettes[style_index])
+        if s.tv_weight > 0:  # means over the window's neighbour pairs: times the share, the whole view's within a row or column of pairs
+            total = total + s.tv_weight * share * total_variation(image)
+        if s.palette_weight > 0 and opacity is not None:  # the object's pixels, at the render's own size
+            palette = palette_shortfall(render[opacity > 0.5], *self.palettes[style_index])
             total = total + s.palette_weight * palette
             terms["palette"] = palette.detach()
         return total, terms
@@ -304,15 +323,21 @@ class StyleObjective:
             self.sample_cache[view] = samples
         return self.sample_cache[view]
 
+    def view_photo(self, view: int, style_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training view's photograph at the render's size: its RGBA [H, W, 4] and the content
+        target [H, W, 3] (over white, its colours mapped to the style's with `color_transfer`)."""
+        rgba = self.views.rgba(view)
+        if self.render_size != (self.views.height, self.views.width):
+            rgba = F.interpolate(rgba.permute(2, 0, 1)[None], size=self.render_size, mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+        return rgba, self.content_target(over_white(rgba), style_index)
+
     def view_loss(self, view: int, style_index: int) -> LossTerms:
-        """A whole training view through the loss network. The geometry stays the content's, so each
-        pixel is a fixed blend of samples and only the style and colour heads are evaluated."""
-        s, views = self.settings, self.views
-        rgba = views.rgba(view)
+        """A training view through the loss network (its object's window: `image_terms`). The geometry
+        stays the content's, so each pixel is a fixed blend of samples and only the style and colour
+        heads are evaluated."""
+        s = self.settings
         height, width = self.render_size
-        if (height, width) != (views.height, views.width):
-            rgba = F.interpolate(rgba.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
-        photo = self.content_target(over_white(rgba), style_index)
+        rgba, photo = self.view_photo(view, style_index)
         samples = self.view_samples(view)
 
         def render(first: int, end: int) -> torch.Tensor:
