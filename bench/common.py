@@ -64,3 +64,19 @@ def append_json_lines(path, lines: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         handle.writelines(json.dumps(line) + "\n" for line in lines)
+
+
+def resumed_stylizations(paths, device: str):
+    """For each finished stylized run, its path and a stylize session resumed on it (the field,
+    views, settings and loss network as `stylize` left them); the hardware said before the first."""
+    from ins_core.eval.evaluate import content_run_of
+    from ins_core.train.loading import open_run
+    from ins_core.train.stylize import StylizeRequest, start_stylize
+
+    for index, path in enumerate(paths):
+        finished = open_run(path, device, load_data=False)
+        if index == 0:
+            emit_hardware(finished.device)
+        content = content_run_of(finished)
+        yield path, start_stylize(StylizeRequest(run=content.run.root, styles=finished.config["signature"]["styles"], out=path,
+                                                 device=device, settings={}, force=False), log=lambda message: None)

@@ -22,12 +22,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, emit_hardware  # noqa: E402
-from ins_core.eval.evaluate import content_run_of  # noqa: E402
+from bench.common import emit, resumed_stylizations  # noqa: E402
 from ins_core.losses.object_window import MARGIN, on_object_window  # noqa: E402
-from ins_core.train.loading import open_run  # noqa: E402
 from ins_core.train.palette_match import PaletteSettings, palette_objective, style_search  # noqa: E402
-from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 
 WAYS = {"whole": None, "window": MARGIN}
 
@@ -37,15 +34,7 @@ def main() -> None:
     parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help="finished single-style stylized runs")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    hardware_said = False
-    for path in args.stylized_run:
-        finished = open_run(path, args.device, load_data=False)
-        if not hardware_said:
-            emit_hardware(finished.device)
-            hardware_said = True
-        content = content_run_of(finished)
-        session = start_stylize(StylizeRequest(run=content.run.root, styles=finished.config["signature"]["styles"], out=path,
-                                               device=args.device, settings={}, force=False), log=lambda message: None)
+    for path, session in resumed_stylizations(args.stylized_run, args.device):
         objective, field = session.objective, session.model.field
         identity = torch.eye(3, 4, device=field.color_maps.device).expand_as(field.color_maps)
         with torch.no_grad():
