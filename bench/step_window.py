@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, resumed_stylizations, sync  # noqa: E402
-from ins_core.losses.object_window import MARGIN  # noqa: E402
+from ins_core.losses.object_window import MARGIN, on_object_window  # noqa: E402
 
 WAYS = {"whole": None, "window": MARGIN}
 
@@ -75,9 +76,9 @@ def main() -> None:
                     sync(objective.device)
                     seconds.append(time.perf_counter() - start)
                 gradients[way] = gradient
-                if way == "window":
-                    box = objective._on_window(torch.zeros(1, 1, s.vgg_size, s.vgg_size, device=render.device), rgba[..., 3])[1].shape
-                    emit("window", run=str(path), view=view, window=list(box), view_size=s.vgg_size)
+                if way == "window":  # the opacity at the network's size (the view's longer side at vgg_size), as the step cuts it
+                    mask = F.interpolate(rgba[..., 3][None, None], scale_factor=s.vgg_size / max(objective.render_size), mode="bilinear")[0, 0]
+                    emit("window", run=str(path), view=view, window=list(on_object_window(mask, mask)[1].shape), view_size=list(mask.shape))
                 emit("terms", run=str(path), view=view, way=way, seconds=round(statistics.median(seconds[1:]), 3),
                      total=round(float(total.detach()), 6), **{k: round(float(v), 6) for k, v in terms.items()})
             emit("agreement", run=str(path), view=view, object=_agreement(gradients["whole"], gradients["window"], on_object),

@@ -520,14 +520,18 @@ def test_a_step_runs_the_loss_network_on_the_objects_window_and_the_colour_heads
     with torch.no_grad():
         render = samples.composite(session.model.field.surface_color(samples), objective.white).view(*objective.render_size, 3)
     seen = []
-    objective.extractor.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-2:]) if torch.is_grad_enabled() else None)
+    # The extractor is the process's shared loss network: the hook comes off again.
+    hook = objective.extractor.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-2:]) if torch.is_grad_enabled() else None)
     gradients, terms = {}, {}
-    for way, margin in {"whole": None, "window": objective.object_margin}.items():
-        objective.object_margin = margin
-        objective.content_cache.clear()
-        image = render.clone().requires_grad_()
-        total, terms[way] = objective.image_terms(image, photo, rgba[..., 3], 0, 256, (view, 0))
-        gradients[way] = (torch.autograd.grad(total, image)[0] * samples.opacity.view(*objective.render_size, 1)).flatten().double()
+    try:
+        for way, margin in {"whole": None, "window": objective.object_margin}.items():
+            objective.object_margin = margin
+            objective.content_cache.clear()
+            image = render.clone().requires_grad_()
+            total, terms[way] = objective.image_terms(image, photo, rgba[..., 3], 0, 256, (view, 0))
+            gradients[way] = (torch.autograd.grad(total, image)[0] * samples.opacity.view(*objective.render_size, 1)).flatten().double()
+    finally:
+        hook.remove()
     whole_size, window_size = seen
     assert whole_size == (256, 256) and window_size[0] * window_size[1] < 256 * 256
     assert all(side % 8 == 0 for side in window_size)
