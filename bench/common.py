@@ -80,3 +80,27 @@ def resumed_stylizations(paths, device: str):
         content = content_run_of(finished)
         yield path, start_stylize(StylizeRequest(run=content.run.root, styles=finished.config["signature"]["styles"], out=path,
                                                  device=device, settings={}, force=False), log=lambda message: None)
+
+
+def first_style_search(session):
+    """A resumed stylize session's colour maps set back to the identity (what the palette match
+    after training starts from), the identity, and its first style's palette search as `stylize` sets it up."""
+    from ins_core.train.palette_match import PaletteSettings, style_search
+
+    objective, field = session.objective, session.model.field
+    identity = torch.eye(3, 4, device=field.color_maps.device).expand_as(field.color_maps)
+    with torch.no_grad():
+        field.color_maps.copy_(identity)
+    s = objective.settings
+    return identity, style_search(objective.palette_styles()[0], PaletteSettings(distribution=s.palette_distribution, consistency=s.palette_consistency))
+
+
+def stylized_runs_parser(description: str, help_text: str = "finished single-style stylized runs"):
+    """The arguments of a bench over finished stylized runs (`resumed_stylizations`): --stylized-run and --device."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help=help_text)
+    parser.add_argument("--device", default="auto")
+    return parser

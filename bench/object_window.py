@@ -12,7 +12,6 @@ scored with whole views). The runs on disk are left as they were.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,25 +21,19 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, resumed_stylizations  # noqa: E402
+from bench.common import emit, first_style_search, resumed_stylizations, stylized_runs_parser  # noqa: E402
 from ins_core.losses.object_window import MARGIN, on_object_window  # noqa: E402
-from ins_core.train.palette_match import PaletteSettings, palette_objective, style_search  # noqa: E402
+from ins_core.train.palette_match import palette_objective  # noqa: E402
 
 WAYS = {"whole": None, "window": MARGIN}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help="finished single-style stylized runs")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args = stylized_runs_parser(__doc__).parse_args()
     for path, session in resumed_stylizations(args.stylized_run, args.device):
         objective, field = session.objective, session.model.field
-        identity = torch.eye(3, 4, device=field.color_maps.device).expand_as(field.color_maps)
-        with torch.no_grad():
-            field.color_maps.copy_(identity)
         s = objective.settings
-        search = style_search(objective.palette_styles()[0], PaletteSettings(distribution=s.palette_distribution, consistency=s.palette_consistency))
+        identity, search = first_style_search(session)
         windows = []
         for view in search.views:
             mask = F.interpolate(view.opacity[None, None], scale_factor=s.vgg_size / max(view.opacity.shape), mode="bilinear")[0, 0]

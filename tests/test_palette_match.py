@@ -8,8 +8,8 @@ import torch
 
 from ins_core.losses.style import color_statistics, moment_match, partial_spread
 from ins_core.stylize_options import AUTO_SPREADS
-from ins_core.train.palette_match import (MIRROR, ColourDistribution, SearchView, ViewDifferences, choose_spread, of_handedness, rotation,
-                                          search_palette_map, shared_handedness, signed_permutations)
+from ins_core.train.palette_match import (COARSE_SCREEN_KEPT, MIRROR, ColourDistribution, PaletteSearch, SearchView, ViewDifferences, choose_spread,
+                                          handedness, of_handedness, rotation, search_palette_map, shared_handedness, signed_permutations)
 
 
 def _views_and_painting():
@@ -220,3 +220,42 @@ def test_weighing_view_differences_the_search_keeps_them_out_of_the_paintings_wi
     assert float(disagreement.amplification(found)) < 0.3 * max(stretches)
     torch.testing.assert_close(color_statistics(colours.double() @ found[:, :3].T + found[:, 3])[1],
                                color_statistics(painting.double())[1], atol=1e-6, rtol=1e-4)  # the painting's covariance still
+
+
+def test_with_a_coarse_loss_the_screen_scores_the_48_with_it_and_only_the_best_of_each_handedness_with_its_own():
+    """The coarse loss (the loss network at half its size) screens all 48 signed permutations; the
+    best few of each handedness in its order are scored again with the search's own loss, which
+    alone orders what the screen returns."""
+    views, painting, match = _views_and_painting()
+    colours = ColourDistribution(painting).of(torch.cat([v.premultiplied[v.opacity > 0.5] for v in views]))
+    wanted = match.matrix(rotation(torch.tensor([0.5, -0.3, 0.8], dtype=torch.float64))).float()
+    targets = {id(v.opacity): v.through(wanted) for v in views}
+    calls = {"own": 0, "coarse": 0}
+
+    def own_loss(image, opacity):
+        calls["own"] += 1
+        return (image - targets[id(opacity)]).pow(2).mean()
+
+    def coarse_loss(image, opacity):  # the same preference, seen at half the size
+        calls["coarse"] += 1
+        pooled = [torch.nn.functional.avg_pool2d(x.permute(2, 0, 1)[None], 2) for x in (image, targets[id(opacity)])]
+        return (pooled[0] - pooled[1]).pow(2).mean()
+
+    full = PaletteSearch(match, views, own_loss, colours).screen()
+    assert calls == {"own": 48 * len(views), "coarse": 0}
+    calls["own"] = 0
+    screened = PaletteSearch(match, views, own_loss, colours, coarse_loss=coarse_loss).screen()
+    assert calls == {"own": 2 * COARSE_SCREEN_KEPT * len(views), "coarse": 48 * len(views)}
+    assert [handedness(q) for _, q in screened].count(1) == COARSE_SCREEN_KEPT == [handedness(q) for _, q in screened].count(-1)
+    scores = [score for score, _ in screened]
+    assert scores == sorted(scores)
+    own_scores = {tuple(q.flatten().tolist()): score for score, q in full}
+    assert all(score == pytest.approx(own_scores[tuple(q.flatten().tolist())], rel=1e-6) for score, q in screened)
+    # here the coarse order keeps the full screen's best of each handedness, so both ways refine the same starts
+    for sign in (1, -1):
+        assert torch.equal(of_handedness(screened, sign)[0][1], of_handedness(full, sign)[0][1])
+
+    # what the coarse loss ranks last is never scored again, whatever the search's own loss thinks of it
+    backwards = PaletteSearch(match, views, own_loss, colours, coarse_loss=lambda image, opacity: -coarse_loss(image, opacity)).screen()
+    kept = {tuple(q.flatten().tolist()) for _, q in backwards}
+    assert tuple(of_handedness(full, 1)[0][1].flatten().tolist()) not in kept

@@ -541,6 +541,32 @@ def test_a_step_runs_the_loss_network_on_the_objects_window_and_the_colour_heads
     assert float(terms["window"]["style"]) == pytest.approx(float(terms["whole"]["style"]), rel=1e-3)
 
 
+def test_the_coarse_gram_loss_sees_the_view_and_the_painting_both_at_half_the_networks_size(content_run):
+    """The palette match screens its starts with the Gram loss at half the loss network's size. The
+    view and the painting are both halved there, so the painting seen as a view still scores near
+    nothing, where against the painting at its full size it would not."""
+    session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "coarse",
+                                           device="cpu", settings={"steps": 2, "vgg_size": 128, "stroke_scale": 1.0, "style_detail": "full"},
+                                           force=True))
+    objective = session.objective
+    painting = objective.targets.styles[0][0].permute(1, 2, 0)  # [H, W, 3], its longer side the network's size
+    everywhere = torch.ones(painting.shape[:2])
+    seen = []
+    # The extractor is the process's shared loss network: the hook comes off again.
+    hook = objective.extractor.register_forward_pre_hook(lambda module, args: seen.append(max(args[0].shape[-2:])))
+    try:
+        full = float(objective.gram_loss(painting, everywhere, 0))
+        assert seen and set(seen) == {128}  # (the targets on first use, then the view)
+        seen.clear()
+        coarse = float(objective.gram_loss(painting, everywhere, 0, coarse=True))
+        assert seen and set(seen) == {64}  # (the halved painting's targets, then the view)
+        halved_view = torch.nn.functional.interpolate(painting.permute(2, 0, 1)[None], scale_factor=0.5, mode="bilinear")
+        against_full_size = float(objective._gram_term(objective.extractor(halved_view, list(GRAM_LAYERS)), None, 0))
+    finally:
+        hook.remove()
+    assert full < 1e-6 and coarse < 0.05 * against_full_size
+
+
 def test_a_step_with_the_loss_network_in_bfloat16_has_the_losses_of_float32(content_run):
     """Where the hardware has bfloat16 the loss network computes in it; a step's losses must stay
     those of float32 to within its rounding, and the run records the precision it used."""

@@ -56,6 +56,13 @@ DIFFERENCE_EXPONENT = 1.0
 
 # A mirror image (det Q = -1): no rotation reaches it from the identity, so it is a start of its own.
 MIRROR = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+# With a coarse style loss (the loss network at half its size), the 48 signed permutations are
+# screened with it and only the best few of each handedness scored again with the search's own loss.
+# On five finished runs (make demo's, lego 100 px with each of four paintings; the loss network at
+# 128 px instead of 256) the full screen's best of each handedness stood at most third in the coarse
+# screen's order, and every match found the same map in 14-35 s less: `bench/coarse_screen.py`,
+# docs/performance.md.
+COARSE_SCREEN_KEPT = 4
 
 
 @dataclass
@@ -176,6 +183,7 @@ class PaletteSearch:
     style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     colours: ObjectColours | None = None
     differences: ViewDifferences | None = None
+    coarse_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # screens the 48 first (`screen`)
 
     @property
     def device(self) -> torch.device:
@@ -187,18 +195,31 @@ class PaletteSearch:
         than Q = I's and its mirror's, and the 48 signed permutations are screened first."""
         return self.colours is not None or self.differences is not None
 
-    def objective(self, affine: torch.Tensor) -> torch.Tensor:
-        return palette_objective(affine, self.views, self.style_loss, self.colours, self.differences)
+    def objective(self, affine: torch.Tensor, style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        return palette_objective(affine, self.views, style_loss or self.style_loss, self.colours, self.differences)
 
     def screen(self, should_stop: Callable[[], bool] | None = None) -> Scored | None:
-        """The starts scored, best first. None when `should_stop()` turned true."""
-        starts = signed_permutations() if self.many_valleys else [torch.eye(3, dtype=torch.float64), MIRROR]
+        """The starts scored, best first. None when `should_stop()` turned true. With a `coarse_loss`
+        the 48 are scored with it first, and only the best `COARSE_SCREEN_KEPT` of each handedness
+        come back, scored with the search's own loss."""
+        if not self.many_valleys:
+            return self._scored([torch.eye(3, dtype=torch.float64), MIRROR], self.style_loss, should_stop)
+        if self.coarse_loss is None:
+            return self._scored(signed_permutations(), self.style_loss, should_stop)
+        coarse = self._scored(signed_permutations(), self.coarse_loss, should_stop)
+        if coarse is None:
+            return None
+        kept = [q for sign in (1, -1) for _, q in of_handedness(coarse, sign)[:COARSE_SCREEN_KEPT]]
+        return self._scored(kept, self.style_loss, should_stop)
+
+    def _scored(self, starts: list[torch.Tensor], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                should_stop: Callable[[], bool] | None) -> Scored | None:
         scored = []
         for q in starts:
             if should_stop is not None and should_stop():
                 return None
             with torch.no_grad():
-                scored.append((float(self.objective(self.match.matrix(q.to(self.device)))), q))  # the map where the views are (a GPU's)
+                scored.append((float(self.objective(self.match.matrix(q.to(self.device)), style_loss)), q))  # the map where the views are (a GPU's)
         return sorted(scored, key=lambda item: item[0])
 
     def starts(self, scored: Scored, sign: int | None = None, count: int | None = None) -> list[torch.Tensor]:
@@ -316,6 +337,7 @@ class StylePalette:
     views: list[SearchView]
     style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     view_differences: torch.Tensor | None = None  # [N, 3] colour differences of neighbouring views at shared surface points
+    coarse_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # the style loss, cheaper: screens the 48 starts first
 
 
 @dataclass
@@ -348,7 +370,7 @@ def style_search(style: StylePalette, settings: PaletteSettings) -> PaletteSearc
     differences = ViewDifferences(style.view_differences) if settings.consistency and style.view_differences is not None \
         and len(style.view_differences) else None
     return PaletteSearch(moment_match(style.colors.cpu(), style.painting, style.on_object.cpu()), style.views, style.style_loss,
-                         colours, differences)
+                         colours, differences, style.coarse_loss)
 
 
 def match_style_palettes(styles: list[StylePalette], settings: PaletteSettings,

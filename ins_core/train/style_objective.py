@@ -112,6 +112,7 @@ class StyleObjective:
         self.targets = StyleTargets(self.extractor, style_tensors, GRAM_LAYERS, nnfm_layers)
         self.color_maps = None
         self.chosen_spreads: list[float] = []  # the palette match's spread per style, once matched
+        self.coarse_screen = True  # the palette match screens its starts with `gram_loss(coarse=True)` first (benches compare)
         if settings.color_transfer:
             photos = over_white(views.images.float() / 255.0)
             mask = views.images[..., 3] > 127
@@ -192,7 +193,7 @@ class StyleObjective:
             chosen = renders[:: max(1, -(-len(renders) // PALETTE_SEARCH_VIEWS))]
             differences = view_differences(images, overlaps) if overlaps else None
             styles.append(StylePalette(colors, on_object, torch.from_numpy(style), chosen, functools.partial(self.gram_loss, style_index=index),
-                                       differences))
+                                       differences, functools.partial(self.gram_loss, style_index=index, coarse=True) if self.coarse_screen else None))
         return styles
 
     @torch.no_grad()
@@ -217,11 +218,20 @@ class StyleObjective:
                 cameras.append(SurfaceView(c2w, intrinsics, points(), opacity.reshape(height, width)))
         return views, cameras if with_surfaces else None
 
-    def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int) -> torch.Tensor:
+    def gram_loss(self, image: torch.Tensor, opacity: torch.Tensor, style_index: int, coarse: bool = False) -> torch.Tensor:
         """The Gram term of `image_terms` alone, over the object (`opacity` [H, W]) of an image [H, W, 3],
-        the loss network run on the object's window alone (`on_object_window`)."""
-        image, mask = self._on_window(_resize_long_side(_chw(image), self.settings.vgg_size), opacity)
-        return self._gram_term(self.extractor(image, list(GRAM_LAYERS), self.loss_dtype), mask, style_index)
+        the loss network run on the object's window alone (`on_object_window`). `coarse`: the image
+        and the painting both at half the network's size (a quarter of the work; the palette match
+        screens its starts with it)."""
+        size, targets = (self.settings.vgg_size // 2, self.coarse_targets) if coarse else (self.settings.vgg_size, self.targets)
+        image, mask = self._on_window(_resize_long_side(_chw(image), size), opacity)
+        return self._gram_term(self.extractor(image, list(GRAM_LAYERS), self.loss_dtype), mask, style_index, targets)
+
+    @functools.cached_property
+    def coarse_targets(self) -> StyleTargets:
+        """The styles' Gram targets with each painting at half its size, for `gram_loss(coarse=True)`."""
+        halved = [F.interpolate(style, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False) for style in self.targets.styles]
+        return StyleTargets(self.extractor, halved, GRAM_LAYERS)
 
     def _on_window(self, image: torch.Tensor, opacity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """An image [1, C, h, w] at the loss network's size and its object's opacity [H, W] (any size,
@@ -230,10 +240,10 @@ class StyleObjective:
             if opacity.shape != image.shape[-2:] else opacity
         return on_object_window(image, mask, self.object_margin)
 
-    def _gram_term(self, feats: dict, mask: torch.Tensor | None, style_index: int) -> torch.Tensor:
-        """The style's relative Gram loss, over the pixels of `mask` [H, W] (None: all)."""
+    def _gram_term(self, feats: dict, mask: torch.Tensor | None, style_index: int, targets: StyleTargets | None = None) -> torch.Tensor:
+        """The style's relative Gram loss (`targets`, by default the styles'), over the pixels of `mask` [H, W] (None: all)."""
         grams = {layer: gram_matrix(feats[layer]) if mask is None else masked_gram_matrix(feats[layer], mask[None, None]) for layer in GRAM_LAYERS}
-        return self.targets[style_index].relative_gram_loss(grams)
+        return (self.targets if targets is None else targets)[style_index].relative_gram_loss(grams)
 
     def _use_style(self, style_index: int) -> None:
         self.model.set_style(one_style(style_index, self.n_styles))
