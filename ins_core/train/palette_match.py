@@ -176,7 +176,8 @@ class PaletteSearch:
     from the painting's and the map's stretch of the `differences` between neighbouring views when
     given. With neither it starts from Q = I and from its mirror; with either, from the best of the
     48 signed permutations, each scored with one pass of the loss network: the product's landscape
-    has more than two valleys."""
+    has more than two valleys. With a `coarse_loss` that pass is at half the network's size, and
+    only the best of each handedness are scored again at its size (`screen`)."""
 
     match: MomentMatch
     views: list[SearchView]
