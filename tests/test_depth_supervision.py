@@ -63,7 +63,7 @@ def test_a_ray_through_a_hole_is_left_to_the_colours():
     opacity = torch.tensor([1.0, 0.5, 0.001], requires_grad=True)
     rendered = (torch.tensor([2.2, 2.2, 2.2]) * opacity.detach()).requires_grad_()
     error = depth_error(rendered, opacity, target, rgba)
-    assert float(error) == pytest.approx(0.1)
+    assert float(error.detach()) == pytest.approx(0.1)
     error.backward()
     assert rendered.grad.tolist() == pytest.approx([0.25, 0.5, 0.0])  # 1 / (opacity * distance * rays counted)
 

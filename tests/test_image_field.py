@@ -131,7 +131,7 @@ def _cut_out_image(path, size):
     """The test pattern on a disc, transparent around it (an object cut out of its background)."""
     rgb, y, x = _pattern(size)
     alpha = (((x - 0.5) ** 2 + (y - 0.5) ** 2) < 0.3**2).astype(np.float64)
-    Image.fromarray((np.concatenate([rgb, alpha[..., None]], -1) * 255).round().astype(np.uint8), "RGBA").save(path)
+    Image.fromarray((np.concatenate([rgb, alpha[..., None]], -1) * 255).round().astype(np.uint8)).save(path)  # RGBA from the shape
     return path, alpha > 0
 
 
