@@ -42,7 +42,6 @@ def main() -> None:
             screened[way] = search.screen()
             emit("screen", run=str(path), way=way, seconds=round(time.perf_counter() - start, 1), best=round(screened[way][0][0], 6),
                  best_start=[round(v) for v in screened[way][0][1].flatten().tolist()])
-        search.coarse_loss = None
         with torch.no_grad():  # the coarse order itself, for where the full screen's best stand in it
             coarse = sorted(((float(search.objective(search.match.matrix(q.to(search.device)), coarse_loss)), q) for _, q in screened["full"]),
                             key=lambda item: item[0])
