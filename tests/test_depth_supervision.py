@@ -125,7 +125,7 @@ def test_a_fit_taught_by_the_captured_depth_puts_its_surfaces_where_the_scene_ha
     errors = {}
     for weight in (0.0, 0.1):
         session = start_fit(FitRequest(data=tmp_path / "job" / "dataset", kind="nerf", out=tmp_path / f"fit_{weight}", device="cpu",
-                                       steps=200, batch_rays=256, depth_weight=weight, holdout_every=0))
+                                       steps=140, batch_rays=256, depth_weight=weight, holdout_every=0))
         session.run_loop()
         model = session.model.eval()
         assert (session.data.train.depth is not None) == (weight > 0)  # read only where the fit weighs it
@@ -135,5 +135,5 @@ def test_a_fit_taught_by_the_captured_depth_puts_its_surfaces_where_the_scene_ha
             solid = (views.images[i, ..., 3] == 255) & (views.depth[i] > 0)
             relative.append(((render.depth[solid] - views.depth[i][solid]).abs() / views.depth[i][solid]))
         errors[weight] = float(torch.cat(relative).mean())
-    assert errors[0.1] < 0.5 * errors[0.0], errors
+    assert errors[0.1] < 0.5 * errors[0.0], errors  # 0.0044 against 0.020 (2-core EPYC, 2026-12-07)
     assert open_run(tmp_path / "fit_0.1").data.train.depth is None  # stylizing or evaluating the run never reads it

@@ -259,7 +259,8 @@ def test_stylize_image_stroke_scale_sets_the_paintings_size_and_a_resumed_run_ke
         fit, make_session = start_image_stylize(content, [style], out, "cpu", steps=1, fit_steps=5, stroke_scale=stroke_scale, log=lambda m: None)
         fit.run_loop()
         session = make_session()
-        session.run_loop()
+        # Stopped at the palette match's start: the painting's size is set by then, and the run kept.
+        assert session.run_loop(should_stop=lambda: session.step >= 1) == "stopped"
         return max(session.objective.style_pixels[0].shape[:2])
 
     assert painting_side(2.0) == 2 * PAINTING_SIZE  # enlarged from 200 px: strokes twice as big against the image
