@@ -259,3 +259,7 @@ def test_with_a_coarse_loss_the_screen_scores_the_48_with_it_and_only_the_best_o
     backwards = PaletteSearch(match, views, own_loss, colours, coarse_loss=lambda image, opacity: -coarse_loss(image, opacity)).screen()
     kept = {tuple(q.flatten().tolist()) for _, q in backwards}
     assert tuple(of_handedness(full, 1)[0][1].flatten().tolist()) not in kept
+    # asked for more (a search that refines six starts), it keeps six of each
+    calls["own"] = 0
+    six = PaletteSearch(match, views, own_loss, colours, coarse_loss=coarse_loss).screen(kept=6)
+    assert len(six) == 12 and calls["own"] == 12 * len(views) and [handedness(q) for _, q in six].count(1) == 6

@@ -199,10 +199,10 @@ class PaletteSearch:
     def objective(self, affine: torch.Tensor, style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         return palette_objective(affine, self.views, style_loss or self.style_loss, self.colours, self.differences)
 
-    def screen(self, should_stop: Callable[[], bool] | None = None) -> Scored | None:
+    def screen(self, should_stop: Callable[[], bool] | None = None, kept: int = COARSE_SCREEN_KEPT) -> Scored | None:
         """The starts scored, best first. None when `should_stop()` turned true. With a `coarse_loss`
-        the 48 are scored with it first, and only the best `COARSE_SCREEN_KEPT` of each handedness
-        come back, scored with the search's own loss."""
+        the 48 are scored with it first, and only the best `kept` of each handedness come back,
+        scored with the search's own loss (ask for at least as many as will be refined)."""
         if not self.many_valleys:
             return self._scored([torch.eye(3, dtype=torch.float64), MIRROR], self.style_loss, should_stop)
         if self.coarse_loss is None:
@@ -210,8 +210,8 @@ class PaletteSearch:
         coarse = self._scored(signed_permutations(), self.coarse_loss, should_stop)
         if coarse is None:
             return None
-        kept = [q for sign in (1, -1) for _, q in of_handedness(coarse, sign)[:COARSE_SCREEN_KEPT]]
-        return self._scored(kept, self.style_loss, should_stop)
+        best = [q for sign in (1, -1) for _, q in of_handedness(coarse, sign)[:kept]]
+        return self._scored(best, self.style_loss, should_stop)
 
     def _scored(self, starts: list[torch.Tensor], style_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                 should_stop: Callable[[], bool] | None) -> Scored | None:
@@ -385,7 +385,7 @@ def match_style_palettes(styles: list[StylePalette], settings: PaletteSettings,
         search = style_search(style, settings)
         searches.append(search)
         if settings.search_steps > 0:
-            screenings.append(search.screen(should_stop))
+            screenings.append(search.screen(should_stop, max(COARSE_SCREEN_KEPT, settings.refined_starts or 0)))
             if screenings[-1] is None:
                 return None
     sign = shared_handedness(screenings) if len(screenings) > 1 else None
