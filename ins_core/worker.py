@@ -130,6 +130,13 @@ class JobRunner:
             self.share = sharing.Share(threads, self.share.nice, fixed=False)
             log.info("now %d torch threads: the rest of the machine used %.1f cores", threads, self.adaptive.others)
 
+    def should_stop(self) -> bool:
+        """Asked between training steps and through the palette match after them (a minute on a
+        CPU, with no step to report): the thread count follows the machine, then whether the user
+        cancelled. So a render the artist starts during the match gets its core back."""
+        self._adapt_threads()
+        return self.cancel()
+
     def _log(self, level: str, message: str) -> None:
         log.log(logging.getLevelName(level.upper()), message)
         self.events.send(LogEvent(level=level, message=message))
@@ -147,7 +154,6 @@ class JobRunner:
             done = result.step - first_step
             rate = (time.monotonic() - started) / max(done, 1)
             self.events.progress(result.step, total, result.loss, result.psnr, rate * (total - result.step))
-            self._adapt_threads()
             if time.monotonic() - last_speed > self.speed_every_s:
                 self._speed(stage, done / max(1e-9, time.monotonic() - started - preview_s), result.step, total)
                 last_speed = time.monotonic()
@@ -158,7 +164,7 @@ class JobRunner:
                 preview_s += last_preview - begin
 
         start = time.perf_counter()
-        outcome = session.run_loop(on_step=on_step, should_stop=self.cancel)
+        outcome = session.run_loop(on_step=on_step, should_stop=self.should_stop)
         # The stylization's palette match after its last step is timed apart: it is no step's cost.
         seconds = time.perf_counter() - start - session.finishing_s
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds

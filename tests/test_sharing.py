@@ -178,3 +178,38 @@ def test_the_capture_time_joins_the_workers_record(tmp_path):
     assert estimates.measured_seconds(high, "sdf", "cpu", path) == pytest.approx(steps["pretrain_steps"] / 10 + steps["stylize_steps"] + 8 + 42)
     job_json.write_text("{broken")
     assert not throughput.record_capture(job_json, 1.0, path)
+
+
+def test_the_worker_follows_the_machine_whenever_it_asks_whether_to_stop(tmp_path, monkeypatch):
+    """The worker's `should_stop`, asked between training steps and through the palette match after
+    them (a minute on a CPU without a step), moves the torch thread count with the rest of the
+    machine, then says whether the job was cancelled."""
+    import io
+    import signal
+
+    import torch
+
+    from ins_core.worker import Events, JobRunner
+    from test_worker import make_job
+
+    paths = make_job(tmp_path / "job")
+    devnull = open(os.devnull)
+    monkeypatch.setattr(sys, "stdin", devnull)  # no parent's pipe to watch
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        runner = JobRunner(paths.root, Events(io.StringIO()))
+        fake = FakeMachine()
+        runner.share, runner.adaptive = sharing.Share(1, sharing.DEFAULT_NICE), fake.adaptive()
+        torch.set_num_threads(1)
+        for _ in range(6):  # 12 s with nothing else running
+            fake.advance(2.0, others=0.0)
+            assert runner.should_stop() is False
+        assert torch.get_num_threads() == 2 and runner.share.threads == 2
+        fake.advance(2.0, others=0.9, own=1.1)  # a render starts: its core back at once
+        assert runner.should_stop() is False and torch.get_num_threads() == 1
+        paths.cancel_path.write_text("")
+        assert runner.should_stop() is True
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+        devnull.close()
