@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 from . import sharing, throughput
 from .errors import InputError
@@ -136,6 +137,16 @@ class JobRunner:
         cancelled. So a render the artist starts during the match gets its core back."""
         self._adapt_threads()
         return self.cancel()
+
+    def _matching_note(self, session) -> Callable[[str], None]:
+        """What the stylization says as its palette match begins: the message, and the last step's
+        progress again without a time left, which the panel would otherwise show as "about 1 s left"
+        through the match's minute."""
+        def note(message: str) -> None:
+            self._log("info", message)
+            self.events.progress(session.step, session.config["steps"])
+
+        return note
 
     def _log(self, level: str, message: str) -> None:
         log.log(logging.getLevelName(level.upper()), message)
@@ -262,7 +273,7 @@ class JobRunner:
         stylize = start_stylize(StylizeRequest(run=content_dir, styles=styles, out=stylized_dir, device=spec.device, settings=stylize_settings,
                                                vgg_weights=spec.vgg_weights, cache_dir=spec.cache_dir, allow_download=spec.allow_download, seed=spec.seed),
                                 log=backbone_log)
-        stylize.note = lambda message: self._log("info", message)
+        stylize.note = self._matching_note(stylize)
         if not self._train("stylize", stylize):
             return self._cancelled()
         return self._finish(fit, stylize, settings)
