@@ -24,7 +24,6 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
 
 from . import sharing, throughput
 from .errors import InputError
@@ -138,16 +137,6 @@ class JobRunner:
         self._adapt_threads()
         return self.cancel()
 
-    def _matching_note(self, session) -> Callable[[str], None]:
-        """What the stylization says as its palette match begins: the message, and the last step's
-        progress again without a time left, which the panel would otherwise show as "about 1 s left"
-        through the match's minute."""
-        def note(message: str) -> None:
-            self._log("info", message)
-            self.events.progress(session.step, session.config["steps"])
-
-        return note
-
     def _log(self, level: str, message: str) -> None:
         log.log(logging.getLevelName(level.upper()), message)
         self.events.send(LogEvent(level=level, message=message))
@@ -164,7 +153,9 @@ class JobRunner:
             nonlocal last_preview, preview_s, last_speed
             done = result.step - first_step
             rate = (time.monotonic() - started) / max(done, 1)
-            self.events.progress(result.step, total, result.loss, result.psnr, rate * (total - result.step))
+            # No time left at the last step: what follows it (the palette match, up to a minute on a
+            # CPU) is no step, and "about 1 s left" would stand in the panel through it.
+            self.events.progress(result.step, total, result.loss, result.psnr, rate * (total - result.step) if result.step < total else None)
             if time.monotonic() - last_speed > self.speed_every_s:
                 self._speed(stage, done / max(1e-9, time.monotonic() - started - preview_s), result.step, total)
                 last_speed = time.monotonic()
@@ -273,7 +264,7 @@ class JobRunner:
         stylize = start_stylize(StylizeRequest(run=content_dir, styles=styles, out=stylized_dir, device=spec.device, settings=stylize_settings,
                                                vgg_weights=spec.vgg_weights, cache_dir=spec.cache_dir, allow_download=spec.allow_download, seed=spec.seed),
                                 log=backbone_log)
-        stylize.note = self._matching_note(stylize)
+        stylize.note = lambda message: self._log("info", message)
         if not self._train("stylize", stylize):
             return self._cancelled()
         return self._finish(fit, stylize, settings)

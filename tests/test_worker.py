@@ -132,12 +132,14 @@ def test_a_job_runs_through_every_stage_and_writes_its_result(finished_job):
     assert stylized["stylize"]["palette_spread"] == 0.8 and stylized["palette_spreads"] == [0.8]  # and its colour spread (the default is auto)
     progress = [e for e in events if e.event == "progress"]
     assert progress and all(0 <= e.step <= e.total_steps for e in progress)
-    # As the palette match begins, the last step again with no time left: the panel then shows the
-    # match's message instead of "about 1 s left" through it.
+    # Each stage's last step has no time left: the panel shows none, not "about 1 s left", through
+    # what follows it (the palette match after the stylization's last step, with its message).
+    export = next(i for i, e in enumerate(events) if e.event == "stage" and e.stage == "export")
+    training = [e for e in events[:export] if e.event == "progress"]
+    assert all((e.eta_s is None) == (e.step == e.total_steps) for e in training), [(e.step, e.eta_s) for e in training]
+    last = max(i for i, e in enumerate(events) if e.event == "progress" and e.step == e.total_steps == OVERRIDES["stylize_steps"])
     matching = next(i for i, e in enumerate(events) if e.event == "log" and e.message.startswith("Matching each painting's palette"))
-    told = events[matching + 1]
-    assert told.event == "progress" and told.step == told.total_steps == OVERRIDES["stylize_steps"] and told.eta_s is None
-    assert [e.eta_s for e in events[:matching] if e.event == "progress"][-1] is not None  # the steps before it had one
+    assert last < matching and not any(e.event == "progress" for e in events[last + 1:matching])
     assert "log.txt" in os.listdir(paths.root)
 
 
