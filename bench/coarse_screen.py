@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, first_style_search, resumed_stylizations, stylized_runs_parser  # noqa: E402
+from bench.common import emit, first_style_searches  # noqa: E402
 from ins_core.train.palette_match import of_handedness  # noqa: E402
 
 
@@ -30,11 +30,9 @@ def _key(q: torch.Tensor) -> tuple:
 
 
 def main() -> None:
-    args = stylized_runs_parser(__doc__).parse_args()
-    for path, session in resumed_stylizations(args.stylized_run, args.device):
+    for path, session, identity, search in first_style_searches(__doc__):
         objective, field = session.objective, session.model.field
         s = objective.settings
-        identity, search = first_style_search(session)
         coarse_loss, screened = search.coarse_loss, {}
         for way, loss in (("full", None), ("coarse_first", coarse_loss)):
             search.coarse_loss = loss

@@ -104,3 +104,11 @@ def stylized_runs_parser(description: str, help_text: str = "finished single-sty
     parser.add_argument("--stylized-run", type=Path, nargs="+", required=True, help=help_text)
     parser.add_argument("--device", default="auto")
     return parser
+
+
+def first_style_searches(description: str):
+    """A bench over finished single-style stylized runs (`stylized_runs_parser`'s arguments): for
+    each, its path, the resumed session and `first_style_search`'s identity and search."""
+    args = stylized_runs_parser(description).parse_args()
+    for path, session in resumed_stylizations(args.stylized_run, args.device):
+        yield path, session, *first_style_search(session)

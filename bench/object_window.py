@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, first_style_search, resumed_stylizations, stylized_runs_parser  # noqa: E402
+from bench.common import emit, first_style_searches  # noqa: E402
 from ins_core.losses.object_window import MARGIN, on_object_window  # noqa: E402
 from ins_core.train.palette_match import palette_objective  # noqa: E402
 
@@ -29,11 +29,9 @@ WAYS = {"whole": None, "window": MARGIN}
 
 
 def main() -> None:
-    args = stylized_runs_parser(__doc__).parse_args()
-    for path, session in resumed_stylizations(args.stylized_run, args.device):
+    for path, session, identity, search in first_style_searches(__doc__):
         objective, field = session.objective, session.model.field
         s = objective.settings
-        identity, search = first_style_search(session)
         windows = []
         for view in search.views:
             mask = F.interpolate(view.opacity[None, None], scale_factor=s.vgg_size / max(view.opacity.shape), mode="bilinear")[0, 0]
