@@ -143,6 +143,8 @@ def main() -> None:
                         help="one more stylization setting over the variant's, e.g. tv_weight=25 (kept in the run's name)")
     parser.add_argument("--seed", type=int, default=0, help="the style modules' initialisation (runs of seed k > 0 are kept as NAME_VARIANT_seedk)")
     parser.add_argument("--no-eval", action="store_true", help="pictures and time only")
+    parser.add_argument("--eval-size", type=int, help="measure the Gram distances with views at this size for the loss network "
+                        "(default: each run's own vgg_size; give one size to compare runs that differ in it)")
     parser.add_argument("--reuse", action="store_true", help="draw (and evaluate) finished runs already in --out instead of training them again")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, required=True, help="where the stylized runs are kept")
@@ -177,11 +179,12 @@ def main() -> None:
             seconds, steps, split = (None, None, None) if reused else stylize(args.content_run, style, out, args.device, settings, args.seed)
             stylized = open_run(out, args.device)
             record = {"style": style.stem, "variant": variant, **({"settings": dict(args.overrides)} if args.overrides else {}), "seed": args.seed, "seconds": None if reused else round(seconds, 1), "steps": steps,
-                      "seconds_split": split, "resolution": views.width}
+                      "seconds_split": split, "resolution": views.width,
+                      **({"eval_size": args.eval_size} if args.eval_size else {})}
             if not args.no_eval:
                 pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
-                                            working_size=stylized.config["stylize"].get("vgg_size"))
+                                            working_size=args.eval_size or stylized.config["stylize"].get("vgg_size"))
                 record.update(metrics_record(metrics))
             emit("stylize", **record)
             tiles += [draw(stylized.model, k) for k in args.views]

@@ -46,12 +46,12 @@ SOURCES = [("CAMERAS", "Scene Cameras", "Every camera of a collection (or of the
            ("ANIMATION", "Camera Animation", "The active camera at each frame of the scene's frame range"),
            ("AUTO_RIG", "Automatic Rig", "Cameras placed automatically around the objects")]
 # The painting's detail the style is matched at (the core's `style_detail`).
-DETAILS = [("AUTO", "Auto", "The painting's own detail where the training views are large enough to hold it (at least 5/8 "
-                            "of the loss network's size: 160 px on a CPU, 320 px on a GPU), else as a view shows it (the default)"),
-           ("VIEW", "View", "Match the painting as a view of the training size can show it: broad strokes that hold still "
-                            "from view to view"),
-           ("FULL", "Full", "Match the painting's own finest texture too: on small training views it comes out as speckle "
-                            "that flickers from view to view")]
+DETAILS = [("AUTO", "Auto", "The painting's own detail where the training views can hold it (the loss network sees them at "
+                            "no more than 1.6x their size, so they can from 40 px up), else as a view shows it (the default)"),
+           ("VIEW", "View", "Match the painting as a view of the training size can show it: broader, softer strokes that "
+                            "hold still from view to view"),
+           ("FULL", "Full", "Match the painting's own finest texture at the loss network's size, even where the training "
+                            "views are too small to hold it (there it comes out as speckle that flickers from view to view)")]
 STATUSES = [("IDLE", "Idle", ""), ("CAPTURING", "Capturing", ""), ("RUNNING", "Running", ""),
             ("CANCELLING", "Cancelling", ""), ("FINISHED", "Finished", ""),
             ("CANCELLED", "Cancelled", ""), ("FAILED", "Failed", "")]

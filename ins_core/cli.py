@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--steps", type=_positive_int, help="stylization steps (default: 200 on a CPU and 400 on a GPU in view mode; 300 / 1000 in patch mode)")
     stylize.add_argument("--mode", choices=STYLIZE_MODES, help="view: the loss network sees whole views (deferred back-propagation, "
                                                                     "geometry kept exactly; the default); patch: INS's sampling-stride patches")
-    stylize.add_argument("--vgg-size", type=_positive_int, help="view mode: the longer side, in pixels, at which the loss network sees a view")
+    stylize.add_argument("--vgg-size", type=_positive_int, help="view mode: the longer side, in pixels, at which the loss network sees a view "
+                                                                  "(default: 256 on a CPU, 512 on a GPU, but at most 1.6x the views' own)")
     stylize.add_argument("--render-scale", type=float, help="view mode: render each view at this multiple of the photographs' size "
                                                              "for the loss network (finer strokes; 4x the work at 2)")
     stylize.add_argument("--max-views", type=_count, help="view mode: stylize with at most this many training views "

@@ -15,6 +15,13 @@ STYLE_DETAILS = ("auto", "view", "full")
 # speckle that flickers, warps 1.27-1.63x: docs/stylization.md).
 FULL_DETAIL_FROM = 0.625
 
+# The loss network's size, where not asked for, follows the views (`loss_network_size`): no larger
+# than a view needs to hold the painting's own detail, on a multiple of the object window's grain
+# (8 px: every layer's cells and pooling windows where the whole view's are), and not below 64 px
+# (relu4_3 still 8x8 cells).
+LOSS_NETWORK_GRAIN = 8
+SMALLEST_LOSS_NETWORK = 64
+
 # The palette match's spread (how far it stretches colour differences towards the painting's):
 # a number from 0 to 1, or "auto", the default: the spread among `AUTO_SPREADS` whose views score
 # the lowest Gram loss (lego, 100 px: the Scream's Gram fall at the view's detail 60-68 % -> 67-71 %
@@ -46,6 +53,18 @@ def resolved_style_detail(detail: str, render_size: int, vgg_size: int) -> str:
     if detail != "auto":
         return detail
     return "full" if render_size >= FULL_DETAIL_FROM * vgg_size else "view"
+
+
+def loss_network_size(view_side: int, largest: int) -> int:
+    """The longer side at which the loss network sees views `view_side` pixels on their longer side:
+    `largest` (the device's: 256 on a CPU, 512 on a GPU), but no more than `view_side /
+    FULL_DETAIL_FROM`, where the view holds the painting's own detail. A view enlarged further holds
+    no more of it, so the network's time (its size squared) bought nothing but an enlargement to dull
+    the painting for (lego, 100 px views, on a 2-core CPU without bfloat16: 160 px instead of 256,
+    253 -> 129 s a painting; docs/performance.md). The painting is read at the same size times the
+    stroke scale, so strokes keep their size against the view."""
+    fitted = int(view_side / FULL_DETAIL_FROM) // LOSS_NETWORK_GRAIN * LOSS_NETWORK_GRAIN
+    return max(min(largest, SMALLEST_LOSS_NETWORK), min(largest, fitted))
 
 
 def palette_spread_problem(value: Any) -> str | None:

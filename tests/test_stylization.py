@@ -23,7 +23,7 @@ from ins_core.eval.stylization import depth_difference, painting_as_seen, painti
 from ins_core.losses.style import GRAM_LAYERS, StyleTarget, palette_shortfall, principal_colours, total_variation
 from ins_core.fields.stylization import StylizationConfig
 from ins_core.render.views import render_view
-from ins_core.stylize_options import AUTO_SPREADS, VIEW_MODE_ONLY, resolved_style_detail
+from ins_core.stylize_options import AUTO_SPREADS, FULL_DETAIL_FROM, VIEW_MODE_ONLY, loss_network_size, resolved_style_detail
 from ins_core.train.loading import open_run
 from ins_core.train.scene_models import StylizedModel
 from ins_core.train.stylize import StylizeRequest, start_stylize
@@ -650,6 +650,39 @@ def test_auto_detail_switches_between_the_view_sizes_measured():
     assert resolved_style_detail("auto", 160, 256) == "full"
     assert resolved_style_detail("auto", 320, 512) == "full"
     assert resolved_style_detail("view", 400, 256) == "view" and resolved_style_detail("full", 64, 256) == "full"
+
+
+def test_the_loss_network_is_no_larger_than_the_views_need_for_the_paintings_own_detail():
+    """Lego's 100 px views on a CPU: 160 px, not enlarged to 256; views from 160 px on a CPU and
+    320 px on a GPU keep the device's size; sizes on the object window's 8 px grain, at which the
+    views still count as holding the painting's own detail (auto detail: "full")."""
+    assert loss_network_size(100, 256) == 160 and loss_network_size(160, 256) == 256 and loss_network_size(800, 256) == 256
+    assert loss_network_size(400, 512) == 512 and loss_network_size(200, 512) == 320
+    for side in (50, 100, 128, 150, 159, 199, 321):
+        size = loss_network_size(side, 512)
+        assert size % 8 == 0 and resolved_style_detail("auto", side, size) == "full", side
+        assert side < FULL_DETAIL_FROM * (size + 8), side  # the smallest such size on the grain
+    assert loss_network_size(20, 256) == 64 and loss_network_size(20, 48) == 48  # not below 64, nor above the device's
+
+
+def test_the_loss_network_size_follows_the_views_unless_asked_for(content_run):
+    """The 32 px views get the smallest network (64 px, twice their size: so the painting as they can
+    show it), recorded in run.json with the painting read at that size; a size asked for, patch mode
+    and settings without views keep theirs."""
+    out = content_run / "network_size"
+    session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=out, device="cpu",
+                                           settings={"steps": 1}, force=True))
+    assert session.objective.settings.vgg_size == 64 and session.objective.settings.style_detail == "view"
+    recorded = json.loads((out / "run.json").read_text())["stylize"]
+    assert (recorded["vgg_size"], recorded["style_size"]) == (64, 64)
+    assert max(Image.open(next((out / "styles").glob("*.png"))).size) == 64
+    cpu = torch.device("cpu")
+    assert StylizeSettings.for_device(cpu, view_side=100).vgg_size == 160
+    assert StylizeSettings.for_device(cpu, view_side=100, stroke_scale=2.0).style_size == 320
+    assert StylizeSettings.for_device(cpu, view_side=80, render_scale=2.0).vgg_size == 256
+    assert StylizeSettings.for_device(cpu, view_side=100, vgg_size=256).vgg_size == 256
+    assert StylizeSettings.for_device(cpu, view_side=100, mode="patch").vgg_size == 256
+    assert StylizeSettings.for_device(cpu).vgg_size == 256
 
 
 def test_the_cli_passes_the_loss_network_precision(content_run):

@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.dataset import load_cameras
 from ..data.styles import keep_style_copies, kept_style, load_style_image
 from ..device import resolve_device
 from ..errors import InputError
@@ -142,7 +143,8 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
         raise InputError(f"Run '{request.run}' has not finished training (step {base_config.get('step')} of {base_config.get('steps')}); run the same fit command again to finish it.")
     if not request.styles:
         raise InputError("No style image given; pass --style PATH (one or more).")
-    settings = StylizeSettings.for_device(device, **request.settings)
+    cameras = load_cameras(data_path(base_config["data"], base.root), base_config["data"].get("resolution"))
+    settings = StylizeSettings.for_device(device, view_side=max(cameras.width, cameras.height), **request.settings)
     out = RunDir(request.out)
     # Relative locations, so that a job folder moved as a whole still resumes.
     signature = {"kind": "stylized", "base_run": os.path.relpath(base.root.resolve(), out.root.resolve()), "styles": [Path(p).name for p in request.styles]}

@@ -13,6 +13,7 @@ from ..stylize_options import (
     PALETTE_SPREAD_HINT,
     STYLE_DETAILS,
     STYLIZE_MODES,
+    loss_network_size,
     palette_spread_problem,
     view_mode_only_asked,
 )
@@ -28,6 +29,12 @@ class StylizeSettings:
     and the painting at `vgg_size * stroke_scale` (`style_size`). Its features are the same size in
     pixels in both, so a painting shown larger lends the view larger strokes: 2 makes strokes twice
     as big against the view, 0.5 half as big.
+
+    Network size: `vgg_size` 0 (the default) is the device's, 256 on a CPU and 512 on a GPU, but in
+    view mode no more than 1.6x the views' longer side (`loss_network_size`), where a view holds
+    the painting's own detail: lego's 100 px views at 160 px instead of enlarged to 256, 253 -> 129 s
+    a painting on a 2-core CPU without bfloat16, the strokes as large against the object and the
+    painting's colours nearer (docs/performance.md).
 
     Detail: a view rendered smaller than `vgg_size` is enlarged for the loss network and carries
     none of the painting's finer texture, so with `style_detail` "view" (view mode) the targets are
@@ -92,7 +99,7 @@ class StylizeSettings:
     palette_distribution: bool = PaletteSettings.distribution  # the search also weighs how far the object's colours lie from the painting's distribution of colours
     palette_consistency: bool = PaletteSettings.consistency  # the search also weighs how much a map stretches the differences between neighbouring views
     palette_spread: float | str = PaletteSettings.spread  # how far the palette map after training stretches colour differences towards the painting's spread (1: all the way, ARF; auto: chosen by the Gram loss)
-    vgg_size: int = 256
+    vgg_size: int = 0  # 0: the device's (256 CPU / 512 GPU), in view mode at most 1.6x the views' longer side
     stroke_scale: float = 1.0
     style_size: int = 0  # 0: vgg_size * stroke_scale
     tune_color_mlp: bool = False  # False: the style reaches colour only through the AM's feature
@@ -104,9 +111,11 @@ class StylizeSettings:
     stride: int = 2  # patch mode
 
     @classmethod
-    def for_device(cls, device: torch.device, **overrides) -> "StylizeSettings":
+    def for_device(cls, device: torch.device, view_side: int | None = None, **overrides) -> "StylizeSettings":
+        """The settings for `device` with `overrides` (None: not given), checked; `view_side`, the
+        training views' longer side in pixels, fits the loss network's size to them (view mode)."""
         gpu = device.type != "cpu"
-        base = cls(vgg_size=512, patch=128) if gpu else cls(max_views=48)
+        base = cls(patch=128) if gpu else cls(max_views=48)
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
@@ -146,6 +155,10 @@ class StylizeSettings:
             raise InputError(f"{spread_problem}; {PALETTE_SPREAD_HINT}")
         if base.palette_max_gain is not None and not base.palette_max_gain > 0:
             raise InputError(f"The palette gain cap must be a positive number (1.25: colour differences stretched at most 1.25x), got {base.palette_max_gain}.")
+        if not base.vgg_size:
+            largest = 512 if gpu else 256
+            render_side = max(1, round(view_side * base.render_scale)) if view_side else None
+            base.vgg_size = loss_network_size(render_side, largest) if view and render_side else largest
         if not base.style_size:
             base.style_size = max(64, round(base.vgg_size * base.stroke_scale))
         # Recorded as what it resolved to, so a resumed run keeps computing the same way.
