@@ -376,8 +376,9 @@ def test_a_palette_match_stopped_during_its_search_is_not_done_and_resumes_to_th
                              settings={"steps": 4, "vgg_size": 64}, force=True)
     session = start_stylize(request)
     calls = iter(range(1000))
-    # 4 training steps ask once each, and once more to see that they are done; then the search asks each step
-    assert session.run_loop(should_stop=lambda: next(calls) >= 8) == "stopped"
+    # 4 training steps ask once each, and once more to see that they are done; then each of the 16
+    # views the match renders (the next test), then the search at each start it screens
+    assert session.run_loop(should_stop=lambda: next(calls) >= 4 + 1 + 16 + 3) == "stopped"
     config = json.loads((content_run / "match_stopped" / "run.json").read_text())
     assert config["step"] == 4 and config["status"] == "training" and not config.get("recolored")
     assert torch.equal(session.model.field.color_maps[0], torch.eye(3, 4))  # nothing half-applied
@@ -402,6 +403,20 @@ def test_a_palette_match_stopped_during_its_search_is_not_done_and_resumes_to_th
     assert refused.value.code == 2
     with pytest.raises(InputError, match="palette search steps must be a whole number, 0 or more"):
         StylizeSettings.for_device(torch.device("cpu"), palette_search_steps=-1)
+
+
+def test_a_palette_match_stops_while_it_renders_its_views(content_run):
+    """Rendering the match's views (marching those training did not visit) asks before each view,
+    so a job is cancelled there without waiting for the search."""
+    session = start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / "match_views_stopped",
+                                           device="cpu", settings={"steps": 2, "vgg_size": 64}, force=True))
+    asked, scored = [], []
+    gram_loss = session.objective.gram_loss
+    session.objective.gram_loss = lambda *args, **kwargs: scored.append(1) or gram_loss(*args, **kwargs)
+    # 2 steps, the check that they are done, then the first view and the second
+    assert session.run_loop(should_stop=lambda: asked.append(1) or len(asked) > 4) == "stopped"
+    assert len(asked) == 5 and not scored
+    assert not session.config.get("recolored") and torch.equal(session.model.field.color_maps[0], torch.eye(3, 4))
 
 
 def test_a_stylization_with_the_same_seed_is_the_same_bit_for_bit(content_run):

@@ -167,7 +167,8 @@ class StyleObjective:
         s = self.settings
         settings = PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_consistency, s.palette_spread,
                                    s.palette_max_gain, refined_starts, spread_weighs_colours)
-        matched = match_style_palettes(self.palette_styles(max_views), settings, should_stop)
+        styles = self.palette_styles(max_views, should_stop)
+        matched = None if styles is None else match_style_palettes(styles, settings, should_stop)
         if matched is None:
             return False
         self.chosen_spreads = [palette.spread for palette in matched]
@@ -176,15 +177,20 @@ class StyleObjective:
             field.compose_color_map(index, palette.affine.to(field.color_maps), palette.centre.to(field.color_maps))
         return True
 
-    def palette_styles(self, max_views: int = 24) -> list[StylePalette]:
+    def palette_styles(self, max_views: int = 24, should_stop=None) -> list[StylePalette] | None:
         """What the palette match needs of each style: up to `max_views` training views rendered
         with it, its painting, the views its search looks through and its Gram loss, and (with
-        `palette_consistency`) the colour differences of neighbouring views at shared points."""
+        `palette_consistency`) the colour differences of neighbouring views at shared points.
+        None when `should_stop()` turned true, asked before each view is rendered (a view may need
+        its samples marched first: seconds on a CPU, during which a job could not be cancelled)."""
         styles, overlaps = [], None
         for index, style in enumerate(self.style_pixels):
             self._use_style(index)
             # The geometry is the content's, the same for every style: where views overlap is found once.
-            renders, surfaces = self._palette_views(max_views, with_surfaces=self.settings.palette_consistency and index == 0)
+            found = self._palette_views(max_views, self.settings.palette_consistency and index == 0, should_stop)
+            if found is None:
+                return None
+            renders, surfaces = found
             if surfaces is not None:
                 overlaps = neighbour_overlaps(surfaces)
             images = [view.premultiplied + (1 - view.opacity[..., None]) * self.white for view in renders]
@@ -197,11 +203,15 @@ class StyleObjective:
         return styles
 
     @torch.no_grad()
-    def _palette_views(self, max_views: int, with_surfaces: bool = False) -> tuple[list[SearchView], list[SurfaceView] | None]:
+    def _palette_views(self, max_views: int, with_surfaces: bool = False,
+                       should_stop=None) -> tuple[list[SearchView], list[SurfaceView] | None] | None:
         """Up to `max_views` of the training views, evenly spread, rendered with the current style,
-        and, `with_surfaces`, where each one's pixels see the surface (else None)."""
+        and, `with_surfaces`, where each one's pixels see the surface (else None); None as soon as
+        `should_stop()` is true."""
         field, views, cameras = self.model.field, [], []
         for view in self.view_indices[:: max(1, len(self.view_indices) // max_views)]:
+            if should_stop is not None and should_stop():
+                return None
             c2w = self.views.c2w[view]
             if self.settings.mode == "view":
                 samples = self.view_samples(view)
