@@ -143,8 +143,9 @@ def main() -> None:
                         help="one more stylization setting over the variant's, e.g. tv_weight=25 (kept in the run's name)")
     parser.add_argument("--seed", type=int, default=0, help="the style modules' initialisation (runs of seed k > 0 are kept as NAME_VARIANT_seedk)")
     parser.add_argument("--no-eval", action="store_true", help="pictures and time only")
-    parser.add_argument("--eval-size", type=int, help="measure the Gram distances with views at this size for the loss network "
-                        "(default: each run's own vgg_size; give one size to compare runs that differ in it)")
+    parser.add_argument("--eval-size", type=int, help="measure the Gram distances with views at this size for the loss network and the painting "
+                        "read at it (times the stroke scale) from its file (default: each run's own vgg_size and "
+                        "copy of the painting; give one size to compare runs that differ in it)")
     parser.add_argument("--reuse", action="store_true", help="draw (and evaluate) finished runs already in --out instead of training them again")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, required=True, help="where the stylized runs are kept")
@@ -182,7 +183,11 @@ def main() -> None:
                       "seconds_split": split, "resolution": views.width,
                       **({"eval_size": args.eval_size} if args.eval_size else {})}
             if not args.no_eval:
-                pixels = torch.from_numpy(load_style_image(out / stylized.config["styles"][0]["file"]).pixels).to(content.device)
+                # The run's copy of the painting is at its own network's size; measured at another,
+                # the painting is read from its file at that size, as a run at that size reads it.
+                painting = (load_style_image(style, max(64, round(args.eval_size * stylized.config["stylize"]["stroke_scale"])), enlarge=True)
+                            if args.eval_size else load_style_image(out / stylized.config["styles"][0]["file"]))
+                pixels = torch.from_numpy(painting.pixels).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
                                             working_size=args.eval_size or stylized.config["stylize"].get("vgg_size"))
                 record.update(metrics_record(metrics))
