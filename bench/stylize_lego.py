@@ -185,8 +185,9 @@ def main() -> None:
             if not args.no_eval:
                 # The run's copy of the painting is at its own network's size; measured at another,
                 # the painting is read from its file at that size, as a run at that size reads it.
-                painting = (load_style_image(style, max(64, round(args.eval_size * stylized.config["stylize"]["stroke_scale"])), enlarge=True)
-                            if args.eval_size else load_style_image(out / stylized.config["styles"][0]["file"]))
+                size = args.eval_size and StylizeSettings.for_device(content.device, vgg_size=args.eval_size,
+                                                                     stroke_scale=stylized.config["stylize"]["stroke_scale"]).style_size
+                painting = load_style_image(style, size, enlarge=True) if size else load_style_image(out / stylized.config["styles"][0]["file"])
                 pixels = torch.from_numpy(painting.pixels).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
                                             working_size=args.eval_size or stylized.config["stylize"].get("vgg_size"))
