@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware  # noqa: E402
 from bench.stylize_lego import metrics_record  # noqa: E402
-from ins_core.data.styles import load_style_image  # noqa: E402
+from ins_core.data.styles import kept_style  # noqa: E402
 from ins_core.eval.evaluate import content_run_of  # noqa: E402
 from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
         session = start_stylize(StylizeRequest(run=content.run.root, styles=config["signature"]["styles"], out=path,
                                                device=args.device, settings={}, force=False))
         objective, field = session.objective, session.model.field
-        style = torch.from_numpy(load_style_image(path / config["styles"][0]["file"]).pixels).to(finished.device)
+        style = torch.from_numpy(kept_style(path, config["styles"][0])).to(finished.device)
         distributions = {"on": [True], "off": [False], "both": [False, True]}[args.distribution]
         consistencies = {"on": [True], "off": [False], "both": [False, True]}[args.consistency]
         for spread, distribution, consistent in ((s, d, c) for s in args.spread for d in distributions for c in consistencies):

@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, emit_hardware, peak_memory_mb, sync  # noqa: E402
-from ins_core.data.styles import load_style_image  # noqa: E402
+from ins_core.data.styles import kept_style, load_style_image  # noqa: E402
 from ins_core.eval.evaluate import gram_fall  # noqa: E402
 from ins_core.eval.pictures import image_grid, save_png  # noqa: E402
 from ins_core.eval.stylization import evaluate_stylized  # noqa: E402
@@ -187,8 +187,10 @@ def main() -> None:
                 # the painting is read from its file at that size, as a run at that size reads it.
                 size = args.eval_size and StylizeSettings.for_device(content.device, vgg_size=args.eval_size,
                                                                      stroke_scale=stylized.config["stylize"]["stroke_scale"]).style_size
-                painting = load_style_image(style, size, enlarge=True) if size else load_style_image(out / stylized.config["styles"][0]["file"])
-                pixels = torch.from_numpy(painting.pixels).to(content.device)
+                # The run's copy through kept_style: it may be under the smallest painting a user may
+                # give (64 px on the shorter side), as a fitted network of views under 40 px keeps it.
+                painting = load_style_image(style, size, enlarge=True).pixels if size else kept_style(out, stylized.config["styles"][0])
+                pixels = torch.from_numpy(painting).to(content.device)
                 metrics = evaluate_stylized(stylized, content, views, [pixels], extractor,
                                             working_size=args.eval_size or stylized.config["stylize"].get("vgg_size"))
                 record.update(metrics_record(metrics))
