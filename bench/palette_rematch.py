@@ -1,7 +1,7 @@
 """The palette match after training run again on finished stylized runs, with other settings.
 
     python bench/palette_rematch.py --stylized-run runs/lego100_styles/*_default --spread 1 auto [--distribution both]
-        [--consistency both] [--picture FILE.png]
+        [--consistency both] [--coarse-refine both] [--picture FILE.png]
 
 The strokes a run learnt do not depend on the match (it runs after the last step), so the match's
 settings can be compared on the very same fields: for each run and each `--spread` (and the
@@ -47,6 +47,8 @@ def main() -> None:
                         help="the search also weighs the colours' distance from the painting's distribution (both: one line each)")
     parser.add_argument("--consistency", choices=("on", "off", "both"), default="on",
                         help="the search also weighs how much a map stretches the differences between neighbouring views (both: one line each)")
+    parser.add_argument("--coarse-refine", choices=("on", "off", "both"), default="off",
+                        help="the search's refine steps with the loss network at half its size too (both: one line each)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--picture", type=Path, help="a PNG of the held-out views, a row per run (the runs of one resolution)")
     parser.add_argument("--no-eval", action="store_true", help="pictures and the match's time only")
@@ -70,7 +72,9 @@ def main() -> None:
         style = torch.from_numpy(kept_style(path, config["styles"][0])).to(finished.device)
         distributions = {"on": [True], "off": [False], "both": [False, True]}[args.distribution]
         consistencies = {"on": [True], "off": [False], "both": [False, True]}[args.consistency]
-        for spread, distribution, consistent in ((s, d, c) for s in args.spread for d in distributions for c in consistencies):
+        refines = {"on": [True], "off": [False], "both": [False, True]}[args.coarse_refine]
+        for spread, distribution, consistent, coarse_refine in ((s, d, c, r) for s in args.spread for d in distributions
+                                                                for c in consistencies for r in refines):
             objective.settings.palette_spread = spread
             objective.settings.palette_distribution = distribution
             objective.settings.palette_consistency = consistent
@@ -79,20 +83,21 @@ def main() -> None:
             with torch.no_grad():
                 field.color_maps.copy_(torch.eye(3, 4, device=field.color_maps.device).expand_as(field.color_maps))
             start = time.perf_counter()
-            objective.match_palettes(refined_starts=args.refined_starts, spread_weighs_colours=args.spread_weighs_colours)
+            objective.match_palettes(refined_starts=args.refined_starts, spread_weighs_colours=args.spread_weighs_colours,
+                                     coarse_refine=coarse_refine)
             seconds = time.perf_counter() - start
             measured = {} if args.no_eval else metrics_record(evaluate_stylized(SimpleNamespace(model=session.model), content, views, [style],
                                                                                 extractor, working_size=objective.settings.vgg_size))
             emit("palette_rematch", run=path.name, spread=spread, distribution=distribution, consistency=consistent, chosen_spread=objective.chosen_spreads[0],
                  search_steps=objective.settings.palette_search_steps, refined_starts=args.refined_starts, spread_weighs_colours=args.spread_weighs_colours,
-                 match_seconds=round(seconds, 1), resolution=views.width, **measured)
+                 coarse_refine=coarse_refine, map=[round(v, 4) for v in field.color_maps[0].detach().flatten().tolist()], match_seconds=round(seconds, 1), resolution=views.width, **measured)
             session.model.set_style([1.0])
             for k in args.views:
                 tiles.append(render_view(session.model, views.c2w[k], views.intrinsics[k] * 2, views.width * 2, views.height * 2,
                                          white).rgb.clamp(0, 1).cpu().numpy())
-                labels.append(f"{path.name}, spread {spread}{', distribution' if distribution else ''}{', consistency' if consistent else ''}, view {k}")
+                labels.append(f"{path.name}, spread {spread}{', distribution' if distribution else ''}{', consistency' if consistent else ''}{', coarse refine' if coarse_refine else ''}, view {k}")
         if args.picture:  # after each run, so that a run cut short still leaves the rows before it
-            save_png(args.picture, image_grid(tiles, labels, columns=len(args.views) * len(args.spread) * len(distributions) * len(consistencies)))
+            save_png(args.picture, image_grid(tiles, labels, columns=len(args.views) * len(args.spread) * len(distributions) * len(consistencies) * len(refines)))
 
 
 if __name__ == "__main__":

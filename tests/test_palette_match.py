@@ -263,3 +263,26 @@ def test_with_a_coarse_loss_the_screen_scores_the_48_with_it_and_only_the_best_o
     calls["own"] = 0
     six = PaletteSearch(match, views, own_loss, colours, coarse_loss=coarse_loss).screen(kept=6)
     assert len(six) == 12 and calls["own"] == 12 * len(views) and [handedness(q) for _, q in six].count(1) == 6
+
+
+def test_a_coarse_refine_steps_with_the_coarse_loss_and_without_one_with_its_own():
+    """`refine(coarse=True)` (tried, not the default: docs/performance.md) takes its steps and its
+    final score with the coarse loss alone; a search without a coarse loss refines with its own."""
+    views, _, match = _views_and_painting()
+    calls = {"own": 0, "coarse": 0}
+
+    def counted(name):
+        def loss(image, opacity):
+            calls[name] += 1
+            return (image - 0.5).pow(2).mean()
+        return loss
+
+    start = [torch.eye(3, dtype=torch.float64)]
+    steps = 3
+    coarse = PaletteSearch(match, views, counted("own"), coarse_loss=counted("coarse")).refine(start, steps, coarse=True)
+    assert calls == {"own": 0, "coarse": (steps + 1) * len(views)}
+    calls["coarse"] = 0
+    own = PaletteSearch(match, views, counted("own")).refine(start, steps, coarse=True)
+    assert calls == {"own": (steps + 1) * len(views), "coarse": 0}
+    # the same preference either way here, so the same map
+    torch.testing.assert_close(coarse, own)

@@ -233,9 +233,10 @@ class PaletteSearch:
         return [q for _, q in of_handedness(scored, sign)[:count]]
 
     def refine(self, starts: list[torch.Tensor], steps: int, lr: float = 0.1,
-               should_stop: Callable[[], bool] | None = None) -> torch.Tensor | None:
-        """The map [3, 4] of the best of `steps` Adam steps over a rotation after each start. None
-        when `should_stop()` turned true."""
+               should_stop: Callable[[], bool] | None = None, coarse: bool = False) -> torch.Tensor | None:
+        """The map [3, 4] of the best of `steps` Adam steps over a rotation after each start, `coarse`
+        with the `coarse_loss` where there is one. None when `should_stop()` turned true."""
+        style_loss = self.coarse_loss if coarse and self.coarse_loss is not None else None
         best_loss, best = None, None
         for start in starts:
             start_on_device = start.to(self.device)
@@ -243,7 +244,7 @@ class PaletteSearch:
             optimizer = torch.optim.Adam([angles], lr=lr)
 
             def loss() -> torch.Tensor:
-                return self.objective(self.match.matrix(rotation(angles) @ start_on_device.float()))
+                return self.objective(self.match.matrix(rotation(angles) @ start_on_device.float()), style_loss)
 
             for _ in range(steps):
                 if should_stop is not None and should_stop():
@@ -353,6 +354,7 @@ class PaletteSettings:
     max_gain: float | None = None
     refined_starts: int | None = None
     spread_weighs_colours: bool = False
+    coarse_refine: bool = False  # the refine's steps with the style loss at half the network's size too (where the styles have one)
 
 
 @dataclass
@@ -393,7 +395,8 @@ def match_style_palettes(styles: list[StylePalette], settings: PaletteSettings,
     for index, search in enumerate(searches):
         match, matrix = search.match, search.match.matrix()
         if settings.search_steps > 0:
-            matrix = search.refine(search.starts(screenings[index], sign, settings.refined_starts), settings.search_steps, should_stop=should_stop)
+            matrix = search.refine(search.starts(screenings[index], sign, settings.refined_starts), settings.search_steps, should_stop=should_stop,
+                                   coarse=settings.coarse_refine)
             if matrix is None:
                 return None
         spread = choose_spread(matrix, match.content_mean, search.views, search.style_loss, AUTO_SPREADS,

@@ -148,7 +148,7 @@ class StyleObjective:
         return photo
 
     def match_palettes(self, max_views: int = 24, should_stop=None, refined_starts: int | None = None,
-                       spread_weighs_colours: bool = False) -> bool:
+                       spread_weighs_colours: bool = False, coarse_refine: bool = False) -> bool:
         """After training, map each style's rendered colours to the painting's mean and covariance
         (ARF's colour transfer, once more on the result), with the free rotation among such maps
         searched for the painting's Gram statistics (`palette_match.py`; `palette_search_steps`),
@@ -162,11 +162,12 @@ class StyleObjective:
         is kept in the field's `color_maps`, the
         colour it was matched about in `color_centres`. `refined_starts`: how many of the screened
         starts the search refines (None: `PaletteSearch.starts`' default); `spread_weighs_colours`:
-        "auto" weighs the colour distance too, as the search does (tried, not the default). False (nothing changed)
+        "auto" weighs the colour distance too, as the search does; `coarse_refine`: the search's refine
+        steps at half the network's size (both tried, not the defaults). False (nothing changed)
         when `should_stop()` turned true during the search."""
         s = self.settings
         settings = PaletteSettings(s.palette_search_steps, s.palette_distribution, s.palette_consistency, s.palette_spread,
-                                   s.palette_max_gain, refined_starts, spread_weighs_colours)
+                                   s.palette_max_gain, refined_starts, spread_weighs_colours, coarse_refine)
         styles = self.palette_styles(max_views, should_stop)
         matched = None if styles is None else match_style_palettes(styles, settings, should_stop)
         if matched is None:
