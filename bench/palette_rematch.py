@@ -35,6 +35,8 @@ from ins_core.stylize_options import palette_spread_arg  # noqa: E402
 from ins_core.train.loading import open_run  # noqa: E402
 from ins_core.train.stylize import StylizeRequest, start_stylize  # noqa: E402
 
+WAYS = {"on": [True], "off": [False], "both": [False, True]}  # an on/off/both argument: the ways to run
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -70,9 +72,7 @@ def main() -> None:
                                                device=args.device, settings={}, force=False))
         objective, field = session.objective, session.model.field
         style = torch.from_numpy(kept_style(path, config["styles"][0])).to(finished.device)
-        distributions = {"on": [True], "off": [False], "both": [False, True]}[args.distribution]
-        consistencies = {"on": [True], "off": [False], "both": [False, True]}[args.consistency]
-        refines = {"on": [True], "off": [False], "both": [False, True]}[args.coarse_refine]
+        distributions, consistencies, refines = (WAYS[choice] for choice in (args.distribution, args.consistency, args.coarse_refine))
         for spread, distribution, consistent, coarse_refine in ((s, d, c, r) for s in args.spread for d in distributions
                                                                 for c in consistencies for r in refines):
             objective.settings.palette_spread = spread
