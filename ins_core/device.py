@@ -61,6 +61,13 @@ def hardware_description(device: torch.device) -> dict:
             info["cpu"] = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), platform.processor())
     except OSError:
         info["cpu"] = platform.processor()
+    # Machines of one model name differ in what they compute with: the vector instructions torch
+    # uses (AVX2, AVX512) and whether bfloat16 is native, which sets the loss network's precision
+    # ("auto") and so a stylization step's time several-fold.
+    from .losses.loss_precision import native_bfloat16
+
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    info["cpu_bfloat16"] = native_bfloat16(torch.device("cpu"))
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ins_core.device import hardware_description
 from ins_core.errors import InputError
 from ins_core.losses import vgg_weights
 from ins_core.losses.backbone import resolve_backbone
@@ -324,3 +325,13 @@ def test_the_loss_network_precision_setting():
     assert cpu_flags_have_bfloat16("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni")
     assert cpu_flags_have_bfloat16("flags\t\t: fpu avx512f amx_bf16 amx_tile\nflags\t\t: fpu")
     assert not cpu_flags_have_bfloat16("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni")
+
+
+def test_a_benchmark_figure_names_the_instructions_and_precision_its_cpu_computed_with():
+    # Machines of one model name ("AMD EPYC") have run the same steps several-fold apart: the
+    # hardware line says which instructions and loss precision a figure had.
+    info = hardware_description(torch.device("cpu"))
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["cpu_capability"] in {"DEFAULT", "VSX", "ZVECTOR", "NO AVX", "AVX2", "AVX512", "SVE256", "SVE128"}
+    assert info["cpu_bfloat16"] is native_bfloat16(torch.device("cpu"))
+    assert info["cpu_cores"] >= 1 and info["cpu"]
