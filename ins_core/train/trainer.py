@@ -40,8 +40,10 @@ class Trainer:
     snapshot_every = 100
 
     def __init__(self, model: nn.Module, batches: Callable[[], dict], lr: float, total_steps: int, final_lr_fraction: float = 0.1,
-                 loss_fn: Callable[..., "object"] | None = None):
-        """`loss_fn(**batch)` defaults to `model.training_loss`; only parameters that need gradients are optimised."""
+                 loss_fn: Callable[..., "object"] | None = None, lr_scales: dict[str, float] | None = None):
+        """`loss_fn(**batch)` defaults to `model.training_loss`; only parameters that need gradients are
+        optimised. `lr_scales`: the parameters whose names start with a key learn at that many times
+        the learning rate (one group per scale; none: one group, as runs have always had)."""
         self.model = model
         self.batches = batches
         self.loss_fn = loss_fn or model.training_loss
@@ -50,8 +52,7 @@ class Trainer:
         self.lr_scale = 1.0  # lowered by NaN recovery
         self.final_lr_fraction = final_lr_fraction
         # eps as in instant-ngp: hash table entries that are rarely touched still move.
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=lr, betas=(0.9, 0.99), eps=1e-15)
+        self.optimizer = torch.optim.Adam(_scaled_groups(model, lr_scales or {}), lr=lr, betas=(0.9, 0.99), eps=1e-15)
         self.step_index = 0
         self.recoveries = 0
         self._snapshot = None
@@ -66,7 +67,7 @@ class Trainer:
         self.model.train()
         self.model.maintain(self.step_index)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.current_lr()
+            group["lr"] = self.current_lr() * group.get("lr_scale", 1.0)  # checkpoints from before the scales: none
         self.optimizer.zero_grad(set_to_none=True)
         terms = self.loss_fn(**self.batches())
         if not torch.isfinite(terms.total):
@@ -112,3 +113,13 @@ class Trainer:
         self.step_index = int(state["step"])
         self.lr_scale = float(state.get("lr_scale", 1.0))
         self.recoveries = int(state.get("recoveries", 0))
+
+
+def _scaled_groups(model: nn.Module, lr_scales: dict[str, float]) -> list[dict]:
+    """The trainable parameters in one Adam group per learning-rate scale (`Trainer`'s `lr_scales`)."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            scale = next((value for prefix, value in lr_scales.items() if name.startswith(prefix)), 1.0)
+            groups.setdefault(scale, []).append(parameter)
+    return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
