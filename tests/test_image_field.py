@@ -83,6 +83,10 @@ def test_stylize_image_moves_towards_the_style_and_renders_at_any_resolution(tmp
     before = style_statistics_distance(torch.from_numpy(original), torch.from_numpy(target), extractor)
     after = style_statistics_distance(torch.from_numpy(result), torch.from_numpy(target), extractor)
     assert after < before  # closer to the style's Gram statistics than the photograph was
+    import json
+
+    config = json.loads((out / "stylized" / "run.json").read_text())
+    assert config["model"]["stylization"]["grid_color_path"] and config["stylize"]["grid_lr_scale"] == 10.0
     assert main(["render", "--run", str(out / "stylized"), "--width", "160", "--device", "cpu"]) == 0
     assert Image.open(out / "stylized" / "renders" / "image_160x160.png").size == (160, 160)
 
@@ -246,6 +250,31 @@ def test_stylized_image_colour_map_paints_the_object_and_leaves_the_background()
     old = StylizedImageField(ImageField(), StylizationConfig(n_styles=1))
     old.load_state_dict(saved)
     assert torch.equal(old(uv), plain)
+
+
+def test_the_grid_colour_path_starts_at_the_content_and_each_style_has_its_own():
+    """The linear path from the SIM's grid to the colour changes nothing until trained, and each
+    style's path changes that style alone; a mix of the styles mixes what their paths add."""
+    import torch
+
+    from ins_core.fields.activations import color_activation
+    from ins_core.fields.image import ImageField
+    from ins_core.fields.stylization import StylizationConfig, StylizedImageField
+
+    torch.manual_seed(0)
+    field = StylizedImageField(ImageField(), StylizationConfig(n_styles=2, grid_color_path=True))
+    uv = torch.rand(300, 2)
+    content = field.content(uv)
+    assert torch.equal(field(uv), content)
+    with torch.no_grad():
+        field.grid_color.bias[:3] = 0.5  # style 0's path adds 0.5 to each colour's logit
+    logits = field.content.features_and_logits(uv)[1]
+    assert torch.allclose(field(uv), color_activation(logits + 0.5), atol=1e-6)
+    field.set_style([0.0, 1.0])
+    assert torch.equal(field(uv), content)
+    field.set_style([0.5, 0.5])
+    assert torch.allclose(field(uv), color_activation(logits + 0.25), atol=1e-6)
+    assert StylizedImageField(ImageField(), StylizationConfig(n_styles=2)).grid_color is None  # runs from before
 
 
 def test_stylize_image_stroke_scale_sets_the_paintings_size_and_a_resumed_run_keeps_its_own(tmp_path, capsys):

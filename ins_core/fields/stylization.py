@@ -43,6 +43,12 @@ class StylizationConfig:
     log2_table_size: int = 15
     base_resolution: int = 16
     max_resolution: int = 512
+    # Image fields: a linear path per style from the SIM's grid straight to the colour's residual,
+    # beside the MLPs. Through the MLPs alone, whose weights every pixel shares, the style loss first moved the
+    # whole object's colour and stopped in a pale wash with faint strokes; each grid cell's own path
+    # lets strokes form locally, as they do when the pixels themselves are optimised
+    # (docs/stylization.md). False: runs from before; 3D fields have none.
+    grid_color_path: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -240,6 +246,12 @@ class StylizedImageField(_StyleMix):
         self.color_head = mlp(content.feature_dim + config.style_feature_dim, config.hidden_dim, 1, 3)
         nn.init.zeros_(self.color_head[-1].weight)  # a residual on the content's colour, starting at zero
         nn.init.zeros_(self.color_head[-1].bias)
+        self.grid_color: nn.Linear | None = None
+        if config.grid_color_path:
+            # one path per style (the grid is the styles' own; their weights mix the paths' colours)
+            self.grid_color = nn.Linear(self.position_encoding.output_dim, 3 * config.n_styles)
+            nn.init.zeros_(self.grid_color.weight)  # starting at zero too
+            nn.init.zeros_(self.grid_color.bias)
         # Where the photograph is opaque [1, 1, H, W] (a cut-out object; 1x1 of one: all of it): the
         # style's change and the colour map act on each colour as far as it is the object's, so the
         # background stays as it was, to its very edge.
@@ -277,8 +289,11 @@ class StylizedImageField(_StyleMix):
                 content = self.content.features_and_logits(uv)
         h, content_logits = content
         weights = self.style_weights[None].expand(uv.shape[0], -1)
-        style_feature = self.style_net(torch.cat([h, self.position_encoding(uv), weights], dim=-1))
+        encoded = self.position_encoding(uv)
+        style_feature = self.style_net(torch.cat([h, encoded, weights], dim=-1))
         fused = self.color_head(torch.cat([h, style_feature], dim=-1))
+        if self.grid_color is not None:
+            fused = fused + (self.grid_color(encoded).view(-1, self.config.n_styles, 3) * weights[..., None]).sum(1)
         alpha = self.object_share(uv)
         return self._recolor_object(alpha, color_activation(content_logits + alpha * fused))
 
