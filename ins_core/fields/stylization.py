@@ -44,10 +44,10 @@ class StylizationConfig:
     base_resolution: int = 16
     max_resolution: int = 512
     # Image fields: a linear path per style from the SIM's grid straight to the colour's residual,
-    # beside the MLPs. Through the MLPs alone, whose weights every pixel shares, the style loss first moved the
-    # whole object's colour and stopped in a pale wash with faint strokes; each grid cell's own path
-    # lets strokes form locally, as they do when the pixels themselves are optimised
-    # (docs/stylization.md). False: runs from before; 3D fields have none.
+    # beside the MLPs. Through the MLPs alone, whose weights every pixel shares, training ended in a
+    # pale wash with faint strokes where optimising the pixels with the same losses did not; each
+    # grid cell's own path lets strokes form locally (docs/stylization.md). False: runs from before;
+    # 3D fields have none.
     grid_color_path: bool = False
 
     def to_dict(self) -> dict:
