@@ -12,10 +12,12 @@ silhouette at the render's size (what a perfect stylization of those pixels woul
 same two falls against the painting as a view of the render's size can show it (`gram_fall_seen`,
 `gram_fall_seen_painting_pasted`). Variants:
   default     the chosen defaults (view mode: Gram + NNFM + content + total variation, the palette
-              term while training, the painting's detail by the views' size (auto), colour transfer
-              and the palette match with its stretch chosen per painting)
+              term while training, the painting's detail by the views' size (auto), the SIM's grid
+              reaching the colour through a path of its own, colour transfer and the palette match
+              with its stretch chosen per painting)
   gram        INS's Gram + content losses alone on whole views against the painting at its own
-              detail (no NNFM, no palette, no colour transfer)
+              detail (no NNFM, no palette, no colour transfer), through INS's own modules (no grid
+              colour path)
   no_palette  the defaults without the palette term while training (--palette-weight 0)
   patch       INS's sampling-stride patches (32 px, stride 2) with the geometry term
   gpu512      the defaults with a GPU's loss-network size (512 px) and all training views, to see on
@@ -53,7 +55,7 @@ from ins_core.train.stylize_settings import StylizeSettings  # noqa: E402
 VARIANTS = {
     "default": {},
     "gram": {"nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "tv_weight": 0.0, "palette_weight": 0.0,
-             "style_detail": "full"},
+             "style_detail": "full", "grid_color_path": False},
     "no_palette": {"palette_weight": 0.0},
     "patch": {"mode": "patch", "nnfm_weight": 0.0, "color_transfer": False, "content_weight": 0.5, "steps": 300},
     "gpu512": {"vgg_size": 512, "max_views": 0},

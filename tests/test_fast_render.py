@@ -39,8 +39,8 @@ def _busy(model: torch.nn.Module) -> torch.nn.Module:
             if isinstance(module, HashGridEncoding):
                 module.table.uniform_(-1.0, 1.0)
         for name, parameter in model.named_parameters():
-            if name.endswith(("feature_head.2.weight", "feature_head.2.bias")):
-                parameter.normal_(0.0, 0.3)  # a style that changes the colours
+            if name.endswith(("feature_head.2.weight", "feature_head.2.bias", "grid_color.weight")):
+                parameter.normal_(0.0, 0.3)  # a style that changes the colours, through the MLPs and the grid's own path
         if isinstance(model, NerfModel):
             model.field.density_mlp[-1].weight[0] *= 40.0
             model.grid.update(model.field.sigma, model.step_size)
@@ -53,7 +53,7 @@ def _nerf() -> NerfModel:
 
 def _stylized(density_blend: float) -> StylizedModel:
     content = _nerf()
-    model = StylizedModel(content, StylizationConfig(n_levels=4, log2_table_size=12, max_resolution=64, hidden_dim=32))
+    model = StylizedModel(content, StylizationConfig(n_levels=4, log2_table_size=12, max_resolution=64, hidden_dim=32, grid_color_path=True))
     model = _busy(model)
     with torch.no_grad():
         model.field.am.density_blend.fill_(density_blend)
@@ -129,9 +129,13 @@ def test_training_models_keep_the_reference_renderer():
 
 @pytest.mark.parametrize("make", [lambda: _stylized(1.0), _stylized_sdf], ids=["stylized-nerf", "stylized-sdf"])
 def test_worker_threads_draw_the_same_frame(make):
+    """Bit for bit what one thread draws in the same chunks of rays; to rounding what it draws in one
+    piece (a matrix product's last bits may change with its number of rows)."""
     model = make()
     c2w, intrinsics = _camera(0)
-    serial = render_view(model, c2w, intrinsics, SIZE, SIZE)
+    chunk = SIZE * SIZE // 2  # what two workers take for a frame this small
+    serial = render_view(model, c2w, intrinsics, SIZE, SIZE, chunk=chunk)
+    whole = render_view(model, c2w, intrinsics, SIZE, SIZE)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the render server runs them
     try:
@@ -139,6 +143,7 @@ def test_worker_threads_draw_the_same_frame(make):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(parallel.rgb, serial.rgb) and torch.equal(parallel.opacity, serial.opacity)
+    torch.testing.assert_close(parallel.rgb, whole.rgb, atol=1e-6, rtol=0)
 
 
 def test_a_foggy_stylized_nerf_is_coloured_at_a_few_samples_per_ray(monkeypatch):
@@ -154,8 +159,8 @@ def test_a_foggy_stylized_nerf_is_coloured_at_a_few_samples_per_ray(monkeypatch)
         model.grid.update(model.field.content.sigma, content.step_size)  # the content's grid, shared
     styled = {"reference": 0, "fast": 0}
     for name, field in (("reference", model.field), ("fast", with_lattice_encodings(model.field))):
-        own = field.sim.forward
-        monkeypatch.setattr(field.sim, "forward", lambda x, *rest, _own=own, _name=name: styled.__setitem__(_name, styled[_name] + x.shape[0]) or _own(x, *rest))
+        own = field.sim.feature_and_encoding
+        monkeypatch.setattr(field.sim, "feature_and_encoding", lambda x, *rest, _own=own, _name=name: styled.__setitem__(_name, styled[_name] + x.shape[0]) or _own(x, *rest))
     c2w, intrinsics = _camera(0)
     reference = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3), fast=False)
     fast = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3))
@@ -198,8 +203,8 @@ def test_a_stylized_sdf_that_keeps_its_geometry_runs_the_style_only_where_colour
         model.field.content.variance.fill_(0.6)  # sharp: a thin band, few coloured intervals
     field = with_lattice_encodings(model.field)
     styled, gradients = [], []
-    own_forward, own_gradient = field.sim.forward, field.content.sdf_with_gradient
-    monkeypatch.setattr(field.sim, "forward", lambda x, *rest: styled.append(x.shape[0]) or own_forward(x, *rest))
+    own_forward, own_gradient = field.sim.feature_and_encoding, field.content.sdf_with_gradient
+    monkeypatch.setattr(field.sim, "feature_and_encoding", lambda x, *rest: styled.append(x.shape[0]) or own_forward(x, *rest))
     monkeypatch.setattr(field.content, "sdf_with_gradient", lambda x, **k: gradients.append(x.shape[0]) or own_gradient(x, **k))
     c2w, intrinsics = _camera(0)
     reference = render_view(model, c2w, intrinsics, SIZE, SIZE, torch.ones(3), fast=False)

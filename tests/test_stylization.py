@@ -51,9 +51,10 @@ def _stylize(root, out, styles, **settings):
     return open_run(root / out, "cpu")
 
 
-def test_untrained_amalgamate_module_reproduces_the_content_field_exactly(content_run):
+@pytest.mark.parametrize("grid_color_path", [False, True])
+def test_untrained_amalgamate_module_reproduces_the_content_field_exactly(content_run, grid_color_path):
     content = open_run(content_run / "content", "cpu", load_data=False)
-    stylized = StylizedModel(content.model, StylizationConfig(n_styles=2))
+    stylized = StylizedModel(content.model, StylizationConfig(n_styles=2, grid_color_path=grid_color_path))
     points = content.model.field.aabb[0] + torch.rand(2000, 3) * (content.model.field.aabb[1] - content.model.field.aabb[0])
     directions = torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1)
     with torch.no_grad():
@@ -61,6 +62,28 @@ def test_untrained_amalgamate_module_reproduces_the_content_field_exactly(conten
         raw_s, h_s = stylized.field.density(points)
         assert torch.equal(raw_s, raw_c)
         torch.testing.assert_close(stylized.field.color(h_s, directions), content.model.field.color(h_c, directions), atol=1e-6, rtol=0)
+
+
+def test_the_nerf_grid_colour_path_changes_its_own_style_alone_and_a_mix_mixes_the_paths(content_run):
+    """Each style's linear path from the SIM's grid adds to that style's colour logits alone, seen
+    the same from every direction, and a mix of the styles adds the mix of their paths."""
+    from ins_core.fields.activations import color_activation
+
+    content = open_run(content_run / "content", "cpu", load_data=False)
+    stylized = StylizedModel(content.model, StylizationConfig(n_styles=2, grid_color_path=True)).field
+    aabb = content.model.field.aabb
+    points = aabb[0] + torch.rand(500, 3) * (aabb[1] - aabb[0])
+    directions = torch.nn.functional.normalize(torch.randn(500, 3), dim=-1)
+    with torch.no_grad():
+        stylized.grid_color.bias[:3] = 0.5  # style 0's path adds 0.5 to each colour logit
+        h = content.model.field.density(points)[1]
+        field = content.model.field
+        logits = field.color_mlp(torch.cat([h, field.direction_encoding(directions)], dim=-1))
+        torch.testing.assert_close(stylized.color(stylized.density(points)[1], directions), color_activation(logits + 0.5), atol=1e-4, rtol=0)
+        stylized.set_style([0.0, 1.0])
+        torch.testing.assert_close(stylized.color(stylized.density(points)[1], directions), content.model.field.color(h, directions), atol=1e-6, rtol=0)
+        stylized.set_style([0.5, 0.5])
+        torch.testing.assert_close(stylized.color(stylized.density(points)[1], directions), color_activation(logits + 0.25), atol=1e-4, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -618,6 +641,28 @@ def test_a_run_made_before_the_precision_and_detail_settings_resumes_as_it_was_t
     request.force = False
     resumed = start_stylize(request).objective
     assert resumed.loss_dtype == torch.float32 and resumed.settings.style_detail == "full"
+
+
+def test_a_new_nerf_run_has_the_grid_colour_path_and_a_run_from_before_resumes_without_it(content_run):
+    """New NeRF runs give the SIM's grid its own path to the colour, and the grid its own learning
+    rate; a run.json written before either existed resumes as it was trained: no path, one rate."""
+    def start(out, resume=False, **settings):
+        return start_stylize(StylizeRequest(run=content_run / "content", styles=[content_run / "style_a.png"], out=content_run / out,
+                                            device="cpu", settings={"steps": 2, "vgg_size": 64, **settings}, force=not resume))
+
+    new = start("new_grid", grid_lr_scale=3.0)
+    assert new.config["model"]["stylization"]["grid_color_path"] and new.model.field.grid_color is not None
+    rates = {group["lr_scale"]: len(group["params"]) for group in new.trainer.optimizer.param_groups}
+    assert rates == {1.0: rates[1.0], 3.0: 1}  # the SIM's hash table alone at 3x
+    old = start("old_grid", grid_color_path=False, grid_lr_scale=1.0)
+    old.save("training")
+    config_path = content_run / "old_grid" / "run.json"
+    config = json.loads(config_path.read_text())
+    del config["model"]["stylization"]["grid_color_path"], config["stylize"]["grid_color_path"], config["stylize"]["grid_lr_scale"]
+    config_path.write_text(json.dumps(config))
+    resumed = start("old_grid", resume=True)
+    assert resumed.model.field.grid_color is None and [g["lr_scale"] for g in resumed.trainer.optimizer.param_groups] == [1.0]
+    assert resumed.config["stylize"]["grid_color_path"] is False
 
 
 def test_the_paintings_targets_keep_the_detail_a_view_can_show_as_the_evaluation_sees_it(content_run):

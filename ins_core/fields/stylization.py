@@ -43,11 +43,11 @@ class StylizationConfig:
     log2_table_size: int = 15
     base_resolution: int = 16
     max_resolution: int = 512
-    # Image fields: a linear path per style from the SIM's grid straight to the colour's residual,
-    # beside the MLPs. Through the MLPs alone, whose weights every pixel shares, training ended in a
-    # pale wash with faint strokes where optimising the pixels with the same losses did not; each
-    # grid cell's own path lets strokes form locally (docs/stylization.md). False: runs from before;
-    # 3D fields have none.
+    # A linear path per style from the SIM's grid straight to the colour's residual, beside the MLPs
+    # (image and NeRF fields). Through the MLPs alone, whose weights every pixel shares, training
+    # ended in a pale wash with faint strokes where optimising the pixels with the same losses did
+    # not; each grid cell's own path lets strokes form locally (docs/stylization.md). False: runs
+    # from before; SDF fields have none.
     grid_color_path: bool = False
 
     def to_dict(self) -> dict:
@@ -63,8 +63,29 @@ class StyleImplicitModule(nn.Module):
         self.net = mlp(c.n_styles + self.position_encoding.output_dim + scene_feature_dim, c.hidden_dim, 2, c.style_feature_dim)
 
     def forward(self, unit_positions: torch.Tensor, scene_feature: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        return self.feature_and_encoding(unit_positions, scene_feature, style_weights)[0]
+
+    def feature_and_encoding(self, unit_positions: torch.Tensor, scene_feature: torch.Tensor,
+                             style_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The style feature and the grid's encoding of the positions it came from (for a grid colour path)."""
         weights = style_weights.expand(unit_positions.shape[0], self.n_styles)
-        return self.net(torch.cat([weights, self.position_encoding(unit_positions), scene_feature], dim=-1))
+        encoded = self.position_encoding(unit_positions)
+        return self.net(torch.cat([weights, encoded, scene_feature], dim=-1)), encoded
+
+
+class GridColorPath(nn.Linear):
+    """One linear map per style from the SIM's grid encoding to a colour-logit residual [N, 3], mixed
+    by the style weights; zero at the start, so stylization still starts at the content."""
+
+    def __init__(self, encoding_dim: int, n_styles: int):
+        super().__init__(encoding_dim, 3 * n_styles)
+        self.n_styles = n_styles
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, encoded: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        per_style = super().forward(encoded).view(-1, self.n_styles, 3)
+        return (per_style * style_weights.reshape(-1, self.n_styles, 1)).sum(1)
 
 
 class AmalgamateModule(nn.Module):
@@ -183,9 +204,12 @@ class _StylizedBase(_StyleMix):
     def feature_dim(self) -> int:
         return self.content.feature_dim
 
-    def _style_feature(self, x: torch.Tensor, scene_feature: torch.Tensor) -> torch.Tensor:
+    def _style_feature_and_encoding(self, x: torch.Tensor, scene_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         unit = ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])).clamp(0, 1)
-        return self.sim(unit, scene_feature, self.style_weights[None])
+        return self.sim.feature_and_encoding(unit, scene_feature, self.style_weights[None])
+
+    def _style_feature(self, x: torch.Tensor, scene_feature: torch.Tensor) -> torch.Tensor:
+        return self._style_feature_and_encoding(x, scene_feature)[0]
 
     def _stylize(self, x: torch.Tensor, content_raw: torch.Tensor, scene_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.content_raw = content_raw.detach()
@@ -202,33 +226,47 @@ class StylizedNerfField(_StylizedBase):
         self.color_mlp = copy.deepcopy(content.color_mlp).requires_grad_(True)
         self.direction_encoding = content.direction_encoding
         self.register_buffer("canonical_direction", torch.tensor([[0.0, 0.0, -1.0]]), persistent=False)
+        self.grid_color = GridColorPath(self.sim.position_encoding.output_dim, config.n_styles) if config.grid_color_path else None
 
     def density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw density and the feature the colour needs: [stylized feature, scene feature] side by side."""
+        """Raw density and the feature the colour needs: [stylized feature, scene feature] side by side,
+        then the grid colour path's logits where the field has one."""
         # The content field is frozen, so its features need no graph at all.
         with torch.no_grad():
             content_raw, scene_feature = self.content.density(x)
-        raw, feature = self._stylize(x, content_raw, scene_feature)
+        self.content_raw = content_raw.detach()
+        style_feature, encoded = self._style_feature_and_encoding(x, scene_feature)
+        raw, feature = self.am(content_raw, scene_feature, style_feature)
         outside = ~self.content.inside(x)
-        return torch.where(outside, torch.full_like(raw, -20.0), raw), torch.cat([feature, scene_feature], dim=-1)
+        features = torch.cat([feature, scene_feature, self._grid_logits(encoded)], dim=-1)
+        return torch.where(outside, torch.full_like(raw, -20.0), raw), features
+
+    def _grid_logits(self, encoded: torch.Tensor) -> torch.Tensor:
+        """The grid colour path's logits [N, 3], or [N, 0] for a field without one."""
+        return encoded[:, :0] if self.grid_color is None else self.grid_color(encoded, self.style_weights)
 
     def _logits(self, h: torch.Tensor, encoded_directions: torch.Tensor) -> torch.Tensor:
         return self.color_mlp(torch.cat([h, encoded_directions], dim=-1))
 
-    def _stylized_color(self, stylized: torch.Tensor, scene: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    def _stylized_color(self, stylized: torch.Tensor, scene: torch.Tensor, directions: torch.Tensor, grid_logits: torch.Tensor) -> torch.Tensor:
         """The content's colour (view-dependent as it was) plus what the style changes, seen from one
-        fixed direction: a painting's strokes do not shift with the viewpoint, so the views agree."""
+        fixed direction: a painting's strokes do not shift with the viewpoint, so the views agree.
+        `grid_logits` [N, 3] or [N, 0]: the grid colour path's part of that change."""
         canonical = self.direction_encoding(self.canonical_direction.expand(scene.shape[0], 3))
         logits = self._logits(scene, self.direction_encoding(directions)) + self._logits(stylized, canonical) - self._logits(scene, canonical)
+        if grid_logits.shape[-1]:
+            logits = logits + grid_logits
         return self.recolor(color_activation(logits))
 
     def color(self, h: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         dim = self.content.feature_dim
-        return self._stylized_color(h[:, :dim], h[:, dim:], directions)
+        return self._stylized_color(h[:, :dim], h[:, dim:2 * dim], directions, h[:, 2 * dim:])
 
     def surface_color(self, samples: "SurfaceSamples") -> torch.Tensor:
         """Stylized colours [M, 3] at kept surface samples: exactly what the renderer would give there."""
-        return self._stylized_color(self.surface_feature(samples), samples.feature, samples.direction)
+        style_feature, encoded = self._style_feature_and_encoding(samples.position, samples.feature)
+        stylized = self.am.fuse_feature(samples.feature, style_feature)
+        return self._stylized_color(stylized, samples.feature, samples.direction, self._grid_logits(encoded))
 
 
 class StylizedImageField(_StyleMix):
@@ -246,12 +284,7 @@ class StylizedImageField(_StyleMix):
         self.color_head = mlp(content.feature_dim + config.style_feature_dim, config.hidden_dim, 1, 3)
         nn.init.zeros_(self.color_head[-1].weight)  # a residual on the content's colour, starting at zero
         nn.init.zeros_(self.color_head[-1].bias)
-        self.grid_color: nn.Linear | None = None
-        if config.grid_color_path:
-            # one path per style (the grid is the styles' own; their weights mix the paths' colours)
-            self.grid_color = nn.Linear(self.position_encoding.output_dim, 3 * config.n_styles)
-            nn.init.zeros_(self.grid_color.weight)  # starting at zero too
-            nn.init.zeros_(self.grid_color.bias)
+        self.grid_color = GridColorPath(self.position_encoding.output_dim, config.n_styles) if config.grid_color_path else None
         # Where the photograph is opaque [1, 1, H, W] (a cut-out object; 1x1 of one: all of it): the
         # style's change and the colour map act on each colour as far as it is the object's, so the
         # background stays as it was, to its very edge.
@@ -293,7 +326,7 @@ class StylizedImageField(_StyleMix):
         style_feature = self.style_net(torch.cat([h, encoded, weights], dim=-1))
         fused = self.color_head(torch.cat([h, style_feature], dim=-1))
         if self.grid_color is not None:
-            fused = fused + (self.grid_color(encoded).view(-1, self.config.n_styles, 3) * weights[..., None]).sum(1)
+            fused = fused + self.grid_color(encoded, weights)
         alpha = self.object_share(uv)
         return self._recolor_object(alpha, color_activation(content_logits + alpha * fused))
 

@@ -97,12 +97,15 @@ class StylizeSession(RunSession):
         config["stylize"].setdefault("palette_spread", 1.0)  # in full
         config["stylize"].setdefault("palette_distribution", False)  # and searched the map by the Gram loss alone
         config["stylize"].setdefault("palette_consistency", False)  # not weighing how much it made views differ
+        config["stylize"].setdefault("grid_color_path", False)  # with no grid colour path
+        config["stylize"].setdefault("grid_lr_scale", 1.0)  # and one learning rate
         settings = StylizeSettings(**config["stylize"])
         if not settings.tune_color_mlp:
             self.model.field.color_mlp.requires_grad_(False)
         self.objective = StyleObjective(self.model, backbone, style_pixels, self.data.train, settings, device)
         config["stylize"]["style_detail"] = settings.style_detail  # "auto" as it resolved for these views
-        self.trainer = Trainer(self.model, self.objective.batch, settings.lr, config["steps"], loss_fn=self.objective.loss)
+        self.trainer = Trainer(self.model, self.objective.batch, settings.lr, config["steps"], loss_fn=self.objective.loss,
+                               lr_scales={"field.sim.position_encoding.": settings.grid_lr_scale})
         # Told what happens after the last step (the palette match takes a while without steps to count).
         self.note: Callable[[str], None] = lambda message: None
         self._resume()
@@ -172,7 +175,8 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
         "aabb": base_config["aabb"],
         "device": request.device,
         "seed": request.seed,
-        "model": {"content_kind": base_config["kind"], "content": base_config["model"], "stylization": StylizationConfig(n_styles=len(records)).to_dict()},
+        "model": {"content_kind": base_config["kind"], "content": base_config["model"], "stylization": StylizationConfig(
+            n_styles=len(records), grid_color_path=settings.grid_color_path and base_config["kind"] == "nerf").to_dict()},
         "styles": records,
         "stylize": asdict(settings),
         "backbone": {"name": backbone.name, "pretrained": backbone.pretrained, "note": backbone.note},
