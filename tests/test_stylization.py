@@ -474,6 +474,12 @@ def test_a_negative_loss_weight_is_refused_with_its_name(key, sentence):
         StylizeSettings.for_device(torch.device("cpu"), **{key: -1.0})
 
 
+@pytest.mark.parametrize("scale", [0.0, -2.0])
+def test_a_grid_learning_rate_scale_that_is_not_positive_is_refused(scale):
+    with pytest.raises(InputError, match=f"grid's learning-rate scale must be a positive number.*got {scale}"):
+        StylizeSettings.for_device(torch.device("cpu"), grid_lr_scale=scale)
+
+
 def test_total_variation_term_makes_the_stylized_views_smoother(content_run):
     def roughness(run):
         """What the term itself minimises (squared neighbour differences), over both held-out views,
