@@ -671,6 +671,16 @@ def test_a_new_nerf_run_has_the_grid_colour_path_and_a_run_from_before_resumes_w
     assert resumed.config["stylize"]["grid_color_path"] is False
 
 
+def test_an_sdf_run_is_stylized_and_recorded_without_the_grid_colour_path(content_run, tmp_path):
+    """SDF fields have no grid colour path: the run's model and its settings both say so."""
+    data = content_run / "data"
+    assert main(["fit", "--data", str(data), "--field", "sdf", "--out", str(tmp_path / "sdf"), "--steps", "10", "--batch-rays", "256", "--device", "cpu"]) == 0
+    session = start_stylize(StylizeRequest(run=tmp_path / "sdf", styles=[content_run / "style_a.png"], out=tmp_path / "styled",
+                                           device="cpu", settings={"steps": 2, "vgg_size": 64}))
+    assert session.config["model"]["stylization"]["grid_color_path"] is False and session.config["stylize"]["grid_color_path"] is False
+    assert not hasattr(session.model.field, "grid_color")
+
+
 def test_the_paintings_targets_keep_the_detail_a_view_can_show_as_the_evaluation_sees_it(content_run):
     """With style_detail "view" the Gram targets are those of the painting as the evaluation's
     `painting_as_seen` shows it at the render's size; with "full" those of the painting itself."""

@@ -211,9 +211,11 @@ class _StylizedBase(_StyleMix):
     def _style_feature(self, x: torch.Tensor, scene_feature: torch.Tensor) -> torch.Tensor:
         return self._style_feature_and_encoding(x, scene_feature)[0]
 
-    def _stylize(self, x: torch.Tensor, content_raw: torch.Tensor, scene_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stylize(self, x: torch.Tensor, content_raw: torch.Tensor, scene_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stylized raw density (or SDF) and feature, and the SIM grid's encoding of `x`."""
         self.content_raw = content_raw.detach()
-        return self.am(content_raw, scene_feature, self._style_feature(x, scene_feature))
+        style_feature, encoded = self._style_feature_and_encoding(x, scene_feature)
+        return *self.am(content_raw, scene_feature, style_feature), encoded
 
     def surface_feature(self, samples: "SurfaceSamples") -> torch.Tensor:
         """The stylized feature at kept surface samples (the geometry stays the content's)."""
@@ -234,9 +236,7 @@ class StylizedNerfField(_StylizedBase):
         # The content field is frozen, so its features need no graph at all.
         with torch.no_grad():
             content_raw, scene_feature = self.content.density(x)
-        self.content_raw = content_raw.detach()
-        style_feature, encoded = self._style_feature_and_encoding(x, scene_feature)
-        raw, feature = self.am(content_raw, scene_feature, style_feature)
+        raw, feature, encoded = self._stylize(x, content_raw, scene_feature)
         outside = ~self.content.inside(x)
         features = torch.cat([feature, scene_feature, self._grid_logits(encoded)], dim=-1)
         return torch.where(outside, torch.full_like(raw, -20.0), raw), features
@@ -341,7 +341,7 @@ class StylizedSdfField(_StylizedBase):
 
     def sdf_and_feature(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         content_sdf, scene_feature = self.content.sdf_and_feature(x)  # differentiable in x for normals
-        return self._stylize(x, content_sdf, scene_feature)
+        return self._stylize(x, content_sdf, scene_feature)[:2]
 
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf_and_feature(x)[0]

@@ -166,6 +166,7 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
         shutil.rmtree(out.root, ignore_errors=True)
         raise
     content_state = load_checkpoint(base.checkpoint_path, device)["trainer"]["model"]
+    settings.grid_color_path = settings.grid_color_path and base_config["kind"] == "nerf"  # SDF fields have none: recorded as such
     config = {
         "kind": "stylized",
         "signature": signature,
@@ -176,7 +177,7 @@ def start_stylize(request: StylizeRequest, log=None) -> StylizeSession:
         "device": request.device,
         "seed": request.seed,
         "model": {"content_kind": base_config["kind"], "content": base_config["model"], "stylization": StylizationConfig(
-            n_styles=len(records), grid_color_path=settings.grid_color_path and base_config["kind"] == "nerf").to_dict()},
+            n_styles=len(records), grid_color_path=settings.grid_color_path).to_dict()},
         "styles": records,
         "stylize": asdict(settings),
         "backbone": {"name": backbone.name, "pretrained": backbone.pretrained, "note": backbone.note},
